@@ -45,6 +45,174 @@ PHX_EXTERN const char *phx_err_name(int err);
 /* Returns a human-readable description of an error code. Static string. */
 PHX_EXTERN const char *phx_strerror(int err);
 
+/* ---- configuration ----
+ * A plain struct: phx_config_init() fills the defaults, the embedder (or
+ * phxd's option table) changes fields, phx_server_new() validates and copies
+ * it. Strings are borrowed until phx_server_new() returns. */
+typedef enum {
+    PHX_MAX_AGE_TOKEN = 0, /* use the max age stored in the token */
+    PHX_MAX_AGE_INFINITY,  /* never expires, no future check */
+    PHX_MAX_AGE_SECONDS,   /* override with `seconds` */
+} phx_max_age_kind_t;
+
+typedef struct phx_max_age {
+    phx_max_age_kind_t kind;
+    double seconds;
+    /* signing only: write `seconds` as a float even when it is integral
+     * (3600.0 rather than 3600); non-integral values are always floats. */
+    bool is_float;
+} phx_max_age_t;
+
+typedef struct phx_config {
+    const char *host;            /* listen address, default "127.0.0.1" */
+    int port;                    /* default 4000; 0 binds an ephemeral port */
+    const char *socket_path;     /* mount prefix, default "/socket" */
+    /* Phoenix.Token verification (phxd's default connect callback) */
+    const char *secret_key_base; /* required by the default callback */
+    const char *salt;            /* default "user socket" */
+    phx_max_age_t max_age;       /* default: the token's own */
+    int key_iterations;          /* 1000 */
+    int key_length;              /* 32 */
+    const char *key_digest;      /* "sha256" | "sha384" | "sha512" */
+    /* limits */
+    int idle_timeout_ms;         /* 60000: no frame received -> close */
+    int handshake_timeout_ms;    /* 10000: whole HTTP request head */
+    int close_timeout_ms;        /* 5000: wait for the peer after our Close */
+    size_t max_message_bytes;    /* 1 MiB: WebSocket message (close 1009) */
+    int max_fragments;           /* 1024 frames per message */
+    size_t max_header_bytes;     /* 8192: URL + header names and values */
+    int max_headers;             /* 100 */
+    int max_channels;            /* 100 joined topics per socket */
+    int max_json_depth;          /* 64 */
+    size_t max_token_bytes;      /* 4096 */
+    size_t max_topic_bytes;      /* 1024: topic, event and refs */
+    size_t queue_high_bytes;     /* 1 MiB queued output: stop reading */
+    size_t queue_limit_bytes;    /* 8 MiB queued output: close 1008 */
+    int max_connections;         /* 0 = limited by file descriptors only */
+} phx_config_t;
+
+/* Fills `cfg` with the defaults listed above. */
+PHX_EXTERN void phx_config_init(phx_config_t *cfg);
+
+/* ---- server ---- */
+typedef struct phx_server phx_server_t;
+typedef struct phx_socket phx_socket_t;
+typedef struct phx_channel phx_channel_t;
+typedef struct phx_connect phx_connect_t;
+
+/* Creates a server on `loop` (a uv_loop_t *, passed as void * so this header
+ * does not need uv.h). Copies `cfg`. On error writes one line into `err`
+ * (PHX_ERR_LEN bytes) and returns a negative code. */
+#define PHX_ERR_LEN 256
+PHX_EXTERN int phx_server_new(phx_server_t **out, void *loop, const phx_config_t *cfg,
+                              char *err);
+/* Binds and starts accepting. Returns 0 or a negative code (with `err`). */
+PHX_EXTERN int phx_server_start(phx_server_t *srv, char *err);
+/* The port actually bound (useful with port 0). */
+PHX_EXTERN int phx_server_port(const phx_server_t *srv);
+/* Stops accepting, closes every socket with `code` (1001 on shutdown) and
+ * every handle; the loop then ends once the last handle is closed. `done` is
+ * called (may be NULL) when everything is closed; the server can then be
+ * freed with phx_server_free(). */
+PHX_EXTERN void phx_server_stop(phx_server_t *srv, int code, void (*done)(phx_server_t *));
+/* Frees a stopped server (or one never started). NULL is a no-op. */
+PHX_EXTERN void phx_server_free(phx_server_t *srv);
+
+/* ---- the connect callback (Phoenix's connect/3) ----
+ * Called once per new connection with the decoded params and the connect
+ * info. Return PHX_CONNECT_OK to accept (after optionally storing assigns and
+ * a socket id) or PHX_CONNECT_REFUSE (WebSocket: HTTP 403, empty body). The
+ * phx_connect_t and every string it returns are valid only during the call. */
+enum { PHX_CONNECT_OK = 0, PHX_CONNECT_REFUSE = 1 };
+typedef int (*phx_connect_cb)(phx_connect_t *c, void *user);
+PHX_EXTERN void phx_server_on_connect(phx_server_t *srv, phx_connect_cb cb, void *user);
+
+/* A top-level connect param as a string, or NULL when absent or not a
+ * string (nested map). Includes "vsn" (and "token"). */
+PHX_EXTERN const char *phx_connect_param(const phx_connect_t *c, const char *key);
+/* Every param as one JSON object (nested maps for a[b]=v). */
+PHX_EXTERN const char *phx_connect_params_json(const phx_connect_t *c);
+/* Connect info: peer address ("127.0.0.1") and port, the request URI
+ * (path and query), and request headers by lower-case name (NULL if absent). */
+PHX_EXTERN const char *phx_connect_peer_address(const phx_connect_t *c);
+PHX_EXTERN int phx_connect_peer_port(const phx_connect_t *c);
+PHX_EXTERN const char *phx_connect_uri(const phx_connect_t *c);
+PHX_EXTERN const char *phx_connect_header(const phx_connect_t *c, const char *name);
+/* "websocket" or "longpoll". */
+PHX_EXTERN const char *phx_connect_transport(const phx_connect_t *c);
+/* Stores `value` (copied) under `key` (copied) in the socket's assigns,
+ * which live as long as the connection. Returns 0 or PHX_ERR_NOMEM. */
+PHX_EXTERN int phx_connect_assign(phx_connect_t *c, const char *key, const char *value);
+/* Sets the socket id (copied), e.g. "users_socket:42". Broadcasting the
+ * event "disconnect" to that topic closes every socket with that id. */
+PHX_EXTERN int phx_connect_set_id(phx_connect_t *c, const char *id);
+
+/* An assign of a live socket, or NULL. Valid until the socket closes. */
+PHX_EXTERN const char *phx_socket_assign(const phx_socket_t *s, const char *key);
+/* The socket id, or NULL. */
+PHX_EXTERN const char *phx_socket_id(const phx_socket_t *s);
+
+/* ---- channels ---- */
+typedef struct phx_payload {
+    const uint8_t *data; /* JSON text, or raw bytes when is_binary */
+    size_t len;
+    bool is_binary;
+} phx_payload_t;
+
+/* What a join or handle_in callback answers. */
+typedef enum {
+    PHX_REPLY_OK = 0,    /* reply {"status":"ok","response":<reply or {}>} */
+    PHX_REPLY_ERROR = 1, /* reply {"status":"error","response":<reply or {}>} */
+    PHX_NOREPLY = 2,     /* handle_in only: no reply */
+    PHX_STOP = 3,        /* handle_in only: reply (if set), then phx_close */
+    PHX_CRASH = 4,       /* join: {"reason":"join crashed"}; else phx_error */
+} phx_result_t;
+
+/* The reply a callback may fill: a JSON object text or binary bytes (copied
+ * by phx_reply_set). A status other than ok/error can be given as `status`. */
+typedef struct phx_reply phx_reply_t;
+PHX_EXTERN int phx_reply_set(phx_reply_t *r, const phx_payload_t *response);
+PHX_EXTERN int phx_reply_set_status(phx_reply_t *r, const char *status);
+
+typedef struct phx_channel_handler {
+    /* Required. Accept with PHX_REPLY_OK, refuse with PHX_REPLY_ERROR (the
+     * reply should then be a reason map, e.g. {"reason":"unauthorized"}). */
+    phx_result_t (*join)(phx_channel_t *ch, const char *topic, const phx_payload_t *params,
+                         phx_reply_t *reply, void *user);
+    /* Optional: a client event on a joined channel. NULL replies
+     * {"reason":"unhandled event"} with status error... */
+    phx_result_t (*handle_in)(phx_channel_t *ch, const char *event, const phx_payload_t *payload,
+                              phx_reply_t *reply, void *user);
+    /* Optional: the channel ends ("left", "closed", "duplicate", "stop",
+     * "crash", "shutdown"). The channel must not push from here. */
+    void (*terminate)(phx_channel_t *ch, const char *reason, void *user);
+} phx_channel_handler_t;
+
+/* Registers a handler for a topic pattern: an exact topic ("system") or a
+ * prefix ending in '*' ("room:*"). The first matching registration wins.
+ * `h` is borrowed for the life of the server. */
+PHX_EXTERN int phx_server_channel(phx_server_t *srv, const char *pattern,
+                                  const phx_channel_handler_t *h, void *user);
+
+PHX_EXTERN phx_socket_t *phx_channel_socket(const phx_channel_t *ch);
+PHX_EXTERN const char *phx_channel_topic(const phx_channel_t *ch);
+PHX_EXTERN void *phx_channel_data(const phx_channel_t *ch);
+PHX_EXTERN void phx_channel_set_data(phx_channel_t *ch, void *data);
+/* Sends `event` with `payload` to this channel's client only. */
+PHX_EXTERN int phx_channel_push(phx_channel_t *ch, const char *event, const phx_payload_t *payload);
+/* Sends to every subscriber of the channel's topic, including this one. */
+PHX_EXTERN int phx_channel_broadcast(phx_channel_t *ch, const char *event,
+                                     const phx_payload_t *payload);
+/* Sends to every subscriber of the channel's topic except this one. */
+PHX_EXTERN int phx_channel_broadcast_from(phx_channel_t *ch, const char *event,
+                                          const phx_payload_t *payload);
+/* Broadcasts from anywhere (server-side publishing). The payload is encoded
+ * once per wire format in use. Returns the number of recipients or a
+ * negative code. The event "disconnect" on a socket id topic closes every
+ * socket with that id. */
+PHX_EXTERN int phx_broadcast(phx_server_t *srv, const char *topic, const char *event,
+                             const phx_payload_t *payload);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,434 @@
+/* channel.c: channel instances and their lifecycle (PROTOCOL.md section 3):
+ * join (routing by topic pattern, the per-socket channel limit, the join
+ * callback), duplicate joins, leave, stale join_refs, handle_in with its
+ * reply/noreply/stop/crash outcomes, and the channel API (push, broadcast,
+ * broadcast_from). */
+#include "channel.h"
+
+#include <string.h>
+
+#include "log.h"
+#include "pubsub.h"
+#include "server.h"
+#include "socket.h"
+
+static const char empty_object[] = "{}";
+
+/* ---- refs ---- */
+
+static int ref_copy(phx_ref_t *r, const phx_field_t *f)
+{
+    r->kind = (uint8_t)f->kind;
+    r->len = 0;
+    r->bytes = NULL;
+    if (f->kind == PHX_FIELD_NULL)
+        return 0;
+    if (f->len > UINT16_MAX)
+        return PHX_ERR_LIMIT;
+    r->bytes = (uint8_t *)phx_strndup((const char *)f->p, f->len);
+    if (r->bytes == NULL)
+        return PHX_ERR_NOMEM;
+    r->len = (uint16_t)f->len;
+    return 0;
+}
+
+phx_field_t phx_ref_field(const phx_ref_t *r)
+{
+    phx_field_t f = {(phx_field_kind_t)r->kind, r->bytes, r->len};
+    return f;
+}
+
+static bool ref_equals(const phx_ref_t *r, const phx_field_t *f)
+{
+    return (phx_field_kind_t)r->kind == f->kind && r->len == f->len &&
+           (f->len == 0 || memcmp(r->bytes, f->p, f->len) == 0);
+}
+
+/* ---- channel objects ---- */
+
+static const char *chan_topic(const phx_channel_t *ch, size_t *len)
+{
+    if (ch->topic)
+        return phx_topic_name(ch->topic, len);
+    if (len)
+        *len = strlen(ch->topic_name);
+    return ch->topic_name;
+}
+
+static void chan_free(phx_channel_t *ch)
+{
+    phx_free(ch->join_ref.bytes);
+    if (!ch->own_ref_is_join_ref)
+        phx_free(ch->own_ref.bytes);
+    phx_free(ch->topic_name);
+    phx_free(ch);
+}
+
+static phx_channel_t *find(const phx_socket_t *s, const phx_field_t *topic)
+{
+    if (topic->kind != PHX_FIELD_STRING)
+        return NULL;
+    for (phx_channel_t *ch = s->channels; ch; ch = ch->next) {
+        size_t len;
+        const char *name = chan_topic(ch, &len);
+        if (len == topic->len && memcmp(name, topic->p, len) == 0)
+            return ch;
+    }
+    return NULL;
+}
+
+static void unlink_chan(phx_socket_t *s, phx_channel_t *ch)
+{
+    for (phx_channel_t **pp = &s->channels; *pp; pp = &(*pp)->next) {
+        if (*pp == ch) {
+            *pp = ch->next;
+            s->nchannels--;
+            return;
+        }
+    }
+}
+
+/* Runs terminate, unsubscribes, unlinks and frees. */
+static void chan_end(phx_channel_t *ch, const char *reason)
+{
+    phx_socket_t *s = ch->sock;
+    bool was_live = ch->state != PHX_CHAN_CLOSED;
+    ch->state = PHX_CHAN_CLOSED;
+    if (was_live && ch->route->handler->terminate)
+        ch->route->handler->terminate(ch, reason, ch->route->user);
+    /* Keep the name for messages sent after unsubscribing. */
+    if (ch->topic && ch->topic_name == NULL) {
+        size_t len;
+        const char *name = phx_topic_name(ch->topic, &len);
+        ch->topic_name = phx_strndup(name, len);
+    }
+    phx_pubsub_unsubscribe(s->srv->pubsub, ch);
+    unlink_chan(s, ch);
+    chan_free(ch);
+}
+
+/* ---- sending ---- */
+
+static void send_reply(phx_socket_t *s, phx_field_t join_ref, phx_field_t ref, phx_field_t topic,
+                       const char *status, const char *json)
+{
+    phx_out_t out = {
+        .kind = PHX_OUT_REPLY,
+        .join_ref = join_ref,
+        .ref = ref,
+        .topic = topic,
+        .status = phx_field_str(status),
+        .payload = (const uint8_t *)json,
+        .payload_len = strlen(json),
+    };
+    phx_socket_send(s, &out);
+}
+
+static void send_reply_obj(phx_socket_t *s, phx_field_t join_ref, phx_field_t ref,
+                           phx_field_t topic, const phx_reply_t *r, const char *default_status)
+{
+    phx_out_t out = {
+        .kind = PHX_OUT_REPLY,
+        .join_ref = join_ref,
+        .ref = ref,
+        .topic = topic,
+        .status = phx_field_str(r->status[0] ? r->status : default_status),
+        .payload = r->is_set ? r->payload.data : (const uint8_t *)empty_object,
+        .payload_len = r->is_set ? r->payload.len : 2,
+        .is_binary = r->is_set && r->is_binary,
+    };
+    if (phx_socket_send(s, &out) == PHX_ERR_INVALID && out.is_binary) {
+        /* A binary reply on a socket that cannot carry it (V1). */
+        out.is_binary = false;
+        out.payload = (const uint8_t *)empty_object;
+        out.payload_len = 2;
+        phx_socket_send(s, &out);
+    }
+}
+
+/* phx_close / phx_error: join_ref as both join_ref and ref (PROTOCOL 3.8). */
+static void send_lifecycle(phx_socket_t *s, const phx_ref_t *join_ref, phx_field_t topic,
+                           const char *event, const char *json)
+{
+    phx_field_t jr = phx_ref_field(join_ref);
+    phx_out_t out = {
+        .kind = PHX_OUT_MESSAGE,
+        .join_ref = jr,
+        .ref = jr,
+        .topic = topic,
+        .event = phx_field_str(event),
+        .payload = (const uint8_t *)json,
+        .payload_len = strlen(json),
+    };
+    phx_socket_send(s, &out);
+}
+
+static phx_field_t topic_field(const phx_channel_t *ch)
+{
+    size_t len;
+    const char *name = chan_topic(ch, &len);
+    return phx_field_bytes(name, len);
+}
+
+/* ---- replies built by handlers ---- */
+
+int phx_reply_set(phx_reply_t *r, const phx_payload_t *response)
+{
+    r->payload.len = 0;
+    r->is_set = false;
+    if (response == NULL)
+        return 0;
+    if (phx_buf_append(&r->payload, response->data, response->len) != 0)
+        return PHX_ERR_NOMEM;
+    r->is_binary = response->is_binary;
+    r->is_set = true;
+    return 0;
+}
+
+int phx_reply_set_status(phx_reply_t *r, const char *status)
+{
+    size_t len = strlen(status);
+    if (len == 0 || len >= sizeof(r->status))
+        return PHX_ERR_INVALID;
+    memcpy(r->status, status, len + 1);
+    return 0;
+}
+
+/* ---- join / leave / events ---- */
+
+static void join(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *old)
+{
+    phx_server_t *srv = s->srv;
+    const phx_route_t *route =
+        m->topic.kind == PHX_FIELD_STRING ? phx_server_route(srv, (const char *)m->topic.p, m->topic.len)
+                                          : NULL;
+    phx_ref_t old_ref = {0};
+    phx_field_t topic = m->topic;
+    if (old) {
+        /* Duplicate join: the old instance ends first; its phx_close goes
+         * out after the reply to the new join. */
+        old_ref = old->join_ref;
+        old->join_ref.bytes = NULL;
+        if (old->own_ref_is_join_ref)
+            old->own_ref.bytes = NULL;
+        chan_end(old, "duplicate_join");
+    }
+    if (route == NULL) {
+        srv->stats.refused_joins++;
+        send_reply(s, phx_field_null(), m->ref, topic, "error", "{\"reason\":\"unmatched topic\"}");
+        goto done;
+    }
+    if (s->nchannels >= srv->cfg.max_channels) {
+        srv->stats.refused_joins++;
+        send_reply(s, m->join_ref, m->ref, topic, "error",
+                   "{\"reason\":\"too many channels joined\"}");
+        goto done;
+    }
+    phx_channel_t *ch = phx_calloc(1, sizeof(*ch));
+    if (ch == NULL || ref_copy(&ch->join_ref, &m->join_ref) != 0 ||
+        (ch->topic_name = phx_strndup((const char *)topic.p, topic.len)) == NULL) {
+        if (ch)
+            chan_free(ch);
+        send_reply(s, m->join_ref, m->ref, topic, "error", "{\"reason\":\"join crashed\"}");
+        goto done;
+    }
+    if (m->join_ref.kind == PHX_FIELD_NULL) {
+        if (ref_copy(&ch->own_ref, &m->ref) != 0) {
+            chan_free(ch);
+            send_reply(s, m->join_ref, m->ref, topic, "error", "{\"reason\":\"join crashed\"}");
+            goto done;
+        }
+    } else {
+        ch->own_ref = ch->join_ref;
+        ch->own_ref_is_join_ref = true;
+    }
+    ch->sock = s;
+    ch->route = route;
+    ch->state = PHX_CHAN_JOINING;
+    phx_reply_t reply = {0};
+    phx_payload_t params = {m->payload, m->payload_len, m->is_binary};
+    phx_result_t res = route->handler->join(ch, ch->topic_name, &params, &reply, route->user);
+    if (s->is_closing) {
+        /* The join callback closed the socket. */
+        phx_buf_dispose(&reply.payload);
+        chan_free(ch);
+        goto done;
+    }
+    if (res == PHX_REPLY_OK) {
+        if (phx_pubsub_subscribe(srv->pubsub, ch, ch->topic_name, topic.len) != 0) {
+            phx_buf_dispose(&reply.payload);
+            chan_free(ch);
+            send_reply(s, m->join_ref, m->ref, topic, "error", "{\"reason\":\"join crashed\"}");
+            goto done;
+        }
+        phx_free(ch->topic_name);
+        ch->topic_name = NULL;
+        ch->state = PHX_CHAN_JOINED;
+        ch->next = s->channels;
+        s->channels = ch;
+        s->nchannels++;
+        send_reply_obj(s, m->join_ref, m->ref, topic, &reply, "ok");
+    } else {
+        srv->stats.refused_joins++;
+        if (res == PHX_CRASH) {
+            send_reply(s, m->join_ref, m->ref, topic, "error", "{\"reason\":\"join crashed\"}");
+        } else {
+            if (reply.status[0] == '\0')
+                phx_reply_set_status(&reply, "error");
+            send_reply_obj(s, m->join_ref, m->ref, topic, &reply, "error");
+        }
+        chan_free(ch);
+    }
+    phx_buf_dispose(&reply.payload);
+done:
+    if (old) {
+        send_lifecycle(s, &old_ref, topic, "phx_close", empty_object);
+        phx_free(old_ref.bytes);
+    }
+}
+
+static void leave(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *ch)
+{
+    if (ch == NULL) {
+        /* Not joined: ok at once, join_ref echoed as sent, no phx_close. */
+        send_reply(s, m->join_ref, m->ref, m->topic, "ok", empty_object);
+        return;
+    }
+    if (m->join_ref.kind != PHX_FIELD_NULL && !ref_equals(&ch->join_ref, &m->join_ref))
+        return; /* stale: no reply at all */
+    phx_field_t topic = topic_field(ch);
+    send_reply(s, phx_ref_field(&ch->own_ref), m->ref, topic, "ok", empty_object);
+    send_lifecycle(s, &ch->join_ref, topic, "phx_close", empty_object);
+    chan_end(ch, "left");
+}
+
+static void event(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *ch)
+{
+    if (ch == NULL) {
+        send_reply(s, phx_field_null(), m->ref, m->topic, "error",
+                   "{\"reason\":\"unmatched topic\"}");
+        return;
+    }
+    if (m->join_ref.kind != PHX_FIELD_NULL && !ref_equals(&ch->join_ref, &m->join_ref))
+        return; /* a message for an earlier join of this topic: dropped */
+    const phx_channel_handler_t *h = ch->route->handler;
+    phx_reply_t reply = {0};
+    phx_result_t res = PHX_CRASH;
+    if (h->handle_in && m->event.kind == PHX_FIELD_STRING) {
+        char *name = phx_strndup((const char *)m->event.p, m->event.len);
+        if (name) {
+            phx_payload_t payload = {m->payload, m->payload_len, m->is_binary};
+            res = h->handle_in(ch, name, &payload, &reply, ch->route->user);
+            phx_free(name);
+        }
+    }
+    if (s->is_closing || ch->state == PHX_CHAN_CLOSED) {
+        phx_buf_dispose(&reply.payload);
+        return;
+    }
+    phx_field_t topic = topic_field(ch);
+    switch (res) {
+    case PHX_REPLY_OK:
+    case PHX_REPLY_ERROR:
+        send_reply_obj(s, phx_ref_field(&ch->own_ref), m->ref, topic, &reply,
+                       res == PHX_REPLY_OK ? "ok" : "error");
+        break;
+    case PHX_NOREPLY:
+        break;
+    case PHX_STOP:
+        if (reply.is_set || reply.status[0])
+            send_reply_obj(s, phx_ref_field(&ch->own_ref), m->ref, topic, &reply, "ok");
+        send_lifecycle(s, &ch->join_ref, topic, "phx_close", empty_object);
+        chan_end(ch, "stop");
+        break;
+    case PHX_CRASH:
+    default:
+        send_lifecycle(s, &ch->join_ref, topic, "phx_error", "{\"reason\":\"channel_crash\"}");
+        chan_end(ch, "crash");
+        break;
+    }
+    phx_buf_dispose(&reply.payload);
+}
+
+void phx_channel_dispatch(phx_socket_t *s, const phx_msg_t *m)
+{
+    phx_channel_t *ch = find(s, &m->topic);
+    if (phx_field_eq(&m->event, "phx_join"))
+        join(s, m, ch);
+    else if (phx_field_eq(&m->event, "phx_leave"))
+        leave(s, m, ch);
+    else
+        event(s, m, ch);
+}
+
+void phx_channel_close_all(phx_socket_t *s, const char *reason)
+{
+    while (s->channels)
+        chan_end(s->channels, reason);
+}
+
+/* ---- the public channel API ---- */
+
+phx_socket_t *phx_channel_socket(const phx_channel_t *ch)
+{
+    return ch->sock;
+}
+
+const char *phx_channel_topic(const phx_channel_t *ch)
+{
+    return chan_topic(ch, NULL);
+}
+
+void *phx_channel_data(const phx_channel_t *ch)
+{
+    return ch->data;
+}
+
+void phx_channel_set_data(phx_channel_t *ch, void *data)
+{
+    ch->data = data;
+}
+
+int phx_channel_push(phx_channel_t *ch, const char *event_name, const phx_payload_t *payload)
+{
+    if (ch->state != PHX_CHAN_JOINED)
+        return PHX_ERR_STATE; /* no pushes before the join reply, or after the end */
+    phx_out_t out = {
+        .kind = PHX_OUT_PUSH,
+        .join_ref = phx_ref_field(&ch->own_ref),
+        .ref = phx_field_null(),
+        .topic = topic_field(ch),
+        .event = phx_field_str(event_name),
+        .payload = payload ? payload->data : NULL,
+        .payload_len = payload ? payload->len : 0,
+        .is_binary = payload && payload->is_binary,
+    };
+    return phx_socket_send(ch->sock, &out);
+}
+
+static int chan_broadcast(phx_channel_t *ch, const char *event_name, const phx_payload_t *payload,
+                          const phx_channel_t *exclude)
+{
+    size_t len;
+    const char *topic = chan_topic(ch, &len);
+    return phx_pubsub_broadcast(ch->sock->srv->pubsub, topic, len, event_name,
+                                strlen(event_name), payload, exclude);
+}
+
+int phx_channel_broadcast(phx_channel_t *ch, const char *event_name, const phx_payload_t *payload)
+{
+    return chan_broadcast(ch, event_name, payload, NULL);
+}
+
+int phx_channel_broadcast_from(phx_channel_t *ch, const char *event_name,
+                               const phx_payload_t *payload)
+{
+    return chan_broadcast(ch, event_name, payload, ch);
+}
+
+int phx_broadcast(phx_server_t *srv, const char *topic, const char *event_name,
+                  const phx_payload_t *payload)
+{
+    return phx_pubsub_broadcast(srv->pubsub, topic, strlen(topic), event_name,
+                                strlen(event_name), payload, NULL);
+}

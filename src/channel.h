@@ -1,0 +1,60 @@
+/* channel.h: channel instances (one per joined topic per socket) and the
+ * join/leave/dispatch lifecycle of PROTOCOL.md section 3, calling the
+ * handlers registered by topic pattern. */
+#ifndef PHX_CHANNEL_H
+#define PHX_CHANNEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mem.h"
+#include "phx.h"
+#include "serializer.h"
+
+typedef struct phx_topic phx_topic_t;
+typedef struct phx_route phx_route_t;
+
+/* A ref kept beyond the frame it arrived in (join_ref as sent). */
+typedef struct phx_ref {
+    uint8_t kind; /* phx_field_kind_t */
+    uint16_t len;
+    uint8_t *bytes; /* owned; NULL for null */
+} phx_ref_t;
+
+typedef enum {
+    PHX_CHAN_JOINING = 0, /* inside the join callback */
+    PHX_CHAN_JOINED,
+    PHX_CHAN_CLOSED, /* terminated, waiting to be freed */
+} phx_chan_state_t;
+
+struct phx_channel {
+    phx_socket_t *sock;
+    phx_channel_t *next; /* the socket's channels */
+    phx_topic_t *topic;  /* set while subscribed */
+    uint32_t sub_index;  /* slot in the topic's subscriber array */
+    uint8_t state;
+    bool own_ref_is_join_ref;
+    const phx_route_t *route;
+    void *data;
+    char *topic_name; /* only while not subscribed (joining) */
+    phx_ref_t join_ref; /* as the phx_join sent it (may be null) */
+    phx_ref_t own_ref;  /* join_ref, or the join's ref when that was null */
+};
+
+struct phx_reply {
+    phx_buf_t payload;
+    bool is_binary;
+    bool is_set;
+    char status[32];
+};
+
+/* The socket's handling of one decoded message that is not a heartbeat. */
+void phx_channel_dispatch(phx_socket_t *s, const phx_msg_t *m);
+/* Terminates every channel of a socket that is going away (no messages are
+ * sent) and frees them. */
+void phx_channel_close_all(phx_socket_t *s, const char *reason);
+
+phx_field_t phx_ref_field(const phx_ref_t *r);
+
+#endif /* PHX_CHANNEL_H */

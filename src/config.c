@@ -1,0 +1,302 @@
+/* config.c: the option table and its parser (see config.h). */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+
+const char phxd_demo_secret[] =
+    "phxd-demo-secret-key-base-0123456789-do-not-use-in-production-xx";
+
+typedef enum {
+    OPT_STRING,
+    OPT_INT,
+    OPT_SIZE,
+    OPT_MAX_AGE,
+    OPT_DIGEST,
+    OPT_LOG_LEVEL,
+} opt_type_t;
+
+typedef struct opt {
+    const char *name; /* flag without "--", kebab-case */
+    const char *env;  /* PHXD_... */
+    const char *env2; /* an extra variable Phoenix apps use, or NULL */
+    opt_type_t type;
+    size_t offset;    /* into phxd_options_t */
+    const char *def;  /* default as shown in --help */
+    long long min, max;
+    bool is_secret;
+    const char *help;
+} opt_t;
+
+#define CFG(field) offsetof(phxd_options_t, cfg.field)
+
+static const opt_t options[] = {
+    {"host", "PHXD_HOST", NULL, OPT_STRING, CFG(host), "127.0.0.1", 0, 0, false,
+     "address to listen on (0.0.0.0 or :: for every interface)"},
+    {"port", "PHXD_PORT", "PORT", OPT_INT, CFG(port), "4000", 0, 65535, false,
+     "TCP port; 0 picks a free port (the banner shows it)"},
+    {"socket-path", "PHXD_SOCKET_PATH", NULL, OPT_STRING, CFG(socket_path), "/socket", 0, 0,
+     false, "mount prefix of the socket: <path>/websocket"},
+    {"secret-key-base", "PHXD_SECRET_KEY_BASE", "SECRET_KEY_BASE", OPT_STRING,
+     CFG(secret_key_base), "(demo secret)", 0, 0, true,
+     "the Phoenix app's secret_key_base that signs user tokens"},
+    {"salt", "PHXD_SALT", NULL, OPT_STRING, CFG(salt), "user socket", 0, 0, false,
+     "Phoenix.Token salt (the namespace given to Phoenix.Token.sign)"},
+    {"max-age", "PHXD_MAX_AGE", NULL, OPT_MAX_AGE, CFG(max_age), "(the token's own)", 0, 0, false,
+     "token max age in seconds or 'infinity'; overrides the token's own"},
+    {"key-iterations", "PHXD_KEY_ITERATIONS", NULL, OPT_INT, CFG(key_iterations), "1000", 1,
+     10000000, false, "PBKDF2 iterations of the key derivation"},
+    {"key-length", "PHXD_KEY_LENGTH", NULL, OPT_INT, CFG(key_length), "32", 1, 1024, false,
+     "derived key length in bytes"},
+    {"key-digest", "PHXD_KEY_DIGEST", NULL, OPT_DIGEST, CFG(key_digest), "sha256", 0, 0, false,
+     "PBKDF2 digest: sha256, sha384 or sha512"},
+    {"idle-timeout-ms", "PHXD_IDLE_TIMEOUT_MS", NULL, OPT_INT, CFG(idle_timeout_ms), "60000", 100,
+     INT_MAX, false, "close a WebSocket that sent nothing for this long"},
+    {"handshake-timeout-ms", "PHXD_HANDSHAKE_TIMEOUT_MS", NULL, OPT_INT,
+     CFG(handshake_timeout_ms), "10000", 100, INT_MAX, false,
+     "deadline for the whole HTTP request head"},
+    {"close-timeout-ms", "PHXD_CLOSE_TIMEOUT_MS", NULL, OPT_INT, CFG(close_timeout_ms), "5000",
+     10, INT_MAX, false, "how long to wait for the peer after sending a Close"},
+    {"max-message-bytes", "PHXD_MAX_MESSAGE_BYTES", NULL, OPT_SIZE, CFG(max_message_bytes),
+     "1048576", 64, 1LL << 31, false, "largest WebSocket message accepted (close 1009 beyond)"},
+    {"max-fragments", "PHXD_MAX_FRAGMENTS", NULL, OPT_INT, CFG(max_fragments), "1024", 1,
+     1000000, false, "frames per fragmented message (close 1009 beyond)"},
+    {"max-header-bytes", "PHXD_MAX_HEADER_BYTES", NULL, OPT_SIZE, CFG(max_header_bytes), "8192",
+     256, 1 << 20, false, "URL plus header bytes of a request (414/431 beyond)"},
+    {"max-headers", "PHXD_MAX_HEADERS", NULL, OPT_INT, CFG(max_headers), "100", 4, 10000, false,
+     "header fields per request (431 beyond)"},
+    {"max-channels", "PHXD_MAX_CHANNELS", NULL, OPT_INT, CFG(max_channels), "100", 1, 65535,
+     false, "joined topics per socket"},
+    {"max-json-depth", "PHXD_MAX_JSON_DEPTH", NULL, OPT_INT, CFG(max_json_depth), "64", 2, 1000,
+     false, "nesting of client JSON messages"},
+    {"max-token-bytes", "PHXD_MAX_TOKEN_BYTES", NULL, OPT_SIZE, CFG(max_token_bytes), "4096", 64,
+     1 << 20, false, "longest token looked at"},
+    {"max-topic-bytes", "PHXD_MAX_TOPIC_BYTES", NULL, OPT_SIZE, CFG(max_topic_bytes), "1024", 16,
+     1 << 20, false, "longest topic, event or ref"},
+    {"queue-high-bytes", "PHXD_QUEUE_HIGH_BYTES", NULL, OPT_SIZE, CFG(queue_high_bytes),
+     "1048576", 1024, 1LL << 40, false, "queued output above which reading a socket pauses"},
+    {"queue-limit-bytes", "PHXD_QUEUE_LIMIT_BYTES", NULL, OPT_SIZE, CFG(queue_limit_bytes),
+     "8388608", 1024, 1LL << 40, false, "queued output above which a socket is closed (1008)"},
+    {"log-level", "PHXD_LOG_LEVEL", NULL, OPT_LOG_LEVEL, offsetof(phxd_options_t, log_level),
+     "info", 0, 0, false, "error, warn, info or debug"},
+};
+
+#define NOPTIONS (sizeof(options) / sizeof(options[0]))
+
+void phxd_options_init(phxd_options_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    phx_config_init(&o->cfg);
+    o->log_level = PHX_LOG_LEVEL_INFO;
+}
+
+static int parse_ll(const char *s, long long *out, bool allow_suffix)
+{
+    errno = 0;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s)
+        return -1;
+    if (allow_suffix && *end) {
+        long long mul = 1;
+        if (strcasecmp(end, "k") == 0 || strcasecmp(end, "kib") == 0)
+            mul = 1024;
+        else if (strcasecmp(end, "m") == 0 || strcasecmp(end, "mib") == 0)
+            mul = 1024 * 1024;
+        else if (strcasecmp(end, "g") == 0 || strcasecmp(end, "gib") == 0)
+            mul = 1024LL * 1024 * 1024;
+        else
+            return -1;
+        if (v > LLONG_MAX / mul)
+            return -1;
+        v *= mul;
+        end += strlen(end);
+    }
+    if (*end)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int apply(phxd_options_t *o, const opt_t *opt, const char *value, const char *source,
+                 char *err)
+{
+    char *base = (char *)o;
+    long long v;
+    switch (opt->type) {
+    case OPT_STRING:
+        *(const char **)(base + opt->offset) = value;
+        return 0;
+    case OPT_INT:
+    case OPT_SIZE:
+        if (parse_ll(value, &v, opt->type == OPT_SIZE) != 0 || v < opt->min || v > opt->max) {
+            snprintf(err, PHX_ERR_LEN, "%s: %s must be an integer from %lld to %lld, got \"%s\"",
+                     source, opt->name, opt->min, opt->max, value);
+            return PHX_ERR_INVALID;
+        }
+        if (opt->type == OPT_INT)
+            *(int *)(base + opt->offset) = (int)v;
+        else
+            *(size_t *)(base + opt->offset) = (size_t)v;
+        return 0;
+    case OPT_MAX_AGE: {
+        phx_max_age_t *m = (phx_max_age_t *)(base + opt->offset);
+        if (strcmp(value, "infinity") == 0) {
+            m->kind = PHX_MAX_AGE_INFINITY;
+            return 0;
+        }
+        char *end;
+        errno = 0;
+        double d = strtod(value, &end);
+        if (errno || end == value || *end || !isfinite(d)) {
+            snprintf(err, PHX_ERR_LEN, "%s: max-age must be seconds or 'infinity', got \"%s\"",
+                     source, value);
+            return PHX_ERR_INVALID;
+        }
+        m->kind = PHX_MAX_AGE_SECONDS;
+        m->seconds = d;
+        return 0;
+    }
+    case OPT_DIGEST:
+        if (strcmp(value, "sha256") != 0 && strcmp(value, "sha384") != 0 &&
+            strcmp(value, "sha512") != 0) {
+            snprintf(err, PHX_ERR_LEN,
+                     "%s: key-digest must be sha256, sha384 or sha512, got \"%s\"", source, value);
+            return PHX_ERR_INVALID;
+        }
+        *(const char **)(base + opt->offset) = value;
+        return 0;
+    case OPT_LOG_LEVEL: {
+        int lvl = phx_log_level_parse(value);
+        if (lvl < 0) {
+            snprintf(err, PHX_ERR_LEN,
+                     "%s: log-level must be error, warn, info or debug, got \"%s\"", source,
+                     value);
+            return PHX_ERR_INVALID;
+        }
+        *(int *)(base + opt->offset) = lvl;
+        return 0;
+    }
+    }
+    return PHX_ERR_INVALID;
+}
+
+static const char *real_getenv(const char *name)
+{
+    return getenv(name);
+}
+
+int phxd_options_parse(phxd_options_t *o, int argc, char **argv, int first,
+                       const char *(*get_env)(const char *), bool *help, char *err)
+{
+    if (get_env == NULL)
+        get_env = real_getenv;
+    *help = false;
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const opt_t *opt = &options[i];
+        /* The phxd-specific variable wins over the generic one. */
+        const char *v = get_env(opt->env);
+        const char *name = opt->env;
+        if ((v == NULL || *v == '\0') && opt->env2) {
+            v = get_env(opt->env2);
+            name = opt->env2;
+        }
+        if (v == NULL || *v == '\0')
+            continue;
+        char source[64];
+        snprintf(source, sizeof(source), "environment %s", name);
+        int rv = apply(o, opt, v, source, err);
+        if (rv)
+            return rv;
+    }
+    for (int i = first; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            *help = true;
+            return 0;
+        }
+        if (strncmp(arg, "--", 2) != 0) {
+            snprintf(err, PHX_ERR_LEN, "unexpected argument \"%s\" (see --help)", arg);
+            return PHX_ERR_INVALID;
+        }
+        const char *name = arg + 2;
+        const char *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const opt_t *opt = NULL;
+        for (size_t k = 0; k < NOPTIONS; k++)
+            if (strlen(options[k].name) == nlen && strncmp(options[k].name, name, nlen) == 0)
+                opt = &options[k];
+        if (opt == NULL) {
+            snprintf(err, PHX_ERR_LEN, "unknown option --%.*s (see --help)", (int)nlen, name);
+            return PHX_ERR_INVALID;
+        }
+        const char *value = eq ? eq + 1 : NULL;
+        if (value == NULL) {
+            if (i + 1 >= argc) {
+                snprintf(err, PHX_ERR_LEN, "option --%s needs a value", opt->name);
+                return PHX_ERR_INVALID;
+            }
+            value = argv[++i];
+        }
+        char source[80];
+        snprintf(source, sizeof(source), "option --%s", opt->name);
+        int rv = apply(o, opt, value, source, err);
+        if (rv)
+            return rv;
+    }
+    if (o->cfg.secret_key_base == NULL || o->cfg.secret_key_base[0] == '\0') {
+        o->cfg.secret_key_base = phxd_demo_secret;
+        o->is_demo_secret = true;
+    }
+    if (o->cfg.queue_high_bytes > o->cfg.queue_limit_bytes) {
+        snprintf(err, PHX_ERR_LEN, "queue-high-bytes must not exceed queue-limit-bytes");
+        return PHX_ERR_INVALID;
+    }
+    if (o->cfg.socket_path[0] != '/') {
+        snprintf(err, PHX_ERR_LEN, "socket-path must start with '/', got \"%s\"",
+                 o->cfg.socket_path);
+        return PHX_ERR_INVALID;
+    }
+    return 0;
+}
+
+static void env_names(const opt_t *opt, char *out, size_t len)
+{
+    if (opt->env2)
+        snprintf(out, len, "%s, %s", opt->env, opt->env2);
+    else
+        snprintf(out, len, "%s", opt->env);
+}
+
+void phxd_options_help(FILE *out)
+{
+    fprintf(out, "usage: phxd [options]            run the server\n"
+                 "       phxd token sign|verify ...  mint or check a Phoenix.Token (phxd token --help)\n"
+                 "       phxd --version\n\n"
+                 "options (flag > environment > default):\n");
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const opt_t *opt = &options[i];
+        char env[96];
+        env_names(opt, env, sizeof(env));
+        fprintf(out, "  --%-22s %s\n  %-24s default %s; env %s\n", opt->name, opt->help, "",
+                opt->def, env);
+    }
+}
+
+void phxd_options_markdown(FILE *out)
+{
+    fprintf(out, "| flag | environment | default | meaning |\n| --- | --- | --- | --- |\n");
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const opt_t *opt = &options[i];
+        char env[96];
+        env_names(opt, env, sizeof(env));
+        fprintf(out, "| `--%s` | `%s` | `%s` | %s |\n", opt->name, env, opt->def, opt->help);
+    }
+}

@@ -1,0 +1,352 @@
+/* http.c: llhttp glue for the request head of each new connection. Caps the
+ * URL (414), header bytes and count (431) and the whole head's time (408),
+ * routes the request, and writes plain responses. The head's storage lives
+ * only until the connection upgrades or closes. */
+#include "http.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+#include "server.h"
+#include "ws.h"
+
+static void http_on_read(phx_conn_t *c, uint8_t *data, size_t len);
+static void http_on_close(phx_conn_t *c);
+
+static const phx_conn_ops_t http_ops = {
+    .on_read = http_on_read,
+    .on_close = http_on_close,
+    .on_free = http_on_close,
+};
+
+/* ---- llhttp callbacks ---- */
+
+static phx_conn_t *conn_of(llhttp_t *p)
+{
+    return p->data;
+}
+
+/* Counts head bytes against the cap; on overflow records the status. */
+static int count_bytes(llhttp_t *p, size_t len, uint16_t status, const char *reason)
+{
+    phx_conn_t *c = conn_of(p);
+    phx_http_t *h = c->http;
+    h->head_bytes += len;
+    if (h->head_bytes > c->srv->cfg.max_header_bytes) {
+        h->error_status = status;
+        llhttp_set_error_reason(p, reason);
+        return HPE_USER;
+    }
+    return 0;
+}
+
+static int http_on_url(llhttp_t *p, const char *at, size_t len)
+{
+    int rv = count_bytes(p, len, 414, "URI too long");
+    if (rv)
+        return rv;
+    if (phx_buf_append(&conn_of(p)->http->url, at, len) != 0) {
+        conn_of(p)->http->error_status = 503;
+        llhttp_set_error_reason(p, "out of memory");
+        return HPE_USER;
+    }
+    return 0;
+}
+
+static int nomem(llhttp_t *p)
+{
+    conn_of(p)->http->error_status = 503;
+    llhttp_set_error_reason(p, "out of memory");
+    return HPE_USER;
+}
+
+static int http_on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    phx_http_t *h = conn_of(p)->http;
+    int rv = count_bytes(p, len, 431, "request header fields too large");
+    if (rv)
+        return rv;
+    if (h->hstate != 1) {
+        if (h->nheaders >= (uint32_t)conn_of(p)->srv->cfg.max_headers) {
+            h->error_status = 431;
+            llhttp_set_error_reason(p, "too many header fields");
+            return HPE_USER;
+        }
+        h->nheaders++;
+        h->hstate = 1;
+    }
+    for (size_t i = 0; i < len; i++)
+        if (phx_buf_append_byte(&h->headers, (uint8_t)tolower((unsigned char)at[i])) != 0)
+            return nomem(p);
+    return 0;
+}
+
+static int http_on_header_field_complete(llhttp_t *p)
+{
+    phx_http_t *h = conn_of(p)->http;
+    if (phx_buf_append_byte(&h->headers, 0) != 0)
+        return -1;
+    h->hstate = 2;
+    h->value_start = (uint32_t)h->headers.len;
+    return 0;
+}
+
+static int http_on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    int rv = count_bytes(p, len, 431, "request header fields too large");
+    if (rv)
+        return rv;
+    if (phx_buf_append(&conn_of(p)->http->headers, at, len) != 0)
+        return nomem(p);
+    return 0;
+}
+
+static int http_on_header_value_complete(llhttp_t *p)
+{
+    phx_http_t *h = conn_of(p)->http;
+    /* Trim trailing whitespace (llhttp already skipped the leading). */
+    while (h->headers.len > h->value_start &&
+           (h->headers.data[h->headers.len - 1] == ' ' ||
+            h->headers.data[h->headers.len - 1] == '\t'))
+        h->headers.len--;
+    if (phx_buf_append_byte(&h->headers, 0) != 0)
+        return -1;
+    h->hstate = 0;
+    return 0;
+}
+
+static int http_on_headers_complete(llhttp_t *p)
+{
+    phx_http_t *h = conn_of(p)->http;
+    if (h->hstate == 2)
+        http_on_header_value_complete(p);
+    return 0;
+}
+
+static int http_on_message_complete(llhttp_t *p)
+{
+    conn_of(p)->http->is_complete = true;
+    /* One request per connection is handled at a time. */
+    return HPE_PAUSED;
+}
+
+static llhttp_settings_t http_settings;
+static bool http_settings_ready;
+
+static const llhttp_settings_t *settings(void)
+{
+    if (!http_settings_ready) {
+        llhttp_settings_init(&http_settings);
+        http_settings.on_url = http_on_url;
+        http_settings.on_header_field = http_on_header_field;
+        http_settings.on_header_field_complete = http_on_header_field_complete;
+        http_settings.on_header_value = http_on_header_value;
+        http_settings.on_header_value_complete = http_on_header_value_complete;
+        http_settings.on_headers_complete = http_on_headers_complete;
+        http_settings.on_message_complete = http_on_message_complete;
+        http_settings_ready = true;
+    }
+    return &http_settings;
+}
+
+/* ---- public helpers ---- */
+
+const char *phx_http_header(const phx_http_t *h, const char *name)
+{
+    const char *p = (const char *)h->headers.data;
+    const char *end = p + h->headers.len;
+    while (p && p < end) {
+        const char *value = p + strlen(p) + 1;
+        if (value >= end)
+            return NULL;
+        if (strcmp(p, name) == 0)
+            return value;
+        p = value + strlen(value) + 1;
+    }
+    return NULL;
+}
+
+void phx_http_target(const phx_http_t *h, const char **path, size_t *path_len,
+                     const char **query, size_t *query_len)
+{
+    const char *u = (const char *)h->url.data;
+    size_t len = h->url.len;
+    if (u == NULL) {
+        u = "";
+        len = 0;
+    }
+    const char *q = memchr(u, '?', len);
+    *path = u;
+    *path_len = q ? (size_t)(q - u) : len;
+    *query = q ? q + 1 : "";
+    *query_len = q ? len - (size_t)(q - u) - 1 : 0;
+    /* A fragment is never sent by clients, but cut it if present. */
+    const char *frag = memchr(*query, '#', *query_len);
+    if (frag)
+        *query_len = (size_t)(frag - *query);
+}
+
+bool phx_http_header_has_token(const char *value, const char *token)
+{
+    if (value == NULL)
+        return false;
+    size_t tlen = strlen(token);
+    const char *p = value;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *start = p;
+        while (*p && *p != ',')
+            p++;
+        const char *end = p;
+        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        if ((size_t)(end - start) == tlen && strncasecmp(start, token, tlen) == 0)
+            return true;
+    }
+    return false;
+}
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
+    case 426: return "Upgrade Required";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+    }
+}
+
+void phx_http_respond(phx_conn_t *c, int status, const char *extra_headers,
+                      const char *content_type, const void *body, size_t body_len)
+{
+    phx_buf_t b = {0};
+    int rv = phx_buf_printf(&b,
+                            "HTTP/1.1 %d %s\r\n"
+                            "cache-control: max-age=0, private, must-revalidate\r\n"
+                            "%s%s%s"
+                            "content-length: %zu\r\n"
+                            "connection: close\r\n"
+                            "%s\r\n",
+                            status, status_text(status), content_type ? "content-type: " : "",
+                            content_type ? content_type : "", content_type ? "\r\n" : "",
+                            body_len, extra_headers ? extra_headers : "");
+    if (rv == 0 && body_len)
+        rv = phx_buf_append(&b, body, body_len);
+    if (rv == 0)
+        phx_conn_send_copy(c, b.data, b.len);
+    phx_buf_dispose(&b);
+    if (status >= 400)
+        PHX_LOG_DEBUG("conn=%llu peer=%s event=http_response status=%d",
+                      (unsigned long long)c->id, c->peer, status);
+    phx_conn_close(c, true);
+}
+
+/* ---- routing ---- */
+
+static bool path_is(const char *path, size_t len, const char *prefix, const char *leaf)
+{
+    size_t plen = strlen(prefix), llen = strlen(leaf);
+    if (len < plen + 1 + llen || memcmp(path, prefix, plen) != 0 || path[plen] != '/' ||
+        memcmp(path + plen + 1, leaf, llen) != 0)
+        return false;
+    size_t rest = len - plen - 1 - llen;
+    /* A trailing slash matches too (Phoenix matches on segments). */
+    return rest == 0 || (rest == 1 && path[len - 1] == '/');
+}
+
+static void route(phx_conn_t *c, uint8_t *rest, size_t rest_len)
+{
+    phx_http_t *h = c->http;
+    const char *path, *query;
+    size_t path_len, query_len;
+    phx_http_target(h, &path, &path_len, &query, &query_len);
+    const char *prefix = c->srv->cfg.socket_path;
+    if (path_is(path, path_len, prefix, "websocket")) {
+        phx_ws_handshake(c, rest, rest_len);
+        return;
+    }
+    phx_http_respond(c, 404, NULL, NULL, NULL, 0);
+}
+
+/* ---- connection hooks ---- */
+
+static void http_on_read(phx_conn_t *c, uint8_t *data, size_t len)
+{
+    phx_http_t *h = c->http;
+    llhttp_errno_t err = llhttp_execute(&h->parser, (const char *)data, len);
+    if (err == HPE_OK)
+        return; /* the head is not complete yet */
+    if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+        const char *pos = llhttp_get_error_pos(&h->parser);
+        size_t used = pos ? (size_t)((const uint8_t *)pos - data) : len;
+        if (used > len)
+            used = len;
+        if (!h->is_complete) {
+            /* A body was announced: requests with bodies are not routed by
+             * the core (LongPoll POST arrives in issue #3). */
+            phx_http_respond(c, 400, NULL, NULL, NULL, 0);
+            return;
+        }
+        route(c, data + used, len - used);
+        return;
+    }
+    int status = h->error_status ? h->error_status : 400;
+    PHX_LOG_DEBUG("conn=%llu peer=%s event=http_error status=%d reason=\"%s\"",
+                  (unsigned long long)c->id, c->peer, status,
+                  llhttp_get_error_reason(&h->parser));
+    phx_http_respond(c, status, NULL, NULL, NULL, 0);
+}
+
+static void http_on_close(phx_conn_t *c)
+{
+    phx_http_dispose(c);
+}
+
+int phx_http_conn_init(phx_conn_t *c)
+{
+    phx_http_t *h = phx_calloc(1, sizeof(*h));
+    if (h == NULL)
+        return PHX_ERR_NOMEM;
+    llhttp_init(&h->parser, HTTP_REQUEST, settings());
+    h->parser.data = c;
+    c->http = h;
+    c->ops = &http_ops;
+    c->kind = PHX_CONN_HTTP;
+    phx_server_list_touch(c->srv, c, PHX_LIST_HTTP);
+    return 0;
+}
+
+void phx_http_timeout(phx_conn_t *c)
+{
+    if (c->http && c->http->head_bytes > 0)
+        phx_http_respond(c, 408, NULL, NULL, NULL, 0);
+    else
+        phx_conn_close(c, false);
+}
+
+void phx_http_dispose(phx_conn_t *c)
+{
+    phx_http_t *h = c->http;
+    if (h == NULL)
+        return;
+    phx_buf_dispose(&h->url);
+    phx_buf_dispose(&h->headers);
+    phx_free(h);
+    c->http = NULL;
+}

@@ -1,0 +1,184 @@
+/* main.c: the only main(). Routes every allocator through phx_malloc,
+ * ignores SIGPIPE, dispatches the `token` subcommand, reads the options,
+ * runs the server with phxd's default policy, prints the banner and stops
+ * cleanly on SIGINT/SIGTERM (sockets closed with 1001, exit 0). */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <openssl/crypto.h>
+#include <uv.h>
+
+#include "config.h"
+#include "etf.h"
+#include "log.h"
+#include "mem.h"
+#include "phx.h"
+#include "policy.h"
+#include "token.h"
+#include "token_cli.h"
+
+typedef struct app {
+    uv_loop_t loop;
+    uv_signal_t sigint, sigterm;
+    phx_server_t *srv;
+    int signals;
+} app_t;
+
+static void *ossl_malloc(size_t n, const char *file, int line)
+{
+    return phx_malloc(n);
+}
+
+static void *ossl_realloc(void *p, size_t n, const char *file, int line)
+{
+    return phx_realloc(p, n);
+}
+
+static void ossl_free(void *p, const char *file, int line)
+{
+    phx_free(p);
+}
+
+static void install_allocators(void)
+{
+    /* Before any other libuv or OpenSSL call (STYLE.md section 6). */
+    uv_replace_allocator(phx_malloc, phx_realloc, phx_calloc, phx_free);
+    CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free);
+    cJSON_Hooks hooks = {phx_malloc, phx_free};
+    cJSON_InitHooks(&hooks);
+}
+
+static void on_signal_closed(uv_handle_t *h)
+{
+}
+
+static app_t the_app;
+
+static void server_stopped(phx_server_t *srv)
+{
+    uv_close((uv_handle_t *)&the_app.sigint, on_signal_closed);
+    uv_close((uv_handle_t *)&the_app.sigterm, on_signal_closed);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    app_t *app = h->data;
+    if (++app->signals > 1) {
+        PHX_LOG_WARN("event=shutdown_forced signal=%d", signum);
+        exit(1);
+    }
+    PHX_LOG_INFO("event=shutdown signal=%s", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    phx_server_stop(app->srv, 1001, server_stopped);
+}
+
+static void print_demo_token(const phxd_options_t *o)
+{
+    phx_token_config_t tc = {0};
+    tc.secret_key_base = (const uint8_t *)o->cfg.secret_key_base;
+    tc.secret_key_base_len = strlen(o->cfg.secret_key_base);
+    tc.salt = (const uint8_t *)o->cfg.salt;
+    tc.salt_len = strlen(o->cfg.salt);
+    tc.key_iterations = (uint32_t)o->cfg.key_iterations;
+    tc.key_length = (uint32_t)o->cfg.key_length;
+    if (phx_digest_parse(o->cfg.key_digest, &tc.key_digest) != 0)
+        return;
+    phx_token_t *tok = NULL;
+    phx_term_t *data = NULL;
+    phx_buf_t out = {0};
+    uv_timeval64_t now;
+    uv_gettimeofday(&now);
+    int64_t now_ms = now.tv_sec * 1000 + now.tv_usec / 1000;
+    phx_max_age_t day = {PHX_MAX_AGE_SECONDS, 86400, false};
+    if (phx_token_new(&tok, &tc) == 0 && phx_term_new_int(&data, 1) == 0 &&
+        phx_token_sign(tok, data, now_ms, day, &out) == 0)
+        printf("demo token (user_id 1, valid 24 h): %.*s\n", (int)out.len, (const char *)out.data);
+    phx_buf_dispose(&out);
+    phx_term_free(data);
+    phx_token_free(tok);
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    install_allocators();
+    if (argc > 1 && strcmp(argv[1], "token") == 0)
+        return phx_token_cli(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+        printf("phxd %s\n", PHX_VERSION);
+        return 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "options-markdown") == 0) {
+        phxd_options_markdown(stdout);
+        return 0;
+    }
+    phxd_options_t opts;
+    phxd_options_init(&opts);
+    char err[PHX_ERR_LEN] = "";
+    bool help = false;
+    if (phxd_options_parse(&opts, argc, argv, 1, NULL, &help, err) != 0) {
+        fprintf(stderr, "phxd: %s\n", err);
+        return 2;
+    }
+    if (help) {
+        phxd_options_help(stdout);
+        return 0;
+    }
+    phx_log_level = opts.log_level;
+    if (opts.is_demo_secret)
+        PHX_LOG_WARN("event=demo_secret msg=\"no --secret-key-base or SECRET_KEY_BASE given: "
+                     "using the public demo secret; never use it in production\"");
+    else if (strlen(opts.cfg.secret_key_base) < 64)
+        PHX_LOG_WARN("event=short_secret bytes=%zu msg=\"secret_key_base is shorter than the 64 "
+                     "bytes mix phx.gen.secret makes\"",
+                     strlen(opts.cfg.secret_key_base));
+
+    app_t *app = &the_app;
+    uv_loop_init(&app->loop);
+    int rv = phx_server_new(&app->srv, &app->loop, &opts.cfg, err);
+    if (rv != 0) {
+        fprintf(stderr, "phxd: %s\n", err);
+        return 2;
+    }
+    if (phx_policy_install(app->srv) != 0) {
+        fprintf(stderr, "phxd: out of memory\n");
+        return 1;
+    }
+    if ((rv = phx_server_start(app->srv, err)) != 0) {
+        fprintf(stderr, "phxd: %s\n", err);
+        phx_server_stop(app->srv, 1001, NULL);
+        uv_run(&app->loop, UV_RUN_DEFAULT);
+        phx_server_free(app->srv);
+        uv_loop_close(&app->loop);
+        return 1;
+    }
+    uv_signal_init(&app->loop, &app->sigint);
+    uv_signal_init(&app->loop, &app->sigterm);
+    app->sigint.data = app->sigterm.data = app;
+    uv_signal_start(&app->sigint, on_signal, SIGINT);
+    uv_signal_start(&app->sigterm, on_signal, SIGTERM);
+
+    const char *host = opts.cfg.host;
+    bool v6 = strchr(host, ':') != NULL;
+    int port = phx_server_port(app->srv);
+    printf("phxd %s listening on http://%s%s%s:%d\n", PHX_VERSION, v6 ? "[" : "", host,
+           v6 ? "]" : "", port);
+    printf("socket: ws://%s%s%s:%d%s/websocket\n", v6 ? "[" : "", host, v6 ? "]" : "", port,
+           opts.cfg.socket_path);
+    if (opts.is_demo_secret)
+        print_demo_token(&opts);
+    fflush(stdout);
+    PHX_LOG_INFO("event=listening host=%s port=%d", host, port);
+
+    uv_run(&app->loop, UV_RUN_DEFAULT);
+    phx_server_free(app->srv);
+    rv = uv_loop_close(&app->loop);
+    if (rv != 0) {
+        PHX_LOG_ERROR("event=loop_not_closed error=%s", uv_err_name(rv));
+        return 1;
+    }
+    PHX_LOG_INFO("event=stopped");
+    return 0;
+}

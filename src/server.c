@@ -1,0 +1,389 @@
+/* server.c: phx_server_t. Owns the loop-side handles (listener, flush
+ * check/prepare, the deadline timer), the activity lists that implement the
+ * handshake, idle and close timeouts without a timer per connection, the
+ * channel routes, and graceful shutdown. */
+#include "server.h"
+
+#include <string.h>
+
+#include "http.h"
+#include "log.h"
+#include "pubsub.h"
+#include "token.h"
+#include "ws.h"
+
+void phx_config_init(phx_config_t *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->host = "127.0.0.1";
+    cfg->port = 4000;
+    cfg->socket_path = "/socket";
+    cfg->salt = "user socket";
+    cfg->max_age.kind = PHX_MAX_AGE_TOKEN;
+    cfg->key_iterations = 1000;
+    cfg->key_length = 32;
+    cfg->key_digest = "sha256";
+    cfg->idle_timeout_ms = 60000;
+    cfg->handshake_timeout_ms = 10000;
+    cfg->close_timeout_ms = 5000;
+    cfg->max_message_bytes = 1024 * 1024;
+    cfg->max_fragments = 1024;
+    cfg->max_header_bytes = 8192;
+    cfg->max_headers = 100;
+    cfg->max_channels = 100;
+    cfg->max_json_depth = 64;
+    cfg->max_token_bytes = 4096;
+    cfg->max_topic_bytes = 1024;
+    cfg->queue_high_bytes = 1024 * 1024;
+    cfg->queue_limit_bytes = 8 * 1024 * 1024;
+    cfg->max_connections = 0;
+}
+
+/* ---- activity lists and deadlines ---- */
+
+static uint64_t list_timeout(const phx_server_t *srv, int id)
+{
+    switch (id) {
+    case PHX_LIST_HTTP:
+        return (uint64_t)srv->cfg.handshake_timeout_ms;
+    case PHX_LIST_WS:
+        return (uint64_t)srv->cfg.idle_timeout_ms;
+    case PHX_LIST_CLOSE:
+        return (uint64_t)srv->cfg.close_timeout_ms;
+    default:
+        return 0;
+    }
+}
+
+static void deadline_on_timer(uv_timer_t *t);
+
+/* Makes sure the deadline timer fires no later than `at`. */
+static void deadline_arm(phx_server_t *srv, uint64_t at)
+{
+    if (srv->is_stopping && srv->nconns == 0)
+        return;
+    if (srv->deadline_at != 0 && srv->deadline_at <= at)
+        return;
+    uint64_t now = uv_now(srv->loop);
+    srv->deadline_at = at;
+    uv_timer_start(&srv->deadline_timer, deadline_on_timer, at > now ? at - now : 0, 0);
+}
+
+void phx_server_list_remove(phx_server_t *srv, phx_conn_t *c)
+{
+    if (c->list == PHX_LIST_NONE)
+        return;
+    phx_conn_list_t *l = &srv->lists[c->list];
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        l->head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        l->tail = c->prev;
+    c->prev = c->next = NULL;
+    l->count--;
+    c->list = PHX_LIST_NONE;
+}
+
+void phx_server_list_touch(phx_server_t *srv, phx_conn_t *c, phx_list_id_t id)
+{
+    if (c->list == id && srv->lists[id].tail == c) {
+        c->since = uv_now(srv->loop);
+        return;
+    }
+    phx_server_list_remove(srv, c);
+    phx_conn_list_t *l = &srv->lists[id];
+    c->since = uv_now(srv->loop);
+    c->list = (uint8_t)id;
+    c->prev = l->tail;
+    c->next = NULL;
+    if (l->tail)
+        l->tail->next = c;
+    else
+        l->head = c;
+    l->tail = c;
+    l->count++;
+    uint64_t timeout = list_timeout(srv, id);
+    if (timeout > 0 && l->head == c)
+        deadline_arm(srv, c->since + timeout);
+}
+
+static void deadline_on_timer(uv_timer_t *t)
+{
+    phx_server_t *srv = t->data;
+    uint64_t now = uv_now(srv->loop);
+    uint64_t next = 0;
+    srv->deadline_at = 0;
+    for (int id = PHX_LIST_HTTP; id <= PHX_LIST_CLOSE; id++) {
+        uint64_t timeout = list_timeout(srv, id);
+        phx_conn_list_t *l = &srv->lists[id];
+        /* Heads are the oldest; each expired one leaves the list when it
+         * closes (or moves to the close list). */
+        while (timeout > 0 && l->head && l->head->since + timeout <= now) {
+            phx_conn_t *c = l->head;
+            if (id == PHX_LIST_HTTP) {
+                PHX_LOG_DEBUG("conn=%llu event=handshake_timeout", (unsigned long long)c->id);
+                phx_http_timeout(c);
+            } else if (id == PHX_LIST_WS) {
+                PHX_LOG_DEBUG("conn=%llu event=idle_timeout", (unsigned long long)c->id);
+                phx_ws_timeout(c);
+            } else {
+                phx_conn_close(c, false);
+            }
+            if (l->head == c) /* not moved: force it out */
+                phx_conn_close(c, false);
+        }
+        if (timeout > 0 && l->head) {
+            uint64_t at = l->head->since + timeout;
+            if (next == 0 || at < next)
+                next = at;
+        }
+    }
+    if (next)
+        deadline_arm(srv, next);
+}
+
+/* ---- flushing once per loop turn ---- */
+
+void phx_server_mark_dirty(phx_server_t *srv, phx_conn_t *c)
+{
+    if (c->is_dirty)
+        return;
+    c->is_dirty = true;
+    c->dirty_next = srv->dirty;
+    srv->dirty = c;
+}
+
+static void flush_all(phx_server_t *srv)
+{
+    while (srv->dirty) {
+        phx_conn_t *c = srv->dirty;
+        srv->dirty = c->dirty_next;
+        c->dirty_next = NULL;
+        c->is_dirty = false;
+        phx_conn_flush(c);
+    }
+}
+
+static void flush_on_check(uv_check_t *h)
+{
+    flush_all(h->data);
+}
+
+static void flush_on_prepare(uv_prepare_t *h)
+{
+    flush_all(h->data);
+}
+
+/* ---- accepting ---- */
+
+static void listener_on_connection(uv_stream_t *l, int status)
+{
+    phx_server_t *srv = l->data;
+    if (status < 0) {
+        /* libuv already drained the backlog with its spare descriptor
+         * (EMFILE); keep serving the others. */
+        PHX_LOG_WARN("event=accept_error error=%s", uv_err_name(status));
+        return;
+    }
+    int rv = phx_conn_accept(srv, l, phx_http_conn_init);
+    if (rv != 0)
+        PHX_LOG_WARN("event=accept_error error=%s", phx_err_name(rv));
+}
+
+/* ---- lifecycle ---- */
+
+static char *dup_opt(phx_server_t *srv, int slot, const char *s)
+{
+    if (s == NULL)
+        return NULL;
+    srv->cfg_strings[slot] = phx_strdup(s);
+    return srv->cfg_strings[slot];
+}
+
+int phx_server_new(phx_server_t **out, void *loop, const phx_config_t *cfg, char *err)
+{
+    phx_server_t *srv = phx_calloc(1, sizeof(*srv));
+    if (srv == NULL) {
+        snprintf(err, PHX_ERR_LEN, "out of memory");
+        return PHX_ERR_NOMEM;
+    }
+    srv->loop = loop;
+    srv->cfg = *cfg;
+    srv->cfg.host = dup_opt(srv, 0, cfg->host);
+    srv->cfg.socket_path = dup_opt(srv, 1, cfg->socket_path);
+    srv->cfg.secret_key_base = dup_opt(srv, 2, cfg->secret_key_base);
+    srv->cfg.salt = dup_opt(srv, 3, cfg->salt);
+    srv->cfg.key_digest = dup_opt(srv, 4, cfg->key_digest);
+    int rv = PHX_ERR_NOMEM;
+    srv->scratch = phx_malloc(PHX_SCRATCH_BYTES);
+    if (srv->scratch == NULL || srv->cfg.host == NULL || srv->cfg.socket_path == NULL)
+        goto fail;
+    if ((rv = phx_pubsub_new(&srv->pubsub, srv)) != 0)
+        goto fail;
+    if (srv->cfg.secret_key_base != NULL) {
+        if ((rv = phx_server_token_init(srv, err)) != 0)
+            goto fail_quiet;
+    }
+    srv->connect_cb = phx_server_default_connect;
+    srv->connect_user = srv;
+    uv_tcp_init(srv->loop, &srv->listener);
+    uv_check_init(srv->loop, &srv->flush_check);
+    uv_prepare_init(srv->loop, &srv->flush_prepare);
+    uv_timer_init(srv->loop, &srv->deadline_timer);
+    srv->listener.data = srv->flush_check.data = srv->flush_prepare.data = srv;
+    srv->deadline_timer.data = srv;
+    srv->open_handles = 4;
+    *out = srv;
+    return 0;
+fail:
+    snprintf(err, PHX_ERR_LEN, "cannot create server: %s", phx_strerror(rv));
+fail_quiet:
+    phx_pubsub_free(srv->pubsub);
+    phx_token_free(srv->token);
+    for (size_t i = 0; i < sizeof(srv->cfg_strings) / sizeof(srv->cfg_strings[0]); i++)
+        phx_free(srv->cfg_strings[i]);
+    phx_free(srv->scratch);
+    phx_free(srv);
+    return rv;
+}
+
+int phx_server_start(phx_server_t *srv, char *err)
+{
+    struct sockaddr_storage addr;
+    int rv;
+    if (strchr(srv->cfg.host, ':'))
+        rv = uv_ip6_addr(srv->cfg.host, srv->cfg.port, (struct sockaddr_in6 *)&addr);
+    else
+        rv = uv_ip4_addr(srv->cfg.host, srv->cfg.port, (struct sockaddr_in *)&addr);
+    if (rv != 0) {
+        snprintf(err, PHX_ERR_LEN, "invalid listen address %s: %s", srv->cfg.host,
+                 uv_strerror(rv));
+        return rv;
+    }
+    if ((rv = uv_tcp_bind(&srv->listener, (struct sockaddr *)&addr, 0)) == 0)
+        rv = uv_listen((uv_stream_t *)&srv->listener, 4096, listener_on_connection);
+    if (rv != 0) {
+        snprintf(err, PHX_ERR_LEN, "cannot listen on %s:%d: %s", srv->cfg.host, srv->cfg.port,
+                 uv_strerror(rv));
+        return rv;
+    }
+    struct sockaddr_storage bound;
+    int len = sizeof(bound);
+    uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &len);
+    srv->bound_port = ntohs(bound.ss_family == AF_INET6
+                                ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                : ((struct sockaddr_in *)&bound)->sin_port);
+    srv->is_listening = true;
+    uv_check_start(&srv->flush_check, flush_on_check);
+    uv_prepare_start(&srv->flush_prepare, flush_on_prepare);
+    return 0;
+}
+
+int phx_server_port(const phx_server_t *srv)
+{
+    return srv->bound_port;
+}
+
+void phx_server_on_connect(phx_server_t *srv, phx_connect_cb cb, void *user)
+{
+    srv->connect_cb = cb ? cb : phx_server_default_connect;
+    srv->connect_user = cb ? user : srv;
+}
+
+int phx_server_channel(phx_server_t *srv, const char *pattern, const phx_channel_handler_t *h,
+                       void *user)
+{
+    if (pattern == NULL || h == NULL || h->join == NULL)
+        return PHX_ERR_INVALID;
+    phx_route_t *r = phx_realloc(srv->routes, (srv->nroutes + 1) * sizeof(*r));
+    if (r == NULL)
+        return PHX_ERR_NOMEM;
+    srv->routes = r;
+    size_t len = strlen(pattern);
+    phx_route_t *nr = &r[srv->nroutes];
+    nr->pattern = phx_strdup(pattern);
+    if (nr->pattern == NULL)
+        return PHX_ERR_NOMEM;
+    nr->is_prefix = len > 0 && pattern[len - 1] == '*';
+    nr->len = nr->is_prefix ? len - 1 : len;
+    nr->handler = h;
+    nr->user = user;
+    srv->nroutes++;
+    return 0;
+}
+
+const phx_route_t *phx_server_route(const phx_server_t *srv, const char *topic, size_t len)
+{
+    for (size_t i = 0; i < srv->nroutes; i++) {
+        const phx_route_t *r = &srv->routes[i];
+        if (r->is_prefix ? (len >= r->len && memcmp(topic, r->pattern, r->len) == 0)
+                         : (len == r->len && memcmp(topic, r->pattern, len) == 0))
+            return r;
+    }
+    return NULL;
+}
+
+static void handle_on_close(uv_handle_t *h)
+{
+    phx_server_t *srv = h->data;
+    srv->open_handles--;
+    if (srv->open_handles == 0 && srv->stop_done)
+        srv->stop_done(srv);
+}
+
+static void maybe_finish_stop(phx_server_t *srv)
+{
+    if (!srv->is_stopping || srv->nconns > 0 || uv_is_closing((uv_handle_t *)&srv->flush_check))
+        return;
+    uv_close((uv_handle_t *)&srv->flush_check, handle_on_close);
+    uv_close((uv_handle_t *)&srv->flush_prepare, handle_on_close);
+    uv_close((uv_handle_t *)&srv->deadline_timer, handle_on_close);
+}
+
+void phx_server_conn_gone(phx_server_t *srv)
+{
+    srv->nconns--;
+    maybe_finish_stop(srv);
+}
+
+void phx_server_stop(phx_server_t *srv, int code, void (*done)(phx_server_t *))
+{
+    if (srv->is_stopping)
+        return;
+    srv->is_stopping = true;
+    srv->stop_code = code;
+    srv->stop_done = done;
+    uv_close((uv_handle_t *)&srv->listener, handle_on_close);
+    srv->is_listening = false;
+    /* Every connection closes: upgraded ones with a Close frame. */
+    for (int id = PHX_LIST_HTTP; id <= PHX_LIST_CLOSE; id++) {
+        phx_conn_t *c = srv->lists[id].head;
+        while (c) {
+            phx_conn_t *next = c->next;
+            if (id == PHX_LIST_WS)
+                phx_ws_close(c, code, NULL);
+            else if (id == PHX_LIST_HTTP)
+                phx_conn_close(c, false);
+            c = next;
+        }
+    }
+    maybe_finish_stop(srv);
+}
+
+void phx_server_free(phx_server_t *srv)
+{
+    if (srv == NULL)
+        return;
+    phx_pubsub_free(srv->pubsub);
+    phx_token_free(srv->token);
+    for (size_t i = 0; i < srv->nroutes; i++)
+        phx_free(srv->routes[i].pattern);
+    phx_free(srv->routes);
+    for (size_t i = 0; i < sizeof(srv->cfg_strings) / sizeof(srv->cfg_strings[0]); i++)
+        phx_free(srv->cfg_strings[i]);
+    phx_free(srv->scratch);
+    phx_free(srv);
+}

@@ -1,0 +1,88 @@
+/* server.h: phx_server_t, the root every module hangs off: the loop, the
+ * listener, the connection lists with their deadlines, the once-per-turn
+ * flush of output, the channel routes and the pubsub, graceful shutdown. */
+#ifndef PHX_SERVER_H
+#define PHX_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "phx.h"
+#include "tcp.h"
+
+typedef struct phx_pubsub phx_pubsub_t;
+typedef struct phx_token phx_token_t;
+
+#define PHX_SCRATCH_BYTES (64 * 1024)
+
+typedef struct phx_route {
+    char *pattern;
+    size_t len;       /* without the trailing '*' when is_prefix */
+    bool is_prefix;
+    const phx_channel_handler_t *handler;
+    void *user;
+} phx_route_t;
+
+typedef struct phx_conn_list {
+    phx_conn_t *head, *tail;
+    size_t count;
+} phx_conn_list_t;
+
+typedef struct phx_stats {
+    uint64_t accepted;
+    uint64_t msgs_in, msgs_out;
+    uint64_t bytes_in, bytes_out;
+    uint64_t refused_connects;
+    uint64_t refused_joins;
+    uint64_t slow_closes;
+} phx_stats_t;
+
+struct phx_server {
+    uv_loop_t *loop;
+    phx_config_t cfg; /* strings point into `cfg_strings` */
+    char *cfg_strings[8];
+    uv_tcp_t listener;
+    uv_check_t flush_check;
+    uv_prepare_t flush_prepare;
+    uv_timer_t deadline_timer;
+    uint64_t deadline_at; /* when deadline_timer fires; 0 = stopped */
+    int open_handles;     /* server handles not yet closed */
+    bool is_listening;
+    bool is_stopping;
+    int stop_code;
+    void (*stop_done)(phx_server_t *);
+    int bound_port;
+    phx_conn_list_t lists[4]; /* indexed by phx_list_id_t */
+    phx_conn_t *dirty;        /* connections with output to flush */
+    size_t nconns;
+    uint64_t next_conn_id;
+    uint8_t *scratch;
+    bool scratch_busy;
+    phx_connect_cb connect_cb;
+    void *connect_user;
+    phx_token_t *token; /* the default connect callback's verifier */
+    phx_route_t *routes;
+    size_t nroutes;
+    phx_pubsub_t *pubsub;
+    phx_stats_t stats;
+};
+
+/* Moves `c` to the tail of list `id` with `since` = now (activity). */
+void phx_server_list_touch(phx_server_t *srv, phx_conn_t *c, phx_list_id_t id);
+/* Removes `c` from its list. */
+void phx_server_list_remove(phx_server_t *srv, phx_conn_t *c);
+/* Puts `c` on the flush list (once). */
+void phx_server_mark_dirty(phx_server_t *srv, phx_conn_t *c);
+/* Called by tcp.c when a connection has been freed. */
+void phx_server_conn_gone(phx_server_t *srv);
+/* The route whose pattern matches `topic`, or NULL. */
+const phx_route_t *phx_server_route(const phx_server_t *srv, const char *topic, size_t len);
+/* The default connect callback: verifies params.token as a Phoenix.Token. */
+int phx_server_default_connect(phx_connect_t *c, void *user);
+/* Creates srv->token from the configuration (socket.c). */
+int phx_server_token_init(phx_server_t *srv, char *err);
+
+#endif /* PHX_SERVER_H */

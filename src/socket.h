@@ -1,0 +1,89 @@
+/* socket.h: the Phoenix socket, independent of the transport: the connect
+ * step (params, vsn, the connect callback, assigns and id), heartbeats and
+ * replies at the socket level, and the list of joined channels. Transports
+ * (ws.c, later longpoll.c) implement phx_transport_ops_t. */
+#ifndef PHX_SOCKET_H
+#define PHX_SOCKET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mem.h"
+#include "phx.h"
+#include "serializer.h"
+
+/* What a transport offers the socket layer. */
+typedef struct phx_transport_ops {
+    const char *name; /* "websocket", "longpoll" */
+    /* Queues one encoded message (takes the reference). */
+    int (*send)(void *transport, phx_rcbuf_t *msg);
+    /* Closes the transport with a WebSocket close code. */
+    void (*close)(void *transport, int code);
+    bool supports_binary;
+} phx_transport_ops_t;
+
+typedef struct phx_connect_str phx_connect_str_t;
+
+/* The connect step of one new connection (stack object of the transport). */
+struct phx_connect {
+    phx_server_t *srv;
+    const phx_transport_ops_t *ops;
+    const char *peer;
+    int peer_port;
+    const char *uri;
+    size_t uri_len;
+    const char *query;
+    size_t query_len;
+    const char *(*header)(void *ctx, const char *name);
+    void *header_ctx;
+    phx_fmt_t fmt;
+    struct phx_query *params;
+    phx_buf_t assigns; /* packed "key\0value\0" */
+    char *id;
+    phx_connect_str_t *strings; /* strings returned to the callback */
+};
+
+/* Prepares a connect step; every argument is borrowed until dispose. */
+void phx_connect_init(phx_connect_t *c, phx_server_t *srv, const phx_transport_ops_t *ops,
+                      const char *peer, int peer_port, const char *uri, size_t uri_len,
+                      const char *query, size_t query_len,
+                      const char *(*header)(void *ctx, const char *name), void *header_ctx);
+/* Runs vsn negotiation and the connect callback. Returns 0 (accepted),
+ * PHX_ERR_INVALID (undecodable query: HTTP 400) or PHX_ERR_AUTH (refused:
+ * HTTP 403). */
+int phx_connect_run(phx_connect_t *c);
+void phx_connect_dispose(phx_connect_t *c);
+
+struct phx_socket {
+    phx_server_t *srv;
+    const phx_transport_ops_t *ops;
+    void *transport;
+    phx_channel_t *channels;
+    uint16_t nchannels;
+    uint8_t fmt;
+    bool is_closing;
+    char *id;
+    phx_socket_t *id_prev, *id_next; /* sockets sharing the id (pubsub.c) */
+    char *assigns; /* packed "key\0value\0...", or NULL */
+    uint32_t assigns_len;
+};
+
+/* Creates the socket of an accepted connect step (takes its assigns and
+ * id). Returns owned (*out; phx_socket_closed frees it) and 0, or
+ * PHX_ERR_NOMEM. */
+int phx_socket_new(phx_socket_t **out, phx_connect_t *c, void *transport);
+/* One complete client message (a WebSocket text or binary message). The
+ * frame buffer is borrowed and may be modified in place. May close the
+ * transport (undecodable input: close 1011). */
+void phx_socket_handle(phx_socket_t *s, bool is_binary, uint8_t *frame, size_t len);
+/* The transport is gone: terminate every channel and free the socket. */
+void phx_socket_closed(phx_socket_t *s);
+/* Encodes `m` in the socket's format and sends it. */
+int phx_socket_send(phx_socket_t *s, const phx_out_t *m);
+/* Closes the socket's transport with `code`. */
+void phx_socket_close(phx_socket_t *s, int code);
+/* The message limits derived from the server configuration. */
+phx_msg_limits_t phx_socket_limits(const phx_server_t *srv);
+
+#endif /* PHX_SOCKET_H */

@@ -1,0 +1,109 @@
+/* tcp.h: one accepted TCP connection: read plumbing with the loop-wide
+ * scratch buffer, the output queue of reference-counted buffers written once
+ * per loop turn, backpressure marks, and the one idempotent close path. */
+#ifndef PHX_TCP_H
+#define PHX_TCP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "mem.h"
+#include "phx.h"
+
+typedef struct phx_conn phx_conn_t;
+typedef struct phx_http phx_http_t;
+typedef struct phx_ws phx_ws_t;
+
+/* Which layer owns the bytes read from the connection. */
+/* The layer above installs these (events flow right to left). */
+typedef struct phx_conn_ops {
+    /* Bytes read from the peer; borrowed during the call. */
+    void (*on_read)(phx_conn_t *c, uint8_t *data, size_t len);
+    /* The connection starts closing (once): detach from the layers above. */
+    void (*on_close)(phx_conn_t *c);
+    /* The handle is closed and the conn is about to be freed: release the
+     * layer's memory (nothing of it is on the stack any more). */
+    void (*on_free)(phx_conn_t *c);
+} phx_conn_ops_t;
+
+typedef enum {
+    PHX_CONN_HTTP = 0, /* request head (and body) through llhttp */
+    PHX_CONN_WS,       /* upgraded: WebSocket frames */
+    PHX_CONN_DRAIN,    /* closing: input is read and dropped */
+} phx_conn_kind_t;
+
+/* Which of the server's activity lists the connection sits in. */
+typedef enum {
+    PHX_LIST_NONE = 0,
+    PHX_LIST_HTTP,  /* deadline: handshake timeout from accept */
+    PHX_LIST_WS,    /* deadline: idle timeout from the last frame */
+    PHX_LIST_CLOSE, /* deadline: close timeout from the start of closing */
+} phx_list_id_t;
+
+struct phx_conn {
+    uv_tcp_t tcp; /* tcp.data == this */
+    phx_server_t *srv;
+    uint64_t id;
+    /* intrusive activity list (server.c), ordered by `since` */
+    phx_conn_t *prev, *next;
+    uint64_t since;
+    uint8_t list;
+    uint8_t kind;
+    bool is_closing;     /* phx_conn_close ran: no more output is queued */
+    bool is_flushing_close; /* close once the queue has been written */
+    bool is_reading;
+    bool is_read_paused; /* above the high-water mark */
+    bool is_dirty;       /* in the server's flush list */
+    bool is_shut;        /* uv_shutdown issued */
+    bool in_dispatch;    /* a read callback is running on this conn */
+    bool is_close_deferred; /* on_close runs when the read callback returns */
+    phx_conn_t *dirty_next;
+    /* output queue: a ring of buffer references */
+    phx_rcbuf_t **q;
+    uint32_t q_head, q_len, q_cap;
+    uint32_t q_head_off; /* bytes of q[q_head] already written */
+    size_t q_bytes;      /* bytes queued here (not yet handed to libuv) */
+    size_t w_bytes;      /* bytes handed to libuv, not yet written */
+    uint32_t writes;     /* uv_write requests in flight */
+    /* the layer above */
+    const phx_conn_ops_t *ops;
+    phx_http_t *http;
+    phx_ws_t *ws;
+    char peer[48];
+    uint16_t peer_port;
+};
+
+/* Accepts one pending connection from `listener` into a new conn (owned by
+ * the server's lists; freed in its close callback) whose bytes go to `ops`
+ * (set up by `init`, called before reading starts). */
+int phx_conn_accept(phx_server_t *srv, uv_stream_t *listener,
+                    int (*init)(phx_conn_t *c));
+
+/* Queues `buf` (takes the reference) for writing in this loop turn. Returns 0,
+ * PHX_ERR_CLOSED when the connection is closing (the reference is released),
+ * or PHX_ERR_LIMIT after the hard queue limit made it close. */
+int phx_conn_send(phx_conn_t *c, phx_rcbuf_t *buf);
+/* Copies `len` bytes into a new buffer and queues it. */
+int phx_conn_send_copy(phx_conn_t *c, const void *data, size_t len);
+/* Writes everything queued now (the server calls it once per loop turn). */
+void phx_conn_flush(phx_conn_t *c);
+/* Bytes waiting to be written (ours plus libuv's). */
+size_t phx_conn_pending(const phx_conn_t *c);
+
+/* Closes the connection. With `graceful`, output already queued is written
+ * first, then the write side is shut down and input is drained until the
+ * peer closes or the close timeout passes; otherwise the socket is closed
+ * at once. Idempotent; the conn is freed later, in the close callback. */
+void phx_conn_close(phx_conn_t *c, bool graceful);
+
+/* Hands the connection to the drain state: input is read and dropped. */
+void phx_conn_drain_input(phx_conn_t *c);
+
+/* Stops or resumes reading (backpressure). */
+void phx_conn_pause_read(phx_conn_t *c);
+void phx_conn_resume_read(phx_conn_t *c);
+
+#endif /* PHX_TCP_H */

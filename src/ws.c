@@ -1,0 +1,531 @@
+/* ws.c: the WebSocket transport over tcp.c. The handshake (RFC 6455 4.2)
+ * follows Phoenix's order of checks; frames are read through wslay in
+ * no-buffering mode with phxd's own reassembly (message size and fragment
+ * caps). The wslay context (about 8 KiB) exists only while a frame, a
+ * fragmented message or an automatic reply is in flight: a frame-boundary
+ * tracker that reads the same bytes tells when it can be released. */
+#include "ws.h"
+
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <wslay/wslay.h>
+
+#include "http.h"
+#include "log.h"
+#include "server.h"
+#include "socket.h"
+
+struct phx_ws {
+    wslay_event_context_ptr ctx; /* NULL while idle */
+    phx_conn_t *conn;
+    phx_socket_t *sock;
+    /* input handed to wslay's recv callback during phx_ws feed */
+    const uint8_t *src;
+    size_t src_len;
+    /* frame-boundary tracker over the raw input */
+    uint64_t payload_left;
+    uint8_t hdr[14];
+    uint8_t hdr_have;
+    uint8_t hdr_need;
+    /* message reassembly (no-buffering mode) */
+    uint8_t frame_opcode;
+    uint8_t msg_opcode;
+    bool in_msg;
+    bool is_failed; /* we queued a Close: ignore further input */
+    bool is_closed; /* phx_ws_close ran */
+    uint32_t fragments;
+    phx_buf_t msg;
+};
+
+static void ws_on_read(phx_conn_t *c, uint8_t *data, size_t len);
+static void ws_on_close(phx_conn_t *c);
+static void ws_on_free(phx_conn_t *c);
+
+static const phx_conn_ops_t ws_conn_ops = {
+    .on_read = ws_on_read,
+    .on_close = ws_on_close,
+    .on_free = ws_on_free,
+};
+
+/* ---- frames we build ourselves ---- */
+
+static size_t header_len(uint64_t len)
+{
+    return len < 126 ? 2 : len <= 0xffff ? 4 : 10;
+}
+
+static size_t write_header(uint8_t *out, uint8_t opcode, uint64_t len)
+{
+    out[0] = (uint8_t)(0x80 | opcode);
+    if (len < 126) {
+        out[1] = (uint8_t)len;
+        return 2;
+    }
+    if (len <= 0xffff) {
+        out[1] = 126;
+        out[2] = (uint8_t)(len >> 8);
+        out[3] = (uint8_t)len;
+        return 4;
+    }
+    out[1] = 127;
+    for (int i = 0; i < 8; i++)
+        out[2 + i] = (uint8_t)(len >> (56 - 8 * i));
+    return 10;
+}
+
+void phx_ws_frame_prepare(phx_rcbuf_t *b)
+{
+    if (b->off != b->payload_off)
+        return; /* already framed by an earlier recipient */
+    uint64_t len = b->len - b->payload_off;
+    size_t hl = header_len(len);
+    PHX_ASSERT(b->payload_off >= hl);
+    b->off = b->payload_off - (uint32_t)hl;
+    write_header(b->data + b->off, b->is_binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME, len);
+}
+
+/* ---- the transport interface used by socket.c ---- */
+
+static int ws_transport_send(void *t, phx_rcbuf_t *msg)
+{
+    phx_conn_t *c = t;
+    phx_ws_frame_prepare(msg);
+    if (phx_conn_pending(c) + (msg->len - msg->off) > c->srv->cfg.queue_limit_bytes) {
+        phx_rcbuf_unref(msg);
+        c->srv->stats.slow_closes++;
+        PHX_LOG_INFO("conn=%llu peer=%s event=slow_consumer pending=%zu",
+                     (unsigned long long)c->id, c->peer, phx_conn_pending(c));
+        phx_ws_close(c, PHX_WS_POLICY, "slow consumer");
+        return PHX_ERR_LIMIT;
+    }
+    return phx_conn_send(c, msg);
+}
+
+static void ws_transport_close(void *t, int code)
+{
+    phx_ws_close(t, code, NULL);
+}
+
+static const phx_transport_ops_t ws_transport = {
+    .name = "websocket",
+    .send = ws_transport_send,
+    .close = ws_transport_close,
+    .supports_binary = true,
+};
+
+/* ---- wslay glue ---- */
+
+static ssize_t ws_on_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+                          void *user)
+{
+    phx_ws_t *w = user;
+    if (w->src_len == 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    size_t n = len < w->src_len ? len : w->src_len;
+    memcpy(buf, w->src, n);
+    w->src += n;
+    w->src_len -= n;
+    return (ssize_t)n;
+}
+
+/* wslay writes control frames (pongs, Close replies) here; they are queued
+ * behind everything already queued for the connection. */
+static ssize_t ws_on_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len,
+                          int flags, void *user)
+{
+    phx_ws_t *w = user;
+    if (phx_conn_send_copy(w->conn, data, len) != 0 && !w->conn->is_closing) {
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    return (ssize_t)len;
+}
+
+/* Refuses the current message: queue a Close and stop reading. */
+static void fail(phx_ws_t *w, int code)
+{
+    if (w->is_failed)
+        return;
+    w->is_failed = true;
+    wslay_event_queue_close(w->ctx, (uint16_t)code, NULL, 0);
+    wslay_event_shutdown_read(w->ctx);
+}
+
+static void ws_on_frame_start(wslay_event_context_ptr ctx,
+                              const struct wslay_event_on_frame_recv_start_arg *arg, void *user)
+{
+    phx_ws_t *w = user;
+    w->frame_opcode = arg->opcode;
+    if (w->is_failed || (arg->opcode & 0x8))
+        return; /* control frames are buffered and checked by wslay */
+    const phx_config_t *cfg = &w->conn->srv->cfg;
+    if (arg->opcode != WSLAY_CONTINUATION_FRAME) {
+        w->msg_opcode = arg->opcode;
+        w->in_msg = true;
+        w->fragments = 0;
+        w->msg.len = 0;
+    }
+    if (++w->fragments > (uint32_t)cfg->max_fragments) {
+        PHX_LOG_DEBUG("conn=%llu event=ws_close code=1009 reason=\"too many fragments\"",
+                      (unsigned long long)w->conn->id);
+        fail(w, PHX_WS_TOO_BIG);
+        return;
+    }
+    if (arg->payload_length > cfg->max_message_bytes ||
+        w->msg.len + arg->payload_length > cfg->max_message_bytes) {
+        PHX_LOG_DEBUG("conn=%llu event=ws_close code=1009 reason=\"message over limit\"",
+                      (unsigned long long)w->conn->id);
+        fail(w, PHX_WS_TOO_BIG);
+        return;
+    }
+    /* Reserve only what has arrived (chunks append), never the declared size. */
+}
+
+static void ws_on_frame_chunk(wslay_event_context_ptr ctx,
+                              const struct wslay_event_on_frame_recv_chunk_arg *arg, void *user)
+{
+    phx_ws_t *w = user;
+    if (w->is_failed || (w->frame_opcode & 0x8) || arg->data_length == 0)
+        return;
+    if (phx_buf_append(&w->msg, arg->data, arg->data_length) != 0) {
+        PHX_LOG_WARN("conn=%llu event=out_of_memory where=ws_message",
+                     (unsigned long long)w->conn->id);
+        fail(w, PHX_WS_INTERNAL_ERROR);
+    }
+}
+
+static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+                      void *user)
+{
+    phx_ws_t *w = user;
+    phx_conn_t *c = w->conn;
+    if (w->is_failed || c->is_closing)
+        return;
+    if (arg->opcode == WSLAY_CONNECTION_CLOSE) {
+        /* wslay already queued the reply Close; it goes out after the
+         * recv loop, then the connection closes. */
+        PHX_LOG_DEBUG("conn=%llu event=ws_close_received code=%u", (unsigned long long)c->id,
+                      arg->status_code);
+        return;
+    }
+    if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME)
+        return; /* ping (answered by wslay) or pong */
+    w->in_msg = false;
+    c->srv->stats.msgs_in++;
+    phx_server_list_touch(c->srv, c, PHX_LIST_WS);
+    /* The socket layer may decode in place; the buffer is ours until the
+     * next message starts. */
+    phx_socket_handle(w->sock, arg->opcode == WSLAY_BINARY_FRAME, w->msg.data, w->msg.len);
+    /* An idle socket holds no message buffer. */
+    phx_buf_dispose(&w->msg);
+    if (c->is_closing)
+        wslay_event_shutdown_read(ctx);
+}
+
+static const struct wslay_event_callbacks ws_callbacks = {
+    .recv_callback = ws_on_recv,
+    .send_callback = ws_on_send,
+    .on_frame_recv_start_callback = ws_on_frame_start,
+    .on_frame_recv_chunk_callback = ws_on_frame_chunk,
+    .on_msg_recv_callback = ws_on_msg,
+};
+
+static int ctx_acquire(phx_ws_t *w)
+{
+    if (w->ctx)
+        return 0;
+    if (wslay_event_context_server_init(&w->ctx, &ws_callbacks, w) != 0) {
+        w->ctx = NULL;
+        return PHX_ERR_NOMEM;
+    }
+    wslay_event_config_set_no_buffering(w->ctx, 1);
+    /* Per-frame check inside wslay; the whole-message cap is ours. */
+    wslay_event_config_set_max_recv_msg_length(w->ctx, w->conn->srv->cfg.max_message_bytes);
+    return 0;
+}
+
+static void ctx_release(phx_ws_t *w)
+{
+    if (w->ctx) {
+        wslay_event_context_free(w->ctx);
+        w->ctx = NULL;
+    }
+}
+
+/* Follows frame boundaries in the raw input, as wslay sees it. */
+static void track(phx_ws_t *w, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        if (w->payload_left > 0) {
+            size_t take = n < w->payload_left ? n : (size_t)w->payload_left;
+            w->payload_left -= take;
+            p += take;
+            n -= take;
+            continue;
+        }
+        w->hdr[w->hdr_have++] = *p++;
+        n--;
+        if (w->hdr_have == 2) {
+            uint8_t len7 = w->hdr[1] & 0x7f;
+            w->hdr_need = (uint8_t)(2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) +
+                                    ((w->hdr[1] & 0x80) ? 4 : 0));
+        }
+        if (w->hdr_have >= 2 && w->hdr_have == w->hdr_need) {
+            uint8_t len7 = w->hdr[1] & 0x7f;
+            uint64_t len = len7;
+            if (len7 == 126)
+                len = (uint64_t)w->hdr[2] << 8 | w->hdr[3];
+            else if (len7 == 127) {
+                len = 0;
+                for (int i = 0; i < 8; i++)
+                    len = len << 8 | w->hdr[2 + i];
+            }
+            w->payload_left = len;
+            w->hdr_have = 0;
+            w->hdr_need = 0;
+        }
+    }
+}
+
+static bool at_rest(const phx_ws_t *w)
+{
+    return w->hdr_have == 0 && w->payload_left == 0 && !w->in_msg && !w->is_failed &&
+           (w->ctx == NULL || !wslay_event_want_write(w->ctx));
+}
+
+static void ws_feed(phx_conn_t *c, const uint8_t *data, size_t len)
+{
+    phx_ws_t *w = c->ws;
+    if (w->is_closed || len == 0)
+        return;
+    if (ctx_acquire(w) != 0) {
+        PHX_LOG_WARN("conn=%llu event=out_of_memory where=wslay_context",
+                     (unsigned long long)c->id);
+        phx_conn_close(c, false);
+        return;
+    }
+    track(w, data, len);
+    w->src = data;
+    w->src_len = len;
+    int rv = wslay_event_recv(w->ctx);
+    w->src = NULL;
+    w->src_len = 0;
+    if (c->is_closing || w->is_closed)
+        return; /* the socket layer closed the connection */
+    /* Automatic replies (pong, Close) and a Close queued after an error go
+     * out now, before the connection closes. */
+    wslay_event_send(w->ctx);
+    if (rv != 0 || w->is_failed || !wslay_event_want_read(w->ctx) ||
+        wslay_event_get_close_sent(w->ctx)) {
+        if (rv != 0)
+            PHX_LOG_DEBUG("conn=%llu event=ws_error error=%d", (unsigned long long)c->id, rv);
+        w->is_closed = true;
+        ctx_release(w);
+        phx_conn_close(c, true);
+        return;
+    }
+    if (at_rest(w))
+        ctx_release(w);
+}
+
+static void ws_on_read(phx_conn_t *c, uint8_t *data, size_t len)
+{
+    ws_feed(c, data, len);
+}
+
+static void ws_on_close(phx_conn_t *c)
+{
+    phx_ws_t *w = c->ws;
+    if (w == NULL)
+        return;
+    w->is_closed = true;
+    if (w->sock) {
+        phx_socket_t *s = w->sock;
+        w->sock = NULL;
+        phx_socket_closed(s);
+    }
+    /* wslay may be on the stack (a message handler closed the connection):
+     * the context is released in ws_on_free. */
+}
+
+static void ws_on_free(phx_conn_t *c)
+{
+    phx_ws_t *w = c->ws;
+    if (w == NULL)
+        return;
+    ctx_release(w);
+    phx_buf_dispose(&w->msg);
+    phx_free(w);
+    c->ws = NULL;
+}
+
+/* ---- closing ---- */
+
+void phx_ws_close(phx_conn_t *c, int code, const char *reason)
+{
+    phx_ws_t *w = c->ws;
+    if (w == NULL || w->is_closed || c->is_closing)
+        return;
+    w->is_closed = true;
+    size_t rlen = reason ? strlen(reason) : 0;
+    if (rlen > 123)
+        rlen = 123;
+    uint8_t frame[2 + 2 + 123];
+    frame[0] = 0x88;
+    frame[1] = (uint8_t)(2 + rlen);
+    frame[2] = (uint8_t)(code >> 8);
+    frame[3] = (uint8_t)code;
+    if (rlen)
+        memcpy(frame + 4, reason, rlen);
+    PHX_LOG_DEBUG("conn=%llu peer=%s event=ws_close code=%d", (unsigned long long)c->id, c->peer,
+                  code);
+    phx_conn_send_copy(c, frame, 4 + rlen);
+    phx_conn_close(c, true);
+}
+
+void phx_ws_timeout(phx_conn_t *c)
+{
+    /* Phoenix on Bandit closes an idle WebSocket with 1002. */
+    phx_ws_close(c, PHX_WS_PROTOCOL_ERROR, "idle timeout");
+}
+
+size_t phx_ws_footprint(const phx_conn_t *c)
+{
+    const phx_ws_t *w = c->ws;
+    return w ? sizeof(*w) + w->msg.cap : 0;
+}
+
+bool phx_ws_has_context(const phx_conn_t *c)
+{
+    return c->ws && c->ws->ctx;
+}
+
+/* ---- handshake ---- */
+
+static void accept_key(const char *key, char out[29])
+{
+    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    uint8_t digest[EVP_MAX_MD_SIZE];
+    unsigned int dlen = 0;
+    char input[24 + sizeof(guid)];
+    size_t klen = strlen(key);
+    memcpy(input, key, klen);
+    memcpy(input + klen, guid, sizeof(guid) - 1);
+    EVP_Digest(input, klen + sizeof(guid) - 1, digest, &dlen, EVP_sha1(), NULL);
+    EVP_EncodeBlock((unsigned char *)out, digest, (int)dlen);
+}
+
+static bool valid_key(const char *key)
+{
+    /* base64 of 16 bytes: 22 characters and "==". */
+    if (key == NULL || strlen(key) != 24 || key[22] != '=' || key[23] != '=')
+        return false;
+    for (int i = 0; i < 22; i++) {
+        char ch = key[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+              ch == '+' || ch == '/'))
+            return false;
+    }
+    return true;
+}
+
+static const char *header_of(void *ctx, const char *name)
+{
+    return phx_http_header(ctx, name);
+}
+
+void phx_ws_handshake(phx_conn_t *c, uint8_t *rest, size_t rest_len)
+{
+    phx_http_t *h = c->http;
+    phx_server_t *srv = c->srv;
+    if (llhttp_get_method(&h->parser) != HTTP_GET) {
+        phx_http_respond(c, 400, NULL, NULL, NULL, 0);
+        return;
+    }
+    /* A request that is not an upgrade at all (a plain GET) is refused
+     * before the connect callback runs. */
+    const char *upgrade = phx_http_header(h, "upgrade");
+    if (!phx_http_header_has_token(upgrade, "websocket")) {
+        static const char msg[] = "'upgrade' header must contain 'websocket'";
+        phx_http_respond(c, 400, NULL, "text/plain", msg, sizeof(msg) - 1);
+        return;
+    }
+    const char *path, *query;
+    size_t path_len, query_len;
+    phx_http_target(h, &path, &path_len, &query, &query_len);
+
+    phx_connect_t conn_info;
+    phx_connect_init(&conn_info, srv, &ws_transport, c->peer, c->peer_port,
+                     (const char *)h->url.data, h->url.len, query, query_len, header_of, h);
+    int rv = phx_connect_run(&conn_info);
+    if (rv != 0) {
+        phx_connect_dispose(&conn_info);
+        if (rv == PHX_ERR_INVALID) {
+            phx_http_respond(c, 400, NULL, NULL, NULL, 0);
+        } else {
+            srv->stats.refused_connects++;
+            phx_http_respond(c, 403, NULL, NULL, NULL, 0);
+        }
+        return;
+    }
+    /* Upgrade validation comes after the connect callback, as in Phoenix. */
+    const char *key = phx_http_header(h, "sec-websocket-key");
+    const char *version = phx_http_header(h, "sec-websocket-version");
+    const char *host = phx_http_header(h, "host");
+    const char *why = NULL;
+    if (llhttp_get_http_major(&h->parser) != 1 || llhttp_get_http_minor(&h->parser) < 1)
+        why = "HTTP/1.1 or later is required";
+    else if (host == NULL || host[0] == '\0')
+        why = "'host' header is absent";
+    else if (!phx_http_header_has_token(phx_http_header(h, "connection"), "upgrade"))
+        why = "'connection' header must contain 'upgrade'";
+    else if (!valid_key(key))
+        why = "'sec-websocket-key' header is absent or invalid";
+    else if (version == NULL || strcmp(version, "13") != 0)
+        why = "'sec-websocket-version' header must be '13'";
+    if (why) {
+        phx_connect_dispose(&conn_info);
+        phx_http_respond(c, 400, why[0] == '\'' && version && strcmp(version, "13") != 0
+                                     ? "sec-websocket-version: 13\r\n"
+                                     : NULL,
+                         "text/plain", why, strlen(why));
+        return;
+    }
+    phx_ws_t *w = phx_calloc(1, sizeof(*w));
+    if (w == NULL) {
+        phx_connect_dispose(&conn_info);
+        phx_http_respond(c, 503, NULL, NULL, NULL, 0);
+        return;
+    }
+    w->conn = c;
+    rv = phx_socket_new(&w->sock, &conn_info, c);
+    phx_connect_dispose(&conn_info);
+    if (rv != 0) {
+        phx_free(w);
+        phx_http_respond(c, 503, NULL, NULL, NULL, 0);
+        return;
+    }
+    char accept[29];
+    accept_key(key, accept);
+    char resp[256];
+    int n = snprintf(resp, sizeof(resp),
+                     "HTTP/1.1 101 Switching Protocols\r\n"
+                     "upgrade: websocket\r\n"
+                     "connection: Upgrade\r\n"
+                     "sec-websocket-accept: %s\r\n"
+                     "\r\n",
+                     accept);
+    /* The head's storage is no longer needed: the idle socket keeps none. */
+    phx_http_dispose(c);
+    c->ws = w;
+    c->ops = &ws_conn_ops;
+    c->kind = PHX_CONN_WS;
+    phx_server_list_touch(srv, c, PHX_LIST_WS);
+    phx_conn_send_copy(c, resp, (size_t)n);
+    PHX_LOG_DEBUG("conn=%llu peer=%s event=ws_upgrade", (unsigned long long)c->id, c->peer);
+    if (rest_len > 0)
+        ws_feed(c, rest, rest_len);
+}

@@ -1,0 +1,45 @@
+/* ws.h: the WebSocket transport. The RFC 6455 upgrade handshake, then wslay
+ * (no-buffering mode, configured limits) for incoming frames, with the wslay
+ * context held only while a frame, a fragmented message or a control reply
+ * is in flight. Outgoing data frames are built once per message (an
+ * unmasked header in the buffer's headroom) and shared by every recipient. */
+#ifndef PHX_WS_H
+#define PHX_WS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mem.h"
+#include "tcp.h"
+
+/* Close codes (RFC 6455 section 7.4.1). */
+enum {
+    PHX_WS_NORMAL = 1000,
+    PHX_WS_GOING_AWAY = 1001,
+    PHX_WS_PROTOCOL_ERROR = 1002,
+    PHX_WS_INVALID_DATA = 1007,
+    PHX_WS_POLICY = 1008,
+    PHX_WS_TOO_BIG = 1009,
+    PHX_WS_INTERNAL_ERROR = 1011,
+    PHX_WS_RESTART = 1012,
+};
+
+/* Handles a complete request for <socket_path>/websocket: checks, connect
+ * callback, 101, then feeds `rest` (bytes after the head, borrowed) as
+ * WebSocket input. On refusal answers 400/403 and closes. */
+void phx_ws_handshake(phx_conn_t *c, uint8_t *rest, size_t rest_len);
+/* Sends a Close frame with `code` (and `reason`, may be NULL) and closes the
+ * connection once it is written. Idempotent. */
+void phx_ws_close(phx_conn_t *c, int code, const char *reason);
+/* The idle timeout passed (no frame received). */
+void phx_ws_timeout(phx_conn_t *c);
+/* Writes the frame header for `b`'s payload into its headroom (once). */
+void phx_ws_frame_prepare(phx_rcbuf_t *b);
+/* Memory held by the WebSocket layer of one connection (for phxd-bench
+ * reports and tests): 0 when idle except the phx_ws_t itself. */
+size_t phx_ws_footprint(const phx_conn_t *c);
+/* True when the connection currently holds a wslay context. */
+bool phx_ws_has_context(const phx_conn_t *c);
+
+#endif /* PHX_WS_H */
