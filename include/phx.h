@@ -88,6 +88,7 @@ typedef struct phx_config {
     size_t max_topic_bytes;      /* 1024: topic, event and refs */
     size_t queue_high_bytes;     /* 1 MiB queued output: stop reading */
     size_t queue_limit_bytes;    /* 8 MiB queued output: close 1008 */
+    int max_queued_msgs;         /* 4096 queued messages: stop reading */
     int max_connections;         /* 0 = limited by file descriptors only */
 } phx_config_t;
 

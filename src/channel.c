@@ -199,9 +199,9 @@ int phx_reply_set_status(phx_reply_t *r, const char *status)
 static void join(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *old)
 {
     phx_server_t *srv = s->srv;
-    const phx_route_t *route =
-        m->topic.kind == PHX_FIELD_STRING ? phx_server_route(srv, (const char *)m->topic.p, m->topic.len)
-                                          : NULL;
+    const phx_route_t *route = m->topic.kind == PHX_FIELD_STRING
+                                   ? phx_server_route(srv, (const char *)m->topic.p, m->topic.len)
+                                   : NULL;
     phx_ref_t old_ref = {0};
     phx_field_t topic = m->topic;
     if (old) {
@@ -411,8 +411,8 @@ static int chan_broadcast(phx_channel_t *ch, const char *event_name, const phx_p
 {
     size_t len;
     const char *topic = chan_topic(ch, &len);
-    return phx_pubsub_broadcast(ch->sock->srv->pubsub, topic, len, event_name,
-                                strlen(event_name), payload, exclude);
+    return phx_pubsub_broadcast(ch->sock->srv->pubsub, topic, len, event_name, strlen(event_name),
+                                payload, exclude);
 }
 
 int phx_channel_broadcast(phx_channel_t *ch, const char *event_name, const phx_payload_t *payload)
@@ -429,6 +429,6 @@ int phx_channel_broadcast_from(phx_channel_t *ch, const char *event_name,
 int phx_broadcast(phx_server_t *srv, const char *topic, const char *event_name,
                   const phx_payload_t *payload)
 {
-    return phx_pubsub_broadcast(srv->pubsub, topic, strlen(topic), event_name,
-                                strlen(event_name), payload, NULL);
+    return phx_pubsub_broadcast(srv->pubsub, topic, strlen(topic), event_name, strlen(event_name),
+                                payload, NULL);
 }

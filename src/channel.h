@@ -37,7 +37,7 @@ struct phx_channel {
     bool own_ref_is_join_ref;
     const phx_route_t *route;
     void *data;
-    char *topic_name; /* only while not subscribed (joining) */
+    char *topic_name;   /* only while not subscribed (joining) */
     phx_ref_t join_ref; /* as the phx_join sent it (may be null) */
     phx_ref_t own_ref;  /* join_ref, or the join's ref when that was null */
 };

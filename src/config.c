@@ -11,8 +11,7 @@
 
 #include "log.h"
 
-const char phxd_demo_secret[] =
-    "phxd-demo-secret-key-base-0123456789-do-not-use-in-production-xx";
+const char phxd_demo_secret[] = "phxd-demo-secret-key-base-0123456789-do-not-use-in-production-xx";
 
 typedef enum {
     OPT_STRING,
@@ -28,8 +27,8 @@ typedef struct opt {
     const char *env;  /* PHXD_... */
     const char *env2; /* an extra variable Phoenix apps use, or NULL */
     opt_type_t type;
-    size_t offset;    /* into phxd_options_t */
-    const char *def;  /* default as shown in --help */
+    size_t offset;   /* into phxd_options_t */
+    const char *def; /* default as shown in --help */
     long long min, max;
     bool is_secret;
     const char *help;
@@ -42,11 +41,10 @@ static const opt_t options[] = {
      "address to listen on (0.0.0.0 or :: for every interface)"},
     {"port", "PHXD_PORT", "PORT", OPT_INT, CFG(port), "4000", 0, 65535, false,
      "TCP port; 0 picks a free port (the banner shows it)"},
-    {"socket-path", "PHXD_SOCKET_PATH", NULL, OPT_STRING, CFG(socket_path), "/socket", 0, 0,
-     false, "mount prefix of the socket: <path>/websocket"},
-    {"secret-key-base", "PHXD_SECRET_KEY_BASE", "SECRET_KEY_BASE", OPT_STRING,
-     CFG(secret_key_base), "(demo secret)", 0, 0, true,
-     "the Phoenix app's secret_key_base that signs user tokens"},
+    {"socket-path", "PHXD_SOCKET_PATH", NULL, OPT_STRING, CFG(socket_path), "/socket", 0, 0, false,
+     "mount prefix of the socket: <path>/websocket"},
+    {"secret-key-base", "PHXD_SECRET_KEY_BASE", "SECRET_KEY_BASE", OPT_STRING, CFG(secret_key_base),
+     "(demo secret)", 0, 0, true, "the Phoenix app's secret_key_base that signs user tokens"},
     {"salt", "PHXD_SALT", NULL, OPT_STRING, CFG(salt), "user socket", 0, 0, false,
      "Phoenix.Token salt (the namespace given to Phoenix.Token.sign)"},
     {"max-age", "PHXD_MAX_AGE", NULL, OPT_MAX_AGE, CFG(max_age), "(the token's own)", 0, 0, false,
@@ -59,29 +57,28 @@ static const opt_t options[] = {
      "PBKDF2 digest: sha256, sha384 or sha512"},
     {"idle-timeout-ms", "PHXD_IDLE_TIMEOUT_MS", NULL, OPT_INT, CFG(idle_timeout_ms), "60000", 100,
      INT_MAX, false, "close a WebSocket that sent nothing for this long"},
-    {"handshake-timeout-ms", "PHXD_HANDSHAKE_TIMEOUT_MS", NULL, OPT_INT,
-     CFG(handshake_timeout_ms), "10000", 100, INT_MAX, false,
-     "deadline for the whole HTTP request head"},
-    {"close-timeout-ms", "PHXD_CLOSE_TIMEOUT_MS", NULL, OPT_INT, CFG(close_timeout_ms), "5000",
-     10, INT_MAX, false, "how long to wait for the peer after sending a Close"},
+    {"handshake-timeout-ms", "PHXD_HANDSHAKE_TIMEOUT_MS", NULL, OPT_INT, CFG(handshake_timeout_ms),
+     "10000", 100, INT_MAX, false, "deadline for the whole HTTP request head"},
+    {"close-timeout-ms", "PHXD_CLOSE_TIMEOUT_MS", NULL, OPT_INT, CFG(close_timeout_ms), "5000", 10,
+     INT_MAX, false, "how long to wait for the peer after sending a Close"},
     {"max-message-bytes", "PHXD_MAX_MESSAGE_BYTES", NULL, OPT_SIZE, CFG(max_message_bytes),
      "1048576", 64, 1LL << 31, false, "largest WebSocket message accepted (close 1009 beyond)"},
-    {"max-fragments", "PHXD_MAX_FRAGMENTS", NULL, OPT_INT, CFG(max_fragments), "1024", 1,
-     1000000, false, "frames per fragmented message (close 1009 beyond)"},
+    {"max-fragments", "PHXD_MAX_FRAGMENTS", NULL, OPT_INT, CFG(max_fragments), "1024", 1, 1000000,
+     false, "frames per fragmented message (close 1009 beyond)"},
     {"max-header-bytes", "PHXD_MAX_HEADER_BYTES", NULL, OPT_SIZE, CFG(max_header_bytes), "8192",
      256, 1 << 20, false, "URL plus header bytes of a request (414/431 beyond)"},
     {"max-headers", "PHXD_MAX_HEADERS", NULL, OPT_INT, CFG(max_headers), "100", 4, 10000, false,
      "header fields per request (431 beyond)"},
-    {"max-channels", "PHXD_MAX_CHANNELS", NULL, OPT_INT, CFG(max_channels), "100", 1, 65535,
-     false, "joined topics per socket"},
+    {"max-channels", "PHXD_MAX_CHANNELS", NULL, OPT_INT, CFG(max_channels), "100", 1, 65535, false,
+     "joined topics per socket"},
     {"max-json-depth", "PHXD_MAX_JSON_DEPTH", NULL, OPT_INT, CFG(max_json_depth), "64", 2, 1000,
      false, "nesting of client JSON messages"},
     {"max-token-bytes", "PHXD_MAX_TOKEN_BYTES", NULL, OPT_SIZE, CFG(max_token_bytes), "4096", 64,
      1 << 20, false, "longest token looked at"},
     {"max-topic-bytes", "PHXD_MAX_TOPIC_BYTES", NULL, OPT_SIZE, CFG(max_topic_bytes), "1024", 16,
      1 << 20, false, "longest topic, event or ref"},
-    {"queue-high-bytes", "PHXD_QUEUE_HIGH_BYTES", NULL, OPT_SIZE, CFG(queue_high_bytes),
-     "1048576", 1024, 1LL << 40, false, "queued output above which reading a socket pauses"},
+    {"queue-high-bytes", "PHXD_QUEUE_HIGH_BYTES", NULL, OPT_SIZE, CFG(queue_high_bytes), "1048576",
+     1024, 1LL << 40, false, "queued output above which reading a socket pauses"},
     {"queue-limit-bytes", "PHXD_QUEUE_LIMIT_BYTES", NULL, OPT_SIZE, CFG(queue_limit_bytes),
      "8388608", 1024, 1LL << 40, false, "queued output above which a socket is closed (1008)"},
     {"log-level", "PHXD_LOG_LEVEL", NULL, OPT_LOG_LEVEL, offsetof(phxd_options_t, log_level),
@@ -177,8 +174,7 @@ static int apply(phxd_options_t *o, const opt_t *opt, const char *value, const c
         int lvl = phx_log_level_parse(value);
         if (lvl < 0) {
             snprintf(err, PHX_ERR_LEN,
-                     "%s: log-level must be error, warn, info or debug, got \"%s\"", source,
-                     value);
+                     "%s: log-level must be error, warn, info or debug, got \"%s\"", source, value);
             return PHX_ERR_INVALID;
         }
         *(int *)(base + opt->offset) = lvl;
@@ -277,10 +273,11 @@ static void env_names(const opt_t *opt, char *out, size_t len)
 
 void phxd_options_help(FILE *out)
 {
-    fprintf(out, "usage: phxd [options]            run the server\n"
-                 "       phxd token sign|verify ...  mint or check a Phoenix.Token (phxd token --help)\n"
-                 "       phxd --version\n\n"
-                 "options (flag > environment > default):\n");
+    fprintf(out,
+            "usage: phxd [options]            run the server\n"
+            "       phxd token sign|verify ...  mint or check a Phoenix.Token (phxd token --help)\n"
+            "       phxd --version\n\n"
+            "options (flag > environment > default):\n");
     for (size_t i = 0; i < NOPTIONS; i++) {
         const opt_t *opt = &options[i];
         char env[96];

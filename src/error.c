@@ -7,8 +7,8 @@
 const char *phx_err_name(int err)
 {
     switch (err) {
-#define PHX_ERRNO_NAME(name, code, text)                                        \
-    case code:                                                                 \
+#define PHX_ERRNO_NAME(name, code, text)                                                           \
+    case code:                                                                                     \
         return "PHX_ERR_" #name;
         PHX_ERRNO_MAP(PHX_ERRNO_NAME)
 #undef PHX_ERRNO_NAME
@@ -22,8 +22,8 @@ const char *phx_err_name(int err)
 const char *phx_strerror(int err)
 {
     switch (err) {
-#define PHX_ERRNO_TEXT(name, code, text)                                        \
-    case code:                                                                 \
+#define PHX_ERRNO_TEXT(name, code, text)                                                           \
+    case code:                                                                                     \
         return text;
         PHX_ERRNO_MAP(PHX_ERRNO_TEXT)
 #undef PHX_ERRNO_TEXT

@@ -125,8 +125,7 @@ static size_t utf8_count(const uint8_t *s, size_t len)
 
 int phx_term_new_atom(phx_term_t **out, const char *text, size_t len)
 {
-    if (!phx_utf8_valid((const uint8_t *)text, len) ||
-        utf8_count((const uint8_t *)text, len) > 255)
+    if (!phx_utf8_valid((const uint8_t *)text, len) || utf8_count((const uint8_t *)text, len) > 255)
         return PHX_ERR_INVALID;
     return new_bytes(out, PHX_TERM_ATOM, text, len);
 }
@@ -226,7 +225,8 @@ int phx_term_new_map(phx_term_t **out, phx_term_pair_t *pairs, size_t count)
 {
     phx_term_pair_t *copy = NULL;
     if (count > 0) {
-        if (count > SIZE_MAX / sizeof(*copy) || (copy = phx_malloc(count * sizeof(*copy))) == NULL) {
+        if (count > SIZE_MAX / sizeof(*copy) ||
+            (copy = phx_malloc(count * sizeof(*copy))) == NULL) {
             free_pairs(pairs, count);
             return PHX_ERR_NOMEM;
         }
@@ -491,7 +491,8 @@ static uint32_t rd_u16(dec_t *d)
 
 static uint32_t rd_u32(dec_t *d)
 {
-    uint32_t v = (uint32_t)d->p[0] << 24 | (uint32_t)d->p[1] << 16 | (uint32_t)d->p[2] << 8 | d->p[3];
+    uint32_t v =
+        (uint32_t)d->p[0] << 24 | (uint32_t)d->p[1] << 16 | (uint32_t)d->p[2] << 8 | d->p[3];
     d->p += 4;
     return v;
 }
@@ -689,22 +690,17 @@ static int decode_term(dec_t *d, uint32_t depth, phx_term_t **out)
     if (left(d) < 1)
         return PHX_ERR_INVALID;
     uint8_t tag = *d->p++;
-    /* Fixed-size headers: how many bytes must follow the tag. */
-    size_t head = 0;
-    switch (tag) {
-    case 'a': case 's': case 'w': case 'h': head = 1; break;
-    case 'd': case 'v': case 'k': head = 2; break;
-    case 'n': head = 2; break;
-    case 'b': case 'i': case 'l': case 'm': case 't': head = 4; break;
-    case 'o': head = 5; break;
-    case 'F': head = 8; break;
-    case 'c': head = 31; break;
-    case 'j': head = 0; break;
-    default:
-        /* Compressed, bitstrings, pids, ports, references, funs, exports,
-         * LOCAL_EXT, cache refs and unknown tags. */
+    /* Bytes of fixed header after the tag, plus one; 0 marks a refused
+     * tag: compressed, bitstrings, pids, ports, references, funs, exports,
+     * LOCAL_EXT, atom cache refs and unknown tags. */
+    static const uint8_t head_plus_one[256] = {
+        ['a'] = 2, ['s'] = 2, ['w'] = 2, ['h'] = 2,  ['d'] = 3, ['v'] = 3,
+        ['k'] = 3, ['n'] = 3, ['b'] = 5, ['i'] = 5,  ['l'] = 5, ['m'] = 5,
+        ['t'] = 5, ['o'] = 6, ['F'] = 9, ['c'] = 32, ['j'] = 1,
+    };
+    if (head_plus_one[tag] == 0)
         return PHX_ERR_INVALID;
-    }
+    size_t head = head_plus_one[tag] - 1u;
     if (left(d) < head)
         return PHX_ERR_INVALID;
     switch (tag) {

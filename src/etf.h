@@ -39,8 +39,8 @@ struct phx_term {
     phx_term_type_t type;
     union {
         struct {
-            bool is_negative; /* never set for zero */
-            size_t len;       /* magnitude bytes; 0 for zero, no high zero byte */
+            bool is_negative;   /* never set for zero */
+            size_t len;         /* magnitude bytes; 0 for zero, no high zero byte */
             const uint8_t *mag; /* little-endian */
         } integer;
         double f;

@@ -148,8 +148,12 @@ static int put_json_string(phx_buf_t *out, const uint8_t *s, size_t len)
         if (c == '"' || c == '\\') {
             esc[0] = '\\', esc[1] = (char)c, n = 2;
         } else if (c < 0x20 || (c >= 0x80 && !is_utf8)) {
-            char short_esc = c == '\b' ? 'b' : c == '\t' ? 't' : c == '\n' ? 'n'
-                           : c == '\f' ? 'f' : c == '\r' ? 'r' : 0;
+            char short_esc = c == '\b'   ? 'b'
+                             : c == '\t' ? 't'
+                             : c == '\n' ? 'n'
+                             : c == '\f' ? 'f'
+                             : c == '\r' ? 'r'
+                                         : 0;
             if (short_esc) {
                 esc[0] = '\\', esc[1] = short_esc, n = 2;
             } else {
@@ -275,9 +279,10 @@ static int hex4(const char *s, uint32_t *out)
     uint32_t v = 0;
     for (int i = 0; i < 4; i++) {
         char c = s[i];
-        int d = c >= '0' && c <= '9' ? c - '0'
-              : c >= 'a' && c <= 'f' ? c - 'a' + 10
-              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
         if (d < 0)
             return PHX_ERR_INVALID;
         v = v << 4 | (uint32_t)d;
@@ -669,8 +674,7 @@ static int parse_value(jp_t *j, uint32_t depth, phx_term_t **out)
     return parse_number(j, out);
 }
 
-int phx_json_to_term(const char *json, size_t len, const phx_etf_limits_t *limits,
-                     phx_term_t **out)
+int phx_json_to_term(const char *json, size_t len, const phx_etf_limits_t *limits, phx_term_t **out)
 {
     jp_t j = {
         .p = json,

@@ -24,22 +24,25 @@ static const phx_conn_ops_t http_ops = {
 
 /* ---- llhttp callbacks ---- */
 
-static phx_conn_t *conn_of(llhttp_t *p)
+static phx_http_t *http_of(llhttp_t *p)
 {
     return p->data;
 }
 
-/* Counts head bytes against the cap; on overflow records the status. */
+static int fail_with(llhttp_t *p, uint16_t status, const char *reason)
+{
+    http_of(p)->error_status = status;
+    llhttp_set_error_reason(p, reason);
+    return HPE_USER;
+}
+
+/* Counts head bytes against the cap. */
 static int count_bytes(llhttp_t *p, size_t len, uint16_t status, const char *reason)
 {
-    phx_conn_t *c = conn_of(p);
-    phx_http_t *h = c->http;
+    phx_http_t *h = http_of(p);
     h->head_bytes += len;
-    if (h->head_bytes > c->srv->cfg.max_header_bytes) {
-        h->error_status = status;
-        llhttp_set_error_reason(p, reason);
-        return HPE_USER;
-    }
+    if (h->head_bytes > h->max_header_bytes)
+        return fail_with(p, status, reason);
     return 0;
 }
 
@@ -48,47 +51,36 @@ static int http_on_url(llhttp_t *p, const char *at, size_t len)
     int rv = count_bytes(p, len, 414, "URI too long");
     if (rv)
         return rv;
-    if (phx_buf_append(&conn_of(p)->http->url, at, len) != 0) {
-        conn_of(p)->http->error_status = 503;
-        llhttp_set_error_reason(p, "out of memory");
-        return HPE_USER;
-    }
+    if (phx_buf_append(&http_of(p)->url, at, len) != 0)
+        return fail_with(p, 503, "out of memory");
     return 0;
-}
-
-static int nomem(llhttp_t *p)
-{
-    conn_of(p)->http->error_status = 503;
-    llhttp_set_error_reason(p, "out of memory");
-    return HPE_USER;
 }
 
 static int http_on_header_field(llhttp_t *p, const char *at, size_t len)
 {
-    phx_http_t *h = conn_of(p)->http;
+    phx_http_t *h = http_of(p);
     int rv = count_bytes(p, len, 431, "request header fields too large");
     if (rv)
         return rv;
     if (h->hstate != 1) {
-        if (h->nheaders >= (uint32_t)conn_of(p)->srv->cfg.max_headers) {
-            h->error_status = 431;
-            llhttp_set_error_reason(p, "too many header fields");
-            return HPE_USER;
-        }
+        if (h->nheaders >= h->max_headers)
+            return fail_with(p, 431, "too many header fields");
         h->nheaders++;
         h->hstate = 1;
     }
     for (size_t i = 0; i < len; i++)
         if (phx_buf_append_byte(&h->headers, (uint8_t)tolower((unsigned char)at[i])) != 0)
-            return nomem(p);
+            return fail_with(p, 503, "out of memory");
     return 0;
 }
 
 static int http_on_header_field_complete(llhttp_t *p)
 {
-    phx_http_t *h = conn_of(p)->http;
-    if (phx_buf_append_byte(&h->headers, 0) != 0)
+    phx_http_t *h = http_of(p);
+    if (phx_buf_append_byte(&h->headers, 0) != 0) {
+        h->error_status = 503;
         return -1;
+    }
     h->hstate = 2;
     h->value_start = (uint32_t)h->headers.len;
     return 0;
@@ -99,36 +91,29 @@ static int http_on_header_value(llhttp_t *p, const char *at, size_t len)
     int rv = count_bytes(p, len, 431, "request header fields too large");
     if (rv)
         return rv;
-    if (phx_buf_append(&conn_of(p)->http->headers, at, len) != 0)
-        return nomem(p);
+    if (phx_buf_append(&http_of(p)->headers, at, len) != 0)
+        return fail_with(p, 503, "out of memory");
     return 0;
 }
 
 static int http_on_header_value_complete(llhttp_t *p)
 {
-    phx_http_t *h = conn_of(p)->http;
+    phx_http_t *h = http_of(p);
     /* Trim trailing whitespace (llhttp already skipped the leading). */
-    while (h->headers.len > h->value_start &&
-           (h->headers.data[h->headers.len - 1] == ' ' ||
-            h->headers.data[h->headers.len - 1] == '\t'))
+    while (h->headers.len > h->value_start && (h->headers.data[h->headers.len - 1] == ' ' ||
+                                               h->headers.data[h->headers.len - 1] == '\t'))
         h->headers.len--;
-    if (phx_buf_append_byte(&h->headers, 0) != 0)
+    if (phx_buf_append_byte(&h->headers, 0) != 0) {
+        h->error_status = 503;
         return -1;
+    }
     h->hstate = 0;
-    return 0;
-}
-
-static int http_on_headers_complete(llhttp_t *p)
-{
-    phx_http_t *h = conn_of(p)->http;
-    if (h->hstate == 2)
-        http_on_header_value_complete(p);
     return 0;
 }
 
 static int http_on_message_complete(llhttp_t *p)
 {
-    conn_of(p)->http->is_complete = true;
+    http_of(p)->is_complete = true;
     /* One request per connection is handled at a time. */
     return HPE_PAUSED;
 }
@@ -145,11 +130,59 @@ static const llhttp_settings_t *settings(void)
         http_settings.on_header_field_complete = http_on_header_field_complete;
         http_settings.on_header_value = http_on_header_value;
         http_settings.on_header_value_complete = http_on_header_value_complete;
-        http_settings.on_headers_complete = http_on_headers_complete;
         http_settings.on_message_complete = http_on_message_complete;
         http_settings_ready = true;
     }
     return &http_settings;
+}
+
+/* ---- the codec ---- */
+
+phx_http_t *phx_http_new(size_t max_header_bytes, uint32_t max_headers)
+{
+    phx_http_t *h = phx_calloc(1, sizeof(*h));
+    if (h == NULL)
+        return NULL;
+    llhttp_init(&h->parser, HTTP_REQUEST, settings());
+    h->parser.data = h;
+    h->max_header_bytes = max_header_bytes;
+    h->max_headers = max_headers;
+    return h;
+}
+
+void phx_http_free(phx_http_t *h)
+{
+    if (h == NULL)
+        return;
+    phx_buf_dispose(&h->url);
+    phx_buf_dispose(&h->headers);
+    phx_free(h);
+}
+
+int phx_http_feed(phx_http_t *h, const uint8_t *data, size_t len, size_t *used)
+{
+    *used = len;
+    llhttp_errno_t err = llhttp_execute(&h->parser, (const char *)data, len);
+    if (err == HPE_OK)
+        return 0;
+    if ((err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) && h->is_complete) {
+        const char *pos = llhttp_get_error_pos(&h->parser);
+        if (pos >= (const char *)data && pos <= (const char *)data + len)
+            *used = (size_t)((const uint8_t *)pos - data);
+        return 200;
+    }
+    return h->error_status ? h->error_status : 400;
+}
+
+int phx_http_method(const phx_http_t *h)
+{
+    return llhttp_get_method((llhttp_t *)&h->parser);
+}
+
+bool phx_http_is_11(const phx_http_t *h)
+{
+    llhttp_t *p = (llhttp_t *)&h->parser;
+    return llhttp_get_http_major(p) == 1 && llhttp_get_http_minor(p) >= 1;
 }
 
 /* ---- public helpers ---- */
@@ -169,8 +202,8 @@ const char *phx_http_header(const phx_http_t *h, const char *name)
     return NULL;
 }
 
-void phx_http_target(const phx_http_t *h, const char **path, size_t *path_len,
-                     const char **query, size_t *query_len)
+void phx_http_target(const phx_http_t *h, const char **path, size_t *path_len, const char **query,
+                     size_t *query_len)
 {
     const char *u = (const char *)h->url.data;
     size_t len = h->url.len;
@@ -213,22 +246,38 @@ bool phx_http_header_has_token(const char *value, const char *token)
 static const char *status_text(int status)
 {
     switch (status) {
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Payload Too Large";
-    case 414: return "URI Too Long";
-    case 426: return "Upgrade Required";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    default: return "Unknown";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Payload Too Large";
+    case 414:
+        return "URI Too Long";
+    case 426:
+        return "Upgrade Required";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Unknown";
     }
 }
 
@@ -244,16 +293,16 @@ void phx_http_respond(phx_conn_t *c, int status, const char *extra_headers,
                             "connection: close\r\n"
                             "%s\r\n",
                             status, status_text(status), content_type ? "content-type: " : "",
-                            content_type ? content_type : "", content_type ? "\r\n" : "",
-                            body_len, extra_headers ? extra_headers : "");
+                            content_type ? content_type : "", content_type ? "\r\n" : "", body_len,
+                            extra_headers ? extra_headers : "");
     if (rv == 0 && body_len)
         rv = phx_buf_append(&b, body, body_len);
     if (rv == 0)
         phx_conn_send_copy(c, b.data, b.len);
     phx_buf_dispose(&b);
     if (status >= 400)
-        PHX_LOG_DEBUG("conn=%llu peer=%s event=http_response status=%d",
-                      (unsigned long long)c->id, c->peer, status);
+        PHX_LOG_DEBUG("conn=%llu peer=%s event=http_response status=%d", (unsigned long long)c->id,
+                      c->peer, status);
     phx_conn_close(c, true);
 }
 
@@ -262,6 +311,8 @@ void phx_http_respond(phx_conn_t *c, int status, const char *extra_headers,
 static bool path_is(const char *path, size_t len, const char *prefix, const char *leaf)
 {
     size_t plen = strlen(prefix), llen = strlen(leaf);
+    if (plen > 0 && prefix[plen - 1] == '/')
+        plen--;
     if (len < plen + 1 + llen || memcmp(path, prefix, plen) != 0 || path[plen] != '/' ||
         memcmp(path + plen + 1, leaf, llen) != 0)
         return false;
@@ -270,18 +321,28 @@ static bool path_is(const char *path, size_t len, const char *prefix, const char
     return rest == 0 || (rest == 1 && path[len - 1] == '/');
 }
 
+phx_route_kind_t phx_http_route(const char *path, size_t len, const char *socket_path)
+{
+    if (path_is(path, len, socket_path, "websocket"))
+        return PHX_ROUTE_WEBSOCKET;
+    if (path_is(path, len, socket_path, "longpoll"))
+        return PHX_ROUTE_LONGPOLL;
+    return PHX_ROUTE_NOT_FOUND;
+}
+
 static void route(phx_conn_t *c, uint8_t *rest, size_t rest_len)
 {
-    phx_http_t *h = c->http;
     const char *path, *query;
     size_t path_len, query_len;
-    phx_http_target(h, &path, &path_len, &query, &query_len);
-    const char *prefix = c->srv->cfg.socket_path;
-    if (path_is(path, path_len, prefix, "websocket")) {
+    phx_http_target(c->http, &path, &path_len, &query, &query_len);
+    switch (phx_http_route(path, path_len, c->srv->cfg.socket_path)) {
+    case PHX_ROUTE_WEBSOCKET:
         phx_ws_handshake(c, rest, rest_len);
         return;
+    default:
+        phx_http_respond(c, 404, NULL, NULL, NULL, 0);
+        return;
     }
-    phx_http_respond(c, 404, NULL, NULL, NULL, 0);
 }
 
 /* ---- connection hooks ---- */
@@ -289,27 +350,16 @@ static void route(phx_conn_t *c, uint8_t *rest, size_t rest_len)
 static void http_on_read(phx_conn_t *c, uint8_t *data, size_t len)
 {
     phx_http_t *h = c->http;
-    llhttp_errno_t err = llhttp_execute(&h->parser, (const char *)data, len);
-    if (err == HPE_OK)
+    size_t used;
+    int status = phx_http_feed(h, data, len, &used);
+    if (status == 0)
         return; /* the head is not complete yet */
-    if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
-        const char *pos = llhttp_get_error_pos(&h->parser);
-        size_t used = pos ? (size_t)((const uint8_t *)pos - data) : len;
-        if (used > len)
-            used = len;
-        if (!h->is_complete) {
-            /* A body was announced: requests with bodies are not routed by
-             * the core (LongPoll POST arrives in issue #3). */
-            phx_http_respond(c, 400, NULL, NULL, NULL, 0);
-            return;
-        }
+    if (status == 200) {
         route(c, data + used, len - used);
         return;
     }
-    int status = h->error_status ? h->error_status : 400;
     PHX_LOG_DEBUG("conn=%llu peer=%s event=http_error status=%d reason=\"%s\"",
-                  (unsigned long long)c->id, c->peer, status,
-                  llhttp_get_error_reason(&h->parser));
+                  (unsigned long long)c->id, c->peer, status, llhttp_get_error_reason(&h->parser));
     phx_http_respond(c, status, NULL, NULL, NULL, 0);
 }
 
@@ -320,11 +370,9 @@ static void http_on_close(phx_conn_t *c)
 
 int phx_http_conn_init(phx_conn_t *c)
 {
-    phx_http_t *h = phx_calloc(1, sizeof(*h));
+    phx_http_t *h = phx_http_new(c->srv->cfg.max_header_bytes, (uint32_t)c->srv->cfg.max_headers);
     if (h == NULL)
         return PHX_ERR_NOMEM;
-    llhttp_init(&h->parser, HTTP_REQUEST, settings());
-    h->parser.data = c;
     c->http = h;
     c->ops = &http_ops;
     c->kind = PHX_CONN_HTTP;
@@ -342,11 +390,6 @@ void phx_http_timeout(phx_conn_t *c)
 
 void phx_http_dispose(phx_conn_t *c)
 {
-    phx_http_t *h = c->http;
-    if (h == NULL)
-        return;
-    phx_buf_dispose(&h->url);
-    phx_buf_dispose(&h->headers);
-    phx_free(h);
+    phx_http_free(c->http);
     c->http = NULL;
 }

@@ -14,16 +14,46 @@
 #include "tcp.h"
 
 struct phx_http {
-    llhttp_t parser;
+    llhttp_t parser; /* parser.data == this */
+    size_t max_header_bytes;
+    uint32_t max_headers;
     phx_buf_t url;
     phx_buf_t headers; /* "name\0value\0" pairs, names lower-cased */
     uint32_t nheaders;
-    uint32_t value_start; /* offset of the value being read */
-    uint8_t hstate;       /* 0 none, 1 reading a name, 2 reading a value */
+    uint32_t value_start;  /* offset of the value being read */
+    uint8_t hstate;        /* 0 none, 1 reading a name, 2 reading a value */
     uint16_t error_status; /* status chosen by a callback (414, 431) */
     bool is_complete;
     size_t head_bytes;
 };
+
+/* ---- the request-head codec (pure: no socket, no clock) ---- */
+
+/* Returns an owned parser (phx_http_free) with the given caps, or NULL. */
+phx_http_t *phx_http_new(size_t max_header_bytes, uint32_t max_headers);
+void phx_http_free(phx_http_t *h);
+/* Feeds bytes of the request. Returns:
+ *   0            the head is not complete yet (all bytes consumed);
+ *   > 0          the request is complete: the HTTP status to answer when it
+ *                is an error (400, 414, 431, 503), or 200 when it is fine;
+ *                *used is set to the bytes of `data` that belonged to it;
+ * The bytes after *used (a pipelined WebSocket frame) belong to the next
+ * layer. Borrows `data`. */
+int phx_http_feed(phx_http_t *h, const uint8_t *data, size_t len, size_t *used);
+/* The request method (llhttp_method_t) and version. */
+int phx_http_method(const phx_http_t *h);
+bool phx_http_is_11(const phx_http_t *h);
+
+/* The route of a complete request's path for a socket mounted at
+ * `socket_path` ("/socket"). */
+typedef enum {
+    PHX_ROUTE_NOT_FOUND = 0,
+    PHX_ROUTE_WEBSOCKET, /* <socket_path>/websocket[/] */
+    PHX_ROUTE_LONGPOLL,  /* <socket_path>/longpoll[/] */
+} phx_route_kind_t;
+phx_route_kind_t phx_http_route(const char *path, size_t len, const char *socket_path);
+
+/* ---- the connection glue ---- */
 
 /* Sets up the HTTP state of a freshly accepted connection (the init hook of
  * phx_conn_accept). Returns 0 or PHX_ERR_NOMEM. */
@@ -37,8 +67,8 @@ void phx_http_dispose(phx_conn_t *c);
  * phx_http_dispose. */
 const char *phx_http_header(const phx_http_t *h, const char *name);
 /* The path and the query (without '?'; "" when none) of the request URL. */
-void phx_http_target(const phx_http_t *h, const char **path, size_t *path_len,
-                     const char **query, size_t *query_len);
+void phx_http_target(const phx_http_t *h, const char **path, size_t *path_len, const char **query,
+                     size_t *query_len);
 /* True when the comma-separated header value contains `token`
  * (case-insensitive), e.g. Connection: keep-alive, Upgrade. */
 bool phx_http_header_has_token(const char *value, const char *token);

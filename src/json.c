@@ -13,9 +13,9 @@
 /* ---- scanner ---- */
 
 typedef enum {
-    ST_VALUE,  /* a value must start here */
-    ST_KEY,    /* an object key must start here */
-    ST_AFTER,  /* a value just ended */
+    ST_VALUE, /* a value must start here */
+    ST_KEY,   /* an object key must start here */
+    ST_AFTER, /* a value just ended */
 } scan_state_t;
 
 typedef struct scanner {

@@ -18,10 +18,10 @@ int phx_log_level_parse(const char *s);
 const char *phx_log_level_name(int level);
 void phx_log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define PHX_LOG_AT(lvl, ...)                                                   \
-    do {                                                                       \
-        if ((lvl) <= phx_log_level)                                            \
-            phx_log_write((lvl), __VA_ARGS__);                                 \
+#define PHX_LOG_AT(lvl, ...)                                                                       \
+    do {                                                                                           \
+        if ((lvl) <= phx_log_level)                                                                \
+            phx_log_write((lvl), __VA_ARGS__);                                                     \
     } while (0)
 #define PHX_LOG_ERROR(...) PHX_LOG_AT(PHX_LOG_LEVEL_ERROR, __VA_ARGS__)
 #define PHX_LOG_WARN(...) PHX_LOG_AT(PHX_LOG_LEVEL_WARN, __VA_ARGS__)
@@ -29,10 +29,10 @@ void phx_log_write(int level, const char *fmt, ...) __attribute__((format(printf
 #define PHX_LOG_DEBUG(...) PHX_LOG_AT(PHX_LOG_LEVEL_DEBUG, __VA_ARGS__)
 
 /* A broken invariant is a bug: abort with file and line in every build. */
-#define PHX_ASSERT(cond)                                                       \
-    do {                                                                       \
-        if (!(cond))                                                           \
-            phx_assert_fail(#cond, __FILE__, __LINE__);                        \
+#define PHX_ASSERT(cond)                                                                           \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            phx_assert_fail(#cond, __FILE__, __LINE__);                                            \
     } while (0)
 void phx_assert_fail(const char *cond, const char *file, int line) __attribute__((noreturn));
 

@@ -52,11 +52,11 @@ uint8_t *phx_buf_detach(phx_buf_t *b, size_t *len);
  * WebSocket frame header can be written in front of it without a copy. */
 typedef struct phx_rcbuf {
     uint32_t refs;
-    uint32_t off; /* start of the bytes to send (frame header or payload) */
+    uint32_t off;         /* start of the bytes to send (frame header or payload) */
     uint32_t payload_off; /* start of the payload itself */
-    uint32_t len; /* end of the bytes (offset) */
-    uint32_t cap; /* size of data[] */
-    uint8_t is_binary; /* WebSocket: a binary (not text) message */
+    uint32_t len;         /* end of the bytes (offset) */
+    uint32_t cap;         /* size of data[] */
+    uint8_t is_binary;    /* WebSocket: a binary (not text) message */
     uint8_t data[];
 } phx_rcbuf_t;
 

@@ -22,7 +22,7 @@ struct phx_topic {
     phx_channel_t **subs;
     uint32_t nsubs; /* used slots, holes included */
     uint32_t cap;
-    uint32_t live;  /* subscribers */
+    uint32_t live; /* subscribers */
     uint16_t iterating;
     bool has_holes;
     phx_socket_t *ids; /* sockets whose id is this name */
@@ -45,22 +45,22 @@ static phx_topic_t tombstone_marker;
 /* ---- SipHash-1-3 (Aumasson and Bernstein), 64-bit output ---- */
 
 #define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                                                               \
-    do {                                                                       \
-        v0 += v1;                                                              \
-        v1 = ROTL(v1, 13);                                                     \
-        v1 ^= v0;                                                              \
-        v0 = ROTL(v0, 32);                                                     \
-        v2 += v3;                                                              \
-        v3 = ROTL(v3, 16);                                                     \
-        v3 ^= v2;                                                              \
-        v0 += v3;                                                              \
-        v3 = ROTL(v3, 21);                                                     \
-        v3 ^= v0;                                                              \
-        v2 += v1;                                                              \
-        v1 = ROTL(v1, 17);                                                     \
-        v1 ^= v2;                                                              \
-        v2 = ROTL(v2, 32);                                                     \
+#define SIPROUND                                                                                   \
+    do {                                                                                           \
+        v0 += v1;                                                                                  \
+        v1 = ROTL(v1, 13);                                                                         \
+        v1 ^= v0;                                                                                  \
+        v0 = ROTL(v0, 32);                                                                         \
+        v2 += v3;                                                                                  \
+        v3 = ROTL(v3, 16);                                                                         \
+        v3 ^= v2;                                                                                  \
+        v0 += v3;                                                                                  \
+        v3 = ROTL(v3, 21);                                                                         \
+        v3 ^= v0;                                                                                  \
+        v2 += v1;                                                                                  \
+        v1 = ROTL(v1, 17);                                                                         \
+        v1 ^= v2;                                                                                  \
+        v2 = ROTL(v2, 32);                                                                         \
     } while (0)
 
 static uint64_t load64(const uint8_t *p)
@@ -343,8 +343,8 @@ void phx_pubsub_remove_id(phx_pubsub_t *ps, phx_socket_t *s)
 
 /* ---- fan-out ---- */
 
-int phx_pubsub_broadcast(phx_pubsub_t *ps, const char *topic, size_t topic_len,
-                         const char *event, size_t event_len, const phx_payload_t *payload,
+int phx_pubsub_broadcast(phx_pubsub_t *ps, const char *topic, size_t topic_len, const char *event,
+                         size_t event_len, const phx_payload_t *payload,
                          const phx_channel_t *exclude)
 {
     phx_topic_t *t = lookup(ps, topic, topic_len);

@@ -32,8 +32,8 @@ const char *phx_topic_name(const phx_topic_t *t, size_t *len);
  * socket id closes the sockets with that id. Returns the number of
  * recipients or a negative code (PHX_ERR_INVALID: a payload that cannot be
  * encoded; PHX_ERR_NOMEM). */
-int phx_pubsub_broadcast(phx_pubsub_t *ps, const char *topic, size_t topic_len,
-                         const char *event, size_t event_len, const phx_payload_t *payload,
+int phx_pubsub_broadcast(phx_pubsub_t *ps, const char *topic, size_t topic_len, const char *event,
+                         size_t event_len, const phx_payload_t *payload,
                          const phx_channel_t *exclude);
 
 /* Socket ids: register/unregister a socket under its id (phx_socket_id). */

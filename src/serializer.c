@@ -374,8 +374,8 @@ static void write_v1_json(writer_t *w, const phx_out_t *m)
         put_json_payload(w, m);
     }
     put_lit(w, ",\"ref\":");
-    put_json_field(w, m->kind == PHX_OUT_REPLY || m->kind == PHX_OUT_MESSAGE ? &m->ref
-                                                                             : &null_field);
+    put_json_field(w,
+                   m->kind == PHX_OUT_REPLY || m->kind == PHX_OUT_MESSAGE ? &m->ref : &null_field);
     put_lit(w, ",\"topic\":");
     put_json_field(w, &m->topic);
     put_byte(w, '}');
@@ -456,11 +456,14 @@ static int check_out(phx_fmt_t fmt, const phx_out_t *m)
     if (m->kind != PHX_OUT_REPLY && m->payload_len != 0 &&
         (m->payload[0] != '{' || m->payload[m->payload_len - 1] != '}'))
         return PHX_ERR_INVALID;
-    int rv;
-    if ((rv = check_text_field(&m->join_ref)) != 0 || (rv = check_text_field(&m->ref)) != 0 ||
-        (rv = check_text_field(&m->topic)) != 0 || (rv = check_text_field(&m->event)) != 0 ||
-        (rv = check_text_field(&m->status)) != 0)
-        return rv;
+    /* Only the fields this kind writes (V2 writes a superset of V1). */
+    bool has_jr = m->kind != PHX_OUT_BROADCAST;
+    bool has_ref = m->kind == PHX_OUT_REPLY || m->kind == PHX_OUT_MESSAGE;
+    bool is_reply = m->kind == PHX_OUT_REPLY;
+    if ((has_jr && check_text_field(&m->join_ref) != 0) ||
+        (has_ref && check_text_field(&m->ref) != 0) || check_text_field(&m->topic) != 0 ||
+        check_text_field(is_reply ? &m->status : &m->event) != 0)
+        return PHX_ERR_INVALID;
     return 0;
 }
 

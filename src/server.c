@@ -37,6 +37,7 @@ void phx_config_init(phx_config_t *cfg)
     cfg->queue_high_bytes = 1024 * 1024;
     cfg->queue_limit_bytes = 8 * 1024 * 1024;
     cfg->max_connections = 0;
+    cfg->max_queued_msgs = 4096;
 }
 
 /* ---- activity lists and deadlines ---- */
@@ -259,8 +260,7 @@ int phx_server_start(phx_server_t *srv, char *err)
     else
         rv = uv_ip4_addr(srv->cfg.host, srv->cfg.port, (struct sockaddr_in *)&addr);
     if (rv != 0) {
-        snprintf(err, PHX_ERR_LEN, "invalid listen address %s: %s", srv->cfg.host,
-                 uv_strerror(rv));
+        snprintf(err, PHX_ERR_LEN, "invalid listen address %s: %s", srv->cfg.host, uv_strerror(rv));
         return rv;
     }
     if ((rv = uv_tcp_bind(&srv->listener, (struct sockaddr *)&addr, 0)) == 0)
@@ -273,9 +273,8 @@ int phx_server_start(phx_server_t *srv, char *err)
     struct sockaddr_storage bound;
     int len = sizeof(bound);
     uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &len);
-    srv->bound_port = ntohs(bound.ss_family == AF_INET6
-                                ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                : ((struct sockaddr_in *)&bound)->sin_port);
+    srv->bound_port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                        : ((struct sockaddr_in *)&bound)->sin_port);
     srv->is_listening = true;
     uv_check_start(&srv->flush_check, flush_on_check);
     uv_prepare_start(&srv->flush_prepare, flush_on_prepare);
@@ -385,5 +384,6 @@ void phx_server_free(phx_server_t *srv)
     for (size_t i = 0; i < sizeof(srv->cfg_strings) / sizeof(srv->cfg_strings[0]); i++)
         phx_free(srv->cfg_strings[i]);
     phx_free(srv->scratch);
+    phx_buf_dispose(&srv->ws_out);
     phx_free(srv);
 }

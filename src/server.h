@@ -20,7 +20,7 @@ typedef struct phx_token phx_token_t;
 
 typedef struct phx_route {
     char *pattern;
-    size_t len;       /* without the trailing '*' when is_prefix */
+    size_t len; /* without the trailing '*' when is_prefix */
     bool is_prefix;
     const phx_channel_handler_t *handler;
     void *user;
@@ -61,6 +61,7 @@ struct phx_server {
     uint64_t next_conn_id;
     uint8_t *scratch;
     bool scratch_busy;
+    phx_buf_t ws_out; /* wslay's output of one wslay_event_send */
     phx_connect_cb connect_cb;
     void *connect_user;
     phx_token_t *token; /* the default connect callback's verifier */

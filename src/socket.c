@@ -209,7 +209,7 @@ int phx_server_default_connect(phx_connect_t *c, void *user)
                               srv->cfg.max_age, &data);
     if (rv != 0) {
         PHX_LOG_DEBUG("peer=%s event=connect_refused reason=token_%s", c->peer,
-                      rv == PHX_ERR_EXPIRED ? "expired"
+                      rv == PHX_ERR_EXPIRED   ? "expired"
                       : rv == PHX_ERR_MISSING ? "missing"
                                               : "invalid");
         return PHX_CONNECT_REFUSE;

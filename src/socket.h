@@ -65,7 +65,7 @@ struct phx_socket {
     bool is_closing;
     char *id;
     phx_socket_t *id_prev, *id_next; /* sockets sharing the id (pubsub.c) */
-    char *assigns; /* packed "key\0value\0...", or NULL */
+    char *assigns;                   /* packed "key\0value\0...", or NULL */
     uint32_t assigns_len;
 };
 

@@ -70,7 +70,8 @@ int phx_conn_send(phx_conn_t *c, phx_rcbuf_t *buf)
     c->q_bytes += buf->len - buf->off;
     c->srv->stats.msgs_out++;
     phx_server_mark_dirty(c->srv, c);
-    if (!c->is_read_paused && phx_conn_pending(c) > c->srv->cfg.queue_high_bytes)
+    if (!c->is_read_paused && (phx_conn_pending(c) > c->srv->cfg.queue_high_bytes ||
+                               c->q_len > (uint32_t)c->srv->cfg.max_queued_msgs))
         phx_conn_pause_read(c);
     return 0;
 }

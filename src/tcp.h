@@ -52,13 +52,13 @@ struct phx_conn {
     uint64_t since;
     uint8_t list;
     uint8_t kind;
-    bool is_closing;     /* phx_conn_close ran: no more output is queued */
+    bool is_closing;        /* phx_conn_close ran: no more output is queued */
     bool is_flushing_close; /* close once the queue has been written */
     bool is_reading;
-    bool is_read_paused; /* above the high-water mark */
-    bool is_dirty;       /* in the server's flush list */
-    bool is_shut;        /* uv_shutdown issued */
-    bool in_dispatch;    /* a read callback is running on this conn */
+    bool is_read_paused;    /* above the high-water mark */
+    bool is_dirty;          /* in the server's flush list */
+    bool is_shut;           /* uv_shutdown issued */
+    bool in_dispatch;       /* a read callback is running on this conn */
     bool is_close_deferred; /* on_close runs when the read callback returns */
     phx_conn_t *dirty_next;
     /* output queue: a ring of buffer references */
@@ -79,8 +79,7 @@ struct phx_conn {
 /* Accepts one pending connection from `listener` into a new conn (owned by
  * the server's lists; freed in its close callback) whose bytes go to `ops`
  * (set up by `init`, called before reading starts). */
-int phx_conn_accept(phx_server_t *srv, uv_stream_t *listener,
-                    int (*init)(phx_conn_t *c));
+int phx_conn_accept(phx_server_t *srv, uv_stream_t *listener, int (*init)(phx_conn_t *c));
 
 /* Queues `buf` (takes the reference) for writing in this loop turn. Returns 0,
  * PHX_ERR_CLOSED when the connection is closing (the reference is released),

@@ -60,9 +60,8 @@ int phx_digest_parse(const char *name, phx_digest_t *out)
         const char *name;
         phx_digest_t digest;
     } names[] = {
-        {"sha256", PHX_DIGEST_SHA256}, {"sha384", PHX_DIGEST_SHA384},
-        {"sha512", PHX_DIGEST_SHA512}, {"sha", PHX_DIGEST_SHA1},
-        {"sha1", PHX_DIGEST_SHA1},     {"sha224", PHX_DIGEST_SHA224},
+        {"sha256", PHX_DIGEST_SHA256}, {"sha384", PHX_DIGEST_SHA384}, {"sha512", PHX_DIGEST_SHA512},
+        {"sha", PHX_DIGEST_SHA1},      {"sha1", PHX_DIGEST_SHA1},     {"sha224", PHX_DIGEST_SHA224},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (text_eq(name, names[i].name)) {
@@ -95,9 +94,8 @@ int phx_token_derive_key(phx_digest_t digest, const void *secret, size_t secret_
                          size_t out_len)
 {
     const EVP_MD *md = digest_md(digest);
-    if (md == NULL || iterations == 0 || iterations > PHX_TOKEN_MAX_ITERATIONS ||
-        out_len == 0 || out_len > PHX_TOKEN_MAX_KEY_LENGTH || secret_len > INT32_MAX ||
-        salt_len > INT32_MAX)
+    if (md == NULL || iterations == 0 || iterations > PHX_TOKEN_MAX_ITERATIONS || out_len == 0 ||
+        out_len > PHX_TOKEN_MAX_KEY_LENGTH || secret_len > INT32_MAX || salt_len > INT32_MAX)
         return PHX_ERR_INVALID;
     /* OpenSSL reads nothing through a NULL pointer of length 0, but give it
      * a valid address anyway. */
@@ -169,7 +167,8 @@ int phx_token_new(phx_token_t **out, const phx_token_config_t *cfg)
 fail_token:
     phx_token_free(t);
 fail:
-    PHX_LOG_WARN("event=token_new error=%s", phx_err_name(rv));
+    if (rv == PHX_ERR_NOMEM)
+        PHX_LOG_WARN("event=token_new error=%s", phx_err_name(rv));
     return rv;
 }
 
@@ -276,7 +275,7 @@ static int check_payload(phx_token_t *t, phx_term_t *term, int64_t now_ms, phx_m
         return PHX_ERR_INVALID;
     }
     age_t age = {0};
-    int rv = opt.kind == PHX_MAX_AGE_INFINITY ? (age.is_infinity = true, 0)
+    int rv = opt.kind == PHX_MAX_AGE_INFINITY  ? (age.is_infinity = true, 0)
              : opt.kind == PHX_MAX_AGE_SECONDS ? age_from_seconds(opt.seconds, &age)
                                                : age_from_term(max_age_t, &age);
     if (rv != 0)

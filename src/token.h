@@ -36,10 +36,10 @@ typedef struct phx_token_config {
     size_t secret_key_base_len;
     const uint8_t *salt; /* raw bytes, copied; may be empty */
     size_t salt_len;
-    uint32_t key_iterations;  /* 0 = 1000 */
-    uint32_t key_length;      /* 0 = 32 bytes */
-    phx_digest_t key_digest;  /* PBKDF2 digest: sha256 (default), sha384, sha512 */
-    size_t max_token_bytes;   /* longer tokens are invalid before any HMAC; 0 = 4096 */
+    uint32_t key_iterations; /* 0 = 1000 */
+    uint32_t key_length;     /* 0 = 32 bytes */
+    phx_digest_t key_digest; /* PBKDF2 digest: sha256 (default), sha384, sha512 */
+    size_t max_token_bytes;  /* longer tokens are invalid before any HMAC; 0 = 4096 */
     /* Plug.Crypto <= 2.1.1 behaviour: accept tokens signed in the future
      * (PROTOCOL.md 7.4 step 8). Off: such tokens are invalid, as in 2.2. */
     bool allow_future_signed;
@@ -57,9 +57,9 @@ typedef struct phx_token phx_token_t;
 
 /* Counters for tests and metrics. */
 typedef struct phx_token_stats {
-    uint64_t pbkdf2_runs;  /* key derivations (1 per object) */
-    uint64_t hmac_runs;    /* MACs computed by sign and verify */
-    uint64_t etf_decodes;  /* payloads handed to the ETF decoder */
+    uint64_t pbkdf2_runs; /* key derivations (1 per object) */
+    uint64_t hmac_runs;   /* MACs computed by sign and verify */
+    uint64_t etf_decodes; /* payloads handed to the ETF decoder */
 } phx_token_stats_t;
 
 /* Parses "sha256", "sha384", "sha512" (and "sha", "sha1", "sha224").
@@ -109,8 +109,7 @@ int phx_token_sign(phx_token_t *t, const phx_term_t *data, int64_t signed_at_ms,
 /* Signs pre-encoded ETF payload bytes (starting with 131) as they are.
  * For tests and fuzzing: lets a harness reach the decoder through the real
  * MAC path. Same results as phx_token_sign. */
-int phx_token_sign_payload(phx_token_t *t, const uint8_t *payload, size_t len,
-                           phx_buf_t *out);
+int phx_token_sign_payload(phx_token_t *t, const uint8_t *payload, size_t len, phx_buf_t *out);
 
 /* Copies the counters. */
 void phx_token_get_stats(const phx_token_t *t, phx_token_stats_t *out);

@@ -6,10 +6,10 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,8 +41,8 @@ typedef struct {
     const char *iterations;
     const char *key_length;
     const char *digest;
-    const char *now_ms;        /* hidden: fixes the verify clock (tests) */
-    bool latin1_atoms;         /* hidden: write atoms as OTP 25 does */
+    const char *now_ms; /* hidden: fixes the verify clock (tests) */
+    bool latin1_atoms;  /* hidden: write atoms as OTP 25 does */
     const char *positional;
     bool has_positional;
 } cli_opts_t;

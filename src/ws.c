@@ -94,8 +94,8 @@ static int ws_transport_send(void *t, phx_rcbuf_t *msg)
     if (phx_conn_pending(c) + (msg->len - msg->off) > c->srv->cfg.queue_limit_bytes) {
         phx_rcbuf_unref(msg);
         c->srv->stats.slow_closes++;
-        PHX_LOG_INFO("conn=%llu peer=%s event=slow_consumer pending=%zu",
-                     (unsigned long long)c->id, c->peer, phx_conn_pending(c));
+        PHX_LOG_INFO("conn=%llu peer=%s event=slow_consumer pending=%zu", (unsigned long long)c->id,
+                     c->peer, phx_conn_pending(c));
         phx_ws_close(c, PHX_WS_POLICY, "slow consumer");
         return PHX_ERR_LIMIT;
     }
@@ -131,17 +131,32 @@ static ssize_t ws_on_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
     return (ssize_t)n;
 }
 
-/* wslay writes control frames (pongs, Close replies) here; they are queued
- * behind everything already queued for the connection. */
-static ssize_t ws_on_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len,
-                          int flags, void *user)
+/* wslay writes control frames (pongs, Close replies) here. They are
+ * gathered in the server's scratch buffer during one wslay_event_send and
+ * queued as one buffer behind everything already queued, so a burst of
+ * pings costs one queue entry. */
+static ssize_t ws_on_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+                          void *user)
 {
     phx_ws_t *w = user;
-    if (phx_conn_send_copy(w->conn, data, len) != 0 && !w->conn->is_closing) {
+    if (phx_buf_append(&w->conn->srv->ws_out, data, len) != 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
     }
     return (ssize_t)len;
+}
+
+/* Moves wslay's pending output to the connection's queue. */
+static void flush_wslay(phx_ws_t *w)
+{
+    phx_buf_t *out = &w->conn->srv->ws_out;
+    out->len = 0;
+    wslay_event_send(w->ctx);
+    if (out->len > 0)
+        phx_conn_send_copy(w->conn, out->data, out->len);
+    out->len = 0;
+    if (out->cap > 65536)
+        phx_buf_dispose(out);
 }
 
 /* Refuses the current message: queue a Close and stop reading. */
@@ -270,7 +285,10 @@ static void track(phx_ws_t *w, const uint8_t *p, size_t n)
         n--;
         if (w->hdr_have == 2) {
             uint8_t len7 = w->hdr[1] & 0x7f;
-            w->hdr_need = (uint8_t)(2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) +
+            w->hdr_need = (uint8_t)(2 +
+                                    (len7 == 126   ? 2
+                                     : len7 == 127 ? 8
+                                                   : 0) +
                                     ((w->hdr[1] & 0x80) ? 4 : 0));
         }
         if (w->hdr_have >= 2 && w->hdr_have == w->hdr_need) {
@@ -317,7 +335,7 @@ static void ws_feed(phx_conn_t *c, const uint8_t *data, size_t len)
         return; /* the socket layer closed the connection */
     /* Automatic replies (pong, Close) and a Close queued after an error go
      * out now, before the connection closes. */
-    wslay_event_send(w->ctx);
+    flush_wslay(w);
     if (rv != 0 || w->is_failed || !wslay_event_want_read(w->ctx) ||
         wslay_event_get_close_sent(w->ctx)) {
         if (rv != 0)
@@ -441,7 +459,7 @@ void phx_ws_handshake(phx_conn_t *c, uint8_t *rest, size_t rest_len)
 {
     phx_http_t *h = c->http;
     phx_server_t *srv = c->srv;
-    if (llhttp_get_method(&h->parser) != HTTP_GET) {
+    if (phx_http_method(h) != HTTP_GET) {
         phx_http_respond(c, 400, NULL, NULL, NULL, 0);
         return;
     }
@@ -476,7 +494,7 @@ void phx_ws_handshake(phx_conn_t *c, uint8_t *rest, size_t rest_len)
     const char *version = phx_http_header(h, "sec-websocket-version");
     const char *host = phx_http_header(h, "host");
     const char *why = NULL;
-    if (llhttp_get_http_major(&h->parser) != 1 || llhttp_get_http_minor(&h->parser) < 1)
+    if (!phx_http_is_11(h))
         why = "HTTP/1.1 or later is required";
     else if (host == NULL || host[0] == '\0')
         why = "'host' header is absent";
@@ -488,9 +506,10 @@ void phx_ws_handshake(phx_conn_t *c, uint8_t *rest, size_t rest_len)
         why = "'sec-websocket-version' header must be '13'";
     if (why) {
         phx_connect_dispose(&conn_info);
-        phx_http_respond(c, 400, why[0] == '\'' && version && strcmp(version, "13") != 0
-                                     ? "sec-websocket-version: 13\r\n"
-                                     : NULL,
+        phx_http_respond(c, 400,
+                         why[0] == '\'' && version && strcmp(version, "13") != 0
+                             ? "sec-websocket-version: 13\r\n"
+                             : NULL,
                          "text/plain", why, strlen(why));
         return;
     }

@@ -11,8 +11,9 @@ export const PHXD_BIN = process.env.PHXD_BIN || new URL('../../build/phxd', impo
 export const SECRET = 'test-secret-key-base-0123456789abcdefghijklmnopqrstuvwxyz-ABCDEFGH';
 
 // Starts phxd; `args` are extra flags. Resolves { port, url, wsUrl, proc, stderr(), stop() }.
-export async function startServer(args = [], { env = {}, secret = SECRET, timeoutMs = 10000 } = {}) {
-  const fullArgs = ['--host', '127.0.0.1', '--port', '0', ...args];
+// `port` picks a fixed port (e.g. to restart on the port of an earlier phxd).
+export async function startServer(args = [], { env = {}, secret = SECRET, timeoutMs = 10000, port: fixedPort = 0 } = {}) {
+  const fullArgs = ['--host', '127.0.0.1', '--port', String(fixedPort), ...args];
   if (secret !== null) fullArgs.push('--secret-key-base', secret);
   const childEnv = { ...process.env, ...env };
   delete childEnv.SECRET_KEY_BASE;
@@ -38,6 +39,11 @@ export async function startServer(args = [], { env = {}, secret = SECRET, timeou
     socketUrl: `ws://127.0.0.1:${port}/socket`,
     stdout: () => out,
     stderr: () => err,
+    // Resolves { code, signal } when the process exits on its own.
+    exited: new Promise((resolve) => {
+      if (proc.exitCode !== null || proc.signalCode !== null) resolve({ code: proc.exitCode, signal: proc.signalCode });
+      else proc.once('exit', (code, signal) => resolve({ code, signal }));
+    }),
     async stop(signal = 'SIGTERM') {
       if (proc.exitCode !== null || proc.signalCode !== null) return { code: proc.exitCode, signal: proc.signalCode };
       const exited = once(proc, 'exit');
@@ -160,4 +166,45 @@ export async function upgradeStatus(port, query, extraHeaders = '') {
     sock.on('error', reject);
     sock.on('close', () => resolve(0));
   });
+}
+
+
+// Disconnects a phoenix.js socket and cancels its channels' rejoin timers,
+// so no timer keeps the test process alive. Resolves once torn down.
+export function closeSocket(socket) {
+  for (const ch of socket.channels) {
+    ch.rejoinTimer.reset();
+    if (ch.joinPush) ch.joinPush.cancelTimeout();
+    for (const p of ch.pushBuffer) p.cancelTimeout();
+  }
+  return withTimeout(new Promise((resolve) => socket.disconnect(() => resolve())), 5000, 'disconnect');
+}
+
+// Records every message a phoenix.js socket receives, as decoded by the
+// client: { join_ref, ref, topic, event, payload }.
+export function recordMessages(socket) {
+  const log = [];
+  socket.onMessage((msg) => log.push(msg));
+  return log;
+}
+
+// Resolves with the first close event of a phoenix.js socket.
+export function nextClose(socket, ms = 5000) {
+  return withTimeout(new Promise((resolve) => {
+    const ref = socket.onClose((ev) => { socket.off([ref]); resolve(ev); });
+  }), ms, 'socket close');
+}
+
+// Resolves on the next open of a phoenix.js socket.
+export function nextOpen(socket, ms = 5000) {
+  return withTimeout(new Promise((resolve) => {
+    const ref = socket.onOpen(() => { socket.off([ref]); resolve(); });
+  }), ms, 'socket open');
+}
+
+// Resolves with the first message (as seen by socket.onMessage) matching `pred`.
+export function nextMessage(socket, pred, ms = 5000, what = 'message') {
+  return withTimeout(new Promise((resolve) => {
+    const ref = socket.onMessage((msg) => { if (pred(msg)) { socket.off([ref]); resolve(msg); } });
+  }), ms, what);
 }

@@ -23,7 +23,8 @@
 
 static bool field_same(const phx_field_t *a, const phx_field_t *b)
 {
-    return a->kind == b->kind && a->len == b->len && (a->len == 0 || memcmp(a->p, b->p, a->len) == 0);
+    return a->kind == b->kind && a->len == b->len &&
+           (a->len == 0 || memcmp(a->p, b->p, a->len) == 0);
 }
 
 static void check_field(const phx_field_t *f, uint32_t max)
@@ -86,9 +87,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(phx_json_validate(m.payload, m.payload_len, NULL) == 0);
 
     /* Reply with the decoded fields, then decode the reply. */
-    phx_out_t o = {.kind = PHX_OUT_REPLY, .join_ref = m.join_ref, .ref = m.ref,
-                   .topic = m.topic, .status = phx_field_str("ok"), .payload = m.payload,
-                   .payload_len = m.payload_len, .is_binary = bin};
+    phx_out_t o = {.kind = PHX_OUT_REPLY,
+                   .join_ref = m.join_ref,
+                   .ref = m.ref,
+                   .topic = m.topic,
+                   .status = phx_field_str("ok"),
+                   .payload = m.payload,
+                   .payload_len = m.payload_len,
+                   .is_binary = bin};
     phx_rcbuf_t *b;
     CHECK(phx_msg_encode(&b, fmt, &o) == 0);
     CHECK(b->off == PHX_MSG_HEADROOM && b->len == b->cap && (bool)b->is_binary == bin);
@@ -111,9 +117,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     phx_rcbuf_unref(b);
 
     /* A V2 text message with an object payload comes back field for field. */
-    if (fmt == PHX_FMT_V2_JSON && !bin && phx_json_type(m.payload, m.payload_len) == PHX_JSON_OBJECT) {
-        phx_out_t p = {.kind = PHX_OUT_MESSAGE, .join_ref = m.join_ref, .ref = m.ref,
-                       .topic = m.topic, .event = m.event, .payload = m.payload,
+    if (fmt == PHX_FMT_V2_JSON && !bin &&
+        phx_json_type(m.payload, m.payload_len) == PHX_JSON_OBJECT) {
+        phx_out_t p = {.kind = PHX_OUT_MESSAGE,
+                       .join_ref = m.join_ref,
+                       .ref = m.ref,
+                       .topic = m.topic,
+                       .event = m.event,
+                       .payload = m.payload,
                        .payload_len = m.payload_len};
         CHECK(phx_msg_encode(&b, fmt, &p) == 0);
         keep = redecode(&r, fmt, b, false);
@@ -126,8 +137,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         phx_rcbuf_unref(b);
     }
     if (bin) {
-        phx_out_t p = {.kind = PHX_OUT_PUSH, .join_ref = m.join_ref, .topic = m.topic,
-                       .event = m.event, .payload = m.payload, .payload_len = m.payload_len,
+        phx_out_t p = {.kind = PHX_OUT_PUSH,
+                       .join_ref = m.join_ref,
+                       .topic = m.topic,
+                       .event = m.event,
+                       .payload = m.payload,
+                       .payload_len = m.payload_len,
                        .is_binary = true};
         CHECK(phx_msg_encode(&b, fmt, &p) == 0);
         CHECK(b->len - b->off == 4 + m.join_ref.len + m.topic.len + m.event.len + m.payload_len);

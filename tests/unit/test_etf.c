@@ -34,6 +34,16 @@ static void assert_no_leaks(void)
 #endif
 }
 
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* Hex (spaces ignored) to an exact-size malloc'd copy, so ASan catches a
+ * read past the end. */
 static uint8_t *unhex(const char *hex, size_t *len)
 {
     size_t n = 0;
@@ -44,18 +54,28 @@ static uint8_t *unhex(const char *hex, size_t *len)
             p++;
             continue;
         }
-        unsigned v;
-        ASSERT(sscanf(p, "%2x", &v) == 1);
-        b[n++] = (uint8_t)v;
+        int hi = hexval(p[0]), lo = p[1] ? hexval(p[1]) : -1;
+        if (hi < 0 || lo < 0)
+            phx_test_fail(__FILE__, __LINE__, "bad hex at '%s'", p);
+        b[n++] = (uint8_t)(hi << 4 | lo);
         p += 2;
     }
-    /* Exact-size copy so ASan catches a read past the end. */
     uint8_t *exact = malloc(n ? n : 1);
     ASSERT(exact != NULL);
     memcpy(exact, b, n);
     free(b);
     *len = n;
     return exact;
+}
+
+/* FLOAT_EXT of `text` (up to 31 bytes, NUL padded) as hex, with 83. */
+static char *float_ext_hex(const char *text, size_t len)
+{
+    phx_buf_t b = {0};
+    phx_buf_append_str(&b, "8363");
+    for (size_t i = 0; i < 31; i++)
+        phx_buf_printf(&b, "%02x", i < len ? (unsigned char)text[i] : 0);
+    return (char *)b.data;
 }
 
 static int decode_guarded(const uint8_t *data, size_t len, const phx_etf_limits_t *lim,
@@ -206,7 +226,7 @@ static void integers_every_encoding(void)
     expect_json("836e040005000000", "5");
     expect_json("836e0000", "0");
     expect_json("836e0001", "0");
-    expect_json("836e0107", "0" "\0" + 0 == NULL ? "" : "0");
+    expect_json("836e010000", "0");
     expect_json("836f000000010007", "7");
     expect_json("836f00000001ff07", "-7");
     expect_json("836f0000000000", "0");
@@ -220,22 +240,43 @@ static void floats_new_and_legacy(void)
     expect_json("83464045000000000000", "42.0");
     expect_json("83460000000000000000", "0.0");
     expect_json("83468000000000000000", "-0.0");
-    /* Legacy text forms other writers could produce. */
-    expect_json("8363"
-                "2d322e3530303030303030303030303030303030303030652d3031"
-                "0000000000",
-                "-0.25");
-    /* NaN and infinities are refused in both forms. */
+    /* Legacy text forms other writers could produce, and refused ones:
+     * NaN and infinities, overflow, text after the NUL padding, hex, an
+     * empty text, spaces. */
+    static const struct {
+        const char *text;
+        size_t len;
+        const char *json;
+    } legacy[] = {
+        {"-2.50000000000000000000e-01", 27, "-0.25"},
+        {"1.5", 3, "1.5"},
+        {"12", 2, "12.0"},
+        {"1e2", 3, "100.0"},
+        {"inf", 3, NULL},
+        {"nan", 3, NULL},
+        {"-inf", 4, NULL},
+        {"1e999", 5, NULL},
+        {"1.5\0\061", 5, NULL},
+        {"0x1", 3, NULL},
+        {"", 0, NULL},
+        {" 1.5", 4, NULL},
+        {"1.5 ", 4, NULL},
+        {"1.", 2, "1.0"},
+        {".", 1, NULL},
+        {"1e", 2, NULL},
+    };
+    for (size_t i = 0; i < sizeof(legacy) / sizeof(legacy[0]); i++) {
+        char *h = float_ext_hex(legacy[i].text, legacy[i].len);
+        if (legacy[i].json)
+            expect_json(h, legacy[i].json);
+        else
+            expect_err(h, PHX_ERR_INVALID);
+        phx_free(h);
+    }
+    /* NaN and infinities in NEW_FLOAT_EXT. */
     expect_err("83467ff0000000000000", PHX_ERR_INVALID);
     expect_err("8346fff0000000000000", PHX_ERR_INVALID);
     expect_err("83467ff8000000000000", PHX_ERR_INVALID);
-    expect_err("8363696e66000000000000000000000000000000000000000000000000000000", PHX_ERR_INVALID);
-    expect_err("83636e616e000000000000000000000000000000000000000000000000000000", PHX_ERR_INVALID);
-    expect_err("836331653939390000000000000000000000000000000000000000000000000000", PHX_ERR_INVALID);
-    /* Text after the NUL padding, a hex float, an empty text. */
-    expect_err("8363312e35003100000000000000000000000000000000000000000000000000", PHX_ERR_INVALID);
-    expect_err("836330783100000000000000000000000000000000000000000000000000000000", PHX_ERR_INVALID);
-    expect_err("836300000000000000000000000000000000000000000000000000000000000000", PHX_ERR_INVALID);
     /* FLOAT_EXT needs 31 bytes. */
     expect_err("8363312e35", PHX_ERR_INVALID);
 }
@@ -243,7 +284,7 @@ static void floats_new_and_legacy(void)
 static void atoms_every_encoding(void)
 {
     expect_json("836400036e696c", "null");
-    expect_json("83640004747275", "null" + 4 == NULL ? "" : "\"tru\"");
+    expect_json("83640003747275", "\"tru\"");
     expect_json("8364000474727565", "true");
     expect_json("8364000566616c7365", "false");
     expect_json("83640002 6f6b", "\"ok\"");
@@ -313,7 +354,7 @@ static void containers_every_encoding(void)
     expect_json("83 6d000000054a6f73c3a9", "\"Jos\xc3\xa9\"");
     expect_json("83 74 00000000", "{}");
     expect_json("83 74 00000001 6d00000007757365725f6964 612a", "{\"user_id\":42}");
-    expect_json("83 8368026400026f6b6d0000000178" + 3, "[\"ok\",\"x\"]");
+    expect_json("8368026400026f6b6d0000000178", "[\"ok\",\"x\"]");
     expect_json("837400000002640001627400000001640001636b000268696d00000001616c0000000561014640040"
                 "000000000006400036e696c640004747275656802640001786d00000001796a",
                 "{\"b\":{\"c\":[104,105]},\"a\":[1,2.5,null,true,[\"x\",\"y\"]]}");
@@ -347,7 +388,7 @@ static void charlist_is_not_binary(void)
     ASSERT_EQ(k->type, PHX_TERM_CHARLIST);
     ASSERT_EQ(m->type, PHX_TERM_BINARY);
     ASSERT(phx_term_compare(k, m) != 0);
-    ASSERT(phx_term_compare(k, m) < 0); /* lists sort before binaries */
+    ASSERT(phx_term_compare(k, m) < 0);   /* lists sort before binaries */
     ASSERT_EQ(phx_term_compare(k, l), 0); /* 'k' and 'l' forms of [104,105] */
     char *jk = json_of(k), *jm = json_of(m);
     ASSERT_STR_EQ(jk, "[104,105]");
@@ -372,12 +413,12 @@ static void charlist_is_not_binary(void)
 static void refused_tags(void)
 {
     static const char *const bad[] = {
-        "",                                 /* empty */
-        "84 6101",                          /* version byte */
-        "6101",                             /* no version byte */
-        "83",                               /* no term */
-        "83 50 00000003 789c4b040000620062", /* compressed */
-        "83 4d 00000001 07 80",             /* bit binary */
+        "",                                            /* empty */
+        "84 6101",                                     /* version byte */
+        "6101",                                        /* no version byte */
+        "83",                                          /* no term */
+        "83 50 00000003 789c4b040000620062",           /* compressed */
+        "83 4d 00000001 07 80",                        /* bit binary */
         "83 58 7703616263 00000001 00000000 00000000", /* NEW_PID */
         "83 67 7703616263 00000001 00000000 00",       /* PID */
         "83 5a 0001 7703616263 00000000 00000001",     /* NEWER_REFERENCE */
@@ -393,7 +434,9 @@ static void refused_tags(void)
         "83 6c 00000001 6101 6b000161",                /* tail that is not NIL_EXT */
         "83 6101 00",                                  /* trailing byte */
         "83 6a 6a",                                    /* trailing term */
-        "83 00", "83 ff", "83 41",                     /* unknown tags */
+        "83 00",
+        "83 ff",
+        "83 41", /* unknown tags */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         expect_err(bad[i], PHX_ERR_INVALID);
@@ -417,25 +460,25 @@ static void duplicate_map_keys_rejected(void)
 static void declared_lengths_beyond_input(void)
 {
     static const char *const bad[] = {
-        "83 6d 00000005 61626364",   /* binary one byte short */
-        "83 6d ffffffff 61",         /* huge binary */
-        "83 6b 0005 61626364",       /* charlist short */
-        "83 6b ffff",                /* huge charlist */
-        "83 6c ffffffff 6a",         /* huge list */
-        "83 6c 00000002 6101 6a",    /* list without room for its tail */
-        "83 6c 00000001 6101",       /* missing tail */
-        "83 69 ffffffff 6101",       /* huge tuple */
-        "83 68 03 6101 6102",        /* tuple short */
-        "83 74 ffffffff 6101",       /* huge map */
+        "83 6d 00000005 61626364",       /* binary one byte short */
+        "83 6d ffffffff 61",             /* huge binary */
+        "83 6b 0005 61626364",           /* charlist short */
+        "83 6b ffff",                    /* huge charlist */
+        "83 6c ffffffff 6a",             /* huge list */
+        "83 6c 00000002 6101 6a",        /* list without room for its tail */
+        "83 6c 00000001 6101",           /* missing tail */
+        "83 69 ffffffff 6101",           /* huge tuple */
+        "83 68 03 6101 6102",            /* tuple short */
+        "83 74 ffffffff 6101",           /* huge map */
         "83 74 00000002 6101 6102 6103", /* map short */
-        "83 6e 08 00 0102030405",    /* bignum short */
-        "83 6e 04",                  /* bignum without sign */
-        "83 6f 00000004 00 010203",  /* large bignum short */
-        "83 62 000001",              /* INTEGER_EXT short */
-        "83 61",                     /* SMALL_INTEGER_EXT short */
-        "83 46 3ff800",              /* NEW_FLOAT short */
-        "83 64 00",                  /* atom length short */
-        "83 6d 000000",              /* binary length short */
+        "83 6e 08 00 0102030405",        /* bignum short */
+        "83 6e 04",                      /* bignum without sign */
+        "83 6f 00000004 00 010203",      /* large bignum short */
+        "83 62 000001",                  /* INTEGER_EXT short */
+        "83 61",                         /* SMALL_INTEGER_EXT short */
+        "83 46 3ff800",                  /* NEW_FLOAT short */
+        "83 64 00",                      /* atom length short */
+        "83 6d 000000",                  /* binary length short */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         phx_mem_reset_count();
@@ -453,14 +496,13 @@ static void every_prefix_of_valid_input_is_invalid(void)
         "837400000002640001627400000001640001636b000268696d00000001616c0000000561014640040"
         "000000000006400036e696c640004747275656802640001786d00000001796a",
         "8363312e3530303030303030303030303030303030303030652b30300000000000",
-        "836f00000003000102037700",
     };
     for (size_t g = 0; g < sizeof(good) / sizeof(good[0]); g++) {
         size_t len;
         uint8_t *b = unhex(good[g], &len);
         phx_term_t *t = NULL;
         int full = phx_etf_decode(b, len, NULL, &t);
-        if (g < 3) {
+        {
             ASSERT_EQ(full, 0);
             phx_term_free(t);
         }
@@ -582,16 +624,17 @@ static void bignum_limit_exact(void)
     phx_buf_append_str(&o65, "01");
     const char *two_511 = "67039039649712985497870124991029230637396829102961966888617807218608820"
                           "15036773488400937149083451713845015929093243025426876941405973284973216"
-                          "8248";
+                          "824503042048";
     expect_json((char *)h64.data, two_511);
     expect_json((char *)o64.data, two_511);
     expect_err((char *)h65.data, PHX_ERR_LIMIT);
     expect_err((char *)o65.data, PHX_ERR_LIMIT);
     /* Even high zero bytes count: the limit guards the bytes read. */
     phx_etf_limits_t lim = {.max_bignum_bytes = 65};
-    expect_json_lim((char *)h65.data, &lim,
-                    "13407807929942597099574024998205846127479365820592393377723561443721764030073"
-                    "546976801874298166903427690031858186486050853753882811946569946433649006084096");
+    expect_json_lim(
+        (char *)h65.data, &lim,
+        "13407807929942597099574024998205846127479365820592393377723561443721764030073"
+        "546976801874298166903427690031858186486050853753882811946569946433649006084096");
     /* A LARGE_BIG declaring 2^32-1 bytes in a tiny input: LIMIT, no alloc. */
     phx_mem_reset_count();
     expect_err("836f ffffffff 00 01", PHX_ERR_LIMIT);
@@ -627,13 +670,24 @@ static void encode_reproduces_erlang(void)
         "836802612a6e06000068e5cf8b01",
         "83740000000264000464617461612a6400067369676e65646e06000068e5cf8b01",
         /* Table 7.5 and other Erlang output. */
-        "836200000100", "8362ffffffff", "836e040000000080", "836e040101000080",
-        "836e05000000000001", "836e0900000000000000000001", "836d000000054a6f73c3a9",
-        "83463ff8000000000000", "836a", "836b0003010203", "836c0000000361016102620000012c6a",
-        "836c000000016d00000001616a", "8368026400026f6b6d0000000178",
-        "83740000000164000269646107" + 0, "83640008696e66696e697479",
+        "836200000100",
+        "8362ffffffff",
+        "836e040000000080",
+        "836e040101000080",
+        "836e05000000000001",
+        "836e0900000000000000000001",
+        "836d000000054a6f73c3a9",
+        "83463ff8000000000000",
+        "836a",
+        "836b0003010203",
+        "836c0000000361016102620000012c6a",
+        "836c000000016d00000001616a",
+        "8368026400026f6b6d0000000178",
+        "83740000000164000269646107",
+        "83640008696e66696e697479",
         "8374000000036d000000016161026d00000002616261036d00000001626101",
-        "834681a56e1fc2f8f359", "836c0000000461016102610362ffffffff6a",
+        "834681a56e1fc2f8f359",
+        "836c0000000461016102610362ffffffff6a",
         "837400000002640001627400000001640001636b000268696d00000001616c0000000561014640040"
         "000000000006400036e696c640004747275656802640001786d00000001796a",
         "837400000007610164000161463ff000000000000064000162640001786400016368016101640001"
@@ -647,7 +701,7 @@ static void encode_reproduces_erlang(void)
     expect_reencode("83680374000000017702696461076e06000068e5cf8b016200015180", 0);
     expect_reencode("837704f09f9880", 0);
     expect_reencode("837704f09f9880", PHX_ETF_LATIN1_ATOMS); /* not Latin-1: stays 'w' */
-    expect_reencode("837703c3a97465" + 0 == NULL ? "" : "837703c3a97465", 0);
+    expect_reencode("837704c3a97465", 0);
 }
 
 static void encode_integer_boundaries(void)
@@ -793,9 +847,26 @@ static void term_order_matches_erlang(void)
 {
     /* Ascending, as lists:sort/1 sorts them (with 1 before 1.0). */
     static const char *const json_sorted[] = {
-        "-18446744073709551616", "-1.5", "-1", "0", "1", "1.0", "1.5", "2",
-        "18446744073709551616", "18446744073709551616.0", "1.0e300",
-        "[]", "[1]", "[1,2]", "[2]", "[\"a\"]", "\"\"", "\"a\"", "\"ab\"", "\"b\"",
+        "-18446744073709551616",
+        "-1.5",
+        "-1",
+        "0",
+        "1",
+        "1.0",
+        "1.5",
+        "2",
+        "18446744073709551616",
+        "18446744073709551616.0",
+        "1.0e300",
+        "[]",
+        "[1]",
+        "[1,2]",
+        "[2]",
+        "[\"a\"]",
+        "\"\"",
+        "\"a\"",
+        "\"ab\"",
+        "\"b\"",
     };
     size_t n = sizeof(json_sorted) / sizeof(json_sorted[0]);
     phx_term_t *t[32];
@@ -1011,7 +1082,7 @@ static void json_to_term_like_jason(void)
     expect_json_etf("[0,255]", "836b000200ff", "[0,255]");
     expect_json_etf("[-1]", "836c0000000162ffffffff6a", "[-1]");
     expect_json_etf("{}", "837400000000", "{}");
-    expect_json_etf(" {\"user_id\" : 42 } ", "83740000000 16d00000007757365725f6964612a" + 0,
+    expect_json_etf(" {\"user_id\" : 42 } ", "8374000000016d00000007757365725f6964612a",
                     "{\"user_id\":42}");
     expect_json_etf("{\"b\":1,\"ab\":3,\"a\":2}",
                     "8374000000036d000000016161026d00000002616261036d00000001626101",
@@ -1027,11 +1098,45 @@ static void json_to_term_like_jason(void)
 static void json_to_term_rejects(void)
 {
     static const char *const bad[] = {
-        "", " ", "01", "1.", ".5", "-", "+1", "1e", "1e+", "0x10", "NaN", "Infinity", "1e400",
-        "-1e400", "tru", "nul", "True", "\"abc", "\"\\x\"", "\"\\u12\"", "\"\\ud800\"",
-        "\"\\udc00\"", "\"\\ud800\\u0041\"", "\"a\x01\"", "\"\xff\"", "\"\xc3\"", "[1,]", "[,1]",
-        "[1 2]", "{\"a\"}", "{\"a\":}", "{a:1}", "{\"a\":1,}", "{\"a\":1", "[", "]", "1 2",
-        "\"a\"x", "{}{}",
+        "",
+        " ",
+        "01",
+        "1.",
+        ".5",
+        "-",
+        "+1",
+        "1e",
+        "1e+",
+        "0x10",
+        "NaN",
+        "Infinity",
+        "1e400",
+        "-1e400",
+        "tru",
+        "nul",
+        "True",
+        "\"abc",
+        "\"\\x\"",
+        "\"\\u12\"",
+        "\"\\ud800\"",
+        "\"\\udc00\"",
+        "\"\\ud800\\u0041\"",
+        "\"a\x01\"",
+        "\"\xff\"",
+        "\"\xc3\"",
+        "[1,]",
+        "[,1]",
+        "[1 2]",
+        "{\"a\"}",
+        "{\"a\":}",
+        "{a:1}",
+        "{\"a\":1,}",
+        "{\"a\":1",
+        "[",
+        "]",
+        "1 2",
+        "\"a\"x",
+        "{}{}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         phx_term_t *t = NULL;
@@ -1087,8 +1192,11 @@ static void json_to_term_limits(void)
 static void decode_encode_roundtrip(void)
 {
     static const char *const json[] = {
-        "[1,[2,[3,[]]],{\"k\":[1.5,-2,\"s\"]}]", "{\"a\":{\"b\":{\"c\":[true,false,null]}}}",
-        "[18446744073709551616,-18446744073709551616,0.1]", "\"\"", "[[],[[]],{}]",
+        "[1,[2,[3,[]]],{\"k\":[1.5,-2,\"s\"]}]",
+        "{\"a\":{\"b\":{\"c\":[true,false,null]}}}",
+        "[18446744073709551616,-18446744073709551616,0.1]",
+        "\"\"",
+        "[[],[[]],{}]",
     };
     for (size_t i = 0; i < sizeof(json) / sizeof(json[0]); i++) {
         phx_term_t *t = from_json(json[i]);
@@ -1119,42 +1227,43 @@ static void allocation_failure_is_clean(void)
     uint8_t *b = unhex(hex, &len);
     const char *json = "{\"a\":[1,2.5,null,{\"x\":[1,2,300]},\"s\",18446744073709551616],"
                        "\"b\":[1,2,3],\"a\":0}";
-    int done = 0;
-    for (unsigned long n = 1; n < 200 && done < 3; n++) {
-        phx_term_t *t = NULL;
-        done = 0;
+    phx_term_t *t = NULL;
+    unsigned long n;
+    int rv = PHX_ERR_NOMEM;
+    for (n = 1; n < 500 && rv != 0; n++) {
         phx_mem_reset_count();
         phx_mem_fail_at(n);
-        int rv = phx_etf_decode(b, len, NULL, &t);
+        rv = phx_etf_decode(b, len, NULL, &t);
         phx_mem_fail_at(0);
-        if (rv == 0) {
-            done++;
-            phx_buf_t out = {0};
-            phx_mem_reset_count();
-            phx_mem_fail_at(n);
-            int rv2 = phx_term_to_json(t, &out);
-            int rv3 = rv2 == 0 ? phx_etf_encode(t, 0, &out) : PHX_ERR_NOMEM;
-            phx_mem_fail_at(0);
-            ASSERT(rv2 == 0 || rv2 == PHX_ERR_NOMEM);
-            ASSERT(rv3 == 0 || rv3 == PHX_ERR_NOMEM);
-            done += rv3 == 0;
-            phx_buf_dispose(&out);
-            phx_term_free(t);
-        } else {
-            ASSERT_EQ(rv, PHX_ERR_NOMEM);
-        }
+        ASSERT(rv == 0 || rv == PHX_ERR_NOMEM);
+    }
+    ASSERT_EQ(rv, 0);
+    ASSERT(n > 10); /* it did fail at every earlier allocation */
+    rv = PHX_ERR_NOMEM;
+    for (n = 1; n < 500 && rv != 0; n++) {
+        phx_buf_t out = {0};
+        phx_mem_reset_count();
+        phx_mem_fail_at(n);
+        rv = phx_term_to_json(t, &out);
+        if (rv == 0)
+            rv = phx_etf_encode(t, 0, &out);
+        phx_mem_fail_at(0);
+        ASSERT(rv == 0 || rv == PHX_ERR_NOMEM);
+        phx_buf_dispose(&out);
+    }
+    ASSERT_EQ(rv, 0);
+    phx_term_free(t);
+    rv = PHX_ERR_NOMEM;
+    for (n = 1; n < 500 && rv != 0; n++) {
         phx_mem_reset_count();
         phx_mem_fail_at(n);
         rv = phx_json_to_term(json, strlen(json), NULL, &t);
         phx_mem_fail_at(0);
-        if (rv == 0) {
-            done++;
-            phx_term_free(t);
-        } else {
-            ASSERT_EQ(rv, PHX_ERR_NOMEM);
-        }
+        ASSERT(rv == 0 || rv == PHX_ERR_NOMEM);
     }
-    ASSERT_EQ(done, 3);
+    ASSERT_EQ(rv, 0);
+    ASSERT(n > 10);
+    phx_term_free(t);
     free(b);
     assert_no_leaks();
 }

@@ -91,12 +91,35 @@ static char *minify(const char *s, int *rv)
 static void json_accepts_rfc8259_values(void)
 {
     static const char *ok[] = {
-        "{}", "[]", "0", "-0", "1", "-1", "12345678901234567890", "0.5", "-0.5e-3", "1E+2",
-        "1e400", "2.5E10", "\"\"", "\"x\"", "true", "false", "null", " \t\r\n[ ] \n",
-        "[1,\"a\",null,true,false,{},[],{\"k\":[{}]}]", "{\"a\":1,\"b\":{\"c\":[1,2,{\"d\":null}]}}",
-        "{\"\":0}", "\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"", "\"\\u0000\"", "\"\\u00e9\\u00E9\"",
-        "\"\\ud83d\\ude00\"", "\"\xc3\xa9\xe2\x82\xac\xf0\x9d\x84\x9e\"", "\"\x7f\"",
-        "{\"a\" : 1 , \"b\" : [ 1 , 2 ] }", "[\"]\",\"[\",\"}\",\"{\",\"\\\"\"]",
+        "{}",
+        "[]",
+        "0",
+        "-0",
+        "1",
+        "-1",
+        "12345678901234567890",
+        "0.5",
+        "-0.5e-3",
+        "1E+2",
+        "1e400",
+        "2.5E10",
+        "\"\"",
+        "\"x\"",
+        "true",
+        "false",
+        "null",
+        " \t\r\n[ ] \n",
+        "[1,\"a\",null,true,false,{},[],{\"k\":[{}]}]",
+        "{\"a\":1,\"b\":{\"c\":[1,2,{\"d\":null}]}}",
+        "{\"\":0}",
+        "\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"",
+        "\"\\u0000\"",
+        "\"\\u00e9\\u00E9\"",
+        "\"\\ud83d\\ude00\"",
+        "\"\xc3\xa9\xe2\x82\xac\xf0\x9d\x84\x9e\"",
+        "\"\x7f\"",
+        "{\"a\" : 1 , \"b\" : [ 1 , 2 ] }",
+        "[\"]\",\"[\",\"}\",\"{\",\"\\\"\"]",
     };
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         if (validate(ok[i]) != 0)
@@ -107,15 +130,72 @@ static void json_accepts_rfc8259_values(void)
 static void json_rejects_malformed(void)
 {
     static const char *bad[] = {
-        "", " ", "[", "]", "{", "}", "[1,]", "[,1]", "[1 2]", "{\"a\":1,}", "{\"a\"}",
-        "{\"a\" 1}", "{1:2}", "{a:1}", "{'a':1}", "[1]]", "[[1]", "{\"a\":1]", "[1}",
-        "01", "-", "--1", "+1", ".5", "1.", "1.e3", "1e", "1e+", "0x1", "-01", "1.5.3",
-        "NaN", "Infinity", "tru", "nul", "True", "nulll", "\"abc", "\"\\\"", "\"\\x\"",
-        "\"\\u12\"", "\"\\u12G4\"", "\"\\U0041\"", "\"\\ud800\"", "\"\\udc00\"",
-        "\"\\udc00\\ud800\"", "\"\\ud800\\u0041\"", "\"\\ud800x\"", "\"\\ud800\\\"",
-        "\"\x01\"", "\"a\nb\"", "\"\t\"", "\"\x80\"", "\"\xc0\x80\"", "\"\xed\xa0\x80\"",
-        "\"\xf4\x90\x80\x80\"", "\"\xc3\"", "\xef\xbb\xbf{}", "\x01", "[1,2,3] trailing",
-        "{} {}", "1 2", "\"a\" \"b\"", "null,", "[]x", "/*c*/[]",
+        "",
+        " ",
+        "[",
+        "]",
+        "{",
+        "}",
+        "[1,]",
+        "[,1]",
+        "[1 2]",
+        "{\"a\":1,}",
+        "{\"a\"}",
+        "{\"a\" 1}",
+        "{1:2}",
+        "{a:1}",
+        "{'a':1}",
+        "[1]]",
+        "[[1]",
+        "{\"a\":1]",
+        "[1}",
+        "01",
+        "-",
+        "--1",
+        "+1",
+        ".5",
+        "1.",
+        "1.e3",
+        "1e",
+        "1e+",
+        "0x1",
+        "-01",
+        "1.5.3",
+        "NaN",
+        "Infinity",
+        "tru",
+        "nul",
+        "True",
+        "nulll",
+        "\"abc",
+        "\"\\\"",
+        "\"\\x\"",
+        "\"\\u12\"",
+        "\"\\u12G4\"",
+        "\"\\U0041\"",
+        "\"\\ud800\"",
+        "\"\\udc00\"",
+        "\"\\udc00\\ud800\"",
+        "\"\\ud800\\u0041\"",
+        "\"\\ud800x\"",
+        "\"\\ud800\\\"",
+        "\"\x01\"",
+        "\"a\nb\"",
+        "\"\t\"",
+        "\"\x80\"",
+        "\"\xc0\x80\"",
+        "\"\xed\xa0\x80\"",
+        "\"\xf4\x90\x80\x80\"",
+        "\"\xc3\"",
+        "\xef\xbb\xbf{}",
+        "\x01",
+        "[1,2,3] trailing",
+        "{} {}",
+        "1 2",
+        "\"a\" \"b\"",
+        "null,",
+        "[]x",
+        "/*c*/[]",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         if (validate(bad[i]) != PHX_ERR_PROTO)
@@ -195,7 +275,8 @@ static void json_depth_limit_at_n_and_n_plus_1(void)
 
 static void json_minify_removes_whitespace_outside_strings(void)
 {
-    ASSERT_MINIFIES(" { \"a\" : [ 1 , 2 ] ,\n\t\"b\" : \"x  y\" } ", "{\"a\":[1,2],\"b\":\"x  y\"}");
+    ASSERT_MINIFIES(" { \"a\" : [ 1 , 2 ] ,\n\t\"b\" : \"x  y\" } ",
+                    "{\"a\":[1,2],\"b\":\"x  y\"}");
     ASSERT_MINIFIES("[ \"3\" , \"3\" , \"room:1\" , \"phx_join\" , { \"p\" : 1 } ]",
                     "[\"3\",\"3\",\"room:1\",\"phx_join\",{\"p\":1}]");
     ASSERT_MINIFIES("{\"n\": 12345678901234567890, \"f\": 1E+400, \"z\": -0.0e-0}",
@@ -234,7 +315,8 @@ static void json_minify_in_guarded_buffer(void)
 
 static void json_iter_array_spans(void)
 {
-    const char *s = " [ \"a\\\"]\" , 12.5e3 , null , true , false , { \"k\" : [ 1 , \"}\" ] } , [ ] ] ";
+    const char *s =
+        " [ \"a\\\"]\" , 12.5e3 , null , true , false , { \"k\" : [ 1 , \"}\" ] } , [ ] ] ";
     size_t len = strlen(s);
     ASSERT_EQ(phx_json_validate((const uint8_t *)s, len, NULL), 0);
     phx_json_iter_t it;
@@ -266,7 +348,8 @@ static void json_iter_array_spans(void)
 
 static void json_iter_object_members(void)
 {
-    const char *s = "{\"topic\":\"room:1\",\"payload\":{\"a\":[1,{\"b\":\"}\"}]},\"ref\":null,\"n\":-1}";
+    const char *s =
+        "{\"topic\":\"room:1\",\"payload\":{\"a\":[1,{\"b\":\"}\"}]},\"ref\":null,\"n\":-1}";
     size_t len = strlen(s);
     ASSERT_EQ(phx_json_validate((const uint8_t *)s, len, NULL), 0);
     phx_json_iter_t it;
@@ -327,8 +410,9 @@ static void json_string_decode_unescapes(void)
     decode_str("\"room:lobby\\u0000evil\"", "room:lobby\0evil", 15, true);
     decode_str("\"\xc3\xa9\\n\xe2\x82\xac\"", "\xc3\xa9\n\xe2\x82\xac", 6, false);
 
-    static const char *bad[] = {"", "\"", "x\"", "\"x", "\"\\\"", "\"\\q\"", "\"\\u12\"",
-                                "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\""};
+    static const char *bad[] = {
+        "",        "\"",        "x\"",         "\"x",         "\"\\\"",
+        "\"\\q\"", "\"\\u12\"", "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\""};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         uint8_t out[32];
         size_t n;

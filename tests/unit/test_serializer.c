@@ -242,10 +242,14 @@ static void v2_text_minifies_and_keeps_big_integers(void)
     ASSERT_EQ(decode_keep(&m, PHX_FMT_V2_JSON, false, s, strlen(s), NULL, &keep), 0);
     ASSERT_PAYLOAD(m, "{\"n\":12345678901234567890,\"f\":1.0E+400,\"s\":\"a  b\"}");
     /* Forwarded in a broadcast, the payload is byte-identical. */
-    phx_out_t o = {.kind = PHX_OUT_BROADCAST, .topic = m.topic, .event = m.event,
-                   .payload = m.payload, .payload_len = m.payload_len};
-    EXPECT_TEXT(PHX_FMT_V2_JSON, &o,
-                "[null,null,\"t\",\"e\",{\"n\":12345678901234567890,\"f\":1.0E+400,\"s\":\"a  b\"}]");
+    phx_out_t o = {.kind = PHX_OUT_BROADCAST,
+                   .topic = m.topic,
+                   .event = m.event,
+                   .payload = m.payload,
+                   .payload_len = m.payload_len};
+    EXPECT_TEXT(
+        PHX_FMT_V2_JSON, &o,
+        "[null,null,\"t\",\"e\",{\"n\":12345678901234567890,\"f\":1.0E+400,\"s\":\"a  b\"}]");
     EXPECT_TEXT(PHX_FMT_V1_JSON, &o,
                 "{\"event\":\"e\",\"payload\":{\"n\":12345678901234567890,\"f\":1.0E+400,"
                 "\"s\":\"a  b\"},\"ref\":null,\"topic\":\"t\"}");
@@ -263,9 +267,13 @@ static void v2_text_echoes_ref_types(void)
     ASSERT_FIELD_OTHER(m.topic, "42");
     ASSERT_FIELD_OTHER(m.event, "true");
     ASSERT_PAYLOAD(m, "[1,2]");
-    phx_out_t o = {.kind = PHX_OUT_REPLY, .join_ref = m.join_ref, .ref = m.ref, .topic = m.topic,
+    phx_out_t o = {.kind = PHX_OUT_REPLY,
+                   .join_ref = m.join_ref,
+                   .ref = m.ref,
+                   .topic = m.topic,
                    .status = S("ok")};
-    EXPECT_TEXT(PHX_FMT_V2_JSON, &o, "[7,-1.5e3,42,\"phx_reply\",{\"response\":{},\"status\":\"ok\"}]");
+    EXPECT_TEXT(PHX_FMT_V2_JSON, &o,
+                "[7,-1.5e3,42,\"phx_reply\",{\"response\":{},\"status\":\"ok\"}]");
     EXPECT_TEXT(PHX_FMT_V1_JSON, &o,
                 "{\"event\":\"phx_reply\",\"payload\":{\"response\":{},\"status\":\"ok\"},"
                 "\"ref\":-1.5e3,\"topic\":42}");
@@ -275,13 +283,17 @@ static void v2_text_echoes_ref_types(void)
     const char *j = "[\"6\",\"6\",{\"a\": 1},\"phx_join\",{}]";
     ASSERT_EQ(decode_keep(&m, PHX_FMT_V2_JSON, false, j, strlen(j), NULL, &keep), 0);
     ASSERT_FIELD_OTHER(m.topic, "{\"a\":1}");
-    phx_out_t r = {.kind = PHX_OUT_REPLY, .join_ref = N, .ref = m.ref, .topic = m.topic,
+    phx_out_t r = {.kind = PHX_OUT_REPLY,
+                   .join_ref = N,
+                   .ref = m.ref,
+                   .topic = m.topic,
                    .status = S("error"),
                    .payload = (const uint8_t *)"{\"reason\":\"unmatched topic\"}",
                    .payload_len = 28};
-    EXPECT_TEXT(PHX_FMT_V2_JSON, &r,
-                "[null,\"6\",{\"a\":1},\"phx_reply\",{\"response\":{\"reason\":\"unmatched topic\"},"
-                "\"status\":\"error\"}]");
+    EXPECT_TEXT(
+        PHX_FMT_V2_JSON, &r,
+        "[null,\"6\",{\"a\":1},\"phx_reply\",{\"response\":{\"reason\":\"unmatched topic\"},"
+        "\"status\":\"error\"}]");
     free(keep);
 
     /* Strings with escapes are decoded, then escaped again on output. */
@@ -290,10 +302,14 @@ static void v2_text_echoes_ref_types(void)
     ASSERT_FIELD_STR(m.join_ref, "1");
     ASSERT_FIELD_STR(m.ref, "a\"b");
     ASSERT_FIELD_STR(m.topic, "r/\xc3\xa9\n");
-    phx_out_t r2 = {.kind = PHX_OUT_REPLY, .join_ref = m.join_ref, .ref = m.ref, .topic = m.topic,
+    phx_out_t r2 = {.kind = PHX_OUT_REPLY,
+                    .join_ref = m.join_ref,
+                    .ref = m.ref,
+                    .topic = m.topic,
                     .status = S("ok")};
-    EXPECT_TEXT(PHX_FMT_V2_JSON, &r2,
-                "[\"1\",\"a\\\"b\",\"r/\xc3\xa9\\n\",\"phx_reply\",{\"response\":{},\"status\":\"ok\"}]");
+    EXPECT_TEXT(
+        PHX_FMT_V2_JSON, &r2,
+        "[\"1\",\"a\\\"b\",\"r/\xc3\xa9\\n\",\"phx_reply\",{\"response\":{},\"status\":\"ok\"}]");
     free(keep);
 }
 
@@ -357,23 +373,29 @@ static void v2_text_depth_limit_at_n_and_n_plus_1(void)
 
 static void field_length_limits(void)
 {
-    phx_msg_limits_t lim = {.max_depth = 8, .max_topic_len = 4, .max_event_len = 3,
-                            .max_ref_len = 2};
-    ASSERT_EQ(decode_rv(PHX_FMT_V2_JSON, false, "[\"12\",\"12\",\"abcd\",\"abc\",{}]", strlen("[\"12\",\"12\",\"abcd\",\"abc\",{}]"), &lim),
+    phx_msg_limits_t lim = {
+        .max_depth = 8, .max_topic_len = 4, .max_event_len = 3, .max_ref_len = 2};
+    ASSERT_EQ(decode_rv(PHX_FMT_V2_JSON, false, "[\"12\",\"12\",\"abcd\",\"abc\",{}]",
+                        strlen("[\"12\",\"12\",\"abcd\",\"abc\",{}]"), &lim),
               0);
-    ASSERT_EQ(decode_rv(PHX_FMT_V2_JSON, false, "[\"123\",\"1\",\"abcd\",\"abc\",{}]", strlen("[\"123\",\"1\",\"abcd\",\"abc\",{}]"), &lim),
+    ASSERT_EQ(decode_rv(PHX_FMT_V2_JSON, false, "[\"123\",\"1\",\"abcd\",\"abc\",{}]",
+                        strlen("[\"123\",\"1\",\"abcd\",\"abc\",{}]"), &lim),
               PHX_ERR_LIMIT);
-    ASSERT_EQ(decode_rv(PHX_FMT_V2_JSON, false, "[\"1\",\"123\",\"abcd\",\"abc\",{}]", strlen("[\"1\",\"123\",\"abcd\",\"abc\",{}]"), &lim),
+    ASSERT_EQ(decode_rv(PHX_FMT_V2_JSON, false, "[\"1\",\"123\",\"abcd\",\"abc\",{}]",
+                        strlen("[\"1\",\"123\",\"abcd\",\"abc\",{}]"), &lim),
               PHX_ERR_LIMIT);
-    ASSERT_EQ(decode_rv(PHX_FMT_V2_JSON, false, "[\"1\",\"1\",\"abcde\",\"abc\",{}]", strlen("[\"1\",\"1\",\"abcde\",\"abc\",{}]"), &lim),
+    ASSERT_EQ(decode_rv(PHX_FMT_V2_JSON, false, "[\"1\",\"1\",\"abcde\",\"abc\",{}]",
+                        strlen("[\"1\",\"1\",\"abcde\",\"abc\",{}]"), &lim),
               PHX_ERR_LIMIT);
-    ASSERT_EQ(decode_rv(PHX_FMT_V2_JSON, false, "[\"1\",\"1\",\"abcd\",\"abcd\",{}]", strlen("[\"1\",\"1\",\"abcd\",\"abcd\",{}]"), &lim),
+    ASSERT_EQ(decode_rv(PHX_FMT_V2_JSON, false, "[\"1\",\"1\",\"abcd\",\"abcd\",{}]",
+                        strlen("[\"1\",\"1\",\"abcd\",\"abcd\",{}]"), &lim),
               PHX_ERR_LIMIT);
     /* Limits apply to the decoded length... */
     const char *esc = "[\"\\u0031\\u0032\",null,\"t\",\"e\",{}]";
     ASSERT_EQ(decode_rv(PHX_FMT_V2_JSON, false, esc, strlen(esc), &lim), 0);
     /* ... and to the raw text of a non-string. */
-    ASSERT_EQ(decode_rv(PHX_FMT_V2_JSON, false, "[123,null,\"t\",\"e\",{}]", strlen("[123,null,\"t\",\"e\",{}]"), &lim),
+    ASSERT_EQ(decode_rv(PHX_FMT_V2_JSON, false, "[123,null,\"t\",\"e\",{}]",
+                        strlen("[123,null,\"t\",\"e\",{}]"), &lim),
               PHX_ERR_LIMIT);
     /* The default limit is 1024 bytes. */
     char big[1200];
@@ -391,7 +413,8 @@ static void v1_decodes_objects(void)
 {
     phx_msg_t m;
     uint8_t *keep;
-    const char *s = "{\"topic\":\"room:lobby\",\"event\":\"phx_join\",\"payload\":{},\"ref\":\"1\"}";
+    const char *s =
+        "{\"topic\":\"room:lobby\",\"event\":\"phx_join\",\"payload\":{},\"ref\":\"1\"}";
     ASSERT_EQ(decode_keep(&m, PHX_FMT_V1_JSON, false, s, strlen(s), NULL, &keep), 0);
     ASSERT_FIELD_NULL(m.join_ref);
     ASSERT_FIELD_STR(m.ref, "1");
@@ -401,8 +424,9 @@ static void v1_decodes_objects(void)
     free(keep);
 
     /* Any key order, whitespace, a join_ref, unknown keys, a null ref. */
-    const char *t = " { \"x\" : [1] , \"ref\" : null , \"payload\" : { \"b\" : 12345678901234567890 } ,"
-                    " \"join_ref\" : 5 , \"event\" : \"e\" , \"topic\" : \"t\" , \"x\" : 2 } ";
+    const char *t =
+        " { \"x\" : [1] , \"ref\" : null , \"payload\" : { \"b\" : 12345678901234567890 } ,"
+        " \"join_ref\" : 5 , \"event\" : \"e\" , \"topic\" : \"t\" , \"x\" : 2 } ";
     ASSERT_EQ(decode_keep(&m, PHX_FMT_V1_JSON, false, t, strlen(t), NULL, &keep), 0);
     ASSERT_FIELD_OTHER(m.join_ref, "5");
     ASSERT_FIELD_NULL(m.ref);
@@ -445,8 +469,9 @@ static void v1_refuses_duplicates_and_missing_keys(void)
             phx_test_fail(__FILE__, __LINE__, "rv %d for %s", rv, bad[i]);
     }
     /* Unknown keys may repeat: they are ignored, as Jason would keep one. */
-    ASSERT_EQ(V1_TEXT_RV("{\"x\":1,\"x\":2,\"topic\":\"a\",\"event\":\"e\",\"payload\":{},\"ref\":1}"),
-              0);
+    ASSERT_EQ(
+        V1_TEXT_RV("{\"x\":1,\"x\":2,\"topic\":\"a\",\"event\":\"e\",\"payload\":{},\"ref\":1}"),
+        0);
     /* V1 has no binary frames. */
     ASSERT_EQ(decode_rv(PHX_FMT_V1_JSON, true, "\x00\x00\x00\x01\x01te", 7, NULL), PHX_ERR_PROTO);
 }
@@ -479,9 +504,13 @@ static void v2_binary_decodes_client_push(void)
     ASSERT_EQ(m.payload_len, 0);
     ASSERT(m.is_binary);
     /* ... and an empty ref is echoed as "" in a text reply. */
-    phx_out_t o = {.kind = PHX_OUT_REPLY, .join_ref = m.join_ref, .ref = m.ref, .topic = m.topic,
+    phx_out_t o = {.kind = PHX_OUT_REPLY,
+                   .join_ref = m.join_ref,
+                   .ref = m.ref,
+                   .topic = m.topic,
                    .status = S("ok")};
-    EXPECT_TEXT(PHX_FMT_V2_JSON, &o, "[\"\",\"\",\"t\",\"phx_reply\",{\"response\":{},\"status\":\"ok\"}]");
+    EXPECT_TEXT(PHX_FMT_V2_JSON, &o,
+                "[\"\",\"\",\"t\",\"phx_reply\",{\"response\":{},\"status\":\"ok\"}]");
     free(keep);
 }
 
@@ -503,16 +532,16 @@ static void v2_binary_refuses_malformed(void)
         {"\x02\x00\x00\x00\x00", 5, PHX_ERR_PROTO},
         {"\x03\x00\x00\x00\x00", 5, PHX_ERR_PROTO},
         {"\xff\x00\x00\x00\x00", 5, PHX_ERR_PROTO},
-        {"\x00\x01\x00\x00\x00", 5, PHX_ERR_PROTO},     /* join_ref past the end */
-        {"\x00\x00\x00\x02\x00t", 6, PHX_ERR_PROTO},    /* topic past the end */
-        {"\x00\x00\x00\x01\x01t", 6, PHX_ERR_PROTO},    /* event past the end */
-        {"\x00\xff\xff\xff\xff", 5, PHX_ERR_PROTO},     /* all lengths huge */
-        {"\x00\x00\x00\x01\x01\x00e", 7, PHX_ERR_PROTO},   /* NUL in topic */
-        {"\x00\x00\x00\x01\x01t\x00", 7, PHX_ERR_PROTO},   /* NUL in event */
-        {"\x00\x01\x00\x01\x01\x00te", 8, PHX_ERR_PROTO},  /* NUL in join_ref */
-        {"\x00\x00\x01\x01\x01\x00te", 8, PHX_ERR_PROTO},  /* NUL in ref */
-        {"\x00\x00\x00\x01\x01\xfft", 7, PHX_ERR_PROTO},   /* invalid UTF-8 topic */
-        {"\x00\x00\x00\x01\x01te\x00\xff", 9, 0},          /* payload bytes are free */
+        {"\x00\x01\x00\x00\x00", 5, PHX_ERR_PROTO},       /* join_ref past the end */
+        {"\x00\x00\x00\x02\x00t", 6, PHX_ERR_PROTO},      /* topic past the end */
+        {"\x00\x00\x00\x01\x01t", 6, PHX_ERR_PROTO},      /* event past the end */
+        {"\x00\xff\xff\xff\xff", 5, PHX_ERR_PROTO},       /* all lengths huge */
+        {"\x00\x00\x00\x01\x01\x00e", 7, PHX_ERR_PROTO},  /* NUL in topic */
+        {"\x00\x00\x00\x01\x01t\x00", 7, PHX_ERR_PROTO},  /* NUL in event */
+        {"\x00\x01\x00\x01\x01\x00te", 8, PHX_ERR_PROTO}, /* NUL in join_ref */
+        {"\x00\x00\x01\x01\x01\x00te", 8, PHX_ERR_PROTO}, /* NUL in ref */
+        {"\x00\x00\x00\x01\x01\xfft", 7, PHX_ERR_PROTO},  /* invalid UTF-8 topic */
+        {"\x00\x00\x00\x01\x01te\x00\xff", 9, 0},         /* payload bytes are free */
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         int rv = decode_rv(PHX_FMT_V2_JSON, true, rows[i].bytes, rows[i].len, NULL);
@@ -521,8 +550,7 @@ static void v2_binary_refuses_malformed(void)
     }
     phx_msg_limits_t lim = PHX_MSG_LIMITS_DEFAULT;
     lim.max_topic_len = 1;
-    ASSERT_EQ(decode_rv(PHX_FMT_V2_JSON, true, "\x00\x00\x00\x02\x01tte", 8, &lim),
-              PHX_ERR_LIMIT);
+    ASSERT_EQ(decode_rv(PHX_FMT_V2_JSON, true, "\x00\x00\x00\x02\x01tte", 8, &lim), PHX_ERR_LIMIT);
 }
 
 /* ---- encode: PROTOCOL 2.2 and 2.3 ---- */
@@ -584,31 +612,48 @@ static void v2_binary_encodes_server_layouts(void)
     /* Push: join_ref "3", topic "room:1", event "bin_push", payload ff 00. */
     static const uint8_t push[] = {0x00, 0x01, 0x06, 0x08, 0x33, 0x72, 0x6f, 0x6f, 0x6d, 0x3a, 0x31,
                                    0x62, 0x69, 0x6e, 0x5f, 0x70, 0x75, 0x73, 0x68, 0xff, 0x00};
-    phx_out_t o = {.kind = PHX_OUT_PUSH, .join_ref = S("3"), .ref = S("8"),
-                   .topic = S("room:1"), .event = S("bin_push"),
-                   .payload = (const uint8_t *)"\xff\x00", .payload_len = 2, .is_binary = true};
+    phx_out_t o = {.kind = PHX_OUT_PUSH,
+                   .join_ref = S("3"),
+                   .ref = S("8"),
+                   .topic = S("room:1"),
+                   .event = S("bin_push"),
+                   .payload = (const uint8_t *)"\xff\x00",
+                   .payload_len = 2,
+                   .is_binary = true};
     expect_encode(PHX_FMT_V2_JSON, &o, push, sizeof(push));
 
     /* Reply: join_ref "3", ref "8", topic "room:1", status "ok", 01 02 03. */
     static const uint8_t reply[] = {0x01, 0x01, 0x01, 0x06, 0x02, 0x33, 0x38, 0x72, 0x6f,
                                     0x6f, 0x6d, 0x3a, 0x31, 0x6f, 0x6b, 0x01, 0x02, 0x03};
-    phx_out_t r = {.kind = PHX_OUT_REPLY, .join_ref = S("3"), .ref = S("8"),
-                   .topic = S("room:1"), .status = S("ok"),
-                   .payload = (const uint8_t *)"\x01\x02\x03", .payload_len = 3,
+    phx_out_t r = {.kind = PHX_OUT_REPLY,
+                   .join_ref = S("3"),
+                   .ref = S("8"),
+                   .topic = S("room:1"),
+                   .status = S("ok"),
+                   .payload = (const uint8_t *)"\x01\x02\x03",
+                   .payload_len = 3,
                    .is_binary = true};
     expect_encode(PHX_FMT_V2_JSON, &r, reply, sizeof(reply));
 
     /* Broadcast: topic "room:1", event "bin_bcast", payload ab. */
     static const uint8_t bcast[] = {0x02, 0x06, 0x09, 0x72, 0x6f, 0x6f, 0x6d, 0x3a, 0x31, 0x62,
                                     0x69, 0x6e, 0x5f, 0x62, 0x63, 0x61, 0x73, 0x74, 0xab};
-    phx_out_t b = {.kind = PHX_OUT_BROADCAST, .join_ref = S("3"), .topic = S("room:1"),
-                   .event = S("bin_bcast"), .payload = (const uint8_t *)"\xab", .payload_len = 1,
+    phx_out_t b = {.kind = PHX_OUT_BROADCAST,
+                   .join_ref = S("3"),
+                   .topic = S("room:1"),
+                   .event = S("bin_bcast"),
+                   .payload = (const uint8_t *)"\xab",
+                   .payload_len = 1,
                    .is_binary = true};
     expect_encode(PHX_FMT_V2_JSON, &b, bcast, sizeof(bcast));
 
     /* Null join_ref and ref are length 0. */
-    phx_out_t n = {.kind = PHX_OUT_REPLY, .join_ref = N, .ref = N, .topic = S("t"),
-                   .status = S("ok"), .is_binary = true};
+    phx_out_t n = {.kind = PHX_OUT_REPLY,
+                   .join_ref = N,
+                   .ref = N,
+                   .topic = S("t"),
+                   .status = S("ok"),
+                   .is_binary = true};
     expect_encode(PHX_FMT_V2_JSON, &n, "\x01\x00\x00\x01\x02tok", 8);
 }
 
@@ -619,7 +664,10 @@ static void v2_binary_metadata_limit_255(void)
     t255[255] = '\0';
     memset(t256, 'a', 256);
     t256[256] = '\0';
-    phx_out_t o = {.kind = PHX_OUT_PUSH, .join_ref = S("3"), .topic = S(t255), .event = S("e"),
+    phx_out_t o = {.kind = PHX_OUT_PUSH,
+                   .join_ref = S("3"),
+                   .topic = S(t255),
+                   .event = S("e"),
                    .is_binary = true};
     size_t size;
     ASSERT_EQ(phx_msg_encoded_size(PHX_FMT_V2_JSON, &o, &size), 0);
@@ -637,8 +685,12 @@ static void v2_binary_metadata_limit_255(void)
     o.event = S("e");
     o.ref = S(t256);
     ASSERT_EQ(encode_rv(PHX_FMT_V2_JSON, &o), 0);
-    phx_out_t r = {.kind = PHX_OUT_REPLY, .join_ref = S("3"), .ref = S(t256), .topic = S("t"),
-                   .status = S("ok"), .is_binary = true};
+    phx_out_t r = {.kind = PHX_OUT_REPLY,
+                   .join_ref = S("3"),
+                   .ref = S(t256),
+                   .topic = S("t"),
+                   .status = S("ok"),
+                   .is_binary = true};
     ASSERT_EQ(encode_rv(PHX_FMT_V2_JSON, &r), PHX_ERR_LIMIT);
     r.ref = S("1");
     r.status = S(t256);
@@ -651,8 +703,12 @@ static void v2_binary_metadata_limit_255(void)
 static void encode_refuses_unencodable(void)
 {
     /* V1 cannot carry binary. */
-    phx_out_t o = {.kind = PHX_OUT_BROADCAST, .topic = S("t"), .event = S("e"),
-                   .payload = (const uint8_t *)"\x01", .payload_len = 1, .is_binary = true};
+    phx_out_t o = {.kind = PHX_OUT_BROADCAST,
+                   .topic = S("t"),
+                   .event = S("e"),
+                   .payload = (const uint8_t *)"\x01",
+                   .payload_len = 1,
+                   .is_binary = true};
     ASSERT_EQ(encode_rv(PHX_FMT_V1_JSON, &o), PHX_ERR_INVALID);
     size_t size;
     ASSERT_EQ(phx_msg_encoded_size(PHX_FMT_V1_JSON, &o, &size), PHX_ERR_INVALID);
@@ -661,8 +717,12 @@ static void encode_refuses_unencodable(void)
     ASSERT_EQ(encode_rv(PHX_FMT_V2_JSON, &o), PHX_ERR_INVALID);
     /* Non-string refs cannot go into binary metadata. */
     phx_field_t seven = {PHX_FIELD_OTHER, (const uint8_t *)"7", 1};
-    phx_out_t r = {.kind = PHX_OUT_REPLY, .join_ref = S("1"), .ref = seven, .topic = S("t"),
-                   .status = S("ok"), .is_binary = true};
+    phx_out_t r = {.kind = PHX_OUT_REPLY,
+                   .join_ref = S("1"),
+                   .ref = seven,
+                   .topic = S("t"),
+                   .status = S("ok"),
+                   .is_binary = true};
     ASSERT_EQ(encode_rv(PHX_FMT_V2_JSON, &r), PHX_ERR_INVALID);
     /* Text pushes and broadcasts need an object payload. */
     phx_out_t p = out_msg(PHX_OUT_PUSH, S("1"), N, "t", "e", "[1]");
@@ -674,9 +734,16 @@ static void encode_refuses_unencodable(void)
     ASSERT_EQ(encode_rv(PHX_FMT_V2_JSON, &p), PHX_ERR_INVALID);
     p = out_msg(PHX_OUT_REPLY, S("1"), S("\xc3"), "t", "ok", "{}");
     ASSERT_EQ(encode_rv(PHX_FMT_V2_JSON, &p), PHX_ERR_INVALID);
+    /* Fields a kind does not write are not checked. */
+    p = out_msg(PHX_OUT_BROADCAST, S("\xff"), S("\xff"), "t", "e", "{}");
+    ASSERT_EQ(encode_rv(PHX_FMT_V2_JSON, &p), 0);
+    p = out_msg(PHX_OUT_PUSH, S("1"), S("\xff"), "t", "e", "{}");
+    ASSERT_EQ(encode_rv(PHX_FMT_V1_JSON, &p), 0);
+    p = out_msg(PHX_OUT_REPLY, S("1"), S("1"), "t", "\xff", "{}");
+    ASSERT_EQ(encode_rv(PHX_FMT_V2_JSON, &p), PHX_ERR_INVALID);
     /* ... but binary metadata is bytes. */
-    phx_out_t b = {.kind = PHX_OUT_BROADCAST, .topic = S("t\xff"), .event = S("e"),
-                   .is_binary = true};
+    phx_out_t b = {
+        .kind = PHX_OUT_BROADCAST, .topic = S("t\xff"), .event = S("e"), .is_binary = true};
     ASSERT_EQ(encode_rv(PHX_FMT_V2_JSON, &b), 0);
     /* Unknown format or kind. */
     p = out_msg(PHX_OUT_PUSH, S("1"), N, "t", "e", "{}");
@@ -772,10 +839,16 @@ static void appendix_b1_transcript(void)
     phx_msg_t m;
     uint8_t *keep;
     ASSERT_EQ(decode_keep(&m, PHX_FMT_V2_JSON, false, c, strlen(c), NULL, &keep), 0);
-    phx_out_t b = {.kind = PHX_OUT_BROADCAST, .topic = m.topic, .event = m.event,
-                   .payload = m.payload, .payload_len = m.payload_len};
+    phx_out_t b = {.kind = PHX_OUT_BROADCAST,
+                   .topic = m.topic,
+                   .event = m.event,
+                   .payload = m.payload,
+                   .payload_len = m.payload_len};
     EXPECT_TEXT(PHX_FMT_V2_JSON, &b, "[null,null,\"room:lobby\",\"new_msg\",{\"body\":\"hi\"}]");
-    phx_out_t r = {.kind = PHX_OUT_REPLY, .join_ref = m.join_ref, .ref = m.ref, .topic = m.topic,
+    phx_out_t r = {.kind = PHX_OUT_REPLY,
+                   .join_ref = m.join_ref,
+                   .ref = m.ref,
+                   .topic = m.topic,
                    .status = S("ok")};
     EXPECT_TEXT(PHX_FMT_V2_JSON, &r,
                 "[\"3\",\"4\",\"room:lobby\",\"phx_reply\",{\"response\":{},\"status\":\"ok\"}]");
@@ -800,8 +873,12 @@ static void appendix_b1_transcript(void)
     ASSERT_FIELD_STR(m.topic, "room:lobby");
     ASSERT_FIELD_STR(m.event, "upload");
     ASSERT_MEM_EQ(m.payload, m.payload_len, "\xde\xad", 2);
-    phx_out_t br = {.kind = PHX_OUT_REPLY, .join_ref = m.join_ref, .ref = m.ref,
-                    .topic = m.topic, .status = S("ok"), .is_binary = true};
+    phx_out_t br = {.kind = PHX_OUT_REPLY,
+                    .join_ref = m.join_ref,
+                    .ref = m.ref,
+                    .topic = m.topic,
+                    .status = S("ok"),
+                    .is_binary = true};
     expect_encode(PHX_FMT_V2_JSON, &br, sbin, sizeof(sbin));
     free(keep);
 
@@ -812,9 +889,9 @@ static void appendix_b1_transcript(void)
     b1_text_round("[\"9\",\"9\",\"room:lobby\",\"phx_join\",{\"name\":\"ann\"}]", PHX_OUT_REPLY,
                   NULL, "ok", NULL,
                   "[\"9\",\"9\",\"room:lobby\",\"phx_reply\",{\"response\":{},\"status\":\"ok\"}]");
-    b1_text_round("[\"9\",\"10\",\"room:lobby\",\"phx_leave\",{}]", PHX_OUT_REPLY, NULL, "ok",
-                  NULL,
-                  "[\"9\",\"10\",\"room:lobby\",\"phx_reply\",{\"response\":{},\"status\":\"ok\"}]");
+    b1_text_round(
+        "[\"9\",\"10\",\"room:lobby\",\"phx_leave\",{}]", PHX_OUT_REPLY, NULL, "ok", NULL,
+        "[\"9\",\"10\",\"room:lobby\",\"phx_reply\",{\"response\":{},\"status\":\"ok\"}]");
     phx_out_t close = out_msg(PHX_OUT_MESSAGE, S("9"), S("9"), "room:lobby", "phx_close", "{}");
     EXPECT_TEXT(PHX_FMT_V2_JSON, &close, "[\"9\",\"9\",\"room:lobby\",\"phx_close\",{}]");
 }
@@ -823,16 +900,19 @@ static void appendix_b1_transcript(void)
 static void v2_encode_decode_roundtrip(void)
 {
     phx_field_t seven = {PHX_FIELD_OTHER, (const uint8_t *)"7", 1};
-    phx_out_t o = {.kind = PHX_OUT_MESSAGE, .join_ref = S("1\n\"x"), .ref = seven,
-                   .topic = S("room:\xc3\xa9"), .event = S("e\\v"),
-                   .payload = (const uint8_t *)"{\"n\":12345678901234567890}", .payload_len = 26};
+    phx_out_t o = {.kind = PHX_OUT_MESSAGE,
+                   .join_ref = S("1\n\"x"),
+                   .ref = seven,
+                   .topic = S("room:\xc3\xa9"),
+                   .event = S("e\\v"),
+                   .payload = (const uint8_t *)"{\"n\":12345678901234567890}",
+                   .payload_len = 26};
     phx_rcbuf_t *b;
     ASSERT_EQ(phx_msg_encode(&b, PHX_FMT_V2_JSON, &o), 0);
     phx_msg_t m;
     uint8_t *keep;
-    ASSERT_EQ(decode_keep(&m, PHX_FMT_V2_JSON, false, b->data + b->off, b->len - b->off, NULL,
-                          &keep),
-              0);
+    ASSERT_EQ(
+        decode_keep(&m, PHX_FMT_V2_JSON, false, b->data + b->off, b->len - b->off, NULL, &keep), 0);
     ASSERT_FIELD_STR(m.join_ref, "1\n\"x");
     ASSERT_FIELD_OTHER(m.ref, "7");
     ASSERT_FIELD_STR(m.topic, "room:\xc3\xa9");

@@ -67,18 +67,19 @@ static void utf8_accepts_boundaries(void)
     VALID("");
     VALID("plain ascii, long enough for the 8-byte path");
     VALID("\x7f");
-    VALID("\xc2\x80");             /* U+0080 */
-    VALID("\xc3\xa9");             /* é */
-    VALID("\xdf\xbf");             /* U+07FF */
-    VALID("\xe0\xa0\x80");         /* U+0800 */
-    VALID("\xe2\x82\xac");         /* € */
-    VALID("\xed\x9f\xbf");         /* U+D7FF */
-    VALID("\xee\x80\x80");         /* U+E000 */
-    VALID("\xef\xbf\xbf");         /* U+FFFF */
-    VALID("\xf0\x90\x80\x80");     /* U+10000 */
-    VALID("\xf0\x9d\x84\x9e");     /* 𝄞 */
-    VALID("\xf4\x8f\xbf\xbf");     /* U+10FFFF */
-    VALID("a\xc3\xa9" "bcdefghij\xe2\x82\xac");
+    VALID("\xc2\x80");         /* U+0080 */
+    VALID("\xc3\xa9");         /* é */
+    VALID("\xdf\xbf");         /* U+07FF */
+    VALID("\xe0\xa0\x80");     /* U+0800 */
+    VALID("\xe2\x82\xac");     /* € */
+    VALID("\xed\x9f\xbf");     /* U+D7FF */
+    VALID("\xee\x80\x80");     /* U+E000 */
+    VALID("\xef\xbf\xbf");     /* U+FFFF */
+    VALID("\xf0\x90\x80\x80"); /* U+10000 */
+    VALID("\xf0\x9d\x84\x9e"); /* 𝄞 */
+    VALID("\xf4\x8f\xbf\xbf"); /* U+10FFFF */
+    VALID("a\xc3\xa9"
+          "bcdefghij\xe2\x82\xac");
 }
 
 static void utf8_rejects_overlongs_surrogates_and_range(void)
@@ -88,9 +89,9 @@ static void utf8_rejects_overlongs_surrogates_and_range(void)
     INVALID("\xe0\x80\x80");
     INVALID("\xe0\x9f\xbf"); /* overlong U+07FF */
     INVALID("\xf0\x80\x80\x80");
-    INVALID("\xf0\x8f\xbf\xbf"); /* overlong U+FFFF */
-    INVALID("\xed\xa0\x80");     /* U+D800 */
-    INVALID("\xed\xbf\xbf");     /* U+DFFF */
+    INVALID("\xf0\x8f\xbf\xbf");         /* overlong U+FFFF */
+    INVALID("\xed\xa0\x80");             /* U+D800 */
+    INVALID("\xed\xbf\xbf");             /* U+DFFF */
     INVALID("\xed\xa0\xbd\xed\xb8\x80"); /* CESU-8 pair */
     INVALID("\xf4\x90\x80\x80");         /* U+110000 */
     INVALID("\xf5\x80\x80\x80");
@@ -99,7 +100,7 @@ static void utf8_rejects_overlongs_surrogates_and_range(void)
     INVALID("\xff");
     INVALID("\x80");
     INVALID("\xbf");
-    INVALID("\xc3");          /* truncated */
+    INVALID("\xc3"); /* truncated */
     INVALID("\xe2\x82");
     INVALID("\xf0\x9d\x84");
     INVALID("\xc3\x28");

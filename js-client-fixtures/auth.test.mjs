@@ -1,0 +1,154 @@
+// Authentication at connect: the default connect callback verifies
+// params.token as a Phoenix.Token (PROTOCOL.md 1.4, 7.4). A refusal is an
+// HTTP 403 with an empty body; phoenix.js sees an error and never opens.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  startServer, signToken, phxSocket, connect, join, closeSocket, SECRET,
+} from './lib/server.mjs';
+import { httpRequest, upgradeRequest } from './lib/raw.mjs';
+
+let server; // defaults: token's own max_age
+let shortServer; // --max-age 1
+let infServer; // --max-age infinity
+
+before(async () => {
+  [server, shortServer, infServer] = await Promise.all([
+    startServer(),
+    startServer(['--max-age', '1']),
+    startServer(['--max-age', 'infinity']),
+  ]);
+});
+
+after(async () => {
+  await Promise.all([server, shortServer, infServer].filter(Boolean).map((s) => s.stop()));
+});
+
+const now = () => Math.floor(Date.now() / 1000);
+
+// Flips one character of the signature (the third dot-separated part).
+function forge(token) {
+  const parts = token.split('.');
+  const sig = parts[2];
+  const c = sig[0] === 'A' ? 'B' : 'A';
+  parts[2] = c + sig.slice(1);
+  return parts.join('.');
+}
+
+// phoenix.js must see an error and never an open.
+async function assertPhoenixRefused(srv, params) {
+  const socket = phxSocket(srv, params);
+  let opened = false;
+  socket.onOpen(() => { opened = true; });
+  try {
+    await assert.rejects(connect(socket), /socket error/);
+    assert.equal(opened, false, 'socket must not open');
+    assert.equal(socket.isConnected(), false);
+  } finally {
+    await closeSocket(socket);
+  }
+}
+
+// The raw upgrade must get 403 with an empty body.
+async function assertHttpRefused(srv, query) {
+  const res = await httpRequest(srv.port, upgradeRequest(srv.port, query));
+  assert.equal(res.status, 403, `status for ${query}: ${res.head}`);
+  assert.equal(res.body.length, 0, 'body must be empty');
+  res.destroy();
+}
+
+async function assertRefused(srv, token) {
+  const params = token === undefined ? {} : { token };
+  await assertPhoenixRefused(srv, params);
+  const q = token === undefined ? 'vsn=2.0.0' : `token=${encodeURIComponent(token)}&vsn=2.0.0`;
+  await assertHttpRefused(srv, q);
+}
+
+async function assertAccepted(srv, token) {
+  const socket = phxSocket(srv, { token });
+  try {
+    await connect(socket);
+    assert.equal(socket.isConnected(), true);
+  } finally {
+    await closeSocket(socket);
+  }
+  const res = await httpRequest(srv.port, upgradeRequest(srv.port, `token=${encodeURIComponent(token)}&vsn=2.0.0`));
+  assert.equal(res.status, 101);
+  res.destroy();
+}
+
+test('a valid token connects (phoenix.js and raw upgrade)', async () => {
+  await assertAccepted(server, signToken(42));
+});
+
+test('a connection without a token is refused with 403', async () => {
+  await assertRefused(server, undefined);
+  await assertHttpRefused(server, 'token=&vsn=2.0.0');
+});
+
+test('a token with a flipped signature character is refused', async () => {
+  const good = signToken(42);
+  const bad = forge(good);
+  assert.notEqual(bad, good);
+  await assertRefused(server, bad);
+});
+
+test('a token signed two days ago with the default max age is refused', async () => {
+  await assertRefused(server, signToken(42, { signedAt: now() - 2 * 86400 }));
+});
+
+test('a token signed 10 s ago is refused by a server with --max-age 1', async () => {
+  const token = signToken(42, { signedAt: now() - 10 });
+  await assertRefused(shortServer, token);
+  // The same token is fine under the token's own max age.
+  await assertAccepted(server, token);
+});
+
+test('a token signed with another salt is refused', async () => {
+  await assertRefused(server, signToken(42, { salt: 'other salt' }));
+});
+
+test('a token signed with another secret is refused', async () => {
+  await assertRefused(server, signToken(42, { secret: `${SECRET}-other` }));
+});
+
+test('garbage tokens are refused', async () => {
+  for (const token of ['garbage', 'SFMyNTY.abc.def', 'a.b', '...', 'SFMyNTY.g2gDYSpuBgA.x', 'x'.repeat(5000)]) {
+    await assertRefused(server, token);
+  }
+});
+
+test('a token signed one hour in the future is refused', async () => {
+  await assertRefused(server, signToken(42, { signedAt: now() + 3600 }));
+});
+
+test('--max-age infinity accepts a token signed two days ago', async () => {
+  await assertAccepted(infServer, signToken(42, { signedAt: now() - 2 * 86400 }));
+});
+
+test('a token whose data is a string connects and owns user:<string>', async () => {
+  const socket = phxSocket(server, { token: signToken('hello') });
+  try {
+    await connect(socket);
+    const reply = await join(socket.channel('user:hello'));
+    assert.deepEqual(reply, {});
+  } finally {
+    await closeSocket(socket);
+  }
+});
+
+test('a token whose data is a map connects', async () => {
+  await assertAccepted(server, signToken({ id: 7, name: 'ann', roles: ['a', 'b'] }));
+});
+
+test('the server survives every refusal and still accepts a valid client', async () => {
+  assert.equal(server.proc.exitCode, null);
+  assert.equal(server.proc.signalCode, null);
+  const socket = phxSocket(server, { token: signToken(42) });
+  try {
+    await connect(socket);
+    assert.deepEqual(await join(socket.channel('room:after')), {});
+  } finally {
+    await closeSocket(socket);
+  }
+});

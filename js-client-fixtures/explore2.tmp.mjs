@@ -1,0 +1,11 @@
+import { startServer, signToken } from './lib/server.mjs';
+import { rawWs } from './lib/raw.mjs';
+const s = await startServer(['--idle-timeout-ms', '500']);
+const q = `token=${encodeURIComponent(signToken(42))}&vsn=2.0.0`;
+const c = await rawWs(s, q);
+const t0 = Date.now();
+console.log(await c.waitClosed(), Date.now() - t0);
+const d = await rawWs(s, q);
+d.sendJson(["1","1","room:a","phx_join",{}]); await d.next();
+const r = s.stop('SIGTERM');
+console.log(await d.waitClosed(), await r);

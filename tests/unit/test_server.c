@@ -1,0 +1,434 @@
+/* Whole-stack tests of a real phx_server_t on the test's own loop with a
+ * raw TCP client: the upgrade and frames fed in every chunking down to one
+ * byte, wslay context release, size and fragment limits, close codes,
+ * timeouts, shutdown with uv_loop_close() == 0. */
+#include <time.h>
+
+#include "phx.h"
+#include "policy.h"
+#include "rawclient.h"
+#include "runner.h"
+#include "server.h"
+#include "token.h"
+#include "ws.h"
+
+static const char secret[] = "unit-test-secret-key-base-0123456789abcdefghijklmnopqrstuvwxyz01";
+
+typedef struct fx {
+    uv_loop_t loop;
+    phx_server_t *srv;
+    int port;
+    char query[600];
+    bool is_stopped;
+} fx_t;
+
+static void make_token(char *out, size_t cap, int64_t user)
+{
+    phx_token_config_t tc = {0};
+    tc.secret_key_base = (const uint8_t *)secret;
+    tc.secret_key_base_len = strlen(secret);
+    tc.salt = (const uint8_t *)"user socket";
+    tc.salt_len = 11;
+    phx_token_t *t;
+    ASSERT_EQ(phx_token_new(&t, &tc), 0);
+    phx_term_t *data;
+    ASSERT_EQ(phx_term_new_int(&data, user), 0);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    phx_buf_t b = {0};
+    phx_max_age_t age = {PHX_MAX_AGE_TOKEN, 0, false};
+    ASSERT_EQ(phx_token_sign(t, data, (int64_t)ts.tv_sec * 1000, age, &b), 0);
+    snprintf(out, cap, "%s", (char *)b.data);
+    phx_buf_dispose(&b);
+    phx_term_free(data);
+    phx_token_free(t);
+}
+
+static void fx_start(fx_t *f, void (*tweak)(phx_config_t *))
+{
+    memset(f, 0, sizeof(*f));
+    ASSERT_EQ(uv_loop_init(&f->loop), 0);
+    phx_config_t cfg;
+    phx_config_init(&cfg);
+    cfg.port = 0;
+    cfg.secret_key_base = secret;
+    if (tweak)
+        tweak(&cfg);
+    char err[PHX_ERR_LEN];
+    ASSERT_EQ(phx_server_new(&f->srv, &f->loop, &cfg, err), 0);
+    ASSERT_EQ(phx_policy_install(f->srv), 0);
+    ASSERT_EQ(phx_server_start(f->srv, err), 0);
+    f->port = phx_server_port(f->srv);
+    char token[512];
+    make_token(token, sizeof(token), 42);
+    snprintf(f->query, sizeof(f->query), "token=%s&vsn=2.0.0", token);
+}
+
+static fx_t *current;
+
+static void on_stopped_cb(phx_server_t *srv)
+{
+    current->is_stopped = true;
+}
+
+static void fx_stop(fx_t *f)
+{
+    current = f;
+    phx_server_stop(f->srv, 1001, on_stopped_cb);
+    while (!f->is_stopped)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    phx_server_free(f->srv);
+    ASSERT_EQ(uv_loop_close(&f->loop), 0);
+}
+
+static void fx_open(fx_t *f, rawclient_t *c, size_t chunk)
+{
+    ASSERT_EQ(rawclient_connect(c, &f->loop, f->port), 0);
+    phx_buf_t req = {0};
+    ws_upgrade_request(&req, f->query);
+    rawclient_write(c, req.data, req.len, chunk);
+    phx_buf_dispose(&req);
+    ASSERT_EQ(rawclient_http_status(c, 2000), 101);
+}
+
+static void send_frame(rawclient_t *c, uint8_t opcode, bool fin, const char *payload, size_t len,
+                       size_t chunk)
+{
+    uint8_t *frame = phx_malloc(len + 14);
+    size_t n = ws_client_frame(frame, opcode, fin, payload, len);
+    rawclient_write(c, frame, n, chunk);
+    phx_free(frame);
+}
+
+static void send_text(rawclient_t *c, const char *text, size_t chunk)
+{
+    send_frame(c, 1, true, text, strlen(text), chunk);
+}
+
+/* Asserts the next frame is text equal to `want`. */
+static void expect_text(rawclient_t *c, const char *want)
+{
+    uint8_t op;
+    uint8_t *p;
+    size_t len;
+    ASSERT_EQ(rawclient_next_frame(c, 2000, &op, &p, &len), 1);
+    ASSERT_EQ(op, 1);
+    ASSERT_STR_EQ((char *)p, want);
+    phx_free(p);
+}
+
+static void expect_close(rawclient_t *c, int code)
+{
+    uint8_t op;
+    uint8_t *p;
+    size_t len;
+    ASSERT_EQ(rawclient_next_frame(c, 3000, &op, &p, &len), 1);
+    ASSERT_EQ(op, 8);
+    ASSERT(len >= 2);
+    ASSERT_EQ(p[0] << 8 | p[1], code);
+    phx_free(p);
+    ASSERT(rawclient_wait_eof(c, 3000));
+}
+
+static phx_conn_t *only_ws_conn(fx_t *f)
+{
+    phx_conn_t *conn = f->srv->lists[PHX_LIST_WS].head;
+    ASSERT(conn != NULL);
+    return conn;
+}
+
+static const char heartbeat[] = "[null,\"1\",\"phoenix\",\"heartbeat\",{}]";
+static const char heartbeat_reply[] =
+    "[null,\"1\",\"phoenix\",\"phx_reply\",{\"response\":{},\"status\":\"ok\"}]";
+
+static void heartbeat_in_every_chunking(void)
+{
+    static const size_t chunks[] = {1, 2, 3, 5, 7, 64, 0};
+    for (size_t i = 0; i < sizeof(chunks) / sizeof(chunks[0]); i++) {
+        fx_t f;
+        fx_start(&f, NULL);
+        rawclient_t c;
+        fx_open(&f, &c, chunks[i]);
+        send_text(&c, heartbeat, chunks[i]);
+        expect_text(&c, heartbeat_reply);
+        /* Idle at a frame boundary: no wslay context is held. */
+        ASSERT(!phx_ws_has_context(only_ws_conn(&f)));
+        rawclient_close(&c);
+        fx_stop(&f);
+    }
+}
+
+static void context_held_only_mid_frame(void)
+{
+    fx_t f;
+    fx_start(&f, NULL);
+    rawclient_t c;
+    fx_open(&f, &c, 0);
+    uint8_t frame[64];
+    size_t n = ws_client_frame(frame, 1, true, heartbeat, sizeof(heartbeat) - 1);
+    rawclient_write(&c, frame, 1, 0); /* one byte of the header */
+    ASSERT(phx_ws_has_context(only_ws_conn(&f)));
+    rawclient_write(&c, frame + 1, n - 1, 0);
+    expect_text(&c, heartbeat_reply);
+    ASSERT(!phx_ws_has_context(only_ws_conn(&f)));
+    rawclient_close(&c);
+    fx_stop(&f);
+}
+
+static void pipelined_first_frame(void)
+{
+    fx_t f;
+    fx_start(&f, NULL);
+    rawclient_t c;
+    ASSERT_EQ(rawclient_connect(&c, &f.loop, f.port), 0);
+    phx_buf_t req = {0};
+    ws_upgrade_request(&req, f.query);
+    uint8_t frame[64];
+    size_t n = ws_client_frame(frame, 1, true, heartbeat, sizeof(heartbeat) - 1);
+    phx_buf_append(&req, frame, n);
+    rawclient_write(&c, req.data, req.len, 0);
+    phx_buf_dispose(&req);
+    ASSERT_EQ(rawclient_http_status(&c, 2000), 101);
+    expect_text(&c, heartbeat_reply);
+    rawclient_close(&c);
+    fx_stop(&f);
+}
+
+static void fragmented_join_is_reassembled(void)
+{
+    fx_t f;
+    fx_start(&f, NULL);
+    rawclient_t c;
+    fx_open(&f, &c, 0);
+    const char *msg = "[\"1\",\"1\",\"room:lobby\",\"phx_join\",{}]";
+    size_t len = strlen(msg);
+    send_frame(&c, 1, false, msg, 5, 1);
+    ASSERT(phx_ws_has_context(only_ws_conn(&f))); /* a message is open */
+    send_frame(&c, 0, false, msg + 5, 10, 1);
+    send_frame(&c, 9, true, "ping!", 5, 0); /* a control frame between fragments */
+    send_frame(&c, 0, true, msg + 15, len - 15, 2);
+    uint8_t op;
+    uint8_t *p;
+    size_t plen;
+    ASSERT_EQ(rawclient_next_frame(&c, 2000, &op, &p, &plen), 1);
+    ASSERT_EQ(op, 10); /* pong first: it was answered while the message was open */
+    ASSERT_MEM_EQ(p, plen, "ping!", 5);
+    phx_free(p);
+    expect_text(&c,
+                "[\"1\",\"1\",\"room:lobby\",\"phx_reply\",{\"response\":{},\"status\":\"ok\"}]");
+    ASSERT(!phx_ws_has_context(only_ws_conn(&f)));
+    rawclient_close(&c);
+    fx_stop(&f);
+}
+
+static void small_limits(phx_config_t *cfg)
+{
+    cfg->max_message_bytes = 64;
+    cfg->max_fragments = 4;
+}
+
+static void message_over_limit_closes_1009(void)
+{
+    fx_t f;
+    fx_start(&f, small_limits);
+    rawclient_t c;
+    fx_open(&f, &c, 0);
+    char big[100];
+    memset(big, ' ', sizeof(big));
+    send_frame(&c, 1, true, big, sizeof(big), 0);
+    expect_close(&c, 1009);
+    rawclient_close(&c);
+    /* Over the limit across fragments too. */
+    fx_open(&f, &c, 0);
+    send_frame(&c, 1, false, big, 40, 0);
+    send_frame(&c, 0, true, big, 40, 0);
+    expect_close(&c, 1009);
+    rawclient_close(&c);
+    /* A declared length far beyond the limit, with one payload byte. */
+    fx_open(&f, &c, 0);
+    uint8_t lie[] = {0x81, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4, 'x'};
+    rawclient_write(&c, lie, sizeof(lie), 0);
+    expect_close(&c, 1009);
+    rawclient_close(&c);
+    fx_stop(&f);
+}
+
+static void too_many_fragments_closes_1009(void)
+{
+    fx_t f;
+    fx_start(&f, small_limits);
+    rawclient_t c;
+    fx_open(&f, &c, 0);
+    send_frame(&c, 1, false, "[", 1, 0);
+    for (int i = 0; i < 5; i++)
+        send_frame(&c, 0, false, "", 0, 0);
+    expect_close(&c, 1009);
+    rawclient_close(&c);
+    fx_stop(&f);
+}
+
+static void invalid_utf8_closes_1007(void)
+{
+    fx_t f;
+    fx_start(&f, NULL);
+    rawclient_t c;
+    fx_open(&f, &c, 0);
+    send_frame(&c, 1, true, "[\"\xc3\x28\"]", 6, 0);
+    expect_close(&c, 1007);
+    rawclient_close(&c);
+    fx_stop(&f);
+}
+
+static void undecodable_message_closes_1011(void)
+{
+    static const char *bad[] = {"not json", "{\"topic\":\"x\"}", "[1,2,3]", "[]"};
+    fx_t f;
+    fx_start(&f, NULL);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        rawclient_t c;
+        fx_open(&f, &c, 0);
+        send_text(&c, bad[i], 0);
+        expect_close(&c, 1011);
+        rawclient_close(&c);
+    }
+    fx_stop(&f);
+}
+
+static void protocol_errors_get_a_close_frame(void)
+{
+    fx_t f;
+    fx_start(&f, NULL);
+    rawclient_t c;
+    /* Unmasked client frame -> 1002, flushed before TCP closes. */
+    fx_open(&f, &c, 0);
+    uint8_t unmasked[] = {0x81, 0x02, '[', ']'};
+    rawclient_write(&c, unmasked, sizeof(unmasked), 0);
+    expect_close(&c, 1002);
+    rawclient_close(&c);
+    /* Reserved opcode 3 -> 1002. */
+    fx_open(&f, &c, 0);
+    send_frame(&c, 3, true, "x", 1, 0);
+    expect_close(&c, 1002);
+    rawclient_close(&c);
+    fx_stop(&f);
+}
+
+static void client_close_is_answered(void)
+{
+    fx_t f;
+    fx_start(&f, NULL);
+    rawclient_t c;
+    fx_open(&f, &c, 0);
+    send_frame(&c, 8, true, "\x03\xe8", 2, 0);
+    expect_close(&c, 1000);
+    rawclient_close(&c);
+    fx_stop(&f);
+}
+
+static void short_idle(phx_config_t *cfg)
+{
+    cfg->idle_timeout_ms = 150;
+}
+
+static void idle_socket_is_closed(void)
+{
+    fx_t f;
+    fx_start(&f, short_idle);
+    rawclient_t c;
+    fx_open(&f, &c, 0);
+    expect_close(&c, 1002);
+    rawclient_close(&c);
+    fx_stop(&f);
+}
+
+static bool got_close_1001(rawclient_t *c, void *arg)
+{
+    return c->in.len - c->pos >= 4 && c->in.data[c->pos] == 0x88;
+}
+
+static void stop_closes_sockets_with_1001(void)
+{
+    fx_t f;
+    fx_start(&f, NULL);
+    rawclient_t c;
+    fx_open(&f, &c, 0);
+    current = &f;
+    phx_server_stop(f.srv, 1001, on_stopped_cb);
+    ASSERT(rawclient_wait(&c, got_close_1001, NULL, 2000));
+    uint8_t op;
+    uint8_t *p;
+    size_t len;
+    ASSERT_EQ(rawclient_next_frame(&c, 100, &op, &p, &len), 1);
+    ASSERT_EQ(p[0] << 8 | p[1], 1001);
+    phx_free(p);
+    rawclient_close(&c);
+    while (!f.is_stopped)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    phx_server_free(f.srv);
+    ASSERT_EQ(uv_loop_close(&f.loop), 0);
+}
+
+static void refused_tokens_get_403(void)
+{
+    fx_t f;
+    fx_start(&f, NULL);
+    static const char *queries[] = {"vsn=2.0.0", "token=garbage&vsn=2.0.0", "token=&vsn=2.0.0"};
+    for (size_t i = 0; i < sizeof(queries) / sizeof(queries[0]); i++) {
+        rawclient_t c;
+        ASSERT_EQ(rawclient_connect(&c, &f.loop, f.port), 0);
+        phx_buf_t req = {0};
+        ws_upgrade_request(&req, queries[i]);
+        rawclient_write(&c, req.data, req.len, 0);
+        phx_buf_dispose(&req);
+        ASSERT_EQ(rawclient_http_status(&c, 2000), 403);
+        ASSERT(rawclient_wait_eof(&c, 2000));
+        rawclient_close(&c);
+    }
+    ASSERT_EQ(f.srv->stats.refused_connects, 3);
+    fx_stop(&f);
+}
+
+static void broadcast_reaches_every_subscriber_once_encoded(void)
+{
+    fx_t f;
+    fx_start(&f, NULL);
+    rawclient_t a, b;
+    fx_open(&f, &a, 0);
+    fx_open(&f, &b, 0);
+    send_text(&a, "[\"1\",\"1\",\"room:x\",\"phx_join\",{}]", 0);
+    send_text(&b, "[\"1\",\"1\",\"room:x\",\"phx_join\",{}]", 0);
+    expect_text(&a, "[\"1\",\"1\",\"room:x\",\"phx_reply\",{\"response\":{},\"status\":\"ok\"}]");
+    expect_text(&b, "[\"1\",\"1\",\"room:x\",\"phx_reply\",{\"response\":{},\"status\":\"ok\"}]");
+    send_text(&a, "[\"1\",\"2\",\"room:x\",\"msg\",{ \"n\" : 12345678901234567890 }]", 3);
+    const char *want = "[null,null,\"room:x\",\"msg\",{\"n\":12345678901234567890}]";
+    expect_text(&a, want);
+    expect_text(&a, "[\"1\",\"2\",\"room:x\",\"phx_reply\",{\"response\":{},\"status\":\"ok\"}]");
+    expect_text(&b, want);
+    phx_payload_t pl = {(const uint8_t *)"{\"k\":1}", 7, false};
+    ASSERT_EQ(phx_broadcast(f.srv, "room:x", "srv", &pl), 2);
+    expect_text(&a, "[null,null,\"room:x\",\"srv\",{\"k\":1}]");
+    expect_text(&b, "[null,null,\"room:x\",\"srv\",{\"k\":1}]");
+    rawclient_close(&a);
+    rawclient_close(&b);
+    fx_stop(&f);
+}
+
+const phx_test_t phx_tests_server[] = {
+    {"heartbeat_in_every_chunking", heartbeat_in_every_chunking},
+    {"context_held_only_mid_frame", context_held_only_mid_frame},
+    {"pipelined_first_frame", pipelined_first_frame},
+    {"fragmented_join_is_reassembled", fragmented_join_is_reassembled},
+    {"message_over_limit_closes_1009", message_over_limit_closes_1009},
+    {"too_many_fragments_closes_1009", too_many_fragments_closes_1009},
+    {"invalid_utf8_closes_1007", invalid_utf8_closes_1007},
+    {"undecodable_message_closes_1011", undecodable_message_closes_1011},
+    {"protocol_errors_get_a_close_frame", protocol_errors_get_a_close_frame},
+    {"client_close_is_answered", client_close_is_answered},
+    {"idle_socket_is_closed", idle_socket_is_closed},
+    {"stop_closes_sockets_with_1001", stop_closes_sockets_with_1001},
+    {"refused_tokens_get_403", refused_tokens_get_403},
+    {"broadcast_reaches_every_subscriber_once_encoded",
+     broadcast_reaches_every_subscriber_once_encoded},
+    {NULL, NULL},
+};
