@@ -90,6 +90,12 @@ typedef struct phx_config {
     size_t queue_limit_bytes;    /* 8 MiB queued output: close 1008 */
     int max_queued_msgs;         /* 4096 queued messages: stop reading */
     int max_connections;         /* 0 = limited by file descriptors only */
+    /* LongPoll (<socket_path>/longpoll) */
+    bool longpoll;               /* true: the transport is served */
+    int longpoll_window_ms;      /* 10000: a parked poll answers 204 after this */
+    int longpoll_max_messages;   /* 1000 buffered per session; beyond, it ends */
+    int longpoll_max_sessions;   /* 10000 */
+    size_t max_body_bytes;       /* 8000000: a request body (413 beyond) */
 } phx_config_t;
 
 /* Fills `cfg` with the defaults listed above. */

@@ -36,8 +36,8 @@ function forge(token) {
 }
 
 // phoenix.js must see an error and never an open.
-async function assertPhoenixRefused(srv, params) {
-  const socket = phxSocket(srv, params);
+async function assertPhoenixRefused(srv, params, opts = {}) {
+  const socket = phxSocket(srv, params, opts);
   let opened = false;
   socket.onOpen(() => { opened = true; });
   try {
@@ -139,6 +139,42 @@ test('a token whose data is a string connects and owns user:<string>', async () 
 
 test('a token whose data is a map connects', async () => {
   await assertAccepted(server, signToken({ id: 7, name: 'ann', roles: ['a', 'b'] }));
+});
+
+// phoenix.js 1.8 authToken: "Sec-WebSocket-Protocol: phoenix,
+// base64url.bearer.phx.<standard base64 without '='>" (PROTOCOL.md 1.5).
+test('a valid token passed as the phoenix.js authToken connects', async () => {
+  const socket = phxSocket(server, {}, { authToken: signToken(42) });
+  try {
+    await connect(socket);
+    assert.deepEqual(await join(socket.channel('user:42')), {});
+  } finally {
+    await closeSocket(socket);
+  }
+});
+
+test('the auth-token upgrade is answered 101 with Sec-WebSocket-Protocol: phoenix', async () => {
+  const b64 = Buffer.from(signToken(42)).toString('base64').replace(/=/g, '');
+  const res = await httpRequest(server.port, upgradeRequest(server.port, 'vsn=2.0.0', {
+    extraHeaders: `Sec-WebSocket-Protocol: phoenix, base64url.bearer.phx.${b64}\r\n`,
+  }));
+  res.destroy();
+  assert.equal(res.status, 101, res.head);
+  assert.equal(res.headers['sec-websocket-protocol'], 'phoenix');
+});
+
+test('offering the phoenix subprotocol with a query token selects phoenix in the 101', async () => {
+  const res = await httpRequest(server.port, upgradeRequest(server.port, `token=${encodeURIComponent(signToken(42))}&vsn=2.0.0`, {
+    extraHeaders: 'Sec-WebSocket-Protocol: phoenix\r\n',
+  }));
+  res.destroy();
+  assert.equal(res.status, 101, res.head);
+  assert.equal(res.headers['sec-websocket-protocol'], 'phoenix');
+});
+
+test('an invalid phoenix.js authToken is refused', async () => {
+  await assertPhoenixRefused(server, {}, { authToken: forge(signToken(42)) });
+  await assertPhoenixRefused(server, {}, { authToken: 'garbage' });
 });
 
 test('the server survives every refusal and still accepts a valid client', async () => {

@@ -171,6 +171,9 @@ test('heartbeat replies ok on topic phoenix with join_ref null (byte level)', as
   const r = await raw();
   r.send('[null,"7","phoenix","heartbeat",{}]');
   assert.equal(await r.nextText(), '[null,"7","phoenix","phx_reply",{"response":{},"status":"ok"}]');
+  // Even when the heartbeat carries a join_ref, the reply's is null.
+  r.send('["1","8","phoenix","heartbeat",{}]');
+  assert.equal(await r.nextText(), '[null,"8","phoenix","phx_reply",{"response":{},"status":"ok"}]');
 });
 
 test('joining an unknown topic gets unmatched topic with join_ref null (byte level)', async () => {
@@ -254,4 +257,41 @@ test('the 101st join is refused with too many channels joined and the socket sur
   assert.deepEqual(await r.nextJson(), ['1', '1', 'room:c1', 'phx_close', {}]);
   r.sendJson(['104', '104', 'room:c101', 'phx_join', {}]);
   assert.deepEqual(await r.nextJson(), ok('104', '104', 'room:c101'));
+});
+
+test('broadcasts from one publisher arrive at every subscriber in publish order', async () => {
+  const a = await raw(1);
+  const b = await raw(2);
+  a.sendJson(['1', '1', 'room:order', 'phx_join', {}]);
+  assert.deepEqual(await a.nextJson(), ok('1', '1', 'room:order'));
+  b.sendJson(['1', '1', 'room:order', 'phx_join', {}]);
+  assert.deepEqual(await b.nextJson(), ok('1', '1', 'room:order'));
+  const N = 200;
+  for (let i = 0; i < N; i++) a.sendJson(['1', `p${i}`, 'room:order', 'seq', { i }]);
+  for (let i = 0; i < N; i++) {
+    assert.deepEqual(await b.nextJson(), [null, null, 'room:order', 'seq', { i }]);
+    // The sender sees its broadcast, then the reply, for each push in turn.
+    assert.deepEqual(await a.nextJson(), [null, null, 'room:order', 'seq', { i }]);
+    assert.deepEqual(await a.nextJson(), ok('1', `p${i}`, 'room:order'));
+  }
+});
+
+test('a join with a null join_ref: reply and phx_close carry null, channel replies carry the ref', async () => {
+  const r = await raw();
+  r.send('[null,"5","room:nj","phx_join",{}]');
+  assert.deepEqual(await r.nextJson(), ok(null, '5', 'room:nj'));
+  r.send('[null,"6","room:nj","ping",{"a":1}]');
+  assert.deepEqual(await r.nextJson(), ok('5', '6', 'room:nj', { a: 1 }));
+  r.send('[null,"7","room:nj","phx_leave",{}]');
+  assert.deepEqual(await r.nextJson(), ok('5', '7', 'room:nj'));
+  assert.deepEqual(await r.nextJson(), [null, null, 'room:nj', 'phx_close', {}]);
+});
+
+test('a leave with a null join_ref leaves a channel joined with a join_ref', async () => {
+  const r = await raw();
+  r.send('["4","4","room:nl","phx_join",{}]');
+  assert.deepEqual(await r.nextJson(), ok('4', '4', 'room:nl'));
+  r.send('[null,"9","room:nl","phx_leave",{}]');
+  assert.deepEqual(await r.nextJson(), ok('4', '9', 'room:nl'));
+  assert.deepEqual(await r.nextJson(), ['4', '4', 'room:nl', 'phx_close', {}]);
 });

@@ -143,3 +143,23 @@ test('a ping is answered with a pong carrying the same payload', async () => {
     conn.destroy();
   }
 });
+
+test('a fragmented text message with a ping between its fragments is processed', async () => {
+  const conn = await rawUpgrade(server.port, upgradeRequest(server.port, q));
+  try {
+    conn.write(Buffer.concat([
+      encodeFrame(0x1, '[null,"1","pho', { fin: false }),
+      encodeFrame(0x9, 'x'),
+      encodeFrame(0x0, 'enix","heartbeat",{}]'),
+    ]));
+    // The pong and the reply may come in either order.
+    const frames = [await conn.nextFrame(), await conn.nextFrame()];
+    const pong = frames.find((f) => f.opcode === 0xa);
+    const reply = frames.find((f) => f.opcode === 0x1);
+    assert.ok(pong && reply, `got opcodes ${frames.map((f) => f.opcode)}`);
+    assert.equal(pong.payload.toString(), 'x');
+    assert.equal(reply.payload.toString(), '[null,"1","phoenix","phx_reply",{"response":{},"status":"ok"}]');
+  } finally {
+    conn.destroy();
+  }
+});

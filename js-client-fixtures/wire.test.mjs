@@ -196,6 +196,27 @@ test('a binary V2 push to a room is broadcast as a kind 2 frame byte for byte an
   assert.deepEqual(await a.nextJson(), ['3', '8', 'room:bin', 'phx_reply', { response: {}, status: 'ok' }]);
 });
 
+test('a binary broadcast skips V1 subscribers and still reaches V2 ones', async () => {
+  const v1 = await raw(3, '1.0.0');
+  const a = await raw(1);
+  const b = await raw(2);
+  v1.send('{"topic":"room:mixed","event":"phx_join","payload":{},"ref":"1"}');
+  assert.deepEqual(await v1.nextJson(), { event: 'phx_reply', payload: { response: {}, status: 'ok' }, ref: '1', topic: 'room:mixed' });
+  await joinV2(a, 'room:mixed');
+  await joinV2(b, 'room:mixed');
+  a.sendBinary(binaryPush('1', '2', 'room:mixed', 'up', [1, 2, 3]));
+  const expected = Buffer.concat([Buffer.from([2, 10, 2]), Buffer.from('room:mixedup'), Buffer.from([1, 2, 3])]);
+  assert.equal((await b.next()).data.toString('hex'), expected.toString('hex'));
+  assert.equal((await a.next()).data.toString('hex'), expected.toString('hex'));
+  assert.deepEqual(await a.nextJson(), ['1', '2', 'room:mixed', 'phx_reply', { response: {}, status: 'ok' }]);
+  // The V1 socket got nothing before its heartbeat reply, and is still open.
+  v1.send('{"topic":"phoenix","event":"heartbeat","payload":{},"ref":"2"}');
+  assert.deepEqual(await v1.nextJson(), { event: 'phx_reply', payload: { response: {}, status: 'ok' }, ref: '2', topic: 'phoenix' });
+  // JSON broadcasts still reach it.
+  a.sendJson(['1', '3', 'room:mixed', 'txt', { t: 1 }]);
+  assert.deepEqual(await v1.nextJson(), { event: 'txt', payload: { t: 1 }, ref: null, topic: 'room:mixed' });
+});
+
 test('phoenix.js binary push: other clients receive an ArrayBuffer, the push gets ok', async () => {
   const a = phxSocket(server, { token: signToken(1) });
   const b = phxSocket(server, { token: signToken(2) });

@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "log.h"
+#include "longpoll.h"
 #include "server.h"
 #include "ws.h"
 
@@ -111,9 +112,20 @@ static int http_on_header_value_complete(llhttp_t *p)
     return 0;
 }
 
+static int http_on_body(llhttp_t *p, const char *at, size_t len)
+{
+    phx_http_t *h = http_of(p);
+    if (len > h->max_body_bytes || h->body.len > h->max_body_bytes - len)
+        return fail_with(p, 413, "request body too large");
+    if (phx_buf_append(&h->body, at, len) != 0)
+        return fail_with(p, 503, "out of memory");
+    return 0;
+}
+
 static int http_on_message_complete(llhttp_t *p)
 {
     http_of(p)->is_complete = true;
+    http_of(p)->keep_alive = llhttp_should_keep_alive(p) != 0;
     /* One request per connection is handled at a time. */
     return HPE_PAUSED;
 }
@@ -130,6 +142,7 @@ static const llhttp_settings_t *settings(void)
         http_settings.on_header_field_complete = http_on_header_field_complete;
         http_settings.on_header_value = http_on_header_value;
         http_settings.on_header_value_complete = http_on_header_value_complete;
+        http_settings.on_body = http_on_body;
         http_settings.on_message_complete = http_on_message_complete;
         http_settings_ready = true;
     }
@@ -138,7 +151,7 @@ static const llhttp_settings_t *settings(void)
 
 /* ---- the codec ---- */
 
-phx_http_t *phx_http_new(size_t max_header_bytes, uint32_t max_headers)
+phx_http_t *phx_http_new(size_t max_header_bytes, uint32_t max_headers, size_t max_body_bytes)
 {
     phx_http_t *h = phx_calloc(1, sizeof(*h));
     if (h == NULL)
@@ -147,7 +160,30 @@ phx_http_t *phx_http_new(size_t max_header_bytes, uint32_t max_headers)
     h->parser.data = h;
     h->max_header_bytes = max_header_bytes;
     h->max_headers = max_headers;
+    h->max_body_bytes = max_body_bytes;
     return h;
+}
+
+void phx_http_reset(phx_http_t *h)
+{
+    /* The parser paused at the end of the request; the bytes after it are
+     * in the stash and are fed from the start of the next request. */
+    llhttp_init(&h->parser, HTTP_REQUEST, settings());
+    h->parser.data = h;
+    h->url.len = 0;
+    h->headers.len = 0;
+    h->body.len = 0;
+    if (h->body.cap > 65536)
+        phx_buf_dispose(&h->body);
+    h->nheaders = 0;
+    h->value_start = 0;
+    h->hstate = 0;
+    h->error_status = 0;
+    h->is_complete = false;
+    h->is_waiting = false;
+    h->keep_alive = false;
+    h->head_bytes = 0;
+    h->parked = NULL;
 }
 
 void phx_http_free(phx_http_t *h)
@@ -156,6 +192,8 @@ void phx_http_free(phx_http_t *h)
         return;
     phx_buf_dispose(&h->url);
     phx_buf_dispose(&h->headers);
+    phx_buf_dispose(&h->body);
+    phx_buf_dispose(&h->stash);
     phx_free(h);
 }
 
@@ -281,20 +319,22 @@ static const char *status_text(int status)
     }
 }
 
-void phx_http_respond(phx_conn_t *c, int status, const char *extra_headers,
-                      const char *content_type, const void *body, size_t body_len)
+static void process_stash(phx_conn_t *c);
+
+void phx_http_write(phx_conn_t *c, int status, const char *extra_headers, const char *content_type,
+                    const void *body, size_t body_len, int flags)
 {
+    phx_http_t *h = c->http;
+    bool close = (flags & PHX_HTTP_CLOSE) || h == NULL || !h->keep_alive;
     phx_buf_t b = {0};
-    int rv = phx_buf_printf(&b,
-                            "HTTP/1.1 %d %s\r\n"
-                            "cache-control: max-age=0, private, must-revalidate\r\n"
-                            "%s%s%s"
-                            "content-length: %zu\r\n"
-                            "connection: close\r\n"
-                            "%s\r\n",
-                            status, status_text(status), content_type ? "content-type: " : "",
-                            content_type ? content_type : "", content_type ? "\r\n" : "", body_len,
-                            extra_headers ? extra_headers : "");
+    int rv = phx_buf_printf(
+        &b, "HTTP/1.1 %d %s\r\n%s%s%s%scontent-length: %zu\r\n%s%s\r\n", status,
+        status_text(status),
+        (flags & PHX_HTTP_NO_CACHE) ? "cache-control: no-store\r\n"
+                                    : "cache-control: max-age=0, private, must-revalidate\r\n",
+        content_type ? "content-type: " : "", content_type ? content_type : "",
+        content_type ? "\r\n" : "", body_len, close ? "connection: close\r\n" : "",
+        extra_headers ? extra_headers : "");
     if (rv == 0 && body_len)
         rv = phx_buf_append(&b, body, body_len);
     if (rv == 0)
@@ -303,7 +343,21 @@ void phx_http_respond(phx_conn_t *c, int status, const char *extra_headers,
     if (status >= 400)
         PHX_LOG_DEBUG("conn=%llu peer=%s event=http_response status=%d", (unsigned long long)c->id,
                       c->peer, status);
-    phx_conn_close(c, true);
+    if (close || rv != 0) {
+        phx_conn_close(c, true);
+        return;
+    }
+    /* Ready for the next request on this connection. */
+    phx_http_reset(h);
+    phx_server_list_touch(c->srv, c, PHX_LIST_HTTP);
+    if (!c->in_dispatch)
+        process_stash(c);
+}
+
+void phx_http_respond(phx_conn_t *c, int status, const char *extra_headers,
+                      const char *content_type, const void *body, size_t body_len)
+{
+    phx_http_write(c, status, extra_headers, content_type, body, body_len, PHX_HTTP_CLOSE);
 }
 
 /* ---- routing ---- */
@@ -339,6 +393,18 @@ static void route(phx_conn_t *c, uint8_t *rest, size_t rest_len)
     case PHX_ROUTE_WEBSOCKET:
         phx_ws_handshake(c, rest, rest_len);
         return;
+    case PHX_ROUTE_LONGPOLL:
+        if (c->srv->cfg.longpoll) {
+            /* Bytes after the request wait for its response. */
+            if (rest_len && phx_buf_append(&c->http->stash, rest, rest_len) != 0) {
+                phx_conn_close(c, false);
+                return;
+            }
+            phx_longpoll_request(c);
+            return;
+        }
+        phx_http_respond(c, 404, NULL, NULL, NULL, 0);
+        return;
     default:
         phx_http_respond(c, 404, NULL, NULL, NULL, 0);
         return;
@@ -347,13 +413,14 @@ static void route(phx_conn_t *c, uint8_t *rest, size_t rest_len)
 
 /* ---- connection hooks ---- */
 
-static void http_on_read(phx_conn_t *c, uint8_t *data, size_t len)
+/* Parses `data`; on a complete request routes it with the bytes after it. */
+static void handle_bytes(phx_conn_t *c, uint8_t *data, size_t len)
 {
     phx_http_t *h = c->http;
     size_t used;
     int status = phx_http_feed(h, data, len, &used);
     if (status == 0)
-        return; /* the head is not complete yet */
+        return; /* the request is not complete yet */
     if (status == 200) {
         route(c, data + used, len - used);
         return;
@@ -363,14 +430,50 @@ static void http_on_read(phx_conn_t *c, uint8_t *data, size_t len)
     phx_http_respond(c, status, NULL, NULL, NULL, 0);
 }
 
+/* Handles requests that arrived while an earlier one was being answered. */
+static void process_stash(phx_conn_t *c)
+{
+    while (!c->is_closing && c->http && !c->http->is_waiting && c->http->stash.len > 0 &&
+           c->kind == PHX_CONN_HTTP) {
+        size_t len;
+        uint8_t *bytes = phx_buf_detach(&c->http->stash, &len);
+        phx_conn_enter(c);
+        handle_bytes(c, bytes, len);
+        phx_free(bytes);
+        bool closing = c->is_closing;
+        phx_conn_leave(c);
+        if (closing)
+            break;
+    }
+}
+
+static void http_on_read(phx_conn_t *c, uint8_t *data, size_t len)
+{
+    phx_http_t *h = c->http;
+    if (h->is_waiting || h->stash.len > 0) {
+        /* A request is being answered: keep the bytes for later, bounded. */
+        if (h->stash.len + len > h->max_header_bytes + h->max_body_bytes ||
+            phx_buf_append(&h->stash, data, len) != 0) {
+            phx_http_respond(c, 400, NULL, NULL, NULL, 0);
+            return;
+        }
+        process_stash(c);
+        return;
+    }
+    handle_bytes(c, data, len);
+    process_stash(c);
+}
+
 static void http_on_close(phx_conn_t *c)
 {
+    phx_longpoll_conn_closed(c);
     phx_http_dispose(c);
 }
 
 int phx_http_conn_init(phx_conn_t *c)
 {
-    phx_http_t *h = phx_http_new(c->srv->cfg.max_header_bytes, (uint32_t)c->srv->cfg.max_headers);
+    phx_http_t *h = phx_http_new(c->srv->cfg.max_header_bytes, (uint32_t)c->srv->cfg.max_headers,
+                                 c->srv->cfg.max_body_bytes);
     if (h == NULL)
         return PHX_ERR_NOMEM;
     c->http = h;

@@ -22,15 +22,23 @@ struct phx_http {
     uint32_t nheaders;
     uint32_t value_start;  /* offset of the value being read */
     uint8_t hstate;        /* 0 none, 1 reading a name, 2 reading a value */
-    uint16_t error_status; /* status chosen by a callback (414, 431) */
+    uint16_t error_status; /* status chosen by a callback (413, 414, 431) */
     bool is_complete;
+    bool is_waiting; /* a response is pending (a parked LongPoll GET) */
+    bool keep_alive; /* the request allows another one on the connection */
     size_t head_bytes;
+    size_t max_body_bytes;
+    phx_buf_t body;
+    phx_buf_t stash; /* bytes received after the current request */
+    void *parked;    /* the LongPoll session this GET waits on */
 };
 
 /* ---- the request-head codec (pure: no socket, no clock) ---- */
 
 /* Returns an owned parser (phx_http_free) with the given caps, or NULL. */
-phx_http_t *phx_http_new(size_t max_header_bytes, uint32_t max_headers);
+phx_http_t *phx_http_new(size_t max_header_bytes, uint32_t max_headers, size_t max_body_bytes);
+/* Forgets the request (keeps the caps) so the next one can be parsed. */
+void phx_http_reset(phx_http_t *h);
 void phx_http_free(phx_http_t *h);
 /* Feeds bytes of the request. Returns:
  *   0            the head is not complete yet (all bytes consumed);
@@ -73,8 +81,19 @@ void phx_http_target(const phx_http_t *h, const char **path, size_t *path_len, c
  * (case-insensitive), e.g. Connection: keep-alive, Upgrade. */
 bool phx_http_header_has_token(const char *value, const char *token);
 
-/* Queues a complete response and closes the connection once it is written.
- * `extra_headers` is NULL or "name: value\r\n" lines. */
+/* Flags of phx_http_write. */
+enum {
+    PHX_HTTP_CLOSE = 1,    /* close the connection once the response is written */
+    PHX_HTTP_NO_CACHE = 2, /* "cache-control: no-store" instead of Plug's default */
+};
+
+/* Queues a complete response. `extra_headers` is NULL or "name: value\r\n"
+ * lines. Unless PHX_HTTP_CLOSE is given and the request allows it, the
+ * connection stays open and the next request (possibly already received) is
+ * handled. */
+void phx_http_write(phx_conn_t *c, int status, const char *extra_headers, const char *content_type,
+                    const void *body, size_t body_len, int flags);
+/* phx_http_write with PHX_HTTP_CLOSE. */
 void phx_http_respond(phx_conn_t *c, int status, const char *extra_headers,
                       const char *content_type, const void *body, size_t body_len);
 

@@ -8,6 +8,7 @@
 
 #include "http.h"
 #include "log.h"
+#include "longpoll.h"
 #include "pubsub.h"
 #include "token.h"
 #include "ws.h"
@@ -38,6 +39,11 @@ void phx_config_init(phx_config_t *cfg)
     cfg->queue_limit_bytes = 8 * 1024 * 1024;
     cfg->max_connections = 0;
     cfg->max_queued_msgs = 4096;
+    cfg->longpoll = true;
+    cfg->longpoll_window_ms = 10000;
+    cfg->longpoll_max_messages = 1000;
+    cfg->longpoll_max_sessions = 10000;
+    cfg->max_body_bytes = 8000000;
 }
 
 /* ---- activity lists and deadlines ---- */
@@ -51,6 +57,8 @@ static uint64_t list_timeout(const phx_server_t *srv, int id)
         return (uint64_t)srv->cfg.idle_timeout_ms;
     case PHX_LIST_CLOSE:
         return (uint64_t)srv->cfg.close_timeout_ms;
+    case PHX_LIST_POLL:
+        return (uint64_t)srv->cfg.longpoll_window_ms;
     default:
         return 0;
     }
@@ -58,8 +66,7 @@ static uint64_t list_timeout(const phx_server_t *srv, int id)
 
 static void deadline_on_timer(uv_timer_t *t);
 
-/* Makes sure the deadline timer fires no later than `at`. */
-static void deadline_arm(phx_server_t *srv, uint64_t at)
+void phx_server_deadline_arm(phx_server_t *srv, uint64_t at)
 {
     if (srv->is_stopping && srv->nconns == 0)
         return;
@@ -108,7 +115,7 @@ void phx_server_list_touch(phx_server_t *srv, phx_conn_t *c, phx_list_id_t id)
     l->count++;
     uint64_t timeout = list_timeout(srv, id);
     if (timeout > 0 && l->head == c)
-        deadline_arm(srv, c->since + timeout);
+        phx_server_deadline_arm(srv, c->since + timeout);
 }
 
 static void deadline_on_timer(uv_timer_t *t)
@@ -117,7 +124,7 @@ static void deadline_on_timer(uv_timer_t *t)
     uint64_t now = uv_now(srv->loop);
     uint64_t next = 0;
     srv->deadline_at = 0;
-    for (int id = PHX_LIST_HTTP; id <= PHX_LIST_CLOSE; id++) {
+    for (int id = PHX_LIST_HTTP; id < PHX_LIST_COUNT; id++) {
         uint64_t timeout = list_timeout(srv, id);
         phx_conn_list_t *l = &srv->lists[id];
         /* Heads are the oldest; each expired one leaves the list when it
@@ -130,6 +137,8 @@ static void deadline_on_timer(uv_timer_t *t)
             } else if (id == PHX_LIST_WS) {
                 PHX_LOG_DEBUG("conn=%llu event=idle_timeout", (unsigned long long)c->id);
                 phx_ws_timeout(c);
+            } else if (id == PHX_LIST_POLL) {
+                phx_longpoll_poll_timeout(c);
             } else {
                 phx_conn_close(c, false);
             }
@@ -142,8 +151,11 @@ static void deadline_on_timer(uv_timer_t *t)
                 next = at;
         }
     }
+    uint64_t lp_next = phx_longpoll_sweep(srv, now);
+    if (lp_next && (next == 0 || lp_next < next))
+        next = lp_next;
     if (next)
-        deadline_arm(srv, next);
+        phx_server_deadline_arm(srv, next);
 }
 
 /* ---- flushing once per loop turn ---- */
@@ -159,6 +171,7 @@ void phx_server_mark_dirty(phx_server_t *srv, phx_conn_t *c)
 
 static void flush_all(phx_server_t *srv)
 {
+    phx_longpoll_flush(srv);
     while (srv->dirty) {
         phx_conn_t *c = srv->dirty;
         srv->dirty = c->dirty_next;
@@ -228,6 +241,8 @@ int phx_server_new(phx_server_t **out, void *loop, const phx_config_t *cfg, char
         if ((rv = phx_server_token_init(srv, err)) != 0)
             goto fail_quiet;
     }
+    if ((rv = phx_longpoll_new(&srv->longpoll, srv, err)) != 0)
+        goto fail_quiet;
     srv->connect_cb = phx_server_default_connect;
     srv->connect_user = srv;
     uv_tcp_init(srv->loop, &srv->listener);
@@ -242,6 +257,7 @@ int phx_server_new(phx_server_t **out, void *loop, const phx_config_t *cfg, char
 fail:
     snprintf(err, PHX_ERR_LEN, "cannot create server: %s", phx_strerror(rv));
 fail_quiet:
+    phx_longpoll_free(srv->longpoll);
     phx_pubsub_free(srv->pubsub);
     phx_token_free(srv->token);
     for (size_t i = 0; i < sizeof(srv->cfg_strings) / sizeof(srv->cfg_strings[0]); i++)
@@ -357,15 +373,17 @@ void phx_server_stop(phx_server_t *srv, int code, void (*done)(phx_server_t *))
     srv->stop_done = done;
     uv_close((uv_handle_t *)&srv->listener, handle_on_close);
     srv->is_listening = false;
-    /* Every connection closes: upgraded ones with a Close frame. */
-    for (int id = PHX_LIST_HTTP; id <= PHX_LIST_CLOSE; id++) {
+    /* LongPoll sessions end (parked polls are answered), then every
+     * connection closes: upgraded ones with a Close frame. */
+    phx_longpoll_stop(srv);
+    for (int id = PHX_LIST_HTTP; id < PHX_LIST_COUNT; id++) {
         phx_conn_t *c = srv->lists[id].head;
         while (c) {
             phx_conn_t *next = c->next;
             if (id == PHX_LIST_WS)
                 phx_ws_close(c, code, NULL);
-            else if (id == PHX_LIST_HTTP)
-                phx_conn_close(c, false);
+            else if (id != PHX_LIST_CLOSE)
+                phx_conn_close(c, phx_conn_pending(c) > 0);
             c = next;
         }
     }
@@ -376,6 +394,7 @@ void phx_server_free(phx_server_t *srv)
 {
     if (srv == NULL)
         return;
+    phx_longpoll_free(srv->longpoll);
     phx_pubsub_free(srv->pubsub);
     phx_token_free(srv->token);
     for (size_t i = 0; i < srv->nroutes; i++)

@@ -15,6 +15,7 @@
 
 typedef struct phx_pubsub phx_pubsub_t;
 typedef struct phx_token phx_token_t;
+typedef struct phx_longpoll phx_longpoll_t;
 
 #define PHX_SCRATCH_BYTES (64 * 1024)
 
@@ -55,7 +56,7 @@ struct phx_server {
     int stop_code;
     void (*stop_done)(phx_server_t *);
     int bound_port;
-    phx_conn_list_t lists[4]; /* indexed by phx_list_id_t */
+    phx_conn_list_t lists[PHX_LIST_COUNT]; /* indexed by phx_list_id_t */
     phx_conn_t *dirty;        /* connections with output to flush */
     size_t nconns;
     uint64_t next_conn_id;
@@ -68,11 +69,14 @@ struct phx_server {
     phx_route_t *routes;
     size_t nroutes;
     phx_pubsub_t *pubsub;
+    phx_longpoll_t *longpoll;
     phx_stats_t stats;
 };
 
 /* Moves `c` to the tail of list `id` with `since` = now (activity). */
 void phx_server_list_touch(phx_server_t *srv, phx_conn_t *c, phx_list_id_t id);
+/* Makes the deadline timer fire no later than `at` (loop time, ms). */
+void phx_server_deadline_arm(phx_server_t *srv, uint64_t at);
 /* Removes `c` from its list. */
 void phx_server_list_remove(phx_server_t *srv, phx_conn_t *c);
 /* Puts `c` on the flush list (once). */

@@ -251,10 +251,20 @@ static void tcp_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     c->srv->stats.bytes_in += (uint64_t)nread;
     if (c->kind == PHX_CONN_DRAIN || c->is_closing)
         return;
-    c->in_dispatch = true;
+    phx_conn_enter(c);
     c->ops->on_read(c, (uint8_t *)buf->base, (size_t)nread);
-    c->in_dispatch = false;
-    if (c->is_close_deferred) {
+    phx_conn_leave(c);
+}
+
+void phx_conn_enter(phx_conn_t *c)
+{
+    c->in_dispatch++;
+}
+
+void phx_conn_leave(phx_conn_t *c)
+{
+    PHX_ASSERT(c->in_dispatch > 0);
+    if (--c->in_dispatch == 0 && c->is_close_deferred) {
         /* The layers above were on the stack when the connection closed. */
         c->is_close_deferred = false;
         if (c->ops->on_close)

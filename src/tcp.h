@@ -41,6 +41,8 @@ typedef enum {
     PHX_LIST_HTTP,  /* deadline: handshake timeout from accept */
     PHX_LIST_WS,    /* deadline: idle timeout from the last frame */
     PHX_LIST_CLOSE, /* deadline: close timeout from the start of closing */
+    PHX_LIST_POLL,  /* deadline: LongPoll window from the start of a parked GET */
+    PHX_LIST_COUNT,
 } phx_list_id_t;
 
 struct phx_conn {
@@ -58,7 +60,7 @@ struct phx_conn {
     bool is_read_paused;    /* above the high-water mark */
     bool is_dirty;          /* in the server's flush list */
     bool is_shut;           /* uv_shutdown issued */
-    bool in_dispatch;       /* a read callback is running on this conn */
+    uint8_t in_dispatch;    /* depth of layer code running for this conn */
     bool is_close_deferred; /* on_close runs when the read callback returns */
     phx_conn_t *dirty_next;
     /* output queue: a ring of buffer references */
@@ -97,6 +99,12 @@ size_t phx_conn_pending(const phx_conn_t *c);
  * peer closes or the close timeout passes; otherwise the socket is closed
  * at once. Idempotent; the conn is freed later, in the close callback. */
 void phx_conn_close(phx_conn_t *c, bool graceful);
+
+/* Brackets code of the layers above that runs for this connection (a read,
+ * a timer): a close requested inside is deferred (on_close runs at the
+ * outermost end), so objects on the stack stay valid. */
+void phx_conn_enter(phx_conn_t *c);
+void phx_conn_leave(phx_conn_t *c);
 
 /* Hands the connection to the drain state: input is read and dropped. */
 void phx_conn_drain_input(phx_conn_t *c);

@@ -39,7 +39,7 @@ static void parses_upgrade_in_every_chunking(void)
 {
     size_t len = sizeof(upgrade_req) - 1;
     for (size_t chunk = 1; chunk <= len; chunk++) {
-        phx_http_t *h = phx_http_new(8192, 100);
+        phx_http_t *h = phx_http_new(8192, 100, 1 << 20);
         size_t used;
         ASSERT_EQ(feed_chunked(h, upgrade_req, len, chunk, &used), 200);
         ASSERT_EQ(used, len);
@@ -64,7 +64,7 @@ static void pipelined_frame_is_left_for_the_next_layer(void)
     size_t len = sizeof(upgrade_req) - 1;
     memcpy(buf, upgrade_req, len);
     memcpy(buf + len, "\x81\x85XXXXY", 7);
-    phx_http_t *h = phx_http_new(8192, 100);
+    phx_http_t *h = phx_http_new(8192, 100, 1 << 20);
     size_t used;
     ASSERT_EQ(phx_http_feed(h, (uint8_t *)buf, len + 7, &used), 200);
     ASSERT_EQ(used, len);
@@ -78,15 +78,15 @@ static void header_bytes_over_cap_is_431(void)
     for (int i = 0; i < 300; i++)
         phx_buf_append_str(&b, "a");
     phx_buf_append_str(&b, "\r\n\r\n");
-    phx_http_t *h = phx_http_new(256, 100);
+    phx_http_t *h = phx_http_new(256, 100, 1 << 20);
     size_t used;
     ASSERT_EQ(feed_chunked(h, (char *)b.data, b.len, 7, &used), 431);
     phx_http_free(h);
     /* Exactly at the cap is fine: URL "/" + "host" + "x" = 6 bytes. */
-    h = phx_http_new(6, 100);
+    h = phx_http_new(6, 100, 1 << 20);
     ASSERT_EQ(feed_chunked(h, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27, 1, &used), 200);
     phx_http_free(h);
-    h = phx_http_new(5, 100);
+    h = phx_http_new(5, 100, 1 << 20);
     ASSERT_EQ(feed_chunked(h, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27, 1, &used), 431);
     phx_http_free(h);
     phx_buf_dispose(&b);
@@ -99,7 +99,7 @@ static void url_over_cap_is_414(void)
     for (int i = 0; i < 300; i++)
         phx_buf_append_str(&b, "a");
     phx_buf_append_str(&b, " HTTP/1.1\r\n\r\n");
-    phx_http_t *h = phx_http_new(256, 100);
+    phx_http_t *h = phx_http_new(256, 100, 1 << 20);
     size_t used;
     ASSERT_EQ(feed_chunked(h, (char *)b.data, b.len, 1, &used), 414);
     phx_http_free(h);
@@ -114,10 +114,10 @@ static void header_count_over_cap_is_431(void)
         phx_buf_printf(&b, "X-H%d: v\r\n", i);
     phx_buf_append_str(&b, "\r\n");
     size_t used;
-    phx_http_t *h = phx_http_new(8192, 5);
+    phx_http_t *h = phx_http_new(8192, 5, 1 << 20);
     ASSERT_EQ(feed_chunked(h, (char *)b.data, b.len, 3, &used), 200);
     phx_http_free(h);
-    h = phx_http_new(8192, 4);
+    h = phx_http_new(8192, 4, 1 << 20);
     ASSERT_EQ(feed_chunked(h, (char *)b.data, b.len, 3, &used), 431);
     phx_http_free(h);
     phx_buf_dispose(&b);
@@ -133,7 +133,7 @@ static void malformed_requests_are_400(void)
         "\x01\x02\x03\x04",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        phx_http_t *h = phx_http_new(8192, 100);
+        phx_http_t *h = phx_http_new(8192, 100, 1 << 20);
         size_t used;
         ASSERT_EQ(feed_chunked(h, bad[i], strlen(bad[i]), 1, &used), 400);
         phx_http_free(h);
@@ -142,7 +142,7 @@ static void malformed_requests_are_400(void)
 
 static void incomplete_head_needs_more(void)
 {
-    phx_http_t *h = phx_http_new(8192, 100);
+    phx_http_t *h = phx_http_new(8192, 100, 1 << 20);
     size_t used;
     ASSERT_EQ(phx_http_feed(h, (const uint8_t *)"GET / HTTP/1.1\r\nHost: x\r\n", 25, &used), 0);
     ASSERT_EQ(phx_http_feed(h, (const uint8_t *)"\r\n", 2, &used), 200);

@@ -1,0 +1,650 @@
+/* longpoll.c: the LongPoll transport (PROTOCOL.md section 5). Every answer
+ * is HTTP 200 with the outcome in the JSON body; a session is opened by a
+ * GET answered 410 with its token, polled by GETs (parked up to the poll
+ * window), fed by POSTs (one JSON message, or up to 100 NDJSON lines of
+ * JSON or base64 binary), and ends after 1.5 windows without a poll. The
+ * session owns its Phoenix socket, which sees this transport through
+ * phx_transport_ops_t like any other. */
+#include "longpoll.h"
+
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "base64.h"
+#include "http.h"
+#include "json.h"
+#include "log.h"
+#include "query.h"
+#include "server.h"
+#include "socket.h"
+#include "token.h"
+
+#define SESSION_SALT "phxd longpoll session"
+#define SESSION_MAX_AGE 1209600 /* two weeks, as Phoenix */
+#define MAX_LINES 100
+
+typedef struct lp_session lp_session_t;
+
+struct lp_session {
+    phx_longpoll_t *lp;
+    lp_session_t *prev, *next; /* activity list, oldest poll first */
+    lp_session_t *hnext;       /* hash chain */
+    lp_session_t *dirty_next;
+    uint64_t last_poll;
+    uint8_t id[16];
+    char *token;
+    phx_socket_t *sock;
+    phx_conn_t *parked; /* the GET waiting for messages */
+    phx_rcbuf_t **msgs; /* ring of queued messages */
+    uint32_t mhead, mlen, mcap;
+    uint32_t in_dispatch;
+    bool is_ending;
+    bool is_dirty;
+};
+
+struct phx_longpoll {
+    phx_server_t *srv;
+    phx_token_t *token;
+    lp_session_t **buckets;
+    size_t nbuckets; /* power of two */
+    size_t count;
+    lp_session_t *head, *tail;
+    lp_session_t *dirty;
+};
+
+static int lp_send(void *t, phx_rcbuf_t *msg);
+static void lp_close(void *t, int code);
+
+static const phx_transport_ops_t lp_transport = {
+    .name = "longpoll",
+    .send = lp_send,
+    .close = lp_close,
+    .supports_binary = false, /* server -> client binary cannot be carried */
+};
+
+/* ---- the session table ---- */
+
+static size_t bucket_of(const phx_longpoll_t *lp, const uint8_t id[16])
+{
+    uint64_t h;
+    memcpy(&h, id, sizeof(h)); /* ids are random: their bytes are the hash */
+    return (size_t)h & (lp->nbuckets - 1);
+}
+
+static lp_session_t *lookup(const phx_longpoll_t *lp, const uint8_t id[16])
+{
+    for (lp_session_t *s = lp->buckets[bucket_of(lp, id)]; s; s = s->hnext)
+        if (memcmp(s->id, id, 16) == 0)
+            return s;
+    return NULL;
+}
+
+static int table_insert(phx_longpoll_t *lp, lp_session_t *s)
+{
+    if (lp->count + 1 > lp->nbuckets) {
+        size_t n = lp->nbuckets * 2;
+        lp_session_t **b = phx_calloc(n, sizeof(*b));
+        if (b == NULL)
+            return PHX_ERR_NOMEM;
+        for (size_t i = 0; i < lp->nbuckets; i++) {
+            lp_session_t *e = lp->buckets[i];
+            while (e) {
+                lp_session_t *next = e->hnext;
+                uint64_t h;
+                memcpy(&h, e->id, sizeof(h));
+                e->hnext = b[h & (n - 1)];
+                b[h & (n - 1)] = e;
+                e = next;
+            }
+        }
+        phx_free(lp->buckets);
+        lp->buckets = b;
+        lp->nbuckets = n;
+    }
+    size_t i = bucket_of(lp, s->id);
+    s->hnext = lp->buckets[i];
+    lp->buckets[i] = s;
+    lp->count++;
+    return 0;
+}
+
+static void table_remove(phx_longpoll_t *lp, lp_session_t *s)
+{
+    for (lp_session_t **pp = &lp->buckets[bucket_of(lp, s->id)]; *pp; pp = &(*pp)->hnext) {
+        if (*pp == s) {
+            *pp = s->hnext;
+            lp->count--;
+            return;
+        }
+    }
+}
+
+/* ---- activity ---- */
+
+static uint64_t idle_limit(const phx_longpoll_t *lp)
+{
+    return (uint64_t)lp->srv->cfg.longpoll_window_ms * 3 / 2;
+}
+
+static void activity_unlink(phx_longpoll_t *lp, lp_session_t *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else if (lp->head == s)
+        lp->head = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    else if (lp->tail == s)
+        lp->tail = s->prev;
+    s->prev = s->next = NULL;
+}
+
+static void touch(phx_longpoll_t *lp, lp_session_t *s)
+{
+    activity_unlink(lp, s);
+    s->last_poll = uv_now(lp->srv->loop);
+    s->prev = lp->tail;
+    if (lp->tail)
+        lp->tail->next = s;
+    else
+        lp->head = s;
+    lp->tail = s;
+    phx_server_deadline_arm(lp->srv, lp->head->last_poll + idle_limit(lp));
+}
+
+/* ---- responses ---- */
+
+static void reply_json(phx_conn_t *c, const void *json, size_t len)
+{
+    phx_http_write(c, 200, "access-control-allow-origin: *\r\n", "application/json; charset=utf-8",
+                   json, len, PHX_HTTP_NO_CACHE);
+}
+
+static void reply_status(phx_conn_t *c, int status)
+{
+    char body[32];
+    int n = snprintf(body, sizeof(body), "{\"status\":%d}", status);
+    reply_json(c, body, (size_t)n);
+}
+
+static void unpark(lp_session_t *s)
+{
+    phx_conn_t *c = s->parked;
+    if (c == NULL)
+        return;
+    s->parked = NULL;
+    if (c->http)
+        c->http->parked = NULL;
+}
+
+/* Answers `c` with the queued messages (possibly none) and `status`. */
+static void answer_poll(lp_session_t *s, phx_conn_t *c, int status)
+{
+    if (s->parked == c)
+        unpark(s);
+    phx_buf_t b = {0};
+    int rv = phx_buf_append_str(&b, "{\"messages\":[");
+    for (uint32_t i = 0; i < s->mlen && rv == 0; i++) {
+        phx_rcbuf_t *m = s->msgs[(s->mhead + i) % s->mcap];
+        if (i > 0)
+            rv = phx_buf_append_byte(&b, ',');
+        if (rv == 0)
+            rv = phx_json_append_string(&b, m->data + m->payload_off, m->len - m->payload_off);
+    }
+    if (rv == 0)
+        rv = phx_buf_printf(&b, "],\"status\":%d,\"token\":", status);
+    if (rv == 0)
+        rv = phx_json_append_string(&b, (const uint8_t *)s->token, strlen(s->token));
+    if (rv == 0)
+        rv = phx_buf_append_byte(&b, '}');
+    if (rv != 0) {
+        phx_buf_dispose(&b);
+        phx_http_respond(c, 500, NULL, NULL, NULL, 0);
+        return;
+    }
+    /* Delivered: the buffer empties (at-most-once, as Phoenix). */
+    for (uint32_t i = 0; i < s->mlen; i++)
+        phx_rcbuf_unref(s->msgs[(s->mhead + i) % s->mcap]);
+    phx_free(s->msgs);
+    s->msgs = NULL;
+    s->mhead = s->mlen = s->mcap = 0;
+    reply_json(c, b.data, b.len);
+    phx_buf_dispose(&b);
+}
+
+/* ---- session lifecycle ---- */
+
+static void dirty_unlink(phx_longpoll_t *lp, lp_session_t *s)
+{
+    if (!s->is_dirty)
+        return;
+    for (lp_session_t **pp = &lp->dirty; *pp; pp = &(*pp)->dirty_next) {
+        if (*pp == s) {
+            *pp = s->dirty_next;
+            break;
+        }
+    }
+    s->is_dirty = false;
+}
+
+static void session_free(lp_session_t *s)
+{
+    phx_longpoll_t *lp = s->lp;
+    table_remove(lp, s);
+    activity_unlink(lp, s);
+    dirty_unlink(lp, s);
+    if (s->parked) {
+        /* The parked poll ends now; the next one finds no session. */
+        phx_conn_t *c = s->parked;
+        answer_poll(s, c, 204);
+    }
+    phx_socket_t *sock = s->sock;
+    s->sock = NULL;
+    if (sock)
+        phx_socket_closed(sock);
+    for (uint32_t i = 0; i < s->mlen; i++)
+        phx_rcbuf_unref(s->msgs[(s->mhead + i) % s->mcap]);
+    phx_free(s->msgs);
+    phx_free(s->token);
+    phx_free(s);
+}
+
+/* Ends the session now, or when the code handling one of its messages
+ * returns. */
+static void session_end(lp_session_t *s, const char *why)
+{
+    if (!s->is_ending)
+        PHX_LOG_DEBUG("event=longpoll_session_end reason=%s", why);
+    s->is_ending = true;
+    if (s->in_dispatch == 0)
+        session_free(s);
+}
+
+static int lp_send(void *t, phx_rcbuf_t *msg)
+{
+    lp_session_t *s = t;
+    phx_server_t *srv = s->lp->srv;
+    if (s->is_ending) {
+        phx_rcbuf_unref(msg);
+        return PHX_ERR_CLOSED;
+    }
+    if (msg->is_binary) {
+        /* LongPoll cannot carry server -> client binary (PROTOCOL 5.7). */
+        phx_rcbuf_unref(msg);
+        return PHX_ERR_INVALID;
+    }
+    if (s->mlen >= (uint32_t)srv->cfg.longpoll_max_messages) {
+        phx_rcbuf_unref(msg);
+        srv->stats.slow_closes++;
+        PHX_LOG_INFO("event=slow_consumer transport=longpoll buffered=%u", s->mlen);
+        session_end(s, "buffer_full");
+        return PHX_ERR_LIMIT;
+    }
+    if (s->mlen == s->mcap) {
+        uint32_t cap = s->mcap ? s->mcap * 2 : 8;
+        phx_rcbuf_t **q = phx_malloc(cap * sizeof(*q));
+        if (q == NULL) {
+            phx_rcbuf_unref(msg);
+            session_end(s, "out_of_memory");
+            return PHX_ERR_NOMEM;
+        }
+        for (uint32_t i = 0; i < s->mlen; i++)
+            q[i] = s->msgs[(s->mhead + i) % s->mcap];
+        phx_free(s->msgs);
+        s->msgs = q;
+        s->mcap = cap;
+        s->mhead = 0;
+    }
+    s->msgs[(s->mhead + s->mlen) % s->mcap] = msg;
+    s->mlen++;
+    srv->stats.msgs_out++;
+    if (s->parked && !s->is_dirty) {
+        /* Answer once per loop turn, with everything queued by then. */
+        s->is_dirty = true;
+        s->dirty_next = s->lp->dirty;
+        s->lp->dirty = s;
+    }
+    return 0;
+}
+
+static void lp_close(void *t, int code)
+{
+    session_end(t, code == 1001 ? "disconnect" : "closed");
+}
+
+/* ---- requests ---- */
+
+/* The session token of a request: the x-phoenix-longpoll-token header
+ * first, else the last `token` query param (PROTOCOL 5.2, 5.9). */
+static lp_session_t *resolve(phx_longpoll_t *lp, phx_http_t *h, const phx_query_t *q)
+{
+    const char *tok = phx_http_header(h, "x-phoenix-longpoll-token");
+    size_t len = tok ? strlen(tok) : 0;
+    if (tok == NULL) {
+        const uint8_t *v;
+        if (q == NULL || phx_query_get(q, "token", 5, &v, &len) != PHX_QUERY_STRING)
+            return NULL;
+        tok = (const char *)v;
+    }
+    phx_term_t *data = NULL;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    phx_max_age_t age = {PHX_MAX_AGE_TOKEN, 0, false};
+    if (phx_token_verify(lp->token, tok, len, now_ms, age, &data) != 0)
+        return NULL; /* a user token or a forged one: no session */
+    lp_session_t *s = NULL;
+    if (data->type == PHX_TERM_BINARY && data->u.bytes.len == 16)
+        s = lookup(lp, data->u.bytes.data);
+    phx_term_free(data);
+    return s && !s->is_ending ? s : NULL;
+}
+
+static const char *header_of(void *ctx, const char *name)
+{
+    return phx_http_header(ctx, name);
+}
+
+static void open_session(phx_longpoll_t *lp, phx_conn_t *c)
+{
+    phx_server_t *srv = lp->srv;
+    phx_http_t *h = c->http;
+    if (lp->count >= (size_t)srv->cfg.longpoll_max_sessions) {
+        PHX_LOG_WARN("event=longpoll_sessions_full count=%zu", lp->count);
+        phx_http_respond(c, 503, "access-control-allow-origin: *\r\n", NULL, NULL, 0);
+        return;
+    }
+    const char *path, *query;
+    size_t path_len, query_len;
+    phx_http_target(h, &path, &path_len, &query, &query_len);
+    phx_connect_t ci;
+    phx_connect_init(&ci, srv, &lp_transport, c->peer, c->peer_port, (const char *)h->url.data,
+                     h->url.len, query, query_len, header_of, h);
+    int rv = phx_connect_run(&ci);
+    if (rv != 0) {
+        phx_connect_dispose(&ci);
+        if (rv == PHX_ERR_INVALID) {
+            phx_http_write(c, 400, "access-control-allow-origin: *\r\n", NULL, NULL, 0, 0);
+        } else {
+            srv->stats.refused_connects++;
+            reply_status(c, 403);
+        }
+        return;
+    }
+    lp_session_t *s = phx_calloc(1, sizeof(*s));
+    phx_buf_t tok = {0};
+    phx_term_t *data = NULL;
+    if (s == NULL || RAND_bytes(s->id, sizeof(s->id)) != 1 ||
+        phx_term_new_binary(&data, s->id, sizeof(s->id)) != 0)
+        goto fail;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    phx_max_age_t age = {PHX_MAX_AGE_SECONDS, SESSION_MAX_AGE, false};
+    if (phx_token_sign(lp->token, data, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, age,
+                       &tok) != 0)
+        goto fail;
+    s->token = (char *)phx_buf_detach(&tok, NULL);
+    s->lp = lp;
+    if (phx_socket_new(&s->sock, &ci, s) != 0)
+        goto fail;
+    if (table_insert(lp, s) != 0) {
+        phx_socket_closed(s->sock);
+        s->sock = NULL;
+        goto fail;
+    }
+    phx_term_free(data);
+    phx_connect_dispose(&ci);
+    touch(lp, s);
+    PHX_LOG_DEBUG("conn=%llu peer=%s event=longpoll_open", (unsigned long long)c->id, c->peer);
+    answer_poll(s, c, 410);
+    return;
+fail:
+    phx_term_free(data);
+    phx_buf_dispose(&tok);
+    if (s) {
+        phx_free(s->token);
+        phx_free(s);
+    }
+    phx_connect_dispose(&ci);
+    phx_http_respond(c, 503, "access-control-allow-origin: *\r\n", NULL, NULL, 0);
+}
+
+static void get(phx_longpoll_t *lp, phx_conn_t *c, lp_session_t *s)
+{
+    if (s == NULL) {
+        open_session(lp, c);
+        return;
+    }
+    touch(lp, s);
+    if (s->mlen > 0) {
+        answer_poll(s, c, 200);
+        return;
+    }
+    if (s->parked && s->parked != c) {
+        /* One parked poll per session: the newer one replaces the older. */
+        answer_poll(s, s->parked, 204);
+    }
+    s->parked = c;
+    c->http->parked = s;
+    c->http->is_waiting = true;
+    phx_server_list_touch(lp->srv, c, PHX_LIST_POLL);
+}
+
+/* Hands one message to the session's socket as a WebSocket frame would be. */
+static void deliver(lp_session_t *s, bool is_binary, uint8_t *data, size_t len)
+{
+    s->lp->srv->stats.msgs_in++;
+    s->in_dispatch++;
+    phx_socket_handle(s->sock, is_binary, data, len);
+    s->in_dispatch--;
+}
+
+static void post(phx_longpoll_t *lp, phx_conn_t *c, lp_session_t *s)
+{
+    if (s == NULL) {
+        reply_status(c, 410);
+        return;
+    }
+    phx_http_t *h = c->http;
+    const char *ct = phx_http_header(h, "content-type");
+    uint8_t *body = h->body.data;
+    size_t len = h->body.len;
+    int status = 200;
+    s->in_dispatch++; /* the session outlives this request's handling */
+    if (ct && strcmp(ct, "application/x-ndjson") == 0) {
+        size_t off = 0;
+        phx_buf_t bin = {0};
+        for (int line = 0; line < MAX_LINES && off <= len && !s->is_ending; line++) {
+            uint8_t *start = body ? body + off : NULL;
+            uint8_t *nl = body ? memchr(start, '\n', len - off) : NULL;
+            size_t llen = nl ? (size_t)(nl - start) : len - off;
+            off += llen + 1;
+            if (llen > 0 && start[llen - 1] == '\r')
+                llen--;
+            if (llen > 0 && start[0] == '[') {
+                deliver(s, false, start, llen);
+            } else {
+                /* Standard base64 with padding, as btoa writes it. */
+                bin.len = 0;
+                if (llen % 4 != 0 || phx_base64_decode(&bin, (const char *)start, llen) != 0) {
+                    status = 500;
+                    break;
+                }
+                deliver(s, true, bin.data, bin.len);
+            }
+            if (nl == NULL)
+                break;
+        }
+        phx_buf_dispose(&bin);
+    } else {
+        deliver(s, false, body, len);
+    }
+    s->in_dispatch--;
+    if (s->is_ending) {
+        /* A message the session could not handle ended it: never
+         * acknowledged, as Phoenix answers after its window. */
+        session_free(s);
+        reply_status(c, 408);
+        return;
+    }
+    if (status == 500) {
+        phx_http_write(c, 500, "access-control-allow-origin: *\r\n", NULL, NULL, 0, 0);
+        return;
+    }
+    reply_status(c, 200);
+}
+
+static void options(phx_conn_t *c)
+{
+    const char *req = phx_http_header(c->http, "access-control-request-headers");
+    phx_buf_t hdr = {0};
+    int rv = phx_buf_printf(&hdr,
+                            "access-control-allow-origin: *\r\n"
+                            "access-control-allow-headers: %s\r\n"
+                            "access-control-allow-methods: get, post, options\r\n"
+                            "access-control-max-age: 3600\r\n",
+                            req ? req : "");
+    if (rv != 0) {
+        phx_buf_dispose(&hdr);
+        phx_conn_close(c, false);
+        return;
+    }
+    phx_http_write(c, 200, (const char *)hdr.data, NULL, NULL, 0, PHX_HTTP_NO_CACHE);
+    phx_buf_dispose(&hdr);
+}
+
+void phx_longpoll_request(phx_conn_t *c)
+{
+    phx_server_t *srv = c->srv;
+    phx_longpoll_t *lp = srv->longpoll;
+    phx_http_t *h = c->http;
+    int method = phx_http_method(h);
+    if (method == HTTP_OPTIONS) {
+        options(c);
+        return;
+    }
+    if (method != HTTP_GET && method != HTTP_POST) {
+        phx_http_write(c, 400, "access-control-allow-origin: *\r\n", NULL, NULL, 0, 0);
+        return;
+    }
+    const char *path, *query;
+    size_t path_len, query_len;
+    phx_http_target(h, &path, &path_len, &query, &query_len);
+    phx_query_t *q = NULL;
+    phx_query_limits_t lim = PHX_QUERY_LIMITS_DEFAULT;
+    if (phx_query_parse(&q, query, query_len, &lim) != 0) {
+        phx_http_write(c, 400, "access-control-allow-origin: *\r\n", NULL, NULL, 0, 0);
+        return;
+    }
+    lp_session_t *s = resolve(lp, h, q);
+    phx_query_free(q);
+    if (method == HTTP_GET)
+        get(lp, c, s);
+    else
+        post(lp, c, s);
+}
+
+void phx_longpoll_poll_timeout(phx_conn_t *c)
+{
+    lp_session_t *s = c->http ? c->http->parked : NULL;
+    if (s == NULL) {
+        phx_conn_close(c, false);
+        return;
+    }
+    answer_poll(s, c, 204);
+}
+
+void phx_longpoll_conn_closed(phx_conn_t *c)
+{
+    lp_session_t *s = c->http ? c->http->parked : NULL;
+    if (s && s->parked == c)
+        unpark(s);
+}
+
+void phx_longpoll_flush(phx_server_t *srv)
+{
+    phx_longpoll_t *lp = srv->longpoll;
+    if (lp == NULL)
+        return;
+    while (lp->dirty) {
+        lp_session_t *s = lp->dirty;
+        lp->dirty = s->dirty_next;
+        s->is_dirty = false;
+        if (s->parked && s->mlen > 0)
+            answer_poll(s, s->parked, 200);
+    }
+}
+
+uint64_t phx_longpoll_sweep(phx_server_t *srv, uint64_t now)
+{
+    phx_longpoll_t *lp = srv->longpoll;
+    if (lp == NULL)
+        return 0;
+    uint64_t limit = idle_limit(lp);
+    while (lp->head && lp->head->last_poll + limit <= now)
+        session_end(lp->head, "inactive");
+    return lp->head ? lp->head->last_poll + limit : 0;
+}
+
+void phx_longpoll_stop(phx_server_t *srv)
+{
+    phx_longpoll_t *lp = srv->longpoll;
+    if (lp == NULL)
+        return;
+    while (lp->head)
+        session_end(lp->head, "shutdown");
+}
+
+size_t phx_longpoll_session_count(const phx_server_t *srv)
+{
+    return srv->longpoll ? srv->longpoll->count : 0;
+}
+
+int phx_longpoll_new(phx_longpoll_t **out, phx_server_t *srv, char *err)
+{
+    phx_longpoll_t *lp = phx_calloc(1, sizeof(*lp));
+    if (lp == NULL)
+        return PHX_ERR_NOMEM;
+    lp->srv = srv;
+    lp->nbuckets = 64;
+    lp->buckets = phx_calloc(lp->nbuckets, sizeof(*lp->buckets));
+    /* Session tokens are signed with the server secret when there is one
+     * (so every node of a deployment shares it), else a random key. */
+    uint8_t random_secret[32];
+    phx_token_config_t tc = {0};
+    if (srv->cfg.secret_key_base) {
+        tc.secret_key_base = (const uint8_t *)srv->cfg.secret_key_base;
+        tc.secret_key_base_len = strlen(srv->cfg.secret_key_base);
+    } else {
+        if (RAND_bytes(random_secret, sizeof(random_secret)) != 1) {
+            phx_free(lp->buckets);
+            phx_free(lp);
+            return PHX_ERR_INVALID;
+        }
+        tc.secret_key_base = random_secret;
+        tc.secret_key_base_len = sizeof(random_secret);
+    }
+    tc.salt = (const uint8_t *)SESSION_SALT;
+    tc.salt_len = strlen(SESSION_SALT);
+    int rv = lp->buckets ? phx_token_new(&lp->token, &tc) : PHX_ERR_NOMEM;
+    if (rv != 0) {
+        snprintf(err, PHX_ERR_LEN, "cannot set up LongPoll sessions: %s", phx_strerror(rv));
+        phx_free(lp->buckets);
+        phx_free(lp);
+        return rv;
+    }
+    *out = lp;
+    return 0;
+}
+
+void phx_longpoll_free(phx_longpoll_t *lp)
+{
+    if (lp == NULL)
+        return;
+    while (lp->head)
+        session_free(lp->head);
+    phx_token_free(lp->token);
+    phx_free(lp->buckets);
+    phx_free(lp);
+}

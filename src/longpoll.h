@@ -1,0 +1,38 @@
+/* longpoll.h: the LongPoll transport (<socket_path>/longpoll, PROTOCOL.md
+ * section 5). A session holds a Phoenix socket, a bounded buffer of
+ * outgoing messages and at most one parked GET; GET opens (410 + token) and
+ * polls, POST publishes (JSON or an NDJSON batch), OPTIONS answers CORS.
+ * Session tokens are Phoenix.Tokens signed with the server secret under a
+ * salt of their own, naming a random 128-bit session id. */
+#ifndef PHX_LONGPOLL_H
+#define PHX_LONGPOLL_H
+
+#include <stdint.h>
+
+#include "phx.h"
+#include "tcp.h"
+
+typedef struct phx_longpoll phx_longpoll_t;
+
+/* Creates the LongPoll state of `srv` (after its token settings). Returns
+ * 0, PHX_ERR_NOMEM or PHX_ERR_INVALID (with `err`). */
+int phx_longpoll_new(phx_longpoll_t **out, phx_server_t *srv, char *err);
+/* Frees it; every session must have ended (phx_longpoll_stop). */
+void phx_longpoll_free(phx_longpoll_t *lp);
+/* A complete request for <socket_path>/longpoll on `c` (c->http). */
+void phx_longpoll_request(phx_conn_t *c);
+/* A parked GET's window passed: answer 204. */
+void phx_longpoll_poll_timeout(phx_conn_t *c);
+/* The connection of a parked GET is closing. */
+void phx_longpoll_conn_closed(phx_conn_t *c);
+/* Answers parked GETs that have messages (once per loop turn). */
+void phx_longpoll_flush(phx_server_t *srv);
+/* Ends sessions idle since before `now` - 1.5 windows; returns the time of
+ * the next expiry (0 when there is no session). */
+uint64_t phx_longpoll_sweep(phx_server_t *srv, uint64_t now);
+/* Ends every session (server shutdown). */
+void phx_longpoll_stop(phx_server_t *srv);
+/* Live sessions (metrics, tests). */
+size_t phx_longpoll_session_count(const phx_server_t *srv);
+
+#endif /* PHX_LONGPOLL_H */
