@@ -67,6 +67,12 @@ typedef struct phx_config {
     const char *host;            /* listen address, default "127.0.0.1" */
     int port;                    /* default 4000; 0 binds an ephemeral port */
     const char *socket_path;     /* mount prefix, default "/socket" */
+    /* check_origin: "true" (default: the Origin's host must be url_host, or
+     * the request's own Host when url_host is NULL), "false", "conn", or a
+     * comma-separated list of "https://app.example.com",
+     * "//host:port" or wildcard "//" "*.example.com" patterns. */
+    const char *check_origin;
+    const char *url_host;
     /* Phoenix.Token verification (phxd's default connect callback) */
     const char *secret_key_base; /* required by the default callback */
     const char *salt;            /* default "user socket" */
@@ -147,6 +153,10 @@ PHX_EXTERN const char *phx_connect_uri(const phx_connect_t *c);
 PHX_EXTERN const char *phx_connect_header(const phx_connect_t *c, const char *name);
 /* "websocket" or "longpoll". */
 PHX_EXTERN const char *phx_connect_transport(const phx_connect_t *c);
+/* The phoenix.js 1.8 `authToken` (WebSocket: decoded from the
+ * Sec-WebSocket-Protocol bearer entry; LongPoll: X-Phoenix-AuthToken), or
+ * NULL. */
+PHX_EXTERN const char *phx_connect_auth_token(const phx_connect_t *c);
 /* Stores `value` (copied) under `key` (copied) in the socket's assigns,
  * which live as long as the connection. Returns 0 or PHX_ERR_NOMEM. */
 PHX_EXTERN int phx_connect_assign(phx_connect_t *c, const char *key, const char *value);

@@ -240,6 +240,22 @@ const char *phx_http_header(const phx_http_t *h, const char *name)
     return NULL;
 }
 
+unsigned phx_http_header_count(const phx_http_t *h, const char *name)
+{
+    unsigned n = 0;
+    const char *p = (const char *)h->headers.data;
+    const char *end = p + h->headers.len;
+    while (p && p < end) {
+        const char *value = p + strlen(p) + 1;
+        if (value >= end)
+            break;
+        if (strcmp(p, name) == 0)
+            n++;
+        p = value + strlen(value) + 1;
+    }
+    return n;
+}
+
 void phx_http_target(const phx_http_t *h, const char **path, size_t *path_len, const char **query,
                      size_t *query_len)
 {

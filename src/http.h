@@ -74,6 +74,8 @@ void phx_http_dispose(phx_conn_t *c);
 /* The first value of header `name` (lower case), or NULL. Valid until
  * phx_http_dispose. */
 const char *phx_http_header(const phx_http_t *h, const char *name);
+/* How many times header `name` appears. */
+unsigned phx_http_header_count(const phx_http_t *h, const char *name);
 /* The path and the query (without '?'; "" when none) of the request URL. */
 void phx_http_target(const phx_http_t *h, const char **path, size_t *path_len, const char **query,
                      size_t *query_len);

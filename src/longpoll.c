@@ -361,11 +361,18 @@ static void open_session(phx_longpoll_t *lp, phx_conn_t *c)
     phx_connect_t ci;
     phx_connect_init(&ci, srv, &lp_transport, c->peer, c->peer_port, (const char *)h->url.data,
                      h->url.len, query, query_len, header_of, h);
-    int rv = phx_connect_run(&ci);
+    const char *auth = phx_http_header(h, "x-phoenix-authtoken");
+    int rv = 0;
+    if (auth && (ci.auth_token = phx_strdup(auth)) == NULL)
+        rv = PHX_ERR_NOMEM;
+    if (rv == 0)
+        rv = phx_connect_run(&ci);
     if (rv != 0) {
         phx_connect_dispose(&ci);
         if (rv == PHX_ERR_INVALID) {
             phx_http_write(c, 400, "access-control-allow-origin: *\r\n", NULL, NULL, 0, 0);
+        } else if (rv == PHX_ERR_NOMEM) {
+            phx_http_respond(c, 503, "access-control-allow-origin: *\r\n", NULL, NULL, 0);
         } else {
             srv->stats.refused_connects++;
             reply_status(c, 403);
@@ -520,6 +527,12 @@ void phx_longpoll_request(phx_conn_t *c)
     phx_longpoll_t *lp = srv->longpoll;
     phx_http_t *h = c->http;
     int method = phx_http_method(h);
+    if (!phx_server_origin_ok(srv, c)) {
+        /* LongPoll answers 200 with the status in the body, even here. */
+        srv->stats.refused_connects++;
+        reply_status(c, 403);
+        return;
+    }
     if (method == HTTP_OPTIONS) {
         options(c);
         return;

@@ -9,6 +9,7 @@
 #include "http.h"
 #include "log.h"
 #include "longpoll.h"
+#include "origin.h"
 #include "pubsub.h"
 #include "token.h"
 #include "ws.h"
@@ -19,6 +20,8 @@ void phx_config_init(phx_config_t *cfg)
     cfg->host = "127.0.0.1";
     cfg->port = 4000;
     cfg->socket_path = "/socket";
+    cfg->check_origin = "true";
+    cfg->url_host = NULL;
     cfg->salt = "user socket";
     cfg->max_age.kind = PHX_MAX_AGE_TOKEN;
     cfg->key_iterations = 1000;
@@ -231,12 +234,19 @@ int phx_server_new(phx_server_t **out, void *loop, const phx_config_t *cfg, char
     srv->cfg.secret_key_base = dup_opt(srv, 2, cfg->secret_key_base);
     srv->cfg.salt = dup_opt(srv, 3, cfg->salt);
     srv->cfg.key_digest = dup_opt(srv, 4, cfg->key_digest);
+    srv->cfg.check_origin = dup_opt(srv, 5, cfg->check_origin);
+    srv->cfg.url_host = dup_opt(srv, 6, cfg->url_host);
     int rv = PHX_ERR_NOMEM;
     srv->scratch = phx_malloc(PHX_SCRATCH_BYTES);
     if (srv->scratch == NULL || srv->cfg.host == NULL || srv->cfg.socket_path == NULL)
         goto fail;
     if ((rv = phx_pubsub_new(&srv->pubsub, srv)) != 0)
         goto fail;
+    srv->origin = phx_origin_parse(srv->cfg.check_origin, srv->cfg.url_host, err);
+    if (srv->origin == NULL) {
+        rv = PHX_ERR_INVALID;
+        goto fail_quiet;
+    }
     if (srv->cfg.secret_key_base != NULL) {
         if ((rv = phx_server_token_init(srv, err)) != 0)
             goto fail_quiet;
@@ -258,6 +268,7 @@ fail:
     snprintf(err, PHX_ERR_LEN, "cannot create server: %s", phx_strerror(rv));
 fail_quiet:
     phx_longpoll_free(srv->longpoll);
+    phx_origin_free(srv->origin);
     phx_pubsub_free(srv->pubsub);
     phx_token_free(srv->token);
     for (size_t i = 0; i < sizeof(srv->cfg_strings) / sizeof(srv->cfg_strings[0]); i++)
@@ -395,6 +406,7 @@ void phx_server_free(phx_server_t *srv)
     if (srv == NULL)
         return;
     phx_longpoll_free(srv->longpoll);
+    phx_origin_free(srv->origin);
     phx_pubsub_free(srv->pubsub);
     phx_token_free(srv->token);
     for (size_t i = 0; i < srv->nroutes; i++)
@@ -405,4 +417,17 @@ void phx_server_free(phx_server_t *srv)
     phx_free(srv->scratch);
     phx_buf_dispose(&srv->ws_out);
     phx_free(srv);
+}
+
+bool phx_server_origin_ok(phx_server_t *srv, phx_conn_t *c)
+{
+    phx_http_t *h = c->http;
+    const char *origin = phx_http_header(h, "origin");
+    /* Two Origin headers: refuse rather than pick one. */
+    if (origin && phx_http_header_count(h, "origin") > 1)
+        return false;
+    bool ok = phx_origin_allowed(srv->origin, origin, phx_http_header(h, "host"), false);
+    if (!ok)
+        PHX_LOG_DEBUG("conn=%llu peer=%s event=origin_refused", (unsigned long long)c->id, c->peer);
+    return ok;
 }

@@ -16,6 +16,7 @@
 typedef struct phx_pubsub phx_pubsub_t;
 typedef struct phx_token phx_token_t;
 typedef struct phx_longpoll phx_longpoll_t;
+typedef struct phx_origin_policy phx_origin_policy_t;
 
 #define PHX_SCRATCH_BYTES (64 * 1024)
 
@@ -70,6 +71,7 @@ struct phx_server {
     size_t nroutes;
     phx_pubsub_t *pubsub;
     phx_longpoll_t *longpoll;
+    phx_origin_policy_t *origin;
     phx_stats_t stats;
 };
 
@@ -85,6 +87,8 @@ void phx_server_mark_dirty(phx_server_t *srv, phx_conn_t *c);
 void phx_server_conn_gone(phx_server_t *srv);
 /* The route whose pattern matches `topic`, or NULL. */
 const phx_route_t *phx_server_route(const phx_server_t *srv, const char *topic, size_t len);
+/* check_origin for a request on `c` (c->http): false when refused. */
+bool phx_server_origin_ok(phx_server_t *srv, phx_conn_t *c);
 /* The default connect callback: verifies params.token as a Phoenix.Token. */
 int phx_server_default_connect(phx_connect_t *c, void *user);
 /* Creates srv->token from the configuration (socket.c). */

@@ -56,6 +56,8 @@ void phx_connect_dispose(phx_connect_t *c)
     phx_buf_dispose(&c->assigns);
     phx_free(c->id);
     c->id = NULL;
+    phx_free(c->auth_token);
+    c->auth_token = NULL;
 }
 
 /* Keeps a NUL-terminated copy alive until dispose; NULL when out of memory. */
@@ -151,6 +153,11 @@ const char *phx_connect_transport(const phx_connect_t *c)
     return c->ops->name;
 }
 
+const char *phx_connect_auth_token(const phx_connect_t *c)
+{
+    return c->auth_token;
+}
+
 int phx_connect_assign(phx_connect_t *c, const char *key, const char *value)
 {
     if (key == NULL || value == NULL)
@@ -203,7 +210,8 @@ int phx_server_default_connect(phx_connect_t *c, void *user)
     phx_server_t *srv = user;
     if (srv->token == NULL)
         return PHX_CONNECT_REFUSE; /* no secret configured: nobody connects */
-    const char *token = phx_connect_param(c, "token");
+    /* The 1.8 authToken when the client sent one, else params.token. */
+    const char *token = c->auth_token ? c->auth_token : phx_connect_param(c, "token");
     phx_term_t *data = NULL;
     int rv = phx_token_verify(srv->token, token, token ? strlen(token) : 0, wall_ms(),
                               srv->cfg.max_age, &data);

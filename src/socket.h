@@ -41,6 +41,7 @@ struct phx_connect {
     struct phx_query *params;
     phx_buf_t assigns; /* packed "key\0value\0" */
     char *id;
+    char *auth_token; /* owned, or NULL */
     phx_connect_str_t *strings; /* strings returned to the callback */
 };
 

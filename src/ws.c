@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 #include <wslay/wslay.h>
 
+#include "base64.h"
 #include "http.h"
 #include "log.h"
 #include "server.h"
@@ -35,6 +36,8 @@ struct phx_ws {
     bool is_failed; /* we queued a Close: ignore further input */
     bool is_closed; /* phx_ws_close ran */
     uint32_t fragments;
+    uint8_t close_code[2]; /* the first bytes of a Close frame's payload */
+    uint8_t close_have;
     phx_buf_t msg;
 };
 
@@ -174,6 +177,10 @@ static void ws_on_frame_start(wslay_event_context_ptr ctx,
 {
     phx_ws_t *w = user;
     w->frame_opcode = arg->opcode;
+    /* Any frame, pings included, shows the peer is alive. */
+    phx_server_list_touch(w->conn->srv, w->conn, PHX_LIST_WS);
+    if (arg->opcode == WSLAY_CONNECTION_CLOSE)
+        w->close_have = 0;
     if (w->is_failed || (arg->opcode & 0x8))
         return; /* control frames are buffered and checked by wslay */
     const phx_config_t *cfg = &w->conn->srv->cfg;
@@ -203,6 +210,11 @@ static void ws_on_frame_chunk(wslay_event_context_ptr ctx,
                               const struct wslay_event_on_frame_recv_chunk_arg *arg, void *user)
 {
     phx_ws_t *w = user;
+    if (w->frame_opcode == WSLAY_CONNECTION_CLOSE) {
+        for (size_t i = 0; i < arg->data_length && w->close_have < 2; i++)
+            w->close_code[w->close_have++] = arg->data[i];
+        return;
+    }
     if (w->is_failed || (w->frame_opcode & 0x8) || arg->data_length == 0)
         return;
     if (phx_buf_append(&w->msg, arg->data, arg->data_length) != 0) {
@@ -240,11 +252,31 @@ static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_m
         wslay_event_shutdown_read(ctx);
 }
 
+/* A complete, valid Close frame from the peer: answer as Phoenix on Bandit
+ * does, with 1000 when the peer's code is 1000-1003, 1007-1011, 3000-4999 or
+ * absent, else 1002, and no reason. Queued before wslay's own echo, which is
+ * then dropped. */
+static void ws_on_frame_end(wslay_event_context_ptr ctx, void *user)
+{
+    phx_ws_t *w = user;
+    if (w->frame_opcode != WSLAY_CONNECTION_CLOSE || w->is_failed)
+        return;
+    uint16_t reply = 1000;
+    if (w->close_have == 2) {
+        unsigned code = (unsigned)w->close_code[0] << 8 | w->close_code[1];
+        bool ok = (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||
+                  (code >= 3000 && code <= 4999);
+        reply = ok ? 1000 : 1002;
+    }
+    wslay_event_queue_close(ctx, reply, NULL, 0);
+}
+
 static const struct wslay_event_callbacks ws_callbacks = {
     .recv_callback = ws_on_recv,
     .send_callback = ws_on_send,
     .on_frame_recv_start_callback = ws_on_frame_start,
     .on_frame_recv_chunk_callback = ws_on_frame_chunk,
+    .on_frame_recv_end_callback = ws_on_frame_end,
     .on_msg_recv_callback = ws_on_msg,
 };
 
@@ -455,6 +487,61 @@ static const char *header_of(void *ctx, const char *name)
     return phx_http_header(ctx, name);
 }
 
+#define BEARER_PREFIX "base64url.bearer.phx."
+
+/* Sec-WebSocket-Protocol (PROTOCOL 1.5): the phoenix.js 1.8 authToken rides
+ * in an entry "base64url.bearer.phx.<standard base64>"; the server's only
+ * subprotocol is "phoenix", selected when offered. No header: no
+ * subprotocol. Offered but without "phoenix", or an undecodable token: 403.
+ * Returns 0 or PHX_ERR_AUTH / PHX_ERR_NOMEM. */
+static int subprotocols(const char *offered, phx_connect_t *ci, bool *select_phoenix)
+{
+    *select_phoenix = false;
+    if (offered == NULL)
+        return 0;
+    const char *bearer = NULL;
+    size_t bearer_len = 0;
+    int bearers = 0;
+    bool has_phoenix = false;
+    const char *p = offered;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *start = p;
+        while (*p && *p != ',')
+            p++;
+        const char *end = p;
+        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        size_t n = (size_t)(end - start);
+        if (n >= sizeof(BEARER_PREFIX) - 1 &&
+            memcmp(start, BEARER_PREFIX, sizeof(BEARER_PREFIX) - 1) == 0) {
+            bearers++;
+            bearer = start + sizeof(BEARER_PREFIX) - 1;
+            bearer_len = n - (sizeof(BEARER_PREFIX) - 1);
+        } else if (n == 7 && memcmp(start, "phoenix", 7) == 0) {
+            has_phoenix = true;
+        }
+    }
+    if (bearers == 1) {
+        phx_buf_t tok = {0};
+        int rv = phx_base64_decode(&tok, bearer, bearer_len);
+        if (rv != 0 || memchr(tok.data, 0, tok.len) != NULL) {
+            phx_buf_dispose(&tok);
+            return rv == PHX_ERR_NOMEM ? PHX_ERR_NOMEM : PHX_ERR_AUTH;
+        }
+        if (phx_buf_append_byte(&tok, 0) != 0) {
+            phx_buf_dispose(&tok);
+            return PHX_ERR_NOMEM;
+        }
+        ci->auth_token = (char *)phx_buf_detach(&tok, NULL);
+    }
+    if (!has_phoenix)
+        return PHX_ERR_AUTH;
+    *select_phoenix = true;
+    return 0;
+}
+
 void phx_ws_handshake(phx_conn_t *c, uint8_t *rest, size_t rest_len)
 {
     phx_http_t *h = c->http;
@@ -474,15 +561,25 @@ void phx_ws_handshake(phx_conn_t *c, uint8_t *rest, size_t rest_len)
     const char *path, *query;
     size_t path_len, query_len;
     phx_http_target(h, &path, &path_len, &query, &query_len);
-
+    if (!phx_server_origin_ok(srv, c)) {
+        srv->stats.refused_connects++;
+        phx_http_respond(c, 403, NULL, NULL, NULL, 0);
+        return;
+    }
     phx_connect_t conn_info;
     phx_connect_init(&conn_info, srv, &ws_transport, c->peer, c->peer_port,
                      (const char *)h->url.data, h->url.len, query, query_len, header_of, h);
-    int rv = phx_connect_run(&conn_info);
+    bool select_phoenix = false;
+    int rv =
+        subprotocols(phx_http_header(h, "sec-websocket-protocol"), &conn_info, &select_phoenix);
+    if (rv == 0)
+        rv = phx_connect_run(&conn_info);
     if (rv != 0) {
         phx_connect_dispose(&conn_info);
         if (rv == PHX_ERR_INVALID) {
             phx_http_respond(c, 400, NULL, NULL, NULL, 0);
+        } else if (rv == PHX_ERR_NOMEM) {
+            phx_http_respond(c, 503, NULL, NULL, NULL, 0);
         } else {
             srv->stats.refused_connects++;
             phx_http_respond(c, 403, NULL, NULL, NULL, 0);
@@ -535,8 +632,9 @@ void phx_ws_handshake(phx_conn_t *c, uint8_t *rest, size_t rest_len)
                      "upgrade: websocket\r\n"
                      "connection: Upgrade\r\n"
                      "sec-websocket-accept: %s\r\n"
+                     "%s"
                      "\r\n",
-                     accept);
+                     accept, select_phoenix ? "sec-websocket-protocol: phoenix\r\n" : "");
     /* The head's storage is no longer needed: the idle socket keeps none. */
     phx_http_dispose(c);
     c->ws = w;

@@ -20,6 +20,10 @@ export async function startServer(args = [], { env = {}, secret = SECRET, timeou
   delete childEnv.PHXD_SECRET_KEY_BASE;
   Object.assign(childEnv, env);
   const proc = spawn(PHXD_BIN, fullArgs, { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  // If the test process dies without calling stop(), do not leave phxd behind.
+  const reap = () => { if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL'); };
+  process.once('exit', reap);
+  proc.once('exit', () => process.off('exit', reap));
   let out = '';
   let err = '';
   proc.stderr.on('data', (d) => { err += d; });
