@@ -96,6 +96,8 @@ typedef struct phx_config {
     size_t queue_limit_bytes;    /* 8 MiB queued output: close 1008 */
     int max_queued_msgs;         /* 4096 queued messages: stop reading */
     int max_connections;         /* 0 = limited by file descriptors only */
+    /* the HTTP API (/api/...): NULL or "" turns it off (404) */
+    const char *api_key;
     /* LongPoll (<socket_path>/longpoll) */
     bool longpoll;               /* true: the transport is served */
     int longpoll_window_ms;      /* 10000: a parked poll answers 204 after this */

@@ -20,6 +20,7 @@ typedef enum {
     OPT_MAX_AGE,
     OPT_DIGEST,
     OPT_LOG_LEVEL,
+    OPT_BOOL,
 } opt_type_t;
 
 typedef struct opt {
@@ -43,6 +44,11 @@ static const opt_t options[] = {
      "TCP port; 0 picks a free port (the banner shows it)"},
     {"socket-path", "PHXD_SOCKET_PATH", NULL, OPT_STRING, CFG(socket_path), "/socket", 0, 0, false,
      "mount prefix of the socket: <path>/websocket"},
+    {"check-origin", "PHXD_CHECK_ORIGIN", NULL, OPT_STRING, CFG(check_origin), "true", 0, 0, false,
+     "true (the Origin's host must be --url-host, or the Host the request was sent to), false, "
+     "conn, or a list like https://app.example.com,//*.example.com"},
+    {"url-host", "PHXD_URL_HOST", NULL, OPT_STRING, CFG(url_host), "(the request's Host)", 0, 0,
+     false, "the public host name that check-origin true compares the Origin with"},
     {"secret-key-base", "PHXD_SECRET_KEY_BASE", "SECRET_KEY_BASE", OPT_STRING, CFG(secret_key_base),
      "(demo secret)", 0, 0, true, "the Phoenix app's secret_key_base that signs user tokens"},
     {"salt", "PHXD_SALT", NULL, OPT_STRING, CFG(salt), "user socket", 0, 0, false,
@@ -81,6 +87,20 @@ static const opt_t options[] = {
      1024, 1LL << 40, false, "queued output above which reading a socket pauses"},
     {"queue-limit-bytes", "PHXD_QUEUE_LIMIT_BYTES", NULL, OPT_SIZE, CFG(queue_limit_bytes),
      "8388608", 1024, 1LL << 40, false, "queued output above which a socket is closed (1008)"},
+    {"api-key", "PHXD_API_KEY", NULL, OPT_STRING, CFG(api_key), "(none: the API is off)", 0, 0,
+     true, "bearer key of the HTTP API (POST /api/broadcast, /api/disconnect)"},
+    {"longpoll", "PHXD_LONGPOLL", NULL, OPT_BOOL, CFG(longpoll), "true", 0, 0, false,
+     "serve the LongPoll transport at <socket-path>/longpoll"},
+    {"longpoll-window-ms", "PHXD_LONGPOLL_WINDOW_MS", NULL, OPT_INT, CFG(longpoll_window_ms),
+     "10000", 100, INT_MAX, false,
+     "a parked poll answers 204 after this; a session ends 1.5 windows after its last poll"},
+    {"longpoll-max-messages", "PHXD_LONGPOLL_MAX_MESSAGES", NULL, OPT_INT,
+     CFG(longpoll_max_messages), "1000", 1, 10000000, false,
+     "messages buffered for one session; beyond, the session ends"},
+    {"longpoll-max-sessions", "PHXD_LONGPOLL_MAX_SESSIONS", NULL, OPT_INT,
+     CFG(longpoll_max_sessions), "10000", 1, 10000000, false, "LongPoll sessions at once"},
+    {"max-body-bytes", "PHXD_MAX_BODY_BYTES", NULL, OPT_SIZE, CFG(max_body_bytes), "8000000", 64,
+     1LL << 31, false, "largest request body (LongPoll POST; 413 beyond)"},
     {"log-level", "PHXD_LOG_LEVEL", NULL, OPT_LOG_LEVEL, offsetof(phxd_options_t, log_level),
      "info", 0, 0, false, "error, warn, info or debug"},
 };
@@ -170,6 +190,18 @@ static int apply(phxd_options_t *o, const opt_t *opt, const char *value, const c
         }
         *(const char **)(base + opt->offset) = value;
         return 0;
+    case OPT_BOOL:
+        if (strcmp(value, "true") == 0 || strcmp(value, "1") == 0 || strcmp(value, "yes") == 0) {
+            *(bool *)(base + opt->offset) = true;
+            return 0;
+        }
+        if (strcmp(value, "false") == 0 || strcmp(value, "0") == 0 || strcmp(value, "no") == 0) {
+            *(bool *)(base + opt->offset) = false;
+            return 0;
+        }
+        snprintf(err, PHX_ERR_LEN, "%s: %s must be true or false, got \"%s\"", source, opt->name,
+                 value);
+        return PHX_ERR_INVALID;
     case OPT_LOG_LEVEL: {
         int lvl = phx_log_level_parse(value);
         if (lvl < 0) {

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "api.h"
 #include "log.h"
 #include "longpoll.h"
 #include "server.h"
@@ -304,6 +305,8 @@ static const char *status_text(int status)
         return "Switching Protocols";
     case 200:
         return "OK";
+    case 202:
+        return "Accepted";
     case 204:
         return "No Content";
     case 400:
@@ -422,6 +425,10 @@ static void route(phx_conn_t *c, uint8_t *rest, size_t rest_len)
         phx_http_respond(c, 404, NULL, NULL, NULL, 0);
         return;
     default:
+        if (phx_api_path(path, path_len)) {
+            phx_api_request(c, path, path_len);
+            return;
+        }
         phx_http_respond(c, 404, NULL, NULL, NULL, 0);
         return;
     }

@@ -236,6 +236,7 @@ int phx_server_new(phx_server_t **out, void *loop, const phx_config_t *cfg, char
     srv->cfg.key_digest = dup_opt(srv, 4, cfg->key_digest);
     srv->cfg.check_origin = dup_opt(srv, 5, cfg->check_origin);
     srv->cfg.url_host = dup_opt(srv, 6, cfg->url_host);
+    srv->cfg.api_key = dup_opt(srv, 7, cfg->api_key);
     int rv = PHX_ERR_NOMEM;
     srv->scratch = phx_malloc(PHX_SCRATCH_BYTES);
     if (srv->scratch == NULL || srv->cfg.host == NULL || srv->cfg.socket_path == NULL)

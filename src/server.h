@@ -45,7 +45,7 @@ typedef struct phx_stats {
 struct phx_server {
     uv_loop_t *loop;
     phx_config_t cfg; /* strings point into `cfg_strings` */
-    char *cfg_strings[8];
+    char *cfg_strings[16];
     uv_tcp_t listener;
     uv_check_t flush_check;
     uv_prepare_t flush_prepare;

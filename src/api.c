@@ -1,0 +1,182 @@
+/* api.c: server-side publishing over HTTP (see api.h). Request bodies are
+ * checked with phxd's own JSON scanner and payloads are forwarded as the
+ * bytes the backend sent (minified), so big integers survive. */
+#include "api.h"
+
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "base64.h"
+#include "http.h"
+#include "json.h"
+#include "log.h"
+#include "server.h"
+
+static bool path_eq(const char *path, size_t len, const char *want)
+{
+    return strlen(want) == len && memcmp(path, want, len) == 0;
+}
+
+bool phx_api_path(const char *path, size_t len)
+{
+    return len >= 5 && memcmp(path, "/api/", 5) == 0;
+}
+
+static void reply(phx_conn_t *c, int status, const char *json)
+{
+    phx_http_write(c, status, status == 401 ? "www-authenticate: Bearer\r\n" : NULL,
+                   json ? "application/json" : NULL, json, json ? strlen(json) : 0,
+                   PHX_HTTP_NO_CACHE);
+}
+
+static void bad_request(phx_conn_t *c, const char *why)
+{
+    char body[160];
+    snprintf(body, sizeof(body), "{\"error\":\"%s\"}", why);
+    reply(c, 400, body);
+}
+
+static bool key_ok(const phx_server_t *srv, const char *auth)
+{
+    if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0)
+        return false;
+    const char *given = auth + 7;
+    size_t glen = strlen(given), klen = strlen(srv->cfg.api_key);
+    /* Lengths first, then a constant-time comparison of the bytes. */
+    return glen == klen && CRYPTO_memcmp(given, srv->cfg.api_key, klen) == 0;
+}
+
+/* The decoded string member `name` of the object, copied (NUL-terminated)
+ * into `out`; false when absent, not a string, or containing NUL. */
+static bool member_string(const uint8_t *body, size_t len, const char *name, phx_buf_t *out,
+                          phx_json_span_t *raw)
+{
+    phx_json_iter_t it;
+    if (phx_json_iter_init(&it, body, len) != 0 || !phx_json_iter_is_object(&it))
+        return false;
+    phx_json_span_t key, val;
+    bool found = false;
+    /* The last occurrence wins, as with JSON.parse and Jason. */
+    while (phx_json_iter_next(&it, &key, &val)) {
+        size_t nlen = strlen(name);
+        if (key.len == nlen + 2 && memcmp(key.p + 1, name, nlen) == 0) {
+            *raw = val;
+            found = true;
+        }
+    }
+    if (!found || out == NULL)
+        return found;
+    if (raw->type != PHX_JSON_STRING)
+        return false;
+    out->len = 0;
+    if (phx_buf_reserve(out, raw->len) != 0)
+        return false;
+    size_t n;
+    bool has_nul;
+    if (phx_json_string_decode(raw->p, raw->len, out->data, &n, &has_nul) != 0 || has_nul)
+        return false;
+    out->len = n;
+    out->data[n] = '\0';
+    return true;
+}
+
+static void broadcast(phx_conn_t *c, uint8_t *body, size_t len)
+{
+    phx_buf_t topic = {0}, event = {0}, bin = {0};
+    phx_json_span_t raw;
+    phx_payload_t payload = {(const uint8_t *)"{}", 2, false};
+    const char *why = NULL;
+    if (!member_string(body, len, "topic", &topic, &raw) || topic.len == 0)
+        why = "topic must be a non-empty string";
+    else if (!member_string(body, len, "event", &event, &raw) || event.len == 0)
+        why = "event must be a non-empty string";
+    else if (member_string(body, len, "payload_base64", &bin, &raw)) {
+        phx_buf_t decoded = {0};
+        if (phx_base64_decode(&decoded, (const char *)bin.data, bin.len) != 0) {
+            why = "payload_base64 must be standard base64";
+        } else {
+            phx_buf_dispose(&bin);
+            bin = decoded;
+            payload.data = bin.data ? bin.data : (const uint8_t *)"";
+            payload.len = bin.len;
+            payload.is_binary = true;
+        }
+    } else if (member_string(body, len, "payload", NULL, &raw)) {
+        if (raw.type != PHX_JSON_OBJECT)
+            why = "payload must be an object";
+        payload.data = raw.p;
+        payload.len = raw.len;
+    }
+    if (why == NULL) {
+        int n = phx_broadcast(c->srv, (const char *)topic.data, (const char *)event.data, &payload);
+        if (n < 0) {
+            why = "payload cannot be encoded";
+        } else {
+            char resp[48];
+            snprintf(resp, sizeof(resp), "{\"recipients\":%d}", n);
+            PHX_LOG_DEBUG("event=api_broadcast recipients=%d", n);
+            reply(c, 202, resp);
+        }
+    }
+    if (why)
+        bad_request(c, why);
+    phx_buf_dispose(&topic);
+    phx_buf_dispose(&event);
+    phx_buf_dispose(&bin);
+}
+
+static void disconnect(phx_conn_t *c, uint8_t *body, size_t len)
+{
+    phx_buf_t id = {0};
+    phx_json_span_t raw;
+    if (!member_string(body, len, "id", &id, &raw) || id.len == 0) {
+        bad_request(c, "id must be a non-empty string");
+    } else {
+        phx_payload_t empty = {(const uint8_t *)"{}", 2, false};
+        int n = phx_broadcast(c->srv, (const char *)id.data, "disconnect", &empty);
+        char resp[48];
+        snprintf(resp, sizeof(resp), "{\"sockets\":%d}", n < 0 ? 0 : n);
+        reply(c, 202, resp);
+    }
+    phx_buf_dispose(&id);
+}
+
+void phx_api_request(phx_conn_t *c, const char *path, size_t len)
+{
+    phx_server_t *srv = c->srv;
+    phx_http_t *h = c->http;
+    if (srv->cfg.api_key == NULL || srv->cfg.api_key[0] == '\0') {
+        phx_http_write(c, 404, NULL, NULL, NULL, 0, 0);
+        return;
+    }
+    bool is_broadcast = path_eq(path, len, "/api/broadcast");
+    if (!is_broadcast && !path_eq(path, len, "/api/disconnect")) {
+        reply(c, 404, NULL);
+        return;
+    }
+    if (!key_ok(srv, phx_http_header(h, "authorization"))) {
+        PHX_LOG_INFO("peer=%s event=api_refused reason=bad_key", c->peer);
+        reply(c, 401, "{\"error\":\"a valid bearer key is required\"}");
+        return;
+    }
+    if (phx_http_method(h) != HTTP_POST) {
+        phx_http_write(c, 405, "allow: POST\r\n", NULL, NULL, 0, 0);
+        return;
+    }
+    phx_json_limits_t lim = {.max_depth = (uint32_t)srv->cfg.max_json_depth};
+    size_t n = 0;
+    uint8_t *body = h->body.data;
+    if (body == NULL || phx_json_minify(body, h->body.len, &lim, &n) != 0) {
+        bad_request(c, "the body must be a JSON object");
+        return;
+    }
+    if (phx_json_type(body, n) != PHX_JSON_OBJECT) {
+        bad_request(c, "the body must be a JSON object");
+        return;
+    }
+    if (is_broadcast)
+        broadcast(c, body, n);
+    else
+        disconnect(c, body, n);
+}
