@@ -130,6 +130,12 @@ PHX_EXTERN int phx_server_port(const phx_server_t *srv);
  * called (may be NULL) when everything is closed; the server can then be
  * freed with phx_server_free(). */
 PHX_EXTERN void phx_server_stop(phx_server_t *srv, int code, void (*done)(phx_server_t *));
+/* Graceful drain: stops accepting (/healthz turns 503), closes sockets with
+ * `code` in batches of `batch` (0 = all at once) every `interval_ms`, then
+ * stops as phx_server_stop does; whatever is left at `timeout_ms` is closed
+ * then. `done` as for phx_server_stop. */
+PHX_EXTERN void phx_server_drain(phx_server_t *srv, int code, size_t batch, int interval_ms,
+                                 int timeout_ms, void (*done)(phx_server_t *));
 /* Frees a stopped server (or one never started). NULL is a no-op. */
 PHX_EXTERN void phx_server_free(phx_server_t *srv);
 

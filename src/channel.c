@@ -93,6 +93,8 @@ static void chan_end(phx_channel_t *ch, const char *reason)
 {
     phx_socket_t *s = ch->sock;
     bool was_live = ch->state != PHX_CHAN_CLOSED;
+    if (ch->state == PHX_CHAN_JOINED)
+        s->srv->stats.joined_channels--;
     ch->state = PHX_CHAN_CLOSED;
     if (was_live && ch->route->handler->terminate)
         ch->route->handler->terminate(ch, reason, ch->route->user);
@@ -264,6 +266,7 @@ static void join(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *old)
         phx_free(ch->topic_name);
         ch->topic_name = NULL;
         ch->state = PHX_CHAN_JOINED;
+        srv->stats.joined_channels++;
         ch->next = s->channels;
         s->channels = ch;
         s->nchannels++;

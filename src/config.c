@@ -101,6 +101,17 @@ static const opt_t options[] = {
      CFG(longpoll_max_sessions), "10000", 1, 10000000, false, "LongPoll sessions at once"},
     {"max-body-bytes", "PHXD_MAX_BODY_BYTES", NULL, OPT_SIZE, CFG(max_body_bytes), "8000000", 64,
      1LL << 31, false, "largest request body (LongPoll POST; 413 beyond)"},
+    {"max-connections", "PHXD_MAX_CONNECTIONS", NULL, OPT_INT, CFG(max_connections),
+     "(file descriptor limit - 64)", 0, INT_MAX, false,
+     "open connections at most; beyond, new ones get 503 before any upgrade"},
+    {"drain-batch", "PHXD_DRAIN_BATCH", NULL, OPT_INT, offsetof(phxd_options_t, drain_batch),
+     "10000", 1, INT_MAX, false, "sockets closed (code 1001) per drain step on SIGTERM"},
+    {"drain-interval-ms", "PHXD_DRAIN_INTERVAL_MS", NULL, OPT_INT,
+     offsetof(phxd_options_t, drain_interval_ms), "2000", 0, INT_MAX, false,
+     "pause between drain steps (SIGINT drains in one step)"},
+    {"drain-timeout-ms", "PHXD_DRAIN_TIMEOUT_MS", NULL, OPT_INT,
+     offsetof(phxd_options_t, drain_timeout_ms), "30000", 0, INT_MAX, false,
+     "whatever is still open then is closed and phxd exits"},
     {"log-level", "PHXD_LOG_LEVEL", NULL, OPT_LOG_LEVEL, offsetof(phxd_options_t, log_level),
      "info", 0, 0, false, "error, warn, info or debug"},
 };
@@ -112,6 +123,9 @@ void phxd_options_init(phxd_options_t *o)
     memset(o, 0, sizeof(*o));
     phx_config_init(&o->cfg);
     o->log_level = PHX_LOG_LEVEL_INFO;
+    o->drain_batch = 10000;
+    o->drain_interval_ms = 2000;
+    o->drain_timeout_ms = 30000;
 }
 
 static int parse_ll(const char *s, long long *out, bool allow_suffix)

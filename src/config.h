@@ -17,6 +17,9 @@ typedef struct phxd_options {
     phx_config_t cfg;
     int log_level;
     bool is_demo_secret; /* no secret was given: the embedded demo secret */
+    int drain_batch;       /* sockets closed per drain step on SIGTERM */
+    int drain_interval_ms; /* between drain steps */
+    int drain_timeout_ms;  /* everything is closed by then */
 } phxd_options_t;
 
 /* The embedded demo secret (64 bytes, public: never use it in production). */

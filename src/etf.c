@@ -311,54 +311,15 @@ static int cmp_int_int(const phx_term_t *a, const phx_term_t *b)
     return sa < 0 ? -c : c;
 }
 
-/* Compares integer `i` with float `f` by value; when equal the integer
- * sorts first (exact term order). */
-static int cmp_int_float(const phx_term_t *i, double f)
-{
-    int64_t v;
-    if (fabs(f) < 9223372036854775808.0) {
-        double t = trunc(f);
-        int64_t ft = (int64_t)t;
-        if (phx_term_get_int64(i, &v)) {
-            if (v != ft)
-                return v < ft ? -1 : 1;
-            return f - t < 0 ? 1 : -1; /* equal integer parts: the fraction decides */
-        }
-        /* |i| >= 2^63 > |f|: the sign of i decides. */
-        return int_sign(i);
-    }
-    /* |f| >= 2^63 is an integer; write its magnitude out and compare. */
-    int e;
-    double m = frexp(fabs(f), &e); /* |f| = m * 2^e, 0.5 <= m < 1, e >= 64 */
-    uint64_t mant = (uint64_t)ldexp(m, 53);
-    int shift = e - 53;
-    uint8_t mag[140] = {0};
-    size_t len = (size_t)(e + 7) / 8;
-    for (int bit = 0; bit < 53; bit++)
-        if (mant >> bit & 1) {
-            int pos = bit + shift;
-            mag[pos / 8] |= (uint8_t)(1u << (pos % 8));
-        }
-    while (len > 0 && mag[len - 1] == 0)
-        len--;
-    int fs = f < 0 ? -1 : 1, is = int_sign(i);
-    if (fs != is)
-        return is < fs ? -1 : 1;
-    int c = mag_cmp(i->u.integer.mag, i->u.integer.len, mag, len);
-    if (c == 0)
-        return -1;
-    return is < 0 ? -c : c;
-}
-
+/* Map-key order (erts's exact comparison): every integer sorts before
+ * every float, whatever their values; floats compare by value. */
 static int cmp_numbers(const phx_term_t *a, const phx_term_t *b)
 {
-    if (a->type == PHX_TERM_INTEGER && b->type == PHX_TERM_INTEGER)
-        return cmp_int_int(a, b);
-    if (a->type == PHX_TERM_FLOAT && b->type == PHX_TERM_FLOAT)
-        return a->u.f < b->u.f ? -1 : a->u.f > b->u.f ? 1 : 0;
+    if (a->type != b->type)
+        return a->type == PHX_TERM_INTEGER ? -1 : 1;
     if (a->type == PHX_TERM_INTEGER)
-        return cmp_int_float(a, b->u.f);
-    return -cmp_int_float(b, a->u.f);
+        return cmp_int_int(a, b);
+    return a->u.f < b->u.f ? -1 : a->u.f > b->u.f ? 1 : 0;
 }
 
 static int type_rank(const phx_term_t *t)

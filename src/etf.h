@@ -94,11 +94,13 @@ bool phx_term_is_atom(const phx_term_t *t, const char *text);
  * Returns the value, or NULL when absent or `map` is not a map. */
 const phx_term_t *phx_term_map_get(const phx_term_t *map, const char *key, size_t len);
 
-/* Erlang's exact term order (numbers < atoms < tuples < maps < lists <
- * binaries; an integer sorts before a float of equal value, as in map
- * keys): returns <0, 0 or >0. 0 means the terms are equal as map keys
- * (=:=, with 0.0 equal to -0.0 as on OTP 25). A charlist equals the list of
- * the same integers. */
+/* Erlang's term order as used for map keys (erts's exact comparison):
+ * numbers < atoms < tuples < maps < lists < binaries, where every integer
+ * sorts before every float (OTP: "in maps key order integer types are
+ * considered less than floats types"), at any depth. Returns <0, 0 or >0;
+ * 0 means equal as map keys (=:=, with 0.0 equal to -0.0 as on OTP 25). A
+ * charlist equals the list of the same integers. This is the order in
+ * which maps are stored and encoded. */
 int phx_term_compare(const phx_term_t *a, const phx_term_t *b);
 
 /* ---- decoding (term_to_binary output to a tree) ---- */
@@ -160,7 +162,8 @@ int phx_etf_encode_atom(phx_buf_t *out, const char *text, size_t len, unsigned f
 /* Appends `t` as compact JSON text: nil -> null, true/false -> booleans,
  * other atoms -> strings, integers -> exact decimal digits of any size,
  * floats -> the shortest text that reads back to the same double, in the
- * form Erlang's float_to_binary(F, [short]) prints (1.5, 42.0, 1.0e20),
+ * form Erlang's float_to_binary(F, [short]) prints (1.5, 42.0, 1.0e20:
+ * scientific notation when strictly shorter, and always from 2^53 up),
  * binaries -> strings, tuples, lists and charlists -> arrays (a charlist is
  * an array of integers), maps -> objects in key order whose names are the
  * key's text (binary: its bytes; atom: its text; integer: its digits; any

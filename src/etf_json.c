@@ -69,9 +69,11 @@ done:
 /* ---- floats ---- */
 
 /* Writes the shortest decimal that reads back as `v`, laid out as Erlang's
- * float_to_binary(V, [short]) does: plain notation ("123.456", "100.0",
- * "0.0001") unless scientific notation ("1.0e20", "1.0e-5") is strictly
- * shorter. `buf` holds at least 32 bytes. Returns the length. */
+ * float_to_binary(V, [short]) does (OTP documents the rule): plain
+ * notation ("123.456", "100.0", "0.0001") unless scientific notation
+ * ("1.0e20", "1.0e-5") is strictly shorter, and scientific notation for
+ * every |v| >= 2^53, where plain digits would suggest an exact integer.
+ * `buf` holds at least 32 bytes. Returns the length. */
 static size_t format_float(double v, char *buf)
 {
     if (v == 0)
@@ -104,7 +106,7 @@ static size_t format_float(double v, char *buf)
     size_t plain_len = exp10 >= 0 ? (nd <= (size_t)exp10 + 1 ? (size_t)exp10 + 3 : nd + 1)
                                   : (size_t)(-exp10) + 1 + nd;
     plain_len += neg;
-    if (plain_len > n1) {
+    if (plain_len > n1 || fabs(v) >= 9007199254740992.0) {
         memcpy(buf, s1, n1 + 1);
         return n1;
     }

@@ -12,6 +12,7 @@
 #include "api.h"
 #include "log.h"
 #include "longpoll.h"
+#include "metrics.h"
 #include "server.h"
 #include "ws.h"
 
@@ -429,6 +430,8 @@ static void route(phx_conn_t *c, uint8_t *rest, size_t rest_len)
             phx_api_request(c, path, path_len);
             return;
         }
+        if (phx_metrics_request(c, path, path_len))
+            return;
         phx_http_respond(c, 404, NULL, NULL, NULL, 0);
         return;
     }

@@ -352,6 +352,7 @@ static void open_session(phx_longpoll_t *lp, phx_conn_t *c)
     phx_http_t *h = c->http;
     if (lp->count >= (size_t)srv->cfg.longpoll_max_sessions) {
         PHX_LOG_WARN("event=longpoll_sessions_full count=%zu", lp->count);
+        phx_server_refused(srv, PHX_REFUSE_CAPACITY);
         phx_http_respond(c, 503, "access-control-allow-origin: *\r\n", NULL, NULL, 0);
         return;
     }
@@ -368,13 +369,15 @@ static void open_session(phx_longpoll_t *lp, phx_conn_t *c)
     if (rv == 0)
         rv = phx_connect_run(&ci);
     if (rv != 0) {
+        int why = ci.refused;
         phx_connect_dispose(&ci);
         if (rv == PHX_ERR_INVALID) {
+            phx_server_refused(srv, PHX_REFUSE_QUERY);
             phx_http_write(c, 400, "access-control-allow-origin: *\r\n", NULL, NULL, 0, 0);
         } else if (rv == PHX_ERR_NOMEM) {
             phx_http_respond(c, 503, "access-control-allow-origin: *\r\n", NULL, NULL, 0);
         } else {
-            srv->stats.refused_connects++;
+            phx_server_refused(srv, (phx_refuse_t)why);
             reply_status(c, 403);
         }
         return;
@@ -529,7 +532,7 @@ void phx_longpoll_request(phx_conn_t *c)
     int method = phx_http_method(h);
     if (!phx_server_origin_ok(srv, c)) {
         /* LongPoll answers 200 with the status in the body, even here. */
-        srv->stats.refused_connects++;
+        phx_server_refused(srv, PHX_REFUSE_ORIGIN);
         reply_status(c, 403);
         return;
     }
@@ -598,6 +601,17 @@ uint64_t phx_longpoll_sweep(phx_server_t *srv, uint64_t now)
     while (lp->head && lp->head->last_poll + limit <= now)
         session_end(lp->head, "inactive");
     return lp->head ? lp->head->last_poll + limit : 0;
+}
+
+size_t phx_longpoll_drain(phx_server_t *srv, size_t n)
+{
+    phx_longpoll_t *lp = srv->longpoll;
+    size_t ended = 0;
+    while (lp && lp->head && ended < n) {
+        session_end(lp->head, "drain");
+        ended++;
+    }
+    return ended;
 }
 
 void phx_longpoll_stop(phx_server_t *srv)

@@ -30,6 +30,8 @@ void phx_longpoll_flush(phx_server_t *srv);
 /* Ends sessions idle since before `now` - 1.5 windows; returns the time of
  * the next expiry (0 when there is no session). */
 uint64_t phx_longpoll_sweep(phx_server_t *srv, uint64_t now);
+/* Ends up to `n` sessions (drain); returns how many ended. */
+size_t phx_longpoll_drain(phx_server_t *srv, size_t n);
 /* Ends every session (server shutdown). */
 void phx_longpoll_stop(phx_server_t *srv);
 /* Live sessions (metrics, tests). */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
@@ -24,6 +25,7 @@ typedef struct app {
     uv_loop_t loop;
     uv_signal_t sigint, sigterm;
     phx_server_t *srv;
+    phxd_options_t *opts;
     int signals;
 } app_t;
 
@@ -71,7 +73,14 @@ static void on_signal(uv_signal_t *h, int signum)
         exit(1);
     }
     PHX_LOG_INFO("event=shutdown signal=%s", signum == SIGINT ? "SIGINT" : "SIGTERM");
-    phx_server_stop(app->srv, 1001, server_stopped);
+    /* SIGTERM drains in batches; SIGINT closes everything in one step.
+     * Either way sockets see 1001, which phoenix.js reconnects on. */
+    const phxd_options_t *o = app->opts;
+    if (signum == SIGTERM)
+        phx_server_drain(app->srv, 1001, (size_t)o->drain_batch, o->drain_interval_ms,
+                         o->drain_timeout_ms, server_stopped);
+    else
+        phx_server_drain(app->srv, 1001, 0, 0, o->drain_timeout_ms, server_stopped);
 }
 
 static void print_demo_token(const phxd_options_t *o)
@@ -127,6 +136,18 @@ int main(int argc, char **argv)
         return 0;
     }
     phx_log_level = opts.log_level;
+    /* Every socket is a descriptor: use all the process may have, and keep
+     * a reserve for logs, timers and the listener. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        if (rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max;
+            setrlimit(RLIMIT_NOFILE, &rl);
+            getrlimit(RLIMIT_NOFILE, &rl);
+        }
+        if (opts.cfg.max_connections == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > 128)
+            opts.cfg.max_connections = (int)(rl.rlim_cur - 64);
+    }
     if (opts.is_demo_secret)
         PHX_LOG_WARN("event=demo_secret msg=\"no --secret-key-base or SECRET_KEY_BASE given: "
                      "using the public demo secret; never use it in production\"");
@@ -136,6 +157,7 @@ int main(int argc, char **argv)
                      strlen(opts.cfg.secret_key_base));
 
     app_t *app = &the_app;
+    app->opts = &opts;
     uv_loop_init(&app->loop);
     int rv = phx_server_new(&app->srv, &app->loop, &opts.cfg, err);
     if (rv != 0) {

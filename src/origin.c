@@ -162,7 +162,8 @@ phx_origin_policy_t *phx_origin_parse(const char *spec, const char *url_host, ch
             memset(&r, 0, sizeof(r));
             bool has_port;
             if (!split(s, n, r.scheme, sizeof(r.scheme), r.host, sizeof(r.host), &r.port,
-                       &has_port)) {
+                       &has_port) ||
+                r.host[0] == '\0') {
                 snprintf(err, PHX_ERR_LEN,
                          "check-origin: \"%.*s\" is not like https://host, //host or "
                          "//*.host:port",

@@ -172,6 +172,36 @@ void phx_server_mark_dirty(phx_server_t *srv, phx_conn_t *c)
     srv->dirty = c;
 }
 
+static const uint64_t fanout_bounds_us[PHX_FANOUT_BUCKETS] = {
+    100, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000};
+
+void phx_server_broadcast_started(phx_server_t *srv)
+{
+    srv->stats.broadcasts++;
+    if (srv->turn_bcasts < sizeof(srv->turn_bcast_start) / sizeof(srv->turn_bcast_start[0]))
+        srv->turn_bcast_start[srv->turn_bcasts++] = uv_hrtime();
+}
+
+static void observe_fanouts(phx_server_t *srv)
+{
+    uint64_t now = uv_hrtime();
+    for (uint32_t i = 0; i < srv->turn_bcasts; i++) {
+        uint64_t us = (now - srv->turn_bcast_start[i]) / 1000;
+        int b = 0;
+        while (b < PHX_FANOUT_BUCKETS && us > fanout_bounds_us[b])
+            b++;
+        srv->stats.fanout_hist[b]++;
+        srv->stats.fanout_sum_s += (double)us / 1e6;
+        srv->stats.fanout_count++;
+    }
+    srv->turn_bcasts = 0;
+}
+
+const uint64_t *phx_server_fanout_bounds(void)
+{
+    return fanout_bounds_us;
+}
+
 static void flush_all(phx_server_t *srv)
 {
     phx_longpoll_flush(srv);
@@ -182,6 +212,15 @@ static void flush_all(phx_server_t *srv)
         c->is_dirty = false;
         phx_conn_flush(c);
     }
+    /* A broadcast's fan-out ends when its bytes are handed to the kernel. */
+    if (srv->turn_bcasts)
+        observe_fanouts(srv);
+}
+
+void phx_server_refused(phx_server_t *srv, phx_refuse_t why)
+{
+    srv->stats.refused_connects++;
+    srv->stats.refused[why]++;
 }
 
 static void flush_on_check(uv_check_t *h)
@@ -196,6 +235,27 @@ static void flush_on_prepare(uv_prepare_t *h)
 
 /* ---- accepting ---- */
 
+static void refuse_on_read(phx_conn_t *c, uint8_t *data, size_t len)
+{
+    /* Whatever the request, the answer is already queued. */
+}
+
+static const phx_conn_ops_t refuse_ops = {.on_read = refuse_on_read};
+
+/* Over max_connections: answer 503 at once, without parsing anything. */
+static int refuse_conn_init(phx_conn_t *c)
+{
+    static const char resp[] = "HTTP/1.1 503 Service Unavailable\r\n"
+                               "content-length: 0\r\n"
+                               "retry-after: 1\r\n"
+                               "connection: close\r\n\r\n";
+    c->ops = &refuse_ops;
+    phx_server_refused(c->srv, PHX_REFUSE_CAPACITY);
+    phx_conn_send_copy(c, resp, sizeof(resp) - 1);
+    phx_conn_close(c, true);
+    return 0;
+}
+
 static void listener_on_connection(uv_stream_t *l, int status)
 {
     phx_server_t *srv = l->data;
@@ -205,7 +265,8 @@ static void listener_on_connection(uv_stream_t *l, int status)
         PHX_LOG_WARN("event=accept_error error=%s", uv_err_name(status));
         return;
     }
-    int rv = phx_conn_accept(srv, l, phx_http_conn_init);
+    bool full = srv->cfg.max_connections > 0 && srv->nconns >= (size_t)srv->cfg.max_connections;
+    int rv = phx_conn_accept(srv, l, full ? refuse_conn_init : phx_http_conn_init);
     if (rv != 0)
         PHX_LOG_WARN("event=accept_error error=%s", phx_err_name(rv));
 }
@@ -260,9 +321,10 @@ int phx_server_new(phx_server_t **out, void *loop, const phx_config_t *cfg, char
     uv_check_init(srv->loop, &srv->flush_check);
     uv_prepare_init(srv->loop, &srv->flush_prepare);
     uv_timer_init(srv->loop, &srv->deadline_timer);
+    uv_timer_init(srv->loop, &srv->drain_timer);
     srv->listener.data = srv->flush_check.data = srv->flush_prepare.data = srv;
-    srv->deadline_timer.data = srv;
-    srv->open_handles = 4;
+    srv->deadline_timer.data = srv->drain_timer.data = srv;
+    srv->open_handles = 5;
     *out = srv;
     return 0;
 fail:
@@ -368,6 +430,7 @@ static void maybe_finish_stop(phx_server_t *srv)
     uv_close((uv_handle_t *)&srv->flush_check, handle_on_close);
     uv_close((uv_handle_t *)&srv->flush_prepare, handle_on_close);
     uv_close((uv_handle_t *)&srv->deadline_timer, handle_on_close);
+    uv_close((uv_handle_t *)&srv->drain_timer, handle_on_close);
 }
 
 void phx_server_conn_gone(phx_server_t *srv)
@@ -383,8 +446,10 @@ void phx_server_stop(phx_server_t *srv, int code, void (*done)(phx_server_t *))
     srv->is_stopping = true;
     srv->stop_code = code;
     srv->stop_done = done;
-    uv_close((uv_handle_t *)&srv->listener, handle_on_close);
+    if (!uv_is_closing((uv_handle_t *)&srv->listener))
+        uv_close((uv_handle_t *)&srv->listener, handle_on_close);
     srv->is_listening = false;
+    uv_timer_stop(&srv->drain_timer);
     /* LongPoll sessions end (parked polls are answered), then every
      * connection closes: upgraded ones with a Close frame. */
     phx_longpoll_stop(srv);
@@ -400,6 +465,77 @@ void phx_server_stop(phx_server_t *srv, int code, void (*done)(phx_server_t *))
         }
     }
     maybe_finish_stop(srv);
+}
+
+/* ---- draining ---- */
+
+static void drain_on_timer(uv_timer_t *t);
+
+/* Closes up to `batch` sockets; returns how many are left. */
+static size_t drain_step(phx_server_t *srv)
+{
+    size_t closed = 0;
+    size_t batch = srv->drain_batch ? srv->drain_batch : SIZE_MAX;
+    while (closed < batch && srv->lists[PHX_LIST_WS].head) {
+        phx_ws_close(srv->lists[PHX_LIST_WS].head, srv->stop_code, NULL);
+        closed++;
+    }
+    closed += phx_longpoll_drain(srv, batch > closed ? batch - closed : 0);
+    /* Idle HTTP connections (keep-alive, parked polls) go at once. */
+    for (int id = PHX_LIST_HTTP; id < PHX_LIST_COUNT; id++) {
+        if (id == PHX_LIST_WS || id == PHX_LIST_CLOSE)
+            continue;
+        phx_conn_t *c = srv->lists[id].head;
+        while (c) {
+            phx_conn_t *next = c->next;
+            phx_conn_close(c, phx_conn_pending(c) > 0);
+            c = next;
+        }
+    }
+    PHX_LOG_INFO("event=drain closed=%zu left=%zu", closed,
+                 srv->lists[PHX_LIST_WS].count + phx_longpoll_session_count(srv));
+    return srv->lists[PHX_LIST_WS].count + phx_longpoll_session_count(srv);
+}
+
+static void drain_on_timer(uv_timer_t *t)
+{
+    phx_server_t *srv = t->data;
+    if (srv->is_stopping)
+        return;
+    uint64_t now = uv_now(srv->loop);
+    size_t left = drain_step(srv);
+    if (left == 0 || now >= srv->drain_deadline) {
+        if (left)
+            PHX_LOG_WARN("event=drain_deadline left=%zu", left);
+        phx_server_stop(srv, srv->stop_code, srv->stop_done);
+        return;
+    }
+    uint64_t next = srv->drain_interval_ms;
+    if (now + next > srv->drain_deadline)
+        next = srv->drain_deadline - now;
+    uv_timer_start(&srv->drain_timer, drain_on_timer, next, 0);
+}
+
+void phx_server_drain(phx_server_t *srv, int code, size_t batch, int interval_ms, int timeout_ms,
+                      void (*done)(phx_server_t *))
+{
+    if (srv->is_stopping || srv->is_draining)
+        return;
+    srv->is_draining = true;
+    srv->stop_code = code;
+    srv->stop_done = done;
+    srv->drain_batch = batch;
+    srv->drain_interval_ms = (uint64_t)(interval_ms > 0 ? interval_ms : 0);
+    srv->drain_deadline = uv_now(srv->loop) + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    /* No new connections; /healthz answers 503 on the ones still open. */
+    if (srv->is_listening) {
+        uv_close((uv_handle_t *)&srv->listener, handle_on_close);
+        srv->is_listening = false;
+    }
+    PHX_LOG_INFO("event=drain_start sockets=%zu batch=%zu interval_ms=%d timeout_ms=%d",
+                 srv->lists[PHX_LIST_WS].count + phx_longpoll_session_count(srv), batch,
+                 interval_ms, timeout_ms);
+    drain_on_timer(&srv->drain_timer);
 }
 
 void phx_server_free(phx_server_t *srv)

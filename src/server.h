@@ -33,13 +33,41 @@ typedef struct phx_conn_list {
     size_t count;
 } phx_conn_list_t;
 
+/* Why a connection was refused (metrics label "reason"). */
+#define PHX_REFUSE_MAP(X)                                                                          \
+    X(ORIGIN, "origin")                                                                            \
+    X(VSN, "vsn")                                                                                  \
+    X(QUERY, "query")                                                                              \
+    X(TOKEN_INVALID, "token_invalid")                                                              \
+    X(TOKEN_EXPIRED, "token_expired")                                                              \
+    X(TOKEN_MISSING, "token_missing")                                                              \
+    X(CALLBACK, "callback")                                                                        \
+    X(CAPACITY, "capacity")                                                                        \
+    X(DRAINING, "draining")
+
+typedef enum {
+#define PHX_REFUSE_ENUM(name, label) PHX_REFUSE_##name,
+    PHX_REFUSE_MAP(PHX_REFUSE_ENUM)
+#undef PHX_REFUSE_ENUM
+        PHX_REFUSE_COUNT
+} phx_refuse_t;
+
+/* Fan-out time histogram bounds, in microseconds. */
+#define PHX_FANOUT_BUCKETS 12
+
 typedef struct phx_stats {
     uint64_t accepted;
     uint64_t msgs_in, msgs_out;
     uint64_t bytes_in, bytes_out;
     uint64_t refused_connects;
+    uint64_t refused[PHX_REFUSE_COUNT];
     uint64_t refused_joins;
     uint64_t slow_closes;
+    uint64_t joined_channels; /* gauge */
+    uint64_t broadcasts;
+    uint64_t fanout_hist[PHX_FANOUT_BUCKETS + 1]; /* last: +Inf */
+    double fanout_sum_s;
+    uint64_t fanout_count;
 } phx_stats_t;
 
 struct phx_server {
@@ -50,6 +78,10 @@ struct phx_server {
     uv_check_t flush_check;
     uv_prepare_t flush_prepare;
     uv_timer_t deadline_timer;
+    uv_timer_t drain_timer;
+    size_t drain_batch;
+    uint64_t drain_interval_ms;
+    uint64_t drain_deadline;
     uint64_t deadline_at; /* when deadline_timer fires; 0 = stopped */
     int open_handles;     /* server handles not yet closed */
     bool is_listening;
@@ -73,6 +105,10 @@ struct phx_server {
     phx_longpoll_t *longpoll;
     phx_origin_policy_t *origin;
     phx_stats_t stats;
+    /* broadcasts of this loop turn, timed until their bytes are written */
+    uint64_t turn_bcast_start[64];
+    uint32_t turn_bcasts;
+    bool is_draining;
 };
 
 /* Moves `c` to the tail of list `id` with `since` = now (activity). */
@@ -87,6 +123,12 @@ void phx_server_mark_dirty(phx_server_t *srv, phx_conn_t *c);
 void phx_server_conn_gone(phx_server_t *srv);
 /* The route whose pattern matches `topic`, or NULL. */
 const phx_route_t *phx_server_route(const phx_server_t *srv, const char *topic, size_t len);
+/* The fan-out histogram's upper bounds (PHX_FANOUT_BUCKETS, microseconds). */
+const uint64_t *phx_server_fanout_bounds(void);
+/* Counts a refused connection. */
+void phx_server_refused(phx_server_t *srv, phx_refuse_t why);
+/* Notes the start of a broadcast (fan-out time metric). */
+void phx_server_broadcast_started(phx_server_t *srv);
 /* check_origin for a request on `c` (c->http): false when refused. */
 bool phx_server_origin_ok(phx_server_t *srv, phx_conn_t *c);
 /* The default connect callback: verifies params.token as a Phoenix.Token. */

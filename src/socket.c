@@ -79,8 +79,10 @@ int phx_connect_run(phx_connect_t *c)
     phx_query_limits_t lim = PHX_QUERY_LIMITS_DEFAULT;
     if (c->srv->cfg.max_header_bytes > lim.max_len)
         lim.max_len = (uint32_t)c->srv->cfg.max_header_bytes;
+    c->refused = PHX_REFUSE_CALLBACK;
     int rv = phx_query_parse(&c->params, c->query, c->query_len, &lim);
     if (rv != 0) {
+        c->refused = PHX_REFUSE_QUERY;
         PHX_LOG_DEBUG("peer=%s event=connect_refused reason=query error=%s", c->peer,
                       phx_err_name(rv));
         return rv == PHX_ERR_NOMEM ? PHX_ERR_NOMEM : PHX_ERR_INVALID;
@@ -91,6 +93,7 @@ int phx_connect_run(phx_connect_t *c)
     if (kind == PHX_QUERY_NESTED ||
         phx_vsn_parse((const char *)vsn, vsn_len, kind == PHX_QUERY_STRING, &c->fmt) != 0) {
         PHX_LOG_WARN("peer=%s event=connect_refused reason=unsupported_vsn", c->peer);
+        c->refused = PHX_REFUSE_VSN;
         return PHX_ERR_AUTH;
     }
     if (c->srv->connect_cb(c, c->srv->connect_user) != PHX_CONNECT_OK) {
@@ -216,6 +219,9 @@ int phx_server_default_connect(phx_connect_t *c, void *user)
     int rv = phx_token_verify(srv->token, token, token ? strlen(token) : 0, wall_ms(),
                               srv->cfg.max_age, &data);
     if (rv != 0) {
+        c->refused = rv == PHX_ERR_EXPIRED   ? PHX_REFUSE_TOKEN_EXPIRED
+                     : rv == PHX_ERR_MISSING ? PHX_REFUSE_TOKEN_MISSING
+                                             : PHX_REFUSE_TOKEN_INVALID;
         PHX_LOG_DEBUG("peer=%s event=connect_refused reason=token_%s", c->peer,
                       rv == PHX_ERR_EXPIRED   ? "expired"
                       : rv == PHX_ERR_MISSING ? "missing"

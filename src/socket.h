@@ -42,6 +42,7 @@ struct phx_connect {
     phx_buf_t assigns; /* packed "key\0value\0" */
     char *id;
     char *auth_token; /* owned, or NULL */
+    int refused;      /* phx_refuse_t of a refusal */
     phx_connect_str_t *strings; /* strings returned to the callback */
 };
 

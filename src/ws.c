@@ -562,7 +562,7 @@ void phx_ws_handshake(phx_conn_t *c, uint8_t *rest, size_t rest_len)
     size_t path_len, query_len;
     phx_http_target(h, &path, &path_len, &query, &query_len);
     if (!phx_server_origin_ok(srv, c)) {
-        srv->stats.refused_connects++;
+        phx_server_refused(srv, PHX_REFUSE_ORIGIN);
         phx_http_respond(c, 403, NULL, NULL, NULL, 0);
         return;
     }
@@ -575,13 +575,15 @@ void phx_ws_handshake(phx_conn_t *c, uint8_t *rest, size_t rest_len)
     if (rv == 0)
         rv = phx_connect_run(&conn_info);
     if (rv != 0) {
+        int why = conn_info.refused;
         phx_connect_dispose(&conn_info);
         if (rv == PHX_ERR_INVALID) {
+            phx_server_refused(srv, PHX_REFUSE_QUERY);
             phx_http_respond(c, 400, NULL, NULL, NULL, 0);
         } else if (rv == PHX_ERR_NOMEM) {
             phx_http_respond(c, 503, NULL, NULL, NULL, 0);
         } else {
-            srv->stats.refused_connects++;
+            phx_server_refused(srv, (phx_refuse_t)why);
             phx_http_respond(c, 403, NULL, NULL, NULL, 0);
         }
         return;

@@ -1,0 +1,18 @@
+/* metrics.h: GET /healthz (200 while serving, 503 while draining) and
+ * GET /metrics in the Prometheus text exposition format. */
+#ifndef PHX_METRICS_H
+#define PHX_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "mem.h"
+#include "tcp.h"
+
+/* Appends the metrics text of `srv` to `out`. Returns 0 or PHX_ERR_NOMEM. */
+int phx_metrics_render(phx_server_t *srv, phx_buf_t *out);
+/* Answers /healthz or /metrics on `c` when `path` is one of them; returns
+ * false otherwise. */
+bool phx_metrics_request(phx_conn_t *c, const char *path, size_t len);
+
+#endif /* PHX_METRICS_H */
