@@ -134,6 +134,7 @@ typedef struct phx_bench_conn {
     bool is_writing;      /* a uv_write is in flight */
     bool is_ramping;      /* counted in the ramp's in-flight handshakes */
     bool is_joined;       /* counted as a joined socket */
+    bool has_cycled;      /* churn: completed at least one cycle */
     bool is_hb_pending;   /* a heartbeat is unanswered */
     bool frame_is_ctrl;   /* the frame being received is a control frame */
     bool frame_is_fin;
@@ -221,6 +222,7 @@ struct phx_bench {
     uint32_t inflight;
     uint32_t joined;      /* sockets counted as joined (ever) */
     uint32_t alive;       /* joined and still open */
+    uint32_t sockets_final; /* alive when the run finished (churn: workers that cycled) */
     uint64_t first_join_ns;
     uint64_t last_join_ns;
     phx_hist_t connect_hist;
@@ -265,9 +267,11 @@ struct phx_bench {
     phx_proc_sample_t srv_base;
     phx_proc_sample_t srv_ramp;    /* after the ramp settled */
     phx_proc_sample_t srv_measure; /* at the start of the measured phase */
+    phx_proc_sample_t srv_measure_end;
     phx_proc_sample_t srv_end;     /* after the measured phase (and churn's rest) */
     uint64_t srv_rss_peak;
     double cpu_base;
+    double cpu_ramp_end;
     double cpu_measure_start;
     double cpu_measure_end;
     double cpu_end;

@@ -1,0 +1,342 @@
+/* report.c: phxd-bench's results. Computes the figures of a finished run
+ * from the counters, histograms and samples of phx_bench_t, prints a human
+ * summary on stderr and exactly one JSON object on stdout (figures that
+ * were not measured are null). */
+#include "bench.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "phx.h"
+
+typedef struct json {
+    phx_buf_t buf;
+    bool has_member;
+} json_t;
+
+static void j_key(json_t *j, const char *key)
+{
+    phx_buf_printf(&j->buf, "%s\n  \"%s\": ", j->has_member ? "," : "", key);
+    j->has_member = true;
+}
+
+static void j_num(json_t *j, const char *key, double v, int decimals, bool present)
+{
+    j_key(j, key);
+    if (!present || v != v)
+        phx_buf_append_str(&j->buf, "null");
+    else
+        phx_buf_printf(&j->buf, "%.*f", decimals, v);
+}
+
+static void j_u64(json_t *j, const char *key, uint64_t v, bool present)
+{
+    j_key(j, key);
+    if (present)
+        phx_buf_printf(&j->buf, "%" PRIu64, v);
+    else
+        phx_buf_append_str(&j->buf, "null");
+}
+
+static void j_str(json_t *j, const char *key, const char *v)
+{
+    j_key(j, key);
+    if (v == NULL) {
+        phx_buf_append_str(&j->buf, "null");
+        return;
+    }
+    phx_buf_append_byte(&j->buf, '"');
+    for (const char *p = v; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            phx_buf_printf(&j->buf, "\\%c", *p);
+        else if ((unsigned char)*p < 0x20)
+            phx_buf_printf(&j->buf, "\\u%04x", (unsigned char)*p);
+        else
+            phx_buf_append_byte(&j->buf, (uint8_t)*p);
+    }
+    phx_buf_append_byte(&j->buf, '"');
+}
+
+static double ms(uint64_t ns)
+{
+    return (double)ns / 1e6;
+}
+
+static double secs(uint64_t ns)
+{
+    return (double)ns / 1e9;
+}
+
+static const char *scenario_name(phx_bench_scenario_t s)
+{
+    static const char *const names[] = {"hold", "fanout", "echo", "churn"};
+    return names[s];
+}
+
+/* The figures, computed once and used by both outputs. */
+typedef struct figures {
+    double ramp_s, measure_s, run_s;
+    double connect_per_s;
+    bool has_srv;
+    double rss_per_socket;
+    bool has_rss_per_socket;
+    double srv_cpu_s, srv_cpu_ramp_s, srv_cpu_measure_s, srv_cpu_pct;
+    double bench_cpu_s, bench_cpu_ramp_s, bench_cpu_measure_s, bench_cpu_pct;
+    /* fanout */
+    size_t n_complete;
+    uint64_t fan_p50, fan_p99, fan_max;
+    double busy_s, deliveries_per_s, deliveries_per_s_wall;
+    uint64_t expected_deliveries;
+    /* echo */
+    double echo_per_s;
+    /* churn */
+    double churn_per_s, rss_return_pct;
+    uint64_t errors;
+} figures_t;
+
+static void compute(phx_bench_t *b, figures_t *f)
+{
+    memset(f, 0, sizeof(*f));
+    bool is_churn = b->opts.scenario == PHX_BENCH_CHURN;
+    f->run_s = secs(b->end_ns - b->t0_ns);
+    if (b->ramp_end_ns)
+        f->ramp_s = secs(b->ramp_end_ns - b->t0_ns);
+    if (b->measure_end_ns > b->measure_start_ns && b->measure_start_ns)
+        f->measure_s = secs(b->measure_end_ns - b->measure_start_ns);
+    if (is_churn)
+        f->connect_per_s = f->measure_s > 0 ? (double)b->cycle_joins / f->measure_s : 0;
+    else if (b->last_join_ns > b->t0_ns)
+        f->connect_per_s = (double)b->joined / secs(b->last_join_ns - b->t0_ns);
+
+    f->has_srv = b->srv_base.is_ok && b->srv_end.is_ok;
+    if (f->has_srv) {
+        /* Hold measures memory after sitting idle; fanout and echo right
+         * after the ramp, before traffic grows buffers. */
+        const phx_proc_sample_t *s = b->opts.scenario == PHX_BENCH_HOLD ? &b->srv_end
+                                                                         : &b->srv_ramp;
+        uint32_t n = b->opts.scenario == PHX_BENCH_HOLD ? b->sockets_final : b->joined;
+        if (!is_churn && s->is_ok && n > 0) {
+            f->rss_per_socket = ((double)s->rss_bytes - (double)b->srv_base.rss_bytes) / n;
+            f->has_rss_per_socket = true;
+        }
+        f->srv_cpu_s = b->srv_end.cpu_s - b->srv_base.cpu_s;
+        if (b->srv_ramp.is_ok)
+            f->srv_cpu_ramp_s = b->srv_ramp.cpu_s - b->srv_base.cpu_s;
+        if (b->srv_measure.is_ok && b->srv_measure_end.is_ok)
+            f->srv_cpu_measure_s = b->srv_measure_end.cpu_s - b->srv_measure.cpu_s;
+        if (f->measure_s > 0)
+            f->srv_cpu_pct = 100.0 * f->srv_cpu_measure_s / f->measure_s;
+        if (is_churn && b->srv_base.rss_bytes > 0)
+            f->rss_return_pct = 100.0 *
+                                ((double)b->srv_end.rss_bytes - (double)b->srv_base.rss_bytes) /
+                                (double)b->srv_base.rss_bytes;
+    }
+    f->bench_cpu_s = b->cpu_end - b->cpu_base;
+    if (b->ramp_end_ns)
+        f->bench_cpu_ramp_s = b->cpu_ramp_end - b->cpu_base;
+    f->bench_cpu_measure_s = b->cpu_measure_end - b->cpu_measure_start;
+    if (f->measure_s > 0)
+        f->bench_cpu_pct = 100.0 * f->bench_cpu_measure_s / f->measure_s;
+
+    if (b->opts.scenario == PHX_BENCH_FANOUT && b->n_bcasts > 0) {
+        uint64_t *lat = phx_calloc(b->n_bcasts, sizeof(*lat));
+        uint64_t busy_ns = 0, cur_start = 0, cur_end = 0;
+        bool has_cur = false;
+        for (size_t i = 0; i < b->n_bcasts; i++) {
+            const phx_bench_bcast_t *bc = &b->bcasts[i];
+            f->expected_deliveries += bc->expected;
+            if (bc->count == bc->expected && bc->expected > 0 && lat != NULL)
+                lat[f->n_complete++] = bc->last_ns - bc->sent_ns;
+            if (bc->count == 0)
+                continue;
+            /* Union of the [send, last delivery] intervals: the time the
+             * server spent fanning out. */
+            if (has_cur && bc->sent_ns <= cur_end) {
+                if (bc->last_ns > cur_end)
+                    cur_end = bc->last_ns;
+            } else {
+                if (has_cur)
+                    busy_ns += cur_end - cur_start;
+                cur_start = bc->sent_ns;
+                cur_end = bc->last_ns;
+                has_cur = true;
+            }
+        }
+        if (has_cur)
+            busy_ns += cur_end - cur_start;
+        if (lat != NULL) {
+            phx_sort_u64(lat, f->n_complete);
+            f->fan_p50 = phx_percentile_sorted(lat, f->n_complete, 50);
+            f->fan_p99 = phx_percentile_sorted(lat, f->n_complete, 99);
+            f->fan_max = f->n_complete ? lat[f->n_complete - 1] : 0;
+            phx_free(lat);
+        }
+        f->busy_s = secs(busy_ns);
+        if (f->busy_s > 0)
+            f->deliveries_per_s = (double)b->deliveries / f->busy_s;
+        if (f->measure_s > 0)
+            f->deliveries_per_s_wall = (double)b->deliveries_in_window / f->measure_s;
+    }
+    if (b->opts.scenario == PHX_BENCH_ECHO && f->measure_s > 0)
+        f->echo_per_s = (double)b->echo_in_window / f->measure_s;
+    if (is_churn && f->measure_s > 0)
+        f->churn_per_s = (double)b->cycles_in_window / f->measure_s;
+    f->errors = phx_bench_error_total(b);
+}
+
+static void summary(const phx_bench_t *b, const figures_t *f)
+{
+    FILE *o = stderr;
+    const phx_bench_opts_t *op = &b->opts;
+    fprintf(o, "\nphxd-bench %s: %s, vsn %s\n", scenario_name(op->scenario), op->url, op->vsn);
+    if (op->scenario != PHX_BENCH_CHURN) {
+        fprintf(o, "  sockets          %u joined and open at the end (%u requested, %u joined)\n",
+                b->sockets_final, op->sockets, b->joined);
+        fprintf(o, "  connect          %.0f sockets/s (ramp %.2f s, %u in flight); connect+join "
+                   "p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+                f->connect_per_s, f->ramp_s, op->concurrency,
+                ms(phx_hist_percentile(&b->connect_hist, 50)),
+                ms(phx_hist_percentile(&b->connect_hist, 99)), ms(b->connect_hist.max));
+    }
+    if (f->has_srv) {
+        fprintf(o, "  server rss       base %.1f MiB", (double)b->srv_base.rss_bytes / 1048576.0);
+        if (b->srv_ramp.is_ok)
+            fprintf(o, ", after ramp %.1f MiB", (double)b->srv_ramp.rss_bytes / 1048576.0);
+        fprintf(o, ", end %.1f MiB, peak %.1f MiB\n", (double)b->srv_end.rss_bytes / 1048576.0,
+                (double)b->srv_rss_peak / 1048576.0);
+        if (f->has_rss_per_socket)
+            fprintf(o, "  rss per socket   %.0f bytes\n", f->rss_per_socket);
+    }
+    switch (op->scenario) {
+    case PHX_BENCH_HOLD:
+        fprintf(o, "  hold             %.1f s, %" PRIu64 " heartbeats answered\n", f->measure_s,
+                b->heartbeats);
+        break;
+    case PHX_BENCH_FANOUT:
+        fprintf(o, "  fanout           %zu broadcasts to %u subscribers, %zu complete; to the last "
+                   "subscriber p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+                b->n_bcasts, b->subscribers, f->n_complete, ms(f->fan_p50), ms(f->fan_p99),
+                ms(f->fan_max));
+        fprintf(o, "  deliveries       %" PRIu64 "/%" PRIu64 ", %.0f/s while fanning out (%.3f s), "
+                   "%.0f/s over the phase; each p50 %.2f ms, p99 %.2f ms\n",
+                b->deliveries, f->expected_deliveries, f->deliveries_per_s, f->busy_s,
+                f->deliveries_per_s_wall, ms(phx_hist_percentile(&b->delivery_hist, 50)),
+                ms(phx_hist_percentile(&b->delivery_hist, 99)));
+        break;
+    case PHX_BENCH_ECHO:
+        fprintf(o, "  echo             %" PRIu64 " round trips, %.0f/s (window %u); p50 %.3f ms, "
+                   "p99 %.3f ms, max %.3f ms\n",
+                b->echo_replies, f->echo_per_s, op->window,
+                ms(phx_hist_percentile(&b->echo_hist, 50)),
+                ms(phx_hist_percentile(&b->echo_hist, 99)), ms(b->echo_hist.max));
+        if (b->echo_skipped)
+            fprintf(o, "  echo skipped     %" PRIu64 " pings (every window full)\n", b->echo_skipped);
+        break;
+    case PHX_BENCH_CHURN:
+        fprintf(o, "  churn            %" PRIu64 " cycles, %.0f/s with %u workers (%u cycled); "
+                   "cycle p50 %.2f ms, p99 %.2f ms\n",
+                b->cycles, f->churn_per_s, op->sockets, b->workers_cycled,
+                ms(phx_hist_percentile(&b->cycle_hist, 50)),
+                ms(phx_hist_percentile(&b->cycle_hist, 99)));
+        if (f->has_srv)
+            fprintf(o, "  memory return    end rss %+.2f%% of the start\n", f->rss_return_pct);
+        break;
+    }
+    if (f->has_srv)
+        fprintf(o, "  server cpu       %.2f s total, %.2f s in the ramp, %.0f%% of a core while "
+                   "measuring\n",
+                f->srv_cpu_s, f->srv_cpu_ramp_s, f->srv_cpu_pct);
+    fprintf(o, "  bench cpu        %.2f s total, %.2f s in the ramp, %.0f%% of a core while "
+               "measuring%s\n",
+            f->bench_cpu_s, f->bench_cpu_ramp_s, f->bench_cpu_pct,
+            f->bench_cpu_pct >= 95 ? "  (generator-bound: the figures are the bench's limit)" : "");
+    fprintf(o, "  errors           %" PRIu64, f->errors);
+    for (int i = 0; i < PHX_BENCH_ERR_COUNT; i++)
+        if (b->errors[i])
+            fprintf(o, "  %s %" PRIu64, phx_bench_err_name((phx_bench_err_t)i), b->errors[i]);
+    fprintf(o, "\n");
+}
+
+void phx_bench_report(phx_bench_t *b)
+{
+    figures_t f;
+    compute(b, &f);
+    summary(b, &f);
+
+    const phx_bench_opts_t *op = &b->opts;
+    bool fan = op->scenario == PHX_BENCH_FANOUT;
+    bool echo = op->scenario == PHX_BENCH_ECHO;
+    bool churn = op->scenario == PHX_BENCH_CHURN;
+    bool srv = f.has_srv;
+    json_t j = {{0}, false};
+    phx_buf_append_str(&j.buf, "{");
+    j_str(&j, "scenario", scenario_name(op->scenario));
+    j_str(&j, "url", op->url);
+    j_str(&j, "vsn", op->vsn);
+    j_u64(&j, "sockets_requested", op->sockets, true);
+    j_u64(&j, "sockets", b->sockets_final, true);
+    j_u64(&j, "sockets_joined", churn ? b->cycle_joins : b->joined, true);
+    j_num(&j, "duration_s", f.measure_s, 3, true);
+    j_num(&j, "ramp_s", f.ramp_s, 3, !churn);
+    j_num(&j, "connect_per_s", f.connect_per_s, 1, true);
+    j_num(&j, "connect_p50_ms", ms(phx_hist_percentile(&b->connect_hist, 50)), 3, !churn);
+    j_num(&j, "connect_p99_ms", ms(phx_hist_percentile(&b->connect_hist, 99)), 3, !churn);
+    j_num(&j, "connect_max_ms", ms(b->connect_hist.max), 3, !churn);
+    j_u64(&j, "server_rss_base_bytes", b->srv_base.rss_bytes, srv);
+    j_u64(&j, "server_rss_ramp_bytes", b->srv_ramp.rss_bytes, srv && b->srv_ramp.is_ok);
+    j_u64(&j, "server_rss_end_bytes", b->srv_end.rss_bytes, srv);
+    j_u64(&j, "server_rss_peak_bytes", b->srv_rss_peak, srv);
+    j_num(&j, "server_rss_per_socket_bytes", f.rss_per_socket, 0, f.has_rss_per_socket);
+    j_num(&j, "server_rss_return_pct", f.rss_return_pct, 2, srv && churn);
+    j_u64(&j, "broadcasts", b->n_bcasts, fan);
+    j_u64(&j, "broadcasts_complete", f.n_complete, fan);
+    j_u64(&j, "subscribers", b->subscribers, fan);
+    j_num(&j, "fanout_p50_ms", ms(f.fan_p50), 3, fan && f.n_complete);
+    j_num(&j, "fanout_p99_ms", ms(f.fan_p99), 3, fan && f.n_complete);
+    j_num(&j, "fanout_max_ms", ms(f.fan_max), 3, fan && f.n_complete);
+    j_u64(&j, "deliveries", b->deliveries, fan);
+    j_u64(&j, "deliveries_expected", f.expected_deliveries, fan);
+    j_num(&j, "deliveries_per_s", f.deliveries_per_s, 1, fan && f.busy_s > 0);
+    j_num(&j, "deliveries_per_s_wall", f.deliveries_per_s_wall, 1, fan);
+    j_num(&j, "delivery_p50_ms", ms(phx_hist_percentile(&b->delivery_hist, 50)), 3,
+          fan && b->delivery_hist.total);
+    j_num(&j, "delivery_p99_ms", ms(phx_hist_percentile(&b->delivery_hist, 99)), 3,
+          fan && b->delivery_hist.total);
+    j_u64(&j, "echo_round_trips", b->echo_replies, echo);
+    j_num(&j, "echo_per_s", f.echo_per_s, 1, echo);
+    j_num(&j, "echo_p50_ms", ms(phx_hist_percentile(&b->echo_hist, 50)), 3,
+          echo && b->echo_hist.total);
+    j_num(&j, "echo_p99_ms", ms(phx_hist_percentile(&b->echo_hist, 99)), 3,
+          echo && b->echo_hist.total);
+    j_num(&j, "echo_max_ms", ms(b->echo_hist.max), 3, echo && b->echo_hist.total);
+    j_u64(&j, "churn_cycles", b->cycles, churn);
+    j_num(&j, "churn_per_s", f.churn_per_s, 1, churn);
+    j_num(&j, "churn_cycle_p50_ms", ms(phx_hist_percentile(&b->cycle_hist, 50)), 3,
+          churn && b->cycle_hist.total);
+    j_num(&j, "churn_cycle_p99_ms", ms(phx_hist_percentile(&b->cycle_hist, 99)), 3,
+          churn && b->cycle_hist.total);
+    j_u64(&j, "heartbeats", b->heartbeats, true);
+    j_num(&j, "server_cpu_s", f.srv_cpu_s, 3, srv);
+    j_num(&j, "server_cpu_ramp_s", f.srv_cpu_ramp_s, 3, srv && !churn);
+    j_num(&j, "server_cpu_measure_s", f.srv_cpu_measure_s, 3, srv);
+    j_num(&j, "server_cpu_pct", f.srv_cpu_pct, 1, srv);
+    j_num(&j, "bench_cpu_s", f.bench_cpu_s, 3, true);
+    j_num(&j, "bench_cpu_ramp_s", f.bench_cpu_ramp_s, 3, !churn);
+    j_num(&j, "bench_cpu_measure_s", f.bench_cpu_measure_s, 3, true);
+    j_num(&j, "bench_cpu_pct", f.bench_cpu_pct, 1, true);
+    j_u64(&j, "errors", f.errors, true);
+    j_key(&j, "error_kinds");
+    phx_buf_append_str(&j.buf, "{");
+    for (int i = 0; i < PHX_BENCH_ERR_COUNT; i++)
+        phx_buf_printf(&j.buf, "%s\"%s\": %" PRIu64, i ? ", " : "",
+                       phx_bench_err_name((phx_bench_err_t)i), b->errors[i]);
+    phx_buf_append_str(&j.buf, "}");
+    j_key(&j, "interrupted");
+    phx_buf_append_str(&j.buf, b->is_interrupted ? "true" : "false");
+    phx_buf_append_str(&j.buf, "\n}\n");
+    if (j.buf.data != NULL)
+        fwrite(j.buf.data, 1, j.buf.len, stdout);
+    fflush(stdout);
+    phx_buf_dispose(&j.buf);
+}
