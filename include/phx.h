@@ -139,6 +139,13 @@ PHX_EXTERN void phx_server_drain(phx_server_t *srv, int code, size_t batch, int 
 /* Frees a stopped server (or one never started). NULL is a no-op. */
 PHX_EXTERN void phx_server_free(phx_server_t *srv);
 
+/* Serves `len` bytes (copied) at GET `path` ("/", "/phoenix.js") with
+ * `content_type`. Meant for small assets loaded at startup (phxd's demo
+ * page); nothing is read from disk while serving. Returns 0 or
+ * PHX_ERR_NOMEM. */
+PHX_EXTERN int phx_server_static(phx_server_t *srv, const char *path, const char *content_type,
+                                 const void *bytes, size_t len);
+
 /* ---- the connect callback (Phoenix's connect/3) ----
  * Called once per new connection with the decoded params and the connect
  * info. Return PHX_CONNECT_OK to accept (after optionally storing assigns and

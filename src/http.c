@@ -432,6 +432,11 @@ static void route(phx_conn_t *c, uint8_t *rest, size_t rest_len)
         }
         if (phx_metrics_request(c, path, path_len))
             return;
+        const phx_static_t *st = phx_server_static_find(c->srv, path, path_len);
+        if (st && (phx_http_method(c->http) == HTTP_GET || phx_http_method(c->http) == HTTP_HEAD)) {
+            phx_http_write(c, 200, NULL, st->content_type, st->bytes, st->len, 0);
+            return;
+        }
         phx_http_respond(c, 404, NULL, NULL, NULL, 0);
         return;
     }

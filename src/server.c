@@ -467,6 +467,40 @@ void phx_server_stop(phx_server_t *srv, int code, void (*done)(phx_server_t *))
     maybe_finish_stop(srv);
 }
 
+/* ---- static assets ---- */
+
+int phx_server_static(phx_server_t *srv, const char *path, const char *content_type,
+                      const void *bytes, size_t len)
+{
+    phx_static_t *st = phx_calloc(1, sizeof(*st));
+    if (st == NULL)
+        return PHX_ERR_NOMEM;
+    st->path = phx_strdup(path);
+    st->content_type = phx_strdup(content_type);
+    st->bytes = phx_malloc(len);
+    if (st->path == NULL || st->content_type == NULL || st->bytes == NULL) {
+        phx_free(st->path);
+        phx_free(st->content_type);
+        phx_free(st->bytes);
+        phx_free(st);
+        return PHX_ERR_NOMEM;
+    }
+    if (len)
+        memcpy(st->bytes, bytes, len);
+    st->len = len;
+    st->next = srv->statics;
+    srv->statics = st;
+    return 0;
+}
+
+const phx_static_t *phx_server_static_find(const phx_server_t *srv, const char *path, size_t len)
+{
+    for (const phx_static_t *st = srv->statics; st; st = st->next)
+        if (strlen(st->path) == len && memcmp(st->path, path, len) == 0)
+            return st;
+    return NULL;
+}
+
 /* ---- draining ---- */
 
 static void drain_on_timer(uv_timer_t *t);
@@ -546,6 +580,14 @@ void phx_server_free(phx_server_t *srv)
     phx_origin_free(srv->origin);
     phx_pubsub_free(srv->pubsub);
     phx_token_free(srv->token);
+    while (srv->statics) {
+        phx_static_t *st = srv->statics;
+        srv->statics = st->next;
+        phx_free(st->path);
+        phx_free(st->content_type);
+        phx_free(st->bytes);
+        phx_free(st);
+    }
     for (size_t i = 0; i < srv->nroutes; i++)
         phx_free(srv->routes[i].pattern);
     phx_free(srv->routes);

@@ -28,6 +28,14 @@ typedef struct phx_route {
     void *user;
 } phx_route_t;
 
+typedef struct phx_static {
+    struct phx_static *next;
+    char *path;
+    char *content_type;
+    uint8_t *bytes;
+    size_t len;
+} phx_static_t;
+
 typedef struct phx_conn_list {
     phx_conn_t *head, *tail;
     size_t count;
@@ -104,6 +112,7 @@ struct phx_server {
     phx_pubsub_t *pubsub;
     phx_longpoll_t *longpoll;
     phx_origin_policy_t *origin;
+    phx_static_t *statics;
     phx_stats_t stats;
     /* broadcasts of this loop turn, timed until their bytes are written */
     uint64_t turn_bcast_start[64];
@@ -125,6 +134,8 @@ void phx_server_conn_gone(phx_server_t *srv);
 const phx_route_t *phx_server_route(const phx_server_t *srv, const char *topic, size_t len);
 /* The fan-out histogram's upper bounds (PHX_FANOUT_BUCKETS, microseconds). */
 const uint64_t *phx_server_fanout_bounds(void);
+/* The static asset served at `path`, or NULL. */
+const phx_static_t *phx_server_static_find(const phx_server_t *srv, const char *path, size_t len);
 /* Counts a refused connection. */
 void phx_server_refused(phx_server_t *srv, phx_refuse_t why);
 /* Notes the start of a broadcast (fan-out time metric). */

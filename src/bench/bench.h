@@ -270,6 +270,8 @@ struct phx_bench {
     phx_proc_sample_t srv_measure_end;
     phx_proc_sample_t srv_end;     /* after the measured phase (and churn's rest) */
     uint64_t srv_rss_peak;
+    phx_host_sample_t host_measure_start;
+    phx_host_sample_t host_measure_end;
     double cpu_base;
     double cpu_ramp_end;
     double cpu_measure_start;

@@ -251,6 +251,17 @@ static void summary(const phx_bench_t *b, const figures_t *f)
                "measuring%s\n",
             f->bench_cpu_s, f->bench_cpu_ramp_s, f->bench_cpu_pct,
             f->bench_cpu_pct >= 95 ? "  (generator-bound: the figures are the bench's limit)" : "");
+    const phx_host_sample_t *h0 = &b->host_measure_start, *h1 = &b->host_measure_end;
+    if (h0->is_ok && h1->is_ok && h1->total[0] > h0->total[0]) {
+        fprintf(o, "  host cpu busy    ");
+        for (unsigned i = 1; i <= h1->n_cpus; i++) {
+            uint64_t tot = h1->total[i] - h0->total[i];
+            fprintf(o, "%scpu%u %.0f%%", i > 1 ? ", " : "", i - 1,
+                    tot ? 100.0 * (double)(h1->busy[i] - h0->busy[i]) / (double)tot : 0.0);
+        }
+        fprintf(o, " while measuring (softirq %.0f%% of all)\n",
+                100.0 * (double)(h1->softirq - h0->softirq) / (double)(h1->total[0] - h0->total[0]));
+    }
     fprintf(o, "  errors           %" PRIu64, f->errors);
     for (int i = 0; i < PHX_BENCH_ERR_COUNT; i++)
         if (b->errors[i])
@@ -325,6 +336,28 @@ void phx_bench_report(phx_bench_t *b)
     j_num(&j, "bench_cpu_ramp_s", f.bench_cpu_ramp_s, 3, !churn);
     j_num(&j, "bench_cpu_measure_s", f.bench_cpu_measure_s, 3, true);
     j_num(&j, "bench_cpu_pct", f.bench_cpu_pct, 1, true);
+    const phx_host_sample_t *h0 = &b->host_measure_start, *h1 = &b->host_measure_end;
+    bool host = h0->is_ok && h1->is_ok && h1->total[0] > h0->total[0];
+    j_num(&j, "host_cpu_busy_pct", host ? 100.0 * (double)(h1->busy[0] - h0->busy[0]) /
+                                              (double)(h1->total[0] - h0->total[0])
+                                        : 0,
+          1, host);
+    j_num(&j, "host_softirq_pct", host ? 100.0 * (double)(h1->softirq - h0->softirq) /
+                                             (double)(h1->total[0] - h0->total[0])
+                                       : 0,
+          1, host);
+    j_key(&j, "host_cpu_busy_pct_per_cpu");
+    if (!host) {
+        phx_buf_append_str(&j.buf, "null");
+    } else {
+        phx_buf_append_str(&j.buf, "[");
+        for (unsigned i = 1; i <= h1->n_cpus; i++) {
+            uint64_t tot = h1->total[i] - h0->total[i];
+            phx_buf_printf(&j.buf, "%s%.1f", i > 1 ? ", " : "",
+                           tot ? 100.0 * (double)(h1->busy[i] - h0->busy[i]) / (double)tot : 0.0);
+        }
+        phx_buf_append_str(&j.buf, "]");
+    }
     j_u64(&j, "errors", f.errors, true);
     j_key(&j, "error_kinds");
     phx_buf_append_str(&j.buf, "{");

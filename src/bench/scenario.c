@@ -834,6 +834,7 @@ static void measure_start(phx_bench_t *b)
     b->measure_start_ns = uv_hrtime();
     b->cpu_measure_start = phx_self_cpu_s();
     sample_server(b, &b->srv_measure);
+    phx_host_sample(&b->host_measure_start);
     b->last_progress_ns = b->measure_start_ns;
     b->last_progress_count = 0;
     switch (b->opts.scenario) {
@@ -883,6 +884,7 @@ static void measure_end(phx_bench_t *b)
     b->measure_end_ns = uv_hrtime();
     b->cpu_measure_end = phx_self_cpu_s();
     sample_server(b, &b->srv_measure_end);
+    phx_host_sample(&b->host_measure_end);
     b->phase = PHX_PHASE_DRAIN;
     uv_timer_stop(&b->pace_timer);
     bool is_done;
@@ -923,6 +925,7 @@ static void finish(phx_bench_t *b)
         b->measure_end_ns = uv_hrtime();
         b->cpu_measure_end = phx_self_cpu_s();
         sample_server(b, &b->srv_measure_end);
+        phx_host_sample(&b->host_measure_end);
     }
     b->phase = PHX_PHASE_DONE;
     b->sockets_final = b->opts.scenario == PHX_BENCH_CHURN ? b->workers_cycled : b->alive;

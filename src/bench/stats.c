@@ -181,6 +181,45 @@ int phx_proc_sample(int pid, phx_proc_sample_t *out)
     return 0;
 }
 
+int phx_host_sample(phx_host_sample_t *out)
+{
+    char buf[16384];
+    memset(out, 0, sizeof(*out));
+    ssize_t n = read_small("/proc/stat", buf, sizeof(buf));
+    if (n < 0)
+        return (int)n;
+    char *save = NULL;
+    for (char *line = strtok_r(buf, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+        if (strncmp(line, "cpu", 3) != 0)
+            break;
+        unsigned slot;
+        char *p = line + 3;
+        if (*p == ' ') {
+            slot = 0;
+        } else {
+            unsigned long id = strtoul(p, &p, 10);
+            if (id >= PHX_HOST_MAX_CPUS)
+                continue;
+            slot = (unsigned)id + 1;
+            if (slot > out->n_cpus)
+                out->n_cpus = slot;
+        }
+        /* user nice system idle iowait irq softirq steal */
+        unsigned long long v[8] = {0};
+        for (int i = 0; i < 8; i++)
+            v[i] = strtoull(p, &p, 10);
+        uint64_t total = 0;
+        for (int i = 0; i < 8; i++)
+            total += v[i];
+        out->total[slot] = total;
+        out->busy[slot] = total - v[3] - v[4];
+        if (slot == 0)
+            out->softirq = v[6];
+    }
+    out->is_ok = out->total[0] > 0;
+    return out->is_ok ? 0 : -EINVAL;
+}
+
 double phx_self_cpu_s(void)
 {
     struct rusage ru;

@@ -50,6 +50,22 @@ typedef struct phx_proc_sample {
  * message. Returns 0 or a negative errno (then out->is_ok is false). */
 int phx_proc_sample(int pid, phx_proc_sample_t *out);
 
+/* Busy and total jiffies of the whole host and of each CPU, from
+ * /proc/stat. Kernel work such as loopback TCP processing in softirq is
+ * charged to no process, so per-process CPU time alone hides a saturated
+ * core. */
+#define PHX_HOST_MAX_CPUS 64
+typedef struct phx_host_sample {
+    bool is_ok;
+    unsigned n_cpus;
+    uint64_t busy[PHX_HOST_MAX_CPUS + 1]; /* [0] all CPUs, [1 + i] cpu i */
+    uint64_t total[PHX_HOST_MAX_CPUS + 1];
+    uint64_t softirq; /* all CPUs */
+} phx_host_sample_t;
+
+/* Reads /proc/stat into *out. Returns 0 or a negative errno. */
+int phx_host_sample(phx_host_sample_t *out);
+
 /* User plus system CPU seconds of this process (getrusage). */
 double phx_self_cpu_s(void);
 
