@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "phx.h"
 
@@ -261,6 +262,13 @@ static void summary(const phx_bench_t *b, const figures_t *f)
         }
         fprintf(o, " while measuring (softirq %.0f%% of all)\n",
                 100.0 * (double)(h1->softirq - h0->softirq) / (double)(h1->total[0] - h0->total[0]));
+        long hz = sysconf(_SC_CLK_TCK);
+        double other = (double)(h1->busy[0] - h0->busy[0]) / (double)(hz > 0 ? hz : 100) -
+                       f->srv_cpu_measure_s - f->bench_cpu_measure_s;
+        if (f->has_srv && f->measure_s > 0 && other > 0.25 * f->measure_s)
+            fprintf(o, "  host other cpu   %.2f s beyond server and bench (softirq, other "
+                       "programs): figures may be contended\n",
+                    other);
     }
     fprintf(o, "  errors           %" PRIu64, f->errors);
     for (int i = 0; i < PHX_BENCH_ERR_COUNT; i++)
@@ -346,6 +354,13 @@ void phx_bench_report(phx_bench_t *b)
                                              (double)(h1->total[0] - h0->total[0])
                                        : 0,
           1, host);
+    /* CPU the host spent beyond the server and the bench: softirq charged to
+     * no process and other programs. High values mean contended figures. */
+    long hz = sysconf(_SC_CLK_TCK);
+    double other = host ? (double)(h1->busy[0] - h0->busy[0]) / (double)(hz > 0 ? hz : 100) -
+                              f.srv_cpu_measure_s - f.bench_cpu_measure_s
+                        : 0;
+    j_num(&j, "host_other_cpu_s", other, 3, host && srv);
     j_key(&j, "host_cpu_busy_pct_per_cpu");
     if (!host) {
         phx_buf_append_str(&j.buf, "null");

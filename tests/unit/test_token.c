@@ -435,8 +435,8 @@ static void negative_vectors(void)
         /* HS512 header with the HS256 signature, HS256 header with HS512's */
         "SFM1MTI.g2gDYSpuBgAAaOXPiwFiAAFRgA.K6UIXyFlmjQPpD3Oci8lEY8U2aDAOKDqG0kQKcbLMHY",
         "SFMzODQ.g2gDYSpuBgAAaOXPiwFiAAFRgA.K6UIXyFlmjQPpD3Oci8lEY8U2aDAOKDqG0kQKcbLMHY",
-        "SFMyNTY.g2gDYSpuBgAAaOXPiwFiAAFRgA."
-        "bfp5u56q-_xNtWND9sw3bmqGPLUuiOMBf2UfH3Ndpx-R8TjKcsSBgBWlREOlGVudm1E1YzFtSOsNyxRDRFyWHw",
+        ("SFMyNTY.g2gDYSpuBgAAaOXPiwFiAAFRgA."
+         "bfp5u56q-_xNtWND9sw3bmqGPLUuiOMBf2UfH3Ndpx-R8TjKcsSBgBWlREOlGVudm1E1YzFtSOsNyxRDRFyWHw"),
         /* payload of another token under V3's signature */
         "SFMyNTY.g2gDYWNuBgAAaOXPiwFiAAFRgA.K6UIXyFlmjQPpD3Oci8lEY8U2aDAOKDqG0kQKcbLMHY",
     };

@@ -1,0 +1,144 @@
+// Runs phxd-bench (PHXD_BENCH_BIN) against the real phxd: each scenario
+// small and short, then checks the one JSON object it prints on stdout.
+// Figures are checked for presence and sign, never against timings.
+import { test, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { startServer, SECRET, withTimeout } from './lib/server.mjs';
+
+const BENCH = process.env.PHXD_BENCH_BIN ||
+  new URL('../build/phxd-bench', import.meta.url).pathname;
+
+let server = null;
+afterEach(async () => {
+  if (server) await server.stop();
+  server = null;
+});
+
+// Runs the bench to completion; resolves { code, json, stderr }.
+function runBench(args, ms = 60000) {
+  return withTimeout(new Promise((resolve, reject) => {
+    const proc = spawn(BENCH, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    proc.stdout.on('data', (d) => { out += d; });
+    proc.stderr.on('data', (d) => { err += d; });
+    proc.on('error', reject);
+    proc.on('exit', (code) => {
+      let json = null;
+      try {
+        json = JSON.parse(out);
+      } catch (e) {
+        reject(new Error(`stdout is not one JSON object (${e.message}): ${out}\nstderr: ${err}`));
+        return;
+      }
+      resolve({ code, json, stderr: err });
+    });
+  }), ms, 'phxd-bench');
+}
+
+async function bench(scenario, extra = []) {
+  server = await startServer();
+  const args = [
+    '--url', `ws://127.0.0.1:${server.port}/socket`,
+    '--secret-key-base', SECRET,
+    '--server-pid', String(server.proc.pid),
+    '--scenario', scenario,
+    '--duration', '1',
+    '--settle-ms', '200',
+    '--drain-ms', '3000',
+    ...extra,
+  ];
+  return runBench(args);
+}
+
+function assertClean(r, sockets) {
+  assert.equal(r.json.errors, 0, `errors: ${JSON.stringify(r.json.error_kinds)}\n${r.stderr}`);
+  assert.equal(r.json.sockets_requested, sockets);
+  assert.equal(r.json.sockets, sockets);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(r.json.bench_cpu_s > 0);
+  assert.equal(typeof r.json.server_cpu_s, 'number');
+  assert.ok(r.json.server_cpu_s >= 0);
+  assert.ok(r.json.server_rss_base_bytes > 0);
+  assert.ok(r.json.server_rss_end_bytes > 0);
+  assert.ok(r.json.duration_s > 0);
+  for (const k of ['sockets', 'connect_per_s', 'server_rss_per_socket_bytes', 'fanout_p50_ms',
+    'fanout_p99_ms', 'fanout_max_ms', 'deliveries_per_s', 'echo_per_s', 'echo_p99_ms',
+    'server_cpu_s', 'bench_cpu_s', 'errors']) {
+    assert.ok(k in r.json, `field ${k} missing`);
+  }
+}
+
+test('hold joins every socket to user:<id> and the room and measures memory per socket', async () => {
+  const r = await bench('hold', ['--sockets', '200']);
+  assertClean(r, 200);
+  assert.equal(r.json.scenario, 'hold');
+  assert.equal(r.json.sockets_joined, 200);
+  assert.ok(r.json.connect_per_s > 0);
+  assert.ok(r.json.connect_p50_ms > 0 && r.json.connect_p50_ms <= r.json.connect_max_ms);
+  assert.ok(r.json.server_rss_per_socket_bytes > 0, 'a fresh server grows with 200 sockets');
+  assert.equal(r.json.fanout_p99_ms, null);
+  assert.equal(r.json.echo_per_s, null);
+  assert.match(r.stderr, /ramp +joined 200\/200|ramp done: 200\/200/);
+});
+
+test('fanout delivers every broadcast to every subscriber and reports latency to the last one', async () => {
+  const r = await bench('fanout', ['--sockets', '20', '--rate', '10']);
+  assertClean(r, 20);
+  const j = r.json;
+  assert.ok(j.broadcasts >= 5, `broadcasts ${j.broadcasts}`);
+  assert.equal(j.broadcasts_complete, j.broadcasts);
+  assert.equal(j.subscribers, 20);
+  assert.equal(j.deliveries, j.broadcasts * 20);
+  assert.equal(j.deliveries_expected, j.deliveries);
+  assert.ok(j.fanout_p50_ms > 0);
+  assert.ok(j.fanout_p50_ms <= j.fanout_p99_ms && j.fanout_p99_ms <= j.fanout_max_ms);
+  assert.ok(j.deliveries_per_s > 0);
+  assert.ok(j.delivery_p99_ms > 0);
+});
+
+test('echo keeps a ping outstanding per socket and reports round trips', async () => {
+  const r = await bench('echo', ['--sockets', '10', '--window', '2']);
+  assertClean(r, 10);
+  const j = r.json;
+  assert.ok(j.echo_round_trips > 0);
+  assert.ok(j.echo_per_s > 0);
+  assert.ok(j.echo_p50_ms > 0 && j.echo_p50_ms <= j.echo_p99_ms && j.echo_p99_ms <= j.echo_max_ms);
+  assert.equal(j.fanout_p99_ms, null);
+});
+
+test('churn connects, joins, pings, leaves and closes in a loop and compares memory', async () => {
+  const r = await bench('churn', ['--sockets', '5']);
+  assertClean(r, 5);
+  const j = r.json;
+  assert.ok(j.churn_cycles > 0);
+  assert.ok(j.churn_per_s > 0);
+  assert.ok(j.connect_per_s > 0);
+  assert.equal(typeof j.server_rss_return_pct, 'number');
+  assert.equal(j.server_rss_per_socket_bytes, null);
+});
+
+test('V1 JSON and rotating source addresses work the same way', async () => {
+  const r = await bench('echo', ['--sockets', '6', '--vsn', '1.0.0', '--source-ips', '127.0.0.2-127.0.0.3']);
+  assertClean(r, 6);
+  assert.equal(r.json.vsn, '1.0.0');
+  assert.ok(r.json.echo_round_trips > 0);
+  const f = await runBench(['--url', `ws://127.0.0.1:${server.port}/socket`, '--secret-key-base', SECRET,
+    '--scenario', 'fanout', '--sockets', '4', '--rate', '10', '--duration', '1', '--vsn', '1.0.0',
+    '--settle-ms', '100', '--quiet']);
+  assert.equal(f.json.errors, 0, f.stderr);
+  assert.equal(f.json.deliveries, f.json.broadcasts * 4);
+});
+
+test('a socket that is refused is an error, never a counted socket', async () => {
+  server = await startServer();
+  const r = await runBench(['--url', `ws://127.0.0.1:${server.port}/socket`,
+    '--secret-key-base', 'not-the-server-secret', '--sockets', '3', '--duration', '1', '--quiet']);
+  assert.equal(r.code, 1);
+  assert.equal(r.json.sockets, 0);
+  assert.equal(r.json.sockets_joined, 0);
+  assert.equal(r.json.errors, 3);
+  assert.equal(r.json.error_kinds.handshake, 3);
+  assert.match(r.stderr, /403/);
+});
