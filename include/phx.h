@@ -96,6 +96,9 @@ typedef struct phx_config {
     size_t queue_limit_bytes;    /* 8 MiB queued output: close 1008 */
     int max_queued_msgs;         /* 4096 queued messages: stop reading */
     int max_connections;         /* 0 = limited by file descriptors only */
+    /* TLS: PEM files read at phx_server_new(); both NULL = plain TCP */
+    const char *tls_cert;
+    const char *tls_key;
     /* the HTTP API (/api/...): NULL or "" turns it off (404) */
     const char *api_key;
     /* LongPoll (<socket_path>/longpoll) */

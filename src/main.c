@@ -185,10 +185,11 @@ int main(int argc, char **argv)
     const char *host = opts.cfg.host;
     bool v6 = strchr(host, ':') != NULL;
     int port = phx_server_port(app->srv);
-    printf("phxd %s listening on http://%s%s%s:%d\n", PHX_VERSION, v6 ? "[" : "", host,
-           v6 ? "]" : "", port);
-    printf("socket: ws://%s%s%s:%d%s/websocket\n", v6 ? "[" : "", host, v6 ? "]" : "", port,
-           opts.cfg.socket_path);
+    bool tls = opts.cfg.tls_cert != NULL;
+    printf("phxd %s listening on %s://%s%s%s:%d\n", PHX_VERSION, tls ? "https" : "http",
+           v6 ? "[" : "", host, v6 ? "]" : "", port);
+    printf("socket: %s://%s%s%s:%d%s/websocket\n", tls ? "wss" : "ws", v6 ? "[" : "", host,
+           v6 ? "]" : "", port, opts.cfg.socket_path);
     if (opts.is_demo_secret)
         print_demo_token(&opts);
     fflush(stdout);

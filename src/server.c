@@ -11,6 +11,7 @@
 #include "longpoll.h"
 #include "origin.h"
 #include "pubsub.h"
+#include "tls.h"
 #include "token.h"
 #include "ws.h"
 
@@ -298,12 +299,27 @@ int phx_server_new(phx_server_t **out, void *loop, const phx_config_t *cfg, char
     srv->cfg.check_origin = dup_opt(srv, 5, cfg->check_origin);
     srv->cfg.url_host = dup_opt(srv, 6, cfg->url_host);
     srv->cfg.api_key = dup_opt(srv, 7, cfg->api_key);
+    srv->cfg.tls_cert = dup_opt(srv, 8, cfg->tls_cert);
+    srv->cfg.tls_key = dup_opt(srv, 9, cfg->tls_key);
     int rv = PHX_ERR_NOMEM;
     srv->scratch = phx_malloc(PHX_SCRATCH_BYTES);
     if (srv->scratch == NULL || srv->cfg.host == NULL || srv->cfg.socket_path == NULL)
         goto fail;
     if ((rv = phx_pubsub_new(&srv->pubsub, srv)) != 0)
         goto fail;
+    if (srv->cfg.tls_cert || srv->cfg.tls_key) {
+        if (srv->cfg.tls_cert == NULL || srv->cfg.tls_key == NULL) {
+            snprintf(err, PHX_ERR_LEN, "TLS needs both a certificate and a key");
+            rv = PHX_ERR_INVALID;
+            goto fail_quiet;
+        }
+        srv->tls_ctx = phx_tls_ctx_new(srv->cfg.tls_cert, srv->cfg.tls_key, err);
+        srv->tls_scratch = phx_malloc(PHX_TLS_SCRATCH_BYTES);
+        if (srv->tls_ctx == NULL || srv->tls_scratch == NULL) {
+            rv = PHX_ERR_INVALID;
+            goto fail_quiet;
+        }
+    }
     srv->origin = phx_origin_parse(srv->cfg.check_origin, srv->cfg.url_host, err);
     if (srv->origin == NULL) {
         rv = PHX_ERR_INVALID;
@@ -332,6 +348,8 @@ fail:
 fail_quiet:
     phx_longpoll_free(srv->longpoll);
     phx_origin_free(srv->origin);
+    phx_tls_ctx_free(srv->tls_ctx);
+    phx_free(srv->tls_scratch);
     phx_pubsub_free(srv->pubsub);
     phx_token_free(srv->token);
     for (size_t i = 0; i < sizeof(srv->cfg_strings) / sizeof(srv->cfg_strings[0]); i++)
@@ -578,6 +596,8 @@ void phx_server_free(phx_server_t *srv)
         return;
     phx_longpoll_free(srv->longpoll);
     phx_origin_free(srv->origin);
+    phx_tls_ctx_free(srv->tls_ctx);
+    phx_free(srv->tls_scratch);
     phx_pubsub_free(srv->pubsub);
     phx_token_free(srv->token);
     while (srv->statics) {
@@ -605,7 +625,7 @@ bool phx_server_origin_ok(phx_server_t *srv, phx_conn_t *c)
     /* Two Origin headers: refuse rather than pick one. */
     if (origin && phx_http_header_count(h, "origin") > 1)
         return false;
-    bool ok = phx_origin_allowed(srv->origin, origin, phx_http_header(h, "host"), false);
+    bool ok = phx_origin_allowed(srv->origin, origin, phx_http_header(h, "host"), c->tls != NULL);
     if (!ok)
         PHX_LOG_DEBUG("conn=%llu peer=%s event=origin_refused", (unsigned long long)c->id, c->peer);
     return ok;

@@ -17,8 +17,10 @@ typedef struct phx_pubsub phx_pubsub_t;
 typedef struct phx_token phx_token_t;
 typedef struct phx_longpoll phx_longpoll_t;
 typedef struct phx_origin_policy phx_origin_policy_t;
+typedef struct phx_tls_ctx phx_tls_ctx_t;
 
 #define PHX_SCRATCH_BYTES (64 * 1024)
+#define PHX_TLS_SCRATCH_BYTES (16 * 1024)
 
 typedef struct phx_route {
     char *pattern;
@@ -113,6 +115,8 @@ struct phx_server {
     phx_longpoll_t *longpoll;
     phx_origin_policy_t *origin;
     phx_static_t *statics;
+    phx_tls_ctx_t *tls_ctx; /* NULL: plain TCP */
+    uint8_t *tls_scratch;   /* decrypted bytes of one read */
     phx_stats_t stats;
     /* broadcasts of this loop turn, timed until their bytes are written */
     uint64_t turn_bcast_start[64];

@@ -8,6 +8,7 @@
 
 #include "log.h"
 #include "server.h"
+#include "tls.h"
 
 #define IOV_BATCH 128
 
@@ -50,15 +51,12 @@ static void q_release_all(phx_conn_t *c)
 
 size_t phx_conn_pending(const phx_conn_t *c)
 {
-    return c->q_bytes + c->w_bytes;
+    return c->q_bytes + c->w_bytes + (c->tls ? phx_tls_pending(c->tls) : 0);
 }
 
-int phx_conn_send(phx_conn_t *c, phx_rcbuf_t *buf)
+/* Appends a buffer to the queue (takes the reference). */
+static int q_push(phx_conn_t *c, phx_rcbuf_t *buf)
 {
-    if (c->is_closing || c->is_flushing_close) {
-        phx_rcbuf_unref(buf);
-        return PHX_ERR_CLOSED;
-    }
     if (c->q_len == c->q_cap && q_grow(c) != 0) {
         phx_rcbuf_unref(buf);
         PHX_LOG_WARN("conn=%llu event=out_of_memory where=send_queue", (unsigned long long)c->id);
@@ -68,6 +66,29 @@ int phx_conn_send(phx_conn_t *c, phx_rcbuf_t *buf)
     c->q[(c->q_head + c->q_len) % c->q_cap] = buf;
     c->q_len++;
     c->q_bytes += buf->len - buf->off;
+    return 0;
+}
+
+int phx_conn_send(phx_conn_t *c, phx_rcbuf_t *buf)
+{
+    if (c->is_closing || c->is_flushing_close) {
+        phx_rcbuf_unref(buf);
+        return PHX_ERR_CLOSED;
+    }
+    if (c->tls) {
+        /* Encrypted at once, so records leave in the order OpenSSL made
+         * them; the ciphertext is queued when the connection flushes. */
+        int rv = phx_tls_write(c->tls, buf->data + buf->off, buf->len - buf->off);
+        phx_rcbuf_unref(buf);
+        if (rv != 0) {
+            phx_conn_close(c, false);
+            return rv;
+        }
+    } else {
+        int rv = q_push(c, buf);
+        if (rv != 0)
+            return rv;
+    }
     c->srv->stats.msgs_out++;
     phx_server_mark_dirty(c->srv, c);
     if (!c->is_read_paused && (phx_conn_pending(c) > c->srv->cfg.queue_high_bytes ||
@@ -188,6 +209,13 @@ void phx_conn_flush(phx_conn_t *c)
 {
     if (uv_is_closing((uv_handle_t *)&c->tcp))
         return;
+    if (c->tls && phx_tls_pending(c->tls) > 0) {
+        phx_rcbuf_t *cipher = phx_tls_take(c->tls);
+        if (cipher == NULL || q_push(c, cipher) != 0) {
+            phx_conn_close(c, false);
+            return;
+        }
+    }
     while (c->q_len > 0 && c->writes == 0) {
         uv_buf_t bufs[IOV_BATCH];
         uint32_t n = q_bufs(c, bufs, IOV_BATCH);
@@ -236,6 +264,37 @@ static void tcp_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init((char *)srv->scratch, PHX_SCRATCH_BYTES);
 }
 
+static bool tls_deliver(void *arg, uint8_t *p, size_t n)
+{
+    phx_conn_t *c = arg;
+    if (c->kind == PHX_CONN_DRAIN || c->is_closing)
+        return false;
+    c->ops->on_read(c, p, n);
+    return !c->is_closing;
+}
+
+/* Ciphertext in, plaintext to the layer above (through its own scratch
+ * buffer: the read scratch still holds the ciphertext). */
+static void tls_read(phx_conn_t *c, uint8_t *data, size_t len)
+{
+    phx_conn_enter(c);
+    int rv =
+        phx_tls_feed(c->tls, data, len, c->srv->tls_scratch, PHX_TLS_SCRATCH_BYTES, tls_deliver, c);
+    if (phx_tls_pending(c->tls) > 0)
+        phx_server_mark_dirty(c->srv, c);
+    if (rv < 0) {
+        /* Let the alert out, then close. */
+        phx_conn_close(c, true);
+    } else if (rv == 1 && !c->is_closing) {
+        /* close_notify from the peer: answer it and close. */
+        if (c->ops->on_peer_close)
+            c->ops->on_peer_close(c);
+        else
+            phx_conn_close(c, true);
+    }
+    phx_conn_leave(c);
+}
+
 static void tcp_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     phx_conn_t *c = s->data;
@@ -249,6 +308,10 @@ static void tcp_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     c->srv->stats.bytes_in += (uint64_t)nread;
+    if (c->tls) {
+        tls_read(c, (uint8_t *)buf->base, (size_t)nread);
+        return;
+    }
     if (c->kind == PHX_CONN_DRAIN || c->is_closing)
         return;
     phx_conn_enter(c);
@@ -330,6 +393,10 @@ int phx_conn_accept(phx_server_t *srv, uv_stream_t *listener, int (*init)(phx_co
             c->peer_port = ntohs(a->sin_port);
         }
     }
+    if (srv->tls_ctx && (c->tls = phx_tls_new(srv->tls_ctx)) == NULL) {
+        rv = PHX_ERR_NOMEM;
+        goto fail_close;
+    }
     if ((rv = init(c)) != 0)
         goto fail_close;
     if ((rv = uv_read_start((uv_stream_t *)&c->tcp, tcp_on_alloc, tcp_on_read)) != 0)
@@ -352,6 +419,7 @@ static void tcp_on_close(uv_handle_t *h)
     PHX_ASSERT(!c->is_dirty);
     if (c->ops && c->ops->on_free)
         c->ops->on_free(c);
+    phx_tls_free(c->tls);
     q_release_all(c);
     phx_free(c);
     phx_server_conn_gone(srv);
@@ -382,6 +450,10 @@ static void finish_graceful_close(phx_conn_t *c)
 {
     if (c->is_shut || uv_is_closing((uv_handle_t *)&c->tcp))
         return;
+    if (c->tls && phx_tls_pending(c->tls) > 0) {
+        phx_server_mark_dirty(c->srv, c); /* close_notify first */
+        return;
+    }
     c->is_shut = true;
     uv_shutdown_t *req = phx_malloc(sizeof(*req));
     if (req == NULL) {
@@ -417,11 +489,13 @@ void phx_conn_close(phx_conn_t *c, bool graceful)
         return;
     c->is_flushing_close = true;
     c->kind = PHX_CONN_DRAIN;
+    if (c->tls)
+        phx_tls_shutdown(c->tls); /* close_notify goes out with the rest */
     phx_server_list_touch(c->srv, c, PHX_LIST_CLOSE);
     /* Reading continues (dropped) so that a peer which keeps sending cannot
      * wedge the close; backpressure no longer applies. */
     phx_conn_resume_read(c);
-    if (c->q_len == 0 && c->writes == 0)
+    if (c->q_len == 0 && c->writes == 0 && (c->tls == NULL || phx_tls_pending(c->tls) == 0))
         finish_graceful_close(c);
     else
         phx_server_mark_dirty(c->srv, c);

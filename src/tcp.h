@@ -16,6 +16,7 @@
 typedef struct phx_conn phx_conn_t;
 typedef struct phx_http phx_http_t;
 typedef struct phx_ws phx_ws_t;
+typedef struct phx_tls phx_tls_t;
 
 /* Which layer owns the bytes read from the connection. */
 /* The layer above installs these (events flow right to left). */
@@ -27,6 +28,8 @@ typedef struct phx_conn_ops {
     /* The handle is closed and the conn is about to be freed: release the
      * layer's memory (nothing of it is on the stack any more). */
     void (*on_free)(phx_conn_t *c);
+    /* Optional: the peer ended its TLS session (close_notify). */
+    void (*on_peer_close)(phx_conn_t *c);
 } phx_conn_ops_t;
 
 typedef enum {
@@ -70,6 +73,7 @@ struct phx_conn {
     size_t q_bytes;      /* bytes queued here (not yet handed to libuv) */
     size_t w_bytes;      /* bytes handed to libuv, not yet written */
     uint32_t writes;     /* uv_write requests in flight */
+    phx_tls_t *tls; /* NULL for plain TCP */
     /* the layer above */
     const phx_conn_ops_t *ops;
     phx_http_t *http;

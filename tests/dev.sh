@@ -12,7 +12,7 @@ build=${PHXD_BUILD_DIR:-build}
 
 # Debian 12 packages the build and the tests need.
 packages=(
-  build-essential pkg-config meson ninja-build cmake
+  build-essential pkg-config meson ninja-build cmake openssl
   libuv1-dev libwslay-dev libssl-dev libcjson-dev node-llhttp
   erlang-base erlang-crypto
 )

@@ -27,20 +27,21 @@ export async function startServer(args = [], { env = {}, secret = SECRET, timeou
   let out = '';
   let err = '';
   proc.stderr.on('data', (d) => { err += d; });
+  let tls = false;
   const port = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`phxd did not start: ${err}`)), timeoutMs);
     proc.stdout.on('data', (d) => {
       out += d;
-      const m = out.match(/listening on http:\/\/[^\s]*:(\d+)/);
-      if (m) { clearTimeout(timer); resolve(Number(m[1])); }
+      const m = out.match(/listening on (https?):\/\/[^\s]*:(\d+)/);
+      if (m) { clearTimeout(timer); tls = m[1] === 'https'; resolve(Number(m[2])); }
     });
     proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`phxd exited ${code}: ${err}`)); });
   });
   const server = {
     port,
     proc,
-    url: `http://127.0.0.1:${port}`,
-    socketUrl: `ws://127.0.0.1:${port}/socket`,
+    url: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
+    socketUrl: `${tls ? 'wss' : 'ws'}://127.0.0.1:${port}/socket`,
     stdout: () => out,
     stderr: () => err,
     // Resolves { code, signal } when the process exits on its own.

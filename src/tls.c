@@ -1,0 +1,202 @@
+/* tls.c: OpenSSL with memory BIOs (see tls.h). */
+#include "tls.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "log.h"
+#include "phx.h"
+
+struct phx_tls_ctx {
+    SSL_CTX *ctx;
+};
+
+struct phx_tls {
+    SSL *ssl;
+    BIO *rbio;       /* ciphertext in (owned by ssl) */
+    BIO *wbio;       /* ciphertext out (owned by ssl) */
+    phx_buf_t early; /* plaintext sent before the handshake completed */
+    bool is_ready;
+};
+
+static void last_error(char *err, const char *what, const char *file)
+{
+    unsigned long e = ERR_get_error();
+    char buf[160];
+    ERR_error_string_n(e, buf, sizeof(buf));
+    snprintf(err, PHX_ERR_LEN, "%s %s: %s", what, file ? file : "", e ? buf : "failed");
+}
+
+phx_tls_ctx_t *phx_tls_ctx_new(const char *cert_file, const char *key_file, char *err)
+{
+    phx_tls_ctx_t *c = phx_calloc(1, sizeof(*c));
+    if (c == NULL) {
+        snprintf(err, PHX_ERR_LEN, "out of memory");
+        return NULL;
+    }
+    c->ctx = SSL_CTX_new(TLS_server_method());
+    if (c->ctx == NULL) {
+        last_error(err, "cannot create a TLS context", NULL);
+        goto fail;
+    }
+    SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(c->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+                                    SSL_OP_CIPHER_SERVER_PREFERENCE);
+    /* TLS 1.2: forward-secret AEAD suites only; TLS 1.3 keeps its defaults. */
+    SSL_CTX_set_cipher_list(c->ctx, "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL:!MD5:!SHA1");
+    SSL_CTX_set_mode(c->ctx, SSL_MODE_RELEASE_BUFFERS);
+    if (SSL_CTX_use_certificate_chain_file(c->ctx, cert_file) != 1) {
+        last_error(err, "cannot load the TLS certificate", cert_file);
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(c->ctx, key_file, SSL_FILETYPE_PEM) != 1) {
+        last_error(err, "cannot load the TLS key", key_file);
+        goto fail;
+    }
+    if (SSL_CTX_check_private_key(c->ctx) != 1) {
+        last_error(err, "the TLS key does not match the certificate", key_file);
+        goto fail;
+    }
+    return c;
+fail:
+    phx_tls_ctx_free(c);
+    return NULL;
+}
+
+void phx_tls_ctx_free(phx_tls_ctx_t *c)
+{
+    if (c == NULL)
+        return;
+    SSL_CTX_free(c->ctx);
+    phx_free(c);
+}
+
+phx_tls_t *phx_tls_new(phx_tls_ctx_t *ctx)
+{
+    phx_tls_t *t = phx_calloc(1, sizeof(*t));
+    if (t == NULL)
+        return NULL;
+    t->ssl = SSL_new(ctx->ctx);
+    t->rbio = BIO_new(BIO_s_mem());
+    t->wbio = BIO_new(BIO_s_mem());
+    if (t->ssl == NULL || t->rbio == NULL || t->wbio == NULL) {
+        BIO_free(t->rbio);
+        BIO_free(t->wbio);
+        SSL_free(t->ssl);
+        phx_free(t);
+        return NULL;
+    }
+    SSL_set_bio(t->ssl, t->rbio, t->wbio);
+    SSL_set_accept_state(t->ssl);
+    return t;
+}
+
+void phx_tls_free(phx_tls_t *t)
+{
+    if (t == NULL)
+        return;
+    SSL_free(t->ssl); /* frees both BIOs */
+    phx_buf_dispose(&t->early);
+    phx_free(t);
+}
+
+bool phx_tls_is_ready(const phx_tls_t *t)
+{
+    return t->is_ready;
+}
+
+static int write_all(phx_tls_t *t, const uint8_t *data, size_t len)
+{
+    while (len > 0) {
+        int n = len > INT32_MAX ? INT32_MAX : (int)len;
+        int r = SSL_write(t->ssl, data, n);
+        if (r <= 0) {
+            ERR_clear_error();
+            return PHX_ERR_PROTO;
+        }
+        data += r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
+int phx_tls_feed(phx_tls_t *t, const uint8_t *data, size_t len, uint8_t *scratch,
+                 size_t scratch_cap, bool (*deliver)(void *arg, uint8_t *p, size_t n), void *arg)
+{
+    if (len > 0 && BIO_write(t->rbio, data, (int)len) != (int)len)
+        return PHX_ERR_NOMEM;
+    if (!t->is_ready) {
+        int r = SSL_do_handshake(t->ssl);
+        if (r != 1) {
+            int e = SSL_get_error(t->ssl, r);
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+                return 0;
+            PHX_LOG_DEBUG("event=tls_handshake_failed error=%d", e);
+            ERR_clear_error();
+            return PHX_ERR_PROTO;
+        }
+        t->is_ready = true;
+        if (t->early.len) {
+            int rv = write_all(t, t->early.data, t->early.len);
+            phx_buf_dispose(&t->early);
+            if (rv)
+                return rv;
+        }
+    }
+    for (;;) {
+        int r = SSL_read(t->ssl, scratch, (int)scratch_cap);
+        if (r > 0) {
+            if (!deliver(arg, scratch, (size_t)r))
+                return 0;
+            continue;
+        }
+        int e = SSL_get_error(t->ssl, r);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+            return 0;
+        if (e == SSL_ERROR_ZERO_RETURN)
+            return 1;
+        ERR_clear_error();
+        return PHX_ERR_PROTO;
+    }
+}
+
+int phx_tls_write(phx_tls_t *t, const uint8_t *data, size_t len)
+{
+    if (!t->is_ready)
+        return phx_buf_append(&t->early, data, len);
+    return write_all(t, data, len);
+}
+
+void phx_tls_shutdown(phx_tls_t *t)
+{
+    if (t->is_ready) {
+        SSL_shutdown(t->ssl);
+        ERR_clear_error();
+    }
+}
+
+size_t phx_tls_pending(const phx_tls_t *t)
+{
+    return BIO_ctrl_pending(t->wbio);
+}
+
+phx_rcbuf_t *phx_tls_take(phx_tls_t *t)
+{
+    size_t n = BIO_ctrl_pending(t->wbio);
+    if (n == 0)
+        return NULL;
+    phx_rcbuf_t *b = phx_rcbuf_new(n);
+    if (b == NULL)
+        return NULL;
+    int r = BIO_read(t->wbio, b->data, (int)n);
+    if (r <= 0) {
+        phx_rcbuf_unref(b);
+        return NULL;
+    }
+    b->len = (uint32_t)r;
+    return b;
+}

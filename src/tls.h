@@ -1,0 +1,50 @@
+/* tls.h: the optional TLS layer, OpenSSL with memory BIOs under libuv.
+ * tcp.c feeds it the ciphertext it reads and gets plaintext back; whatever
+ * the layers above send is encrypted at once (so records leave in the order
+ * OpenSSL made them) and the ciphertext is written by tcp.c's usual path.
+ * http.c and everything above never know it is there. */
+#ifndef PHX_TLS_H
+#define PHX_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mem.h"
+
+typedef struct phx_tls_ctx phx_tls_ctx_t;
+typedef struct phx_tls phx_tls_t;
+
+/* Loads a PEM certificate chain and private key (startup only: reads
+ * files). TLS 1.2 and 1.3, no renegotiation, no compression. Returns an
+ * owned context or NULL with one line in `err` (PHX_ERR_LEN bytes). */
+phx_tls_ctx_t *phx_tls_ctx_new(const char *cert_file, const char *key_file, char *err);
+void phx_tls_ctx_free(phx_tls_ctx_t *ctx);
+
+/* A server-side TLS session for one connection. NULL when out of memory. */
+phx_tls_t *phx_tls_new(phx_tls_ctx_t *ctx);
+void phx_tls_free(phx_tls_t *t);
+
+/* Feeds `len` bytes of ciphertext. Every piece of plaintext that becomes
+ * available is handed to `deliver` (borrowed during the call, at most
+ * `scratch_cap` bytes at a time, read through `scratch`); delivery stops
+ * early when `deliver` returns false. Returns 0, 1 when the peer sent
+ * close_notify, or PHX_ERR_PROTO on a TLS error (the connection must close;
+ * an alert may be pending in the output). */
+int phx_tls_feed(phx_tls_t *t, const uint8_t *data, size_t len, uint8_t *scratch,
+                 size_t scratch_cap, bool (*deliver)(void *arg, uint8_t *p, size_t n), void *arg);
+/* Encrypts `len` bytes of plaintext (records go to the pending output).
+ * Returns 0 or PHX_ERR_PROTO / PHX_ERR_NOMEM. Before the handshake is done,
+ * the bytes are kept and encrypted as soon as it is. */
+int phx_tls_write(phx_tls_t *t, const uint8_t *data, size_t len);
+/* Queues close_notify. */
+void phx_tls_shutdown(phx_tls_t *t);
+/* Bytes of ciphertext waiting to be written. */
+size_t phx_tls_pending(const phx_tls_t *t);
+/* Moves the pending ciphertext into a new rcbuf (NULL when none, or out of
+ * memory: check phx_tls_pending). */
+phx_rcbuf_t *phx_tls_take(phx_tls_t *t);
+/* True once the handshake has completed. */
+bool phx_tls_is_ready(const phx_tls_t *t);
+
+#endif /* PHX_TLS_H */
