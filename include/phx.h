@@ -99,6 +99,8 @@ typedef struct phx_config {
     /* TLS: PEM files read at phx_server_new(); both NULL = plain TCP */
     const char *tls_cert;
     const char *tls_key;
+    /* a raw WebSocket echo route for conformance testing; NULL = none */
+    const char *echo_path;
     /* the HTTP API (/api/...): NULL or "" turns it off (404) */
     const char *api_key;
     /* LongPoll (<socket_path>/longpoll) */

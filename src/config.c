@@ -91,6 +91,8 @@ static const opt_t options[] = {
      false, "PEM certificate chain: serve https:// and wss:// (TLS 1.2+) on the same port"},
     {"tls-key", "PHXD_TLS_KEY", NULL, OPT_STRING, CFG(tls_key), "(none)", 0, 0, false,
      "PEM private key of --tls-cert"},
+    {"echo-path", "PHXD_ECHO_PATH", NULL, OPT_STRING, CFG(echo_path), "(none)", 0, 0, false,
+     "serve a raw WebSocket echo at this path (a testing aid for RFC 6455 conformance runs)"},
     {"api-key", "PHXD_API_KEY", NULL, OPT_STRING, CFG(api_key), "(none: the API is off)", 0, 0,
      true, "bearer key of the HTTP API (POST /api/broadcast, /api/disconnect)"},
     {"longpoll", "PHXD_LONGPOLL", NULL, OPT_BOOL, CFG(longpoll), "true", 0, 0, false,
@@ -116,6 +118,9 @@ static const opt_t options[] = {
     {"drain-timeout-ms", "PHXD_DRAIN_TIMEOUT_MS", NULL, OPT_INT,
      offsetof(phxd_options_t, drain_timeout_ms), "30000", 0, INT_MAX, false,
      "whatever is still open then is closed and phxd exits"},
+    {"phoenix-js", "PHXD_PHOENIX_JS", NULL, OPT_STRING, offsetof(phxd_options_t, phoenix_js),
+     "(the phoenix npm package the build installed)", 0, 0, false,
+     "phoenix.min.js that the demo page at / loads from /phoenix.js; read once at startup"},
     {"log-level", "PHXD_LOG_LEVEL", NULL, OPT_LOG_LEVEL, offsetof(phxd_options_t, log_level),
      "info", 0, 0, false, "error, warn, info or debug"},
 };

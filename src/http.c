@@ -409,6 +409,11 @@ static void route(phx_conn_t *c, uint8_t *rest, size_t rest_len)
     const char *path, *query;
     size_t path_len, query_len;
     phx_http_target(c->http, &path, &path_len, &query, &query_len);
+    const char *echo_path = c->srv->cfg.echo_path;
+    if (echo_path && strlen(echo_path) == path_len && memcmp(path, echo_path, path_len) == 0) {
+        phx_ws_echo_handshake(c, rest, rest_len);
+        return;
+    }
     switch (phx_http_route(path, path_len, c->srv->cfg.socket_path)) {
     case PHX_ROUTE_WEBSOCKET:
         phx_ws_handshake(c, rest, rest_len);

@@ -301,6 +301,7 @@ int phx_server_new(phx_server_t **out, void *loop, const phx_config_t *cfg, char
     srv->cfg.api_key = dup_opt(srv, 7, cfg->api_key);
     srv->cfg.tls_cert = dup_opt(srv, 8, cfg->tls_cert);
     srv->cfg.tls_key = dup_opt(srv, 9, cfg->tls_key);
+    srv->cfg.echo_path = dup_opt(srv, 10, cfg->echo_path);
     int rv = PHX_ERR_NOMEM;
     srv->scratch = phx_malloc(PHX_SCRATCH_BYTES);
     if (srv->scratch == NULL || srv->cfg.host == NULL || srv->cfg.socket_path == NULL)

@@ -35,6 +35,7 @@ struct phx_ws {
     bool in_msg;
     bool is_failed; /* we queued a Close: ignore further input */
     bool is_closed; /* phx_ws_close ran */
+    bool is_echo;   /* the raw echo route (--echo-path), no Phoenix socket */
     uint32_t fragments;
     uint8_t close_code[2]; /* the first bytes of a Close frame's payload */
     uint8_t close_have;
@@ -224,6 +225,22 @@ static void ws_on_frame_chunk(wslay_event_context_ptr ctx,
     }
 }
 
+/* The echo route sends every message back as it came. */
+static void echo(phx_ws_t *w, bool is_binary)
+{
+    phx_rcbuf_t *b = phx_rcbuf_new(10 + w->msg.len);
+    if (b == NULL) {
+        phx_ws_close(w->conn, PHX_WS_INTERNAL_ERROR, NULL);
+        return;
+    }
+    b->off = b->payload_off = 10;
+    if (w->msg.len)
+        memcpy(b->data + 10, w->msg.data, w->msg.len);
+    b->len = (uint32_t)(10 + w->msg.len);
+    b->is_binary = is_binary;
+    ws_transport_send(w->conn, b);
+}
+
 static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
                       void *user)
 {
@@ -243,6 +260,11 @@ static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_m
     w->in_msg = false;
     c->srv->stats.msgs_in++;
     phx_server_list_touch(c->srv, c, PHX_LIST_WS);
+    if (w->is_echo) {
+        echo(w, arg->opcode == WSLAY_BINARY_FRAME);
+        phx_buf_dispose(&w->msg);
+        return;
+    }
     /* The socket layer may decode in place; the buffer is ours until the
      * next message starts. */
     phx_socket_handle(w->sock, arg->opcode == WSLAY_BINARY_FRAME, w->msg.data, w->msg.len);
@@ -542,6 +564,60 @@ static int subprotocols(const char *offered, phx_connect_t *ci, bool *select_pho
     return 0;
 }
 
+/* RFC 6455 4.2.1 checks of an upgrade request; returns why it is refused,
+ * or NULL. */
+static const char *upgrade_problem(phx_http_t *h)
+{
+    const char *version = phx_http_header(h, "sec-websocket-version");
+    const char *host = phx_http_header(h, "host");
+    if (!phx_http_is_11(h))
+        return "HTTP/1.1 or later is required";
+    if (host == NULL || host[0] == '\0')
+        return "'host' header is absent";
+    if (!phx_http_header_has_token(phx_http_header(h, "connection"), "upgrade"))
+        return "'connection' header must contain 'upgrade'";
+    if (!valid_key(phx_http_header(h, "sec-websocket-key")))
+        return "'sec-websocket-key' header is absent or invalid";
+    if (version == NULL || strcmp(version, "13") != 0)
+        return "'sec-websocket-version' header must be '13'";
+    return NULL;
+}
+
+static void refuse_upgrade(phx_conn_t *c, const char *why)
+{
+    const char *version = phx_http_header(c->http, "sec-websocket-version");
+    bool bad_version = version == NULL || strcmp(version, "13") != 0;
+    phx_http_respond(c, 400, bad_version ? "sec-websocket-version: 13\r\n" : NULL, "text/plain",
+                     why, strlen(why));
+}
+
+/* Answers 101 and hands the connection (and `rest`) to the WebSocket
+ * layer with state `w`. */
+static void upgrade(phx_conn_t *c, phx_ws_t *w, bool select_phoenix, uint8_t *rest, size_t rest_len)
+{
+    char accept[29];
+    accept_key(phx_http_header(c->http, "sec-websocket-key"), accept);
+    char resp[256];
+    int n = snprintf(resp, sizeof(resp),
+                     "HTTP/1.1 101 Switching Protocols\r\n"
+                     "upgrade: websocket\r\n"
+                     "connection: Upgrade\r\n"
+                     "sec-websocket-accept: %s\r\n"
+                     "%s"
+                     "\r\n",
+                     accept, select_phoenix ? "sec-websocket-protocol: phoenix\r\n" : "");
+    /* The head's storage is no longer needed: the idle socket keeps none. */
+    phx_http_dispose(c);
+    c->ws = w;
+    c->ops = &ws_conn_ops;
+    c->kind = PHX_CONN_WS;
+    phx_server_list_touch(c->srv, c, PHX_LIST_WS);
+    phx_conn_send_copy(c, resp, (size_t)n);
+    PHX_LOG_DEBUG("conn=%llu peer=%s event=ws_upgrade", (unsigned long long)c->id, c->peer);
+    if (rest_len > 0)
+        ws_feed(c, rest, rest_len);
+}
+
 void phx_ws_handshake(phx_conn_t *c, uint8_t *rest, size_t rest_len)
 {
     phx_http_t *h = c->http;
@@ -552,8 +628,8 @@ void phx_ws_handshake(phx_conn_t *c, uint8_t *rest, size_t rest_len)
     }
     /* A request that is not an upgrade at all (a plain GET) is refused
      * before the connect callback runs. */
-    const char *upgrade = phx_http_header(h, "upgrade");
-    if (!phx_http_header_has_token(upgrade, "websocket")) {
+    const char *upgrade_hdr = phx_http_header(h, "upgrade");
+    if (!phx_http_header_has_token(upgrade_hdr, "websocket")) {
         static const char msg[] = "'upgrade' header must contain 'websocket'";
         phx_http_respond(c, 400, NULL, "text/plain", msg, sizeof(msg) - 1);
         return;
@@ -589,27 +665,10 @@ void phx_ws_handshake(phx_conn_t *c, uint8_t *rest, size_t rest_len)
         return;
     }
     /* Upgrade validation comes after the connect callback, as in Phoenix. */
-    const char *key = phx_http_header(h, "sec-websocket-key");
-    const char *version = phx_http_header(h, "sec-websocket-version");
-    const char *host = phx_http_header(h, "host");
-    const char *why = NULL;
-    if (!phx_http_is_11(h))
-        why = "HTTP/1.1 or later is required";
-    else if (host == NULL || host[0] == '\0')
-        why = "'host' header is absent";
-    else if (!phx_http_header_has_token(phx_http_header(h, "connection"), "upgrade"))
-        why = "'connection' header must contain 'upgrade'";
-    else if (!valid_key(key))
-        why = "'sec-websocket-key' header is absent or invalid";
-    else if (version == NULL || strcmp(version, "13") != 0)
-        why = "'sec-websocket-version' header must be '13'";
+    const char *why = upgrade_problem(h);
     if (why) {
         phx_connect_dispose(&conn_info);
-        phx_http_respond(c, 400,
-                         why[0] == '\'' && version && strcmp(version, "13") != 0
-                             ? "sec-websocket-version: 13\r\n"
-                             : NULL,
-                         "text/plain", why, strlen(why));
+        refuse_upgrade(c, why);
         return;
     }
     phx_ws_t *w = phx_calloc(1, sizeof(*w));
@@ -626,25 +685,25 @@ void phx_ws_handshake(phx_conn_t *c, uint8_t *rest, size_t rest_len)
         phx_http_respond(c, 503, NULL, NULL, NULL, 0);
         return;
     }
-    char accept[29];
-    accept_key(key, accept);
-    char resp[256];
-    int n = snprintf(resp, sizeof(resp),
-                     "HTTP/1.1 101 Switching Protocols\r\n"
-                     "upgrade: websocket\r\n"
-                     "connection: Upgrade\r\n"
-                     "sec-websocket-accept: %s\r\n"
-                     "%s"
-                     "\r\n",
-                     accept, select_phoenix ? "sec-websocket-protocol: phoenix\r\n" : "");
-    /* The head's storage is no longer needed: the idle socket keeps none. */
-    phx_http_dispose(c);
-    c->ws = w;
-    c->ops = &ws_conn_ops;
-    c->kind = PHX_CONN_WS;
-    phx_server_list_touch(srv, c, PHX_LIST_WS);
-    phx_conn_send_copy(c, resp, (size_t)n);
-    PHX_LOG_DEBUG("conn=%llu peer=%s event=ws_upgrade", (unsigned long long)c->id, c->peer);
-    if (rest_len > 0)
-        ws_feed(c, rest, rest_len);
+    upgrade(c, w, select_phoenix, rest, rest_len);
+}
+
+void phx_ws_echo_handshake(phx_conn_t *c, uint8_t *rest, size_t rest_len)
+{
+    phx_http_t *h = c->http;
+    const char *why = phx_http_method(h) != HTTP_GET ? "GET is required" : upgrade_problem(h);
+    if (why == NULL && !phx_http_header_has_token(phx_http_header(h, "upgrade"), "websocket"))
+        why = "'upgrade' header must contain 'websocket'";
+    if (why) {
+        refuse_upgrade(c, why);
+        return;
+    }
+    phx_ws_t *w = phx_calloc(1, sizeof(*w));
+    if (w == NULL) {
+        phx_http_respond(c, 503, NULL, NULL, NULL, 0);
+        return;
+    }
+    w->conn = c;
+    w->is_echo = true;
+    upgrade(c, w, false, rest, rest_len);
 }

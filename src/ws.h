@@ -29,6 +29,10 @@ enum {
  * callback, 101, then feeds `rest` (bytes after the head, borrowed) as
  * WebSocket input. On refusal answers 400/403 and closes. */
 void phx_ws_handshake(phx_conn_t *c, uint8_t *rest, size_t rest_len);
+/* The raw echo route (--echo-path, a testing aid for the RFC 6455
+ * conformance client): the same upgrade checks, wslay glue and limits, no
+ * connect callback and no Phoenix protocol; every message comes back. */
+void phx_ws_echo_handshake(phx_conn_t *c, uint8_t *rest, size_t rest_len);
 /* Sends a Close frame with `code` (and `reason`, may be NULL) and closes the
  * connection once it is written. Idempotent. */
 void phx_ws_close(phx_conn_t *c, int code, const char *reason);
