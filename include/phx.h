@@ -80,6 +80,10 @@ typedef struct phx_config {
     int key_iterations;          /* 1000 */
     int key_length;              /* 32 */
     const char *key_digest;      /* "sha256" | "sha384" | "sha512" */
+    /* When the token's data is a map, the user id is this field of it
+     * (binary or atom key: %{"user_id" => 42} or %{user_id: 42}); a map
+     * without it is refused. NULL or "": the data as a whole. */
+    const char *user_id_field;
     /* limits */
     int idle_timeout_ms;         /* 60000: no frame received -> close */
     int handshake_timeout_ms;    /* 10000: whole HTTP request head */
@@ -235,6 +239,9 @@ PHX_EXTERN phx_socket_t *phx_channel_socket(const phx_channel_t *ch);
 PHX_EXTERN const char *phx_channel_topic(const phx_channel_t *ch);
 PHX_EXTERN void *phx_channel_data(const phx_channel_t *ch);
 PHX_EXTERN void phx_channel_set_data(phx_channel_t *ch, void *data);
+/* The number of channels subscribed to this channel's topic. Inside the
+ * join callback the joining channel is not counted yet. */
+PHX_EXTERN size_t phx_channel_subscriber_count(const phx_channel_t *ch);
 /* Sends `event` with `payload` to this channel's client only. */
 PHX_EXTERN int phx_channel_push(phx_channel_t *ch, const char *event, const phx_payload_t *payload);
 /* Sends to every subscriber of the channel's topic, including this one. */

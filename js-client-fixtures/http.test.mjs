@@ -31,7 +31,8 @@ test('--port 0 prints the real port in the banner', () => {
 });
 
 test('an unknown path gets 404 with an empty body', async () => {
-  for (const path of ['/', '/nope', '/socket', '/socket/websocketx', '/other/websocket']) {
+  // (GET / is the demo page: browser.test.mjs.)
+  for (const path of ['/index.html', '/nope', '/socket', '/socket/websocketx', '/other/websocket']) {
     const res = await request(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
     assert.equal(res.status, 404, `${path}: ${res.head}`);
     assert.equal(res.body.length, 0);

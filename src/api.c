@@ -91,6 +91,8 @@ static void broadcast(phx_conn_t *c, uint8_t *body, size_t len)
         why = "topic must be a non-empty string";
     else if (!member_string(body, len, "event", &event, &raw) || event.len == 0)
         why = "event must be a non-empty string";
+    else if (member_string(body, len, "payload_base64", NULL, &raw) && raw.type != PHX_JSON_STRING)
+        why = "payload_base64 must be a string of standard base64";
     else if (member_string(body, len, "payload_base64", &bin, &raw)) {
         phx_buf_t decoded = {0};
         if (phx_base64_decode(&decoded, (const char *)bin.data, bin.len) != 0) {

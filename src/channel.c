@@ -382,6 +382,13 @@ const char *phx_channel_topic(const phx_channel_t *ch)
     return chan_topic(ch, NULL);
 }
 
+size_t phx_channel_subscriber_count(const phx_channel_t *ch)
+{
+    size_t len;
+    const char *name = chan_topic(ch, &len);
+    return phx_pubsub_subscriber_count(ch->sock->srv->pubsub, name, len);
+}
+
 void *phx_channel_data(const phx_channel_t *ch)
 {
     return ch->data;

@@ -1,4 +1,6 @@
-/* config.c: the option table and its parser (see config.h). */
+/* config.c: the option table and its parser (see config.h): defaults,
+ * the config file (conffile.c), the environment and flags, in that order of
+ * precedence, with the source of every value kept for check-config. */
 #include "config.h"
 
 #include <errno.h>
@@ -9,7 +11,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include "conffile.h"
 #include "log.h"
+#include "origin.h"
+#include "rules.h"
 
 const char phxd_demo_secret[] = "phxd-demo-secret-key-base-0123456789-do-not-use-in-production-xx";
 
@@ -21,6 +26,8 @@ typedef enum {
     OPT_DIGEST,
     OPT_LOG_LEVEL,
     OPT_BOOL,
+    OPT_CONFIG, /* the config file's path: flag or environment only */
+    OPT_RULES,  /* repeatable: channel rules */
 } opt_type_t;
 
 typedef struct opt {
@@ -38,6 +45,10 @@ typedef struct opt {
 #define CFG(field) offsetof(phxd_options_t, cfg.field)
 
 static const opt_t options[] = {
+    {"config", "PHXD_CONFIG", NULL, OPT_CONFIG, offsetof(phxd_options_t, config_path), "(none)",
+     0, 0, false,
+     "config file of `name = value` lines (names as the flags here, # comments), read at "
+     "startup; flags and environment override it"},
     {"host", "PHXD_HOST", NULL, OPT_STRING, CFG(host), "127.0.0.1", 0, 0, false,
      "address to listen on (0.0.0.0 or :: for every interface)"},
     {"port", "PHXD_PORT", "PORT", OPT_INT, CFG(port), "4000", 0, 65535, false,
@@ -61,6 +72,14 @@ static const opt_t options[] = {
      "derived key length in bytes"},
     {"key-digest", "PHXD_KEY_DIGEST", NULL, OPT_DIGEST, CFG(key_digest), "sha256", 0, 0, false,
      "PBKDF2 digest: sha256, sha384 or sha512"},
+    {"user-id-field", "PHXD_USER_ID_FIELD", NULL, OPT_STRING, CFG(user_id_field),
+     "(the token's data as a whole)", 0, 0, false,
+     "when a token's data is a map (%{user_id: 42}), the user id is this field of it; a map "
+     "without it is refused"},
+    {"channel", "PHXD_CHANNEL", NULL, OPT_RULES, 0, "(built-in: user:* and room:*)", 0, 0, false,
+     "channel rule, repeatable: PATTERN join=any|user|none events=broadcast|broadcast_from|"
+     "reply|refuse [event:NAME=ACTION] [max-payload-bytes=N] [max-subscribers=N] "
+     "[user-segment=N]; rules replace the built-in policy (environment: rules separated by ';')"},
     {"idle-timeout-ms", "PHXD_IDLE_TIMEOUT_MS", NULL, OPT_INT, CFG(idle_timeout_ms), "60000", 100,
      INT_MAX, false, "close a WebSocket that sent nothing for this long"},
     {"handshake-timeout-ms", "PHXD_HANDSHAKE_TIMEOUT_MS", NULL, OPT_INT, CFG(handshake_timeout_ms),
@@ -235,6 +254,9 @@ static int apply(phxd_options_t *o, const opt_t *opt, const char *value, const c
         *(int *)(base + opt->offset) = lvl;
         return 0;
     }
+    case OPT_CONFIG:
+    case OPT_RULES:
+        break; /* set_option handles them */
     }
     return PHX_ERR_INVALID;
 }
@@ -244,14 +266,174 @@ static const char *real_getenv(const char *name)
     return getenv(name);
 }
 
-int phxd_options_parse(phxd_options_t *o, int argc, char **argv, int first,
-                       const char *(*get_env)(const char *), bool *help, char *err)
+/* ---- sources ---- */
+
+_Static_assert(NOPTIONS <= PHXD_MAX_OPTIONS, "raise PHXD_MAX_OPTIONS");
+
+/* "FILE:LINE", "environment VAR" or "option --name" (errors), or with
+ * `short_form` "env VAR" and "flag --name" (check-config). */
+static void source_text(const phxd_options_t *o, const phxd_source_t *src, bool short_form,
+                        char *out, size_t len)
 {
-    if (get_env == NULL)
-        get_env = real_getenv;
-    *help = false;
+    switch (src->kind) {
+    case PHXD_SRC_FILE:
+        /* A long path is cut so that the message after it still fits. */
+        snprintf(out, len, "%.100s:%u", o->conf.path, src->line);
+        break;
+    case PHXD_SRC_ENV:
+        snprintf(out, len, "%s %s", short_form ? "env" : "environment", src->name);
+        break;
+    case PHXD_SRC_FLAG:
+        snprintf(out, len, "%s --%s", short_form ? "flag" : "option", src->name);
+        break;
+    default:
+        snprintf(out, len, "default");
+    }
+}
+
+/* Writes "where: why" into err (PHX_ERR_LEN bytes), cutting `why` if need
+ * be; `where` is short (a source_text). */
+static void prefixed_error(char *err, const char *where, const char *why)
+{
+    snprintf(err, PHX_ERR_LEN, "%s: ", where);
+    size_t n = strlen(err), w = strlen(why);
+    if (w > PHX_ERR_LEN - 1 - n)
+        w = PHX_ERR_LEN - 1 - n;
+    memcpy(err + n, why, w);
+    err[n + w] = '\0';
+}
+
+static const opt_t *find_option(const char *name, size_t len)
+{
+    for (size_t k = 0; k < NOPTIONS; k++)
+        if (strlen(options[k].name) == len && strncmp(options[k].name, name, len) == 0)
+            return &options[k];
+    return NULL;
+}
+
+static const opt_t *option_of_type(opt_type_t type)
+{
+    for (size_t k = 0; k < NOPTIONS; k++)
+        if (options[k].type == type)
+            return &options[k];
+    return NULL;
+}
+
+/* Channel rule texts waiting to be parsed, all from one source: a source of
+ * higher precedence replaces what lower ones gave. */
+typedef struct rule_texts {
+    const char **text;
+    phxd_source_t *src;
+    size_t count;
+} rule_texts_t;
+
+static void rule_text_add(rule_texts_t *rt, const char *text, phxd_source_t src)
+{
+    if (rt->count > 0 && rt->src[0].kind < src.kind)
+        rt->count = 0;
+    rt->text[rt->count] = text;
+    rt->src[rt->count++] = src;
+}
+
+/* Validates `value` for `opt` and stores it, noting where it came from. */
+static int set_option(phxd_options_t *o, const opt_t *opt, const char *value, phxd_source_t src,
+                      rule_texts_t *rt, char *err)
+{
+    if (opt->type == OPT_RULES) {
+        rule_text_add(rt, value, src);
+        return 0;
+    }
+    char where[128];
+    source_text(o, &src, false, where, sizeof(where));
+    if (opt->type == OPT_CONFIG) {
+        if (src.kind == PHXD_SRC_FILE) {
+            snprintf(err, PHX_ERR_LEN, "%s: config cannot be set inside a config file", where);
+            return PHX_ERR_INVALID;
+        }
+        o->config_path = value;
+    } else {
+        int rv = apply(o, opt, value, where, err);
+        if (rv != 0)
+            return rv;
+    }
+    o->sources[opt - options] = src;
+    return 0;
+}
+
+/* The flag at argv[*i]: its option and value (*i moves past a separate
+ * value). *opt is NULL for --help. */
+static int read_flag(int argc, char **argv, int *i, const opt_t **opt, const char **value,
+                     char *err)
+{
+    const char *arg = argv[*i];
+    *opt = NULL;
+    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)
+        return 0;
+    if (strncmp(arg, "--", 2) != 0) {
+        snprintf(err, PHX_ERR_LEN, "unexpected argument \"%s\" (see --help)", arg);
+        return PHX_ERR_INVALID;
+    }
+    const char *name = arg + 2;
+    const char *eq = strchr(name, '=');
+    size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+    if ((*opt = find_option(name, nlen)) == NULL) {
+        snprintf(err, PHX_ERR_LEN, "unknown option --%.*s (see --help)", (int)nlen, name);
+        return PHX_ERR_INVALID;
+    }
+    *value = eq ? eq + 1 : NULL;
+    if (*value == NULL) {
+        if (*i + 1 >= argc) {
+            snprintf(err, PHX_ERR_LEN, "option --%s needs a value", (*opt)->name);
+            return PHX_ERR_INVALID;
+        }
+        *value = argv[++*i];
+    }
+    return 0;
+}
+
+static int apply_file(phxd_options_t *o, rule_texts_t *rt, char *err)
+{
+    uint32_t first_line[NOPTIONS] = {0};
+    for (size_t i = 0; i < o->conf.count; i++) {
+        phx_conf_entry_t *e = &o->conf.entries[i];
+        const opt_t *opt = find_option(e->key, strlen(e->key));
+        if (opt == NULL) {
+            snprintf(err, PHX_ERR_LEN, "%s:%u: unknown key \"%s\" (see phxd --help)",
+                     o->conf.path, e->line, e->key);
+            return PHX_ERR_INVALID;
+        }
+        uint32_t *first = &first_line[opt - options];
+        if (opt->type != OPT_RULES && *first != 0) {
+            snprintf(err, PHX_ERR_LEN, "%s:%u: duplicate key %s (first set on line %u)",
+                     o->conf.path, e->line, e->key, *first);
+            return PHX_ERR_INVALID;
+        }
+        *first = e->line;
+        /* `name =` with nothing after it keeps the default (what
+         * check-config prints for an option that is not set). */
+        if (e->value[0] == '\0' && opt->type != OPT_CONFIG)
+            continue;
+        /* Rules keep their quotes: the rule parser splits words itself. */
+        const char *why;
+        if (opt->type != OPT_RULES && phx_conf_unquote(e->value, &why) != 0) {
+            snprintf(err, PHX_ERR_LEN, "%s:%u: %s", o->conf.path, e->line, why);
+            return PHX_ERR_INVALID;
+        }
+        phxd_source_t src = {PHXD_SRC_FILE, e->line, NULL};
+        int rv = set_option(o, opt, e->value, src, rt, err);
+        if (rv != 0)
+            return rv;
+    }
+    return 0;
+}
+
+static int apply_env(phxd_options_t *o, const char *(*get_env)(const char *), rule_texts_t *rt,
+                     char *err)
+{
     for (size_t i = 0; i < NOPTIONS; i++) {
         const opt_t *opt = &options[i];
+        if (opt->type == OPT_CONFIG)
+            continue; /* already read */
         /* The phxd-specific variable wins over the generic one. */
         const char *v = get_env(opt->env);
         const char *name = opt->env;
@@ -261,47 +443,116 @@ int phxd_options_parse(phxd_options_t *o, int argc, char **argv, int first,
         }
         if (v == NULL || *v == '\0')
             continue;
-        char source[64];
-        snprintf(source, sizeof(source), "environment %s", name);
-        int rv = apply(o, opt, v, source, err);
-        if (rv)
+        phxd_source_t src = {PHXD_SRC_ENV, 0, name};
+        int rv = set_option(o, opt, v, src, rt, err);
+        if (rv != 0)
             return rv;
     }
+    return 0;
+}
+
+static int apply_flags(phxd_options_t *o, int argc, char **argv, int first, rule_texts_t *rt,
+                       char *err)
+{
     for (int i = first; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+        const opt_t *opt;
+        const char *value;
+        int rv = read_flag(argc, argv, &i, &opt, &value, err);
+        if (rv != 0)
+            return rv;
+        if (opt == NULL || opt->type == OPT_CONFIG)
+            continue; /* --help never gets here; --config is already read */
+        phxd_source_t src = {PHXD_SRC_FLAG, 0, opt->name};
+        if ((rv = set_option(o, opt, value, src, rt, err)) != 0)
+            return rv;
+    }
+    return 0;
+}
+
+static int build_rules(phxd_options_t *o, const rule_texts_t *rt, char *err)
+{
+    for (size_t i = 0; i < rt->count; i++) {
+        char why[PHX_ERR_LEN], where[128];
+        size_t before = o->rules.count;
+        int rv = phx_rules_parse(&o->rules, rt->text[i], why);
+        if (rv != 0) {
+            source_text(o, &rt->src[i], false, where, sizeof(where));
+            prefixed_error(err, where, why);
+            return rv == PHX_ERR_NOMEM ? rv : PHX_ERR_INVALID;
+        }
+        phxd_source_t *s = phx_realloc(o->rule_sources, o->rules.count * sizeof(*s));
+        if (s == NULL) {
+            snprintf(err, PHX_ERR_LEN, "out of memory");
+            return PHX_ERR_NOMEM;
+        }
+        o->rule_sources = s;
+        for (size_t k = before; k < o->rules.count; k++)
+            s[k] = rt->src[i];
+    }
+    return 0;
+}
+
+/* phx_server_new parses check-origin too; parsing it here lets the error
+ * name where the value came from. */
+static int check_origin_syntax(const phxd_options_t *o, char *err)
+{
+    char why[PHX_ERR_LEN], where[128];
+    phx_origin_policy_t *p = phx_origin_parse(o->cfg.check_origin, o->cfg.url_host, why);
+    if (p != NULL) {
+        phx_origin_free(p);
+        return 0;
+    }
+    const opt_t *opt = find_option("check-origin", 12);
+    source_text(o, &o->sources[opt - options], false, where, sizeof(where));
+    prefixed_error(err, where, why);
+    return PHX_ERR_INVALID;
+}
+
+int phxd_options_parse(phxd_options_t *o, int argc, char **argv, int first,
+                       const char *(*get_env)(const char *), bool *help, char *err)
+{
+    if (get_env == NULL)
+        get_env = real_getenv;
+    *help = false;
+    /* A first pass over the flags: --help stops everything, and --config
+     * decides which file is read before the environment and the flags. */
+    const opt_t *config_opt = option_of_type(OPT_CONFIG);
+    const char *config = NULL;
+    phxd_source_t config_src = {PHXD_SRC_FLAG, 0, config_opt->name};
+    for (int i = first; i < argc; i++) {
+        const opt_t *opt;
+        const char *value;
+        int rv = read_flag(argc, argv, &i, &opt, &value, err);
+        if (rv != 0)
+            return rv;
+        if (opt == NULL) {
             *help = true;
             return 0;
         }
-        if (strncmp(arg, "--", 2) != 0) {
-            snprintf(err, PHX_ERR_LEN, "unexpected argument \"%s\" (see --help)", arg);
-            return PHX_ERR_INVALID;
-        }
-        const char *name = arg + 2;
-        const char *eq = strchr(name, '=');
-        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
-        const opt_t *opt = NULL;
-        for (size_t k = 0; k < NOPTIONS; k++)
-            if (strlen(options[k].name) == nlen && strncmp(options[k].name, name, nlen) == 0)
-                opt = &options[k];
-        if (opt == NULL) {
-            snprintf(err, PHX_ERR_LEN, "unknown option --%.*s (see --help)", (int)nlen, name);
-            return PHX_ERR_INVALID;
-        }
-        const char *value = eq ? eq + 1 : NULL;
-        if (value == NULL) {
-            if (i + 1 >= argc) {
-                snprintf(err, PHX_ERR_LEN, "option --%s needs a value", opt->name);
-                return PHX_ERR_INVALID;
-            }
-            value = argv[++i];
-        }
-        char source[80];
-        snprintf(source, sizeof(source), "option --%s", opt->name);
-        int rv = apply(o, opt, value, source, err);
-        if (rv)
-            return rv;
+        if (opt->type == OPT_CONFIG)
+            config = value;
     }
+    if (config == NULL && (config = get_env(config_opt->env)) != NULL && *config != '\0')
+        config_src = (phxd_source_t){PHXD_SRC_ENV, 0, config_opt->env};
+    if (config != NULL && *config != '\0') {
+        int rv = set_option(o, config_opt, config, config_src, NULL, err);
+        if (rv == 0 && (rv = phx_conf_load(&o->conf, config, err)) != 0)
+            return rv == PHX_ERR_NOMEM ? rv : PHX_ERR_INVALID;
+    }
+    /* Room for every rule text a source can give. */
+    size_t cap = o->conf.count + 1 + (size_t)(argc > first ? argc - first : 0);
+    rule_texts_t rt = {phx_malloc(cap * sizeof(char *)), phx_malloc(cap * sizeof(phxd_source_t)),
+                       0};
+    int rv = PHX_ERR_NOMEM;
+    if (rt.text == NULL || rt.src == NULL)
+        snprintf(err, PHX_ERR_LEN, "out of memory");
+    else if ((rv = apply_file(o, &rt, err)) == 0 && (rv = apply_env(o, get_env, &rt, err)) == 0 &&
+             (rv = apply_flags(o, argc, argv, first, &rt, err)) == 0)
+        rv = build_rules(o, &rt, err);
+    phx_free(rt.text);
+    phx_free(rt.src);
+    if (rv != 0)
+        return rv;
     if (o->cfg.secret_key_base == NULL || o->cfg.secret_key_base[0] == '\0') {
         o->cfg.secret_key_base = phxd_demo_secret;
         o->is_demo_secret = true;
@@ -315,8 +566,114 @@ int phxd_options_parse(phxd_options_t *o, int argc, char **argv, int first,
                  o->cfg.socket_path);
         return PHX_ERR_INVALID;
     }
+    return check_origin_syntax(o, err);
+}
+
+void phxd_options_dispose(phxd_options_t *o)
+{
+    phx_conf_dispose(&o->conf);
+    phx_rules_dispose(&o->rules);
+    phx_free(o->rule_sources);
+    o->rule_sources = NULL;
+}
+
+const phx_rules_t *phxd_options_rules(const phxd_options_t *o)
+{
+    return o->rules.count ? &o->rules : phx_rules_default();
+}
+
+/* ---- check-config ---- */
+
+/* Appends the effective value of `opt` as the config file would spell it;
+ * secrets are masked. Returns 0 or PHX_ERR_NOMEM. */
+static int format_value(const phxd_options_t *o, const opt_t *opt, phx_buf_t *b)
+{
+    const char *base = (const char *)o;
+    switch (opt->type) {
+    case OPT_STRING:
+    case OPT_DIGEST:
+    case OPT_CONFIG: {
+        const char *v = *(const char *const *)(base + opt->offset);
+        if (v == NULL)
+            return 0;
+        /* The demo secret prints as unset: it is what an unset secret means. */
+        if (opt->is_secret)
+            return v == phxd_demo_secret ? 0 : phx_buf_append_str(b, "********");
+        return phx_conf_append_quoted(b, v);
+    }
+    case OPT_INT:
+        return phx_buf_printf(b, "%d", *(const int *)(base + opt->offset));
+    case OPT_SIZE:
+        return phx_buf_printf(b, "%zu", *(const size_t *)(base + opt->offset));
+    case OPT_MAX_AGE: {
+        const phx_max_age_t *m = (const phx_max_age_t *)(base + opt->offset);
+        if (m->kind == PHX_MAX_AGE_INFINITY)
+            return phx_buf_append_str(b, "infinity");
+        return m->kind == PHX_MAX_AGE_SECONDS ? phx_buf_printf(b, "%.17g", m->seconds) : 0;
+    }
+    case OPT_BOOL:
+        return phx_buf_append_str(b, *(const bool *)(base + opt->offset) ? "true" : "false");
+    case OPT_LOG_LEVEL:
+        return phx_buf_append_str(b, phx_log_level_name(*(const int *)(base + opt->offset)));
+    case OPT_RULES:
+        break;
+    }
     return 0;
 }
+
+static void print_line(FILE *out, const char *name, const phx_buf_t *value, const char *comment)
+{
+    int n = fprintf(out, "%s = %.*s", name, (int)value->len, (const char *)value->data);
+    fprintf(out, "%*s# %s\n", n < 38 ? 40 - n : 2, "", comment);
+}
+
+void phxd_options_print(const phxd_options_t *o, FILE *out)
+{
+    phx_buf_t v = {0};
+    char where[PHX_ERR_LEN + 80], comment[PHX_ERR_LEN + 200];
+    fprintf(out, "# phxd %s: the effective configuration (secrets masked)\n", PHX_VERSION);
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const opt_t *opt = &options[i];
+        if (opt->type == OPT_CONFIG) {
+            /* Not an option a config file may set: a comment. */
+            source_text(o, &o->sources[i], true, where, sizeof(where));
+            if (o->config_path)
+                fprintf(out, "# config file: %s (%s)\n", o->config_path, where);
+            continue;
+        }
+        if (opt->type == OPT_RULES) {
+            const phx_rules_t *rules = phxd_options_rules(o);
+            for (size_t k = 0; k < rules->count; k++) {
+                v.len = 0;
+                if (phx_rule_format(&rules->items[k], &v) != 0)
+                    break;
+                if (rules == &o->rules)
+                    source_text(o, &o->rule_sources[k], true, where, sizeof(where));
+                else
+                    snprintf(where, sizeof(where), "default (the built-in policy)");
+                print_line(out, opt->name, &v, where);
+            }
+            continue;
+        }
+        v.len = 0;
+        if (format_value(o, opt, &v) != 0)
+            break;
+        source_text(o, &o->sources[i], true, where, sizeof(where));
+        if (o->sources[i].kind == PHXD_SRC_DEFAULT && v.len == 0)
+            snprintf(comment, sizeof(comment), "%s: %s", where,
+                     opt->offset == CFG(secret_key_base) && o->is_demo_secret
+                         ? "(the public demo secret)"
+                         : opt->def);
+        else if (opt->is_secret && v.len)
+            snprintf(comment, sizeof(comment), "%s (masked)", where);
+        else
+            snprintf(comment, sizeof(comment), "%s", where);
+        print_line(out, opt->name, &v, comment);
+    }
+    phx_buf_dispose(&v);
+}
+
+/* ---- help ---- */
 
 static void env_names(const opt_t *opt, char *out, size_t len)
 {
@@ -329,10 +686,33 @@ static void env_names(const opt_t *opt, char *out, size_t len)
 void phxd_options_help(FILE *out)
 {
     fprintf(out,
-            "usage: phxd [options]            run the server\n"
-            "       phxd token sign|verify ...  mint or check a Phoenix.Token (phxd token --help)\n"
+            "usage: phxd [options]                  run the server\n"
+            "       phxd check-config [options]     print the effective configuration (secrets\n"
+            "                                       masked) and exit 0, or one error line, exit 2\n"
+            "       phxd publish [...] TOPIC EVENT [JSON]  broadcast through the HTTP API\n"
+            "       phxd publish [...] --disconnect ID     close the sockets with that id\n"
+            "                                       (phxd publish --help)\n"
+            "       phxd token sign|verify ...      mint or check a Phoenix.Token (phxd token --help)\n"
             "       phxd --version\n\n"
-            "options (flag > environment > default):\n");
+            "Precedence: flag > environment > config file > default. In the config file\n"
+            "(--config FILE or PHXD_CONFIG) each option is a line `name = value` with the names\n"
+            "below (`port = 4000`); `#` starts a comment; values may be quoted (\"...\" with \\\"\n"
+            "and \\\\ escapes, or '...'); `channel` may repeat, every other name at most once.\n\n"
+            "Channel rules (--channel, repeatable; the first matching rule wins; when any is\n"
+            "given the built-in policy is replaced and other topics get \"unmatched topic\"):\n"
+            "  PATTERN            exact topic, or prefix ending in '*' (\"room:*\")\n"
+            "  join=any           any connected socket (default)\n"
+            "  join=user          only the socket whose user id is the part matched by '*'\n"
+            "                     (or ':'-separated segment N with user-segment=N)\n"
+            "  join=none          nobody\n"
+            "  events=ACTION      broadcast (default: to all, sender included, reply ok {}),\n"
+            "                     broadcast_from (to the others), reply (ok with the payload),\n"
+            "                     refuse (error {\"reason\":\"unauthorized\"})\n"
+            "  event:NAME=ACTION  the same for one event (event:ping=reply)\n"
+            "  max-payload-bytes=N  error {\"reason\":\"payload too large\"} beyond\n"
+            "  max-subscribers=N  joins beyond N subscribers of a topic are refused\n"
+            "  example: --channel 'private:* join=user events=broadcast_from'\n\n"
+            "options:\n");
     for (size_t i = 0; i < NOPTIONS; i++) {
         const opt_t *opt = &options[i];
         char env[96];

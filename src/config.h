@@ -1,18 +1,39 @@
 /* config.h: phxd's option table. One table (name, flag, environment
- * variables, type, default, bounds, help) drives command-line and
- * environment parsing, validation, --help and the README's option list.
- * Precedence: default < environment < flag. */
+ * variables, type, default, bounds, help) drives command-line, environment
+ * and config-file parsing, validation, --help, `phxd check-config` and the
+ * README's option list. Precedence: default < config file < environment <
+ * flag. */
 #ifndef PHX_CONFIG_H
 #define PHX_CONFIG_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
+#include "conffile.h"
 #include "phx.h"
+#include "rules.h"
+
+#define PHXD_MAX_OPTIONS 64
+
+/* Where an effective value came from (`phxd check-config` shows it). */
+typedef enum {
+    PHXD_SRC_DEFAULT = 0,
+    PHXD_SRC_FILE,
+    PHXD_SRC_ENV,
+    PHXD_SRC_FLAG,
+} phxd_src_kind_t;
+
+typedef struct phxd_source {
+    phxd_src_kind_t kind;
+    uint32_t line;    /* PHXD_SRC_FILE: line in the config file */
+    const char *name; /* PHXD_SRC_ENV: the variable; PHXD_SRC_FLAG: the option (static) */
+} phxd_source_t;
 
 /* Everything phxd is configured with: the library's phx_config_t plus the
- * daemon's own settings. Strings point into argv or the environment. */
+ * daemon's own settings. Strings point into argv, the environment or
+ * `conf`; phxd_options_dispose frees what the options own. */
 typedef struct phxd_options {
     phx_config_t cfg;
     int log_level;
@@ -20,6 +41,12 @@ typedef struct phxd_options {
     int drain_batch;       /* sockets closed per drain step on SIGTERM */
     int drain_interval_ms; /* between drain steps */
     int drain_timeout_ms;  /* everything is closed by then */
+    const char *phoenix_js; /* --phoenix-js: NULL = the path compiled in (demo.c) */
+    const char *config_path;     /* --config / PHXD_CONFIG, or NULL */
+    phx_conf_t conf;             /* the config file as read */
+    phx_rules_t rules;           /* channel rules; none: the built-in policy */
+    phxd_source_t *rule_sources; /* one per rule (owned) */
+    phxd_source_t sources[PHXD_MAX_OPTIONS]; /* by table row */
 } phxd_options_t;
 
 /* The embedded demo secret (64 bytes, public: never use it in production). */
@@ -27,12 +54,26 @@ extern const char phxd_demo_secret[];
 
 /* Fills `o` with the defaults. */
 void phxd_options_init(phxd_options_t *o);
-/* Applies environment variables (`getenv` is injected for tests: NULL means
- * the real environment), then flags from argv[first..argc). Writes one line
- * into `err` and returns PHX_ERR_INVALID on a bad option or value. Sets
- * *help when --help was given. */
+/* Reads the configuration: the flags in argv[first..argc) are scanned for
+ * --help and --config, the config file (--config, else PHXD_CONFIG) is
+ * read and applied, then the environment (`get_env` is injected for
+ * tests: NULL means the real environment), then the flags. Channel rules
+ * come from the highest of these sources that gives any. Borrows argv and
+ * the environment strings for the life of `o`. Writes one line into `err`
+ * and returns PHX_ERR_INVALID (bad option, value, file or rule) or
+ * PHX_ERR_NOMEM; `o` must be disposed either way. Sets *help when --help was
+ * given (nothing else is read then). */
 int phxd_options_parse(phxd_options_t *o, int argc, char **argv, int first,
                        const char *(*get_env)(const char *), bool *help, char *err);
+/* Frees the config file text and the rules. `o` is unusable afterwards. */
+void phxd_options_dispose(phxd_options_t *o);
+/* The rules to install: the configured ones, or phx_rules_default().
+ * Valid until phxd_options_dispose. */
+const phx_rules_t *phxd_options_rules(const phxd_options_t *o);
+/* Writes every effective option as `name = value  # source` (default,
+ * FILE:LINE, env VAR or flag --name), then the channel rules; secrets are
+ * masked. The output reads back as a config file, secrets aside. */
+void phxd_options_print(const phxd_options_t *o, FILE *out);
 /* Writes --help text (generated from the table). */
 void phxd_options_help(FILE *out);
 /* Writes the option list as a Markdown table (for the README). */

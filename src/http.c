@@ -229,6 +229,8 @@ bool phx_http_is_11(const phx_http_t *h)
 
 const char *phx_http_header(const phx_http_t *h, const char *name)
 {
+    if (h->headers.data == NULL)
+        return NULL;
     const char *p = (const char *)h->headers.data;
     const char *end = p + h->headers.len;
     while (p && p < end) {
@@ -242,9 +244,33 @@ const char *phx_http_header(const phx_http_t *h, const char *name)
     return NULL;
 }
 
+int phx_http_header_join(const phx_http_t *h, const char *name, phx_buf_t *out)
+{
+    if (h->headers.data == NULL)
+        return 0;
+    const char *p = (const char *)h->headers.data;
+    const char *end = p + h->headers.len;
+    bool first = true;
+    while (p < end) {
+        const char *value = p + strlen(p) + 1;
+        if (value >= end)
+            break;
+        if (strcmp(p, name) == 0) {
+            if ((!first && phx_buf_append_str(out, ", ") != 0) ||
+                phx_buf_append_str(out, value) != 0)
+                return PHX_ERR_NOMEM;
+            first = false;
+        }
+        p = value + strlen(value) + 1;
+    }
+    return 0;
+}
+
 unsigned phx_http_header_count(const phx_http_t *h, const char *name)
 {
     unsigned n = 0;
+    if (h->headers.data == NULL)
+        return 0;
     const char *p = (const char *)h->headers.data;
     const char *end = p + h->headers.len;
     while (p && p < end) {

@@ -74,6 +74,9 @@ void phx_http_dispose(phx_conn_t *c);
 /* The first value of header `name` (lower case), or NULL. Valid until
  * phx_http_dispose. */
 const char *phx_http_header(const phx_http_t *h, const char *name);
+/* Appends every value of header `name`, joined with ", ". Returns 0 or
+ * PHX_ERR_NOMEM. */
+int phx_http_header_join(const phx_http_t *h, const char *name, phx_buf_t *out);
 /* How many times header `name` appears. */
 unsigned phx_http_header_count(const phx_http_t *h, const char *name);
 /* The path and the query (without '?'; "" when none) of the request URL. */

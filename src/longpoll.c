@@ -507,14 +507,16 @@ static void post(phx_longpoll_t *lp, phx_conn_t *c, lp_session_t *s)
 
 static void options(phx_conn_t *c)
 {
-    const char *req = phx_http_header(c->http, "access-control-request-headers");
-    phx_buf_t hdr = {0};
-    int rv = phx_buf_printf(&hdr,
+    phx_buf_t req = {0}, hdr = {0};
+    int rv = phx_http_header_join(c->http, "access-control-request-headers", &req);
+    if (rv == 0)
+        rv = phx_buf_printf(&hdr,
                             "access-control-allow-origin: *\r\n"
                             "access-control-allow-headers: %s\r\n"
                             "access-control-allow-methods: get, post, options\r\n"
                             "access-control-max-age: 3600\r\n",
-                            req ? req : "");
+                            req.data ? (const char *)req.data : "");
+    phx_buf_dispose(&req);
     if (rv != 0) {
         phx_buf_dispose(&hdr);
         phx_conn_close(c, false);

@@ -1,6 +1,7 @@
 /* main.c: the only main(). Routes every allocator through phx_malloc,
- * ignores SIGPIPE, dispatches the `token` subcommand, reads the options,
- * runs the server with phxd's default policy, prints the banner and stops
+ * ignores SIGPIPE, dispatches the `token` and `publish` subcommands, reads
+ * the options (`check-config` prints them), runs the server with the
+ * channel rules (or phxd's built-in policy), prints the banner and stops
  * cleanly on SIGINT/SIGTERM (sockets closed with 1001, exit 0). */
 #include <signal.h>
 #include <stdio.h>
@@ -13,11 +14,13 @@
 #include <uv.h>
 
 #include "config.h"
+#include "demo.h"
 #include "etf.h"
 #include "log.h"
 #include "mem.h"
 #include "phx.h"
 #include "policy.h"
+#include "publish_cli.h"
 #include "token.h"
 #include "token_cli.h"
 
@@ -83,30 +86,60 @@ static void on_signal(uv_signal_t *h, int signum)
         phx_server_drain(app->srv, 1001, 0, 0, o->drain_timeout_ms, server_stopped);
 }
 
-static void print_demo_token(const phxd_options_t *o)
+/* Every socket is a descriptor: use all the process may have, and keep a
+ * reserve for logs, timers and the listener. */
+static void raise_fd_limit(phxd_options_t *o)
 {
-    phx_token_config_t tc = {0};
-    tc.secret_key_base = (const uint8_t *)o->cfg.secret_key_base;
-    tc.secret_key_base_len = strlen(o->cfg.secret_key_base);
-    tc.salt = (const uint8_t *)o->cfg.salt;
-    tc.salt_len = strlen(o->cfg.salt);
-    tc.key_iterations = (uint32_t)o->cfg.key_iterations;
-    tc.key_length = (uint32_t)o->cfg.key_length;
-    if (phx_digest_parse(o->cfg.key_digest, &tc.key_digest) != 0)
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         return;
-    phx_token_t *tok = NULL;
-    phx_term_t *data = NULL;
-    phx_buf_t out = {0};
-    uv_timeval64_t now;
-    uv_gettimeofday(&now);
-    int64_t now_ms = now.tv_sec * 1000 + now.tv_usec / 1000;
-    phx_max_age_t day = {PHX_MAX_AGE_SECONDS, 86400, false};
-    if (phx_token_new(&tok, &tc) == 0 && phx_term_new_int(&data, 1) == 0 &&
-        phx_token_sign(tok, data, now_ms, day, &out) == 0)
-        printf("demo token (user_id 1, valid 24 h): %.*s\n", (int)out.len, (const char *)out.data);
-    phx_buf_dispose(&out);
-    phx_term_free(data);
-    phx_token_free(tok);
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (o->cfg.max_connections == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > 128)
+        o->cfg.max_connections = (int)(rl.rlim_cur - 64);
+}
+
+/* `phxd check-config [options]`: reads the options as a start would, then
+ * builds (without starting) a server with the channel rules, so that
+ * whatever phx_server_new refuses is refused here too, and prints the
+ * effective configuration. Exit 0, or one line on stderr and exit 2. */
+static int check_config(int argc, char **argv)
+{
+    phxd_options_t opts;
+    phxd_options_init(&opts);
+    char err[PHX_ERR_LEN] = "";
+    bool help = false;
+    int rv = phxd_options_parse(&opts, argc, argv, 2, NULL, &help, err);
+    if (rv == 0 && help) {
+        phxd_options_help(stdout);
+        phxd_options_dispose(&opts);
+        return 0;
+    }
+    if (rv == 0) {
+        phx_log_level = opts.log_level;
+        raise_fd_limit(&opts);
+        uv_loop_t loop;
+        uv_loop_init(&loop);
+        phx_server_t *srv = NULL;
+        rv = phx_server_new(&srv, &loop, &opts.cfg, err);
+        if (rv == 0 && (rv = phx_policy_install_rules(srv, phxd_options_rules(&opts))) != 0)
+            snprintf(err, PHX_ERR_LEN, "cannot install the channel rules: %s", phx_strerror(rv));
+        if (srv != NULL) {
+            phx_server_stop(srv, 1001, NULL);
+            uv_run(&loop, UV_RUN_DEFAULT);
+            phx_server_free(srv);
+        }
+        uv_loop_close(&loop);
+    }
+    if (rv == 0)
+        phxd_options_print(&opts, stdout);
+    else
+        fprintf(stderr, "phxd: %s\n", err);
+    phxd_options_dispose(&opts);
+    return rv == 0 ? 0 : 2;
 }
 
 int main(int argc, char **argv)
@@ -123,31 +156,27 @@ int main(int argc, char **argv)
         phxd_options_markdown(stdout);
         return 0;
     }
+    if (argc > 1 && strcmp(argv[1], "publish") == 0)
+        return phx_publish_cli(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "check-config") == 0)
+        return check_config(argc, argv);
+    /* The server's rules point into `opts`: it lives until main returns. */
     phxd_options_t opts;
     phxd_options_init(&opts);
     char err[PHX_ERR_LEN] = "";
     bool help = false;
     if (phxd_options_parse(&opts, argc, argv, 1, NULL, &help, err) != 0) {
         fprintf(stderr, "phxd: %s\n", err);
+        phxd_options_dispose(&opts);
         return 2;
     }
     if (help) {
         phxd_options_help(stdout);
+        phxd_options_dispose(&opts);
         return 0;
     }
     phx_log_level = opts.log_level;
-    /* Every socket is a descriptor: use all the process may have, and keep
-     * a reserve for logs, timers and the listener. */
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        if (rl.rlim_cur < rl.rlim_max) {
-            rl.rlim_cur = rl.rlim_max;
-            setrlimit(RLIMIT_NOFILE, &rl);
-            getrlimit(RLIMIT_NOFILE, &rl);
-        }
-        if (opts.cfg.max_connections == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > 128)
-            opts.cfg.max_connections = (int)(rl.rlim_cur - 64);
-    }
+    raise_fd_limit(&opts);
     if (opts.is_demo_secret)
         PHX_LOG_WARN("event=demo_secret msg=\"no --secret-key-base or SECRET_KEY_BASE given: "
                      "using the public demo secret; never use it in production\"");
@@ -164,8 +193,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "phxd: %s\n", err);
         return 2;
     }
-    if (phx_policy_install(app->srv) != 0) {
-        fprintf(stderr, "phxd: out of memory\n");
+    if ((rv = phx_policy_install_rules(app->srv, phxd_options_rules(&opts))) != 0) {
+        fprintf(stderr, "phxd: cannot install the channel rules: %s\n", phx_strerror(rv));
+        return rv == PHX_ERR_NOMEM ? 1 : 2;
+    }
+    char *demo_token = opts.is_demo_secret ? phxd_demo_token(&opts) : NULL;
+    if (phxd_demo_install(app->srv, &opts, demo_token, err) != 0) {
+        fprintf(stderr, "phxd: %s\n", err);
         return 1;
     }
     if ((rv = phx_server_start(app->srv, err)) != 0) {
@@ -190,13 +224,14 @@ int main(int argc, char **argv)
            v6 ? "[" : "", host, v6 ? "]" : "", port);
     printf("socket: %s://%s%s%s:%d%s/websocket\n", tls ? "wss" : "ws", v6 ? "[" : "", host,
            v6 ? "]" : "", port, opts.cfg.socket_path);
-    if (opts.is_demo_secret)
-        print_demo_token(&opts);
+    phxd_demo_banner(stdout, &opts, port, demo_token);
     fflush(stdout);
     PHX_LOG_INFO("event=listening host=%s port=%d", host, port);
 
     uv_run(&app->loop, UV_RUN_DEFAULT);
+    phx_free(demo_token);
     phx_server_free(app->srv);
+    phxd_options_dispose(&opts);
     rv = uv_loop_close(&app->loop);
     if (rv != 0) {
         PHX_LOG_ERROR("event=loop_not_closed error=%s", uv_err_name(rv));

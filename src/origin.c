@@ -199,6 +199,11 @@ nomem:
     return NULL;
 }
 
+bool phx_origin_is_off(const phx_origin_policy_t *p)
+{
+    return p->mode == MODE_OFF;
+}
+
 void phx_origin_free(phx_origin_policy_t *p)
 {
     if (p == NULL)
@@ -260,12 +265,11 @@ bool phx_origin_allowed(const phx_origin_policy_t *p, const char *origin, const 
         snprintf(authority, sizeof(authority), "//%s", host);
         if (!split(authority, strlen(authority), rs, sizeof(rs), rh, sizeof(rh), &rp, &rhp))
             return false;
+        /* The request's own scheme as Plug sees it: http or https. */
         const char *own_scheme = is_tls ? "https" : "http";
         if (!rhp)
             rp = default_port(own_scheme);
-        bool scheme_ok =
-            strcmp(scheme, own_scheme) == 0 || strcmp(scheme, is_tls ? "wss" : "ws") == 0;
-        return scheme_ok && strcmp(ohost, rh) == 0 && port == rp;
+        return strcmp(scheme, own_scheme) == 0 && strcmp(ohost, rh) == 0 && port == rp;
     }
     case MODE_LIST:
         for (size_t i = 0; i < p->nrules; i++) {

@@ -23,6 +23,8 @@ typedef struct phx_origin_policy phx_origin_policy_t;
  * with one line in `err` (PHX_ERR_LEN bytes). */
 phx_origin_policy_t *phx_origin_parse(const char *spec, const char *url_host, char *err);
 void phx_origin_free(phx_origin_policy_t *p);
+/* True for "false": the Origin header is not looked at at all. */
+bool phx_origin_is_off(const phx_origin_policy_t *p);
 
 /* Whether a request may proceed. `origin` is the first Origin header or
  * NULL (allowed: not a browser); `host` is the request's Host header (may be

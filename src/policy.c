@@ -1,64 +1,87 @@
-/* policy.c: phxd's default channel handlers (see policy.h). */
+/* policy.c: channel handlers that carry out a channel rule (see policy.h).
+ * Each route's user pointer is its phx_rule_t; nothing here allocates. */
 #include "policy.h"
 
 #include <string.h>
 
-static const char unauthorized[] = "{\"reason\":\"unauthorized\"}";
-
-static phx_result_t user_join(phx_channel_t *ch, const char *topic, const phx_payload_t *params,
-                              phx_reply_t *reply, void *user)
+static phx_result_t refuse(phx_reply_t *reply, const char *json)
 {
-    const char *uid = phx_socket_assign(phx_channel_socket(ch), "user_id");
-    const char *want = strchr(topic, ':');
-    if (uid != NULL && want != NULL && strcmp(want + 1, uid) == 0)
-        return PHX_REPLY_OK;
-    phx_payload_t reason = {(const uint8_t *)unauthorized, sizeof(unauthorized) - 1, false};
+    phx_payload_t reason = {(const uint8_t *)json, strlen(json), false};
     phx_reply_set(reply, &reason);
     return PHX_REPLY_ERROR;
 }
 
-static phx_result_t any_join(phx_channel_t *ch, const char *topic, const phx_payload_t *params,
-                             phx_reply_t *reply, void *user)
+static const char unauthorized[] = "{\"reason\":\"unauthorized\"}";
+
+static phx_result_t rule_join(phx_channel_t *ch, const char *topic, const phx_payload_t *params,
+                              phx_reply_t *reply, void *user)
 {
+    const phx_rule_t *r = user;
+    if (r->join == PHX_RULE_JOIN_NONE)
+        return refuse(reply, unauthorized);
+    if (r->join == PHX_RULE_JOIN_USER) {
+        const char *uid = phx_socket_assign(phx_channel_socket(ch), "user_id");
+        const char *part;
+        size_t len;
+        if (uid == NULL || !phx_rule_user_part(r, topic, &part, &len) || strlen(uid) != len ||
+            memcmp(part, uid, len) != 0)
+            return refuse(reply, unauthorized);
+    }
+    /* The joining channel is not subscribed yet, so the count is of the
+     * others. */
+    if (r->max_subscribers && phx_channel_subscriber_count(ch) >= r->max_subscribers)
+        return refuse(reply, "{\"reason\":\"too many subscribers\"}");
     return PHX_REPLY_OK;
 }
 
-/* "ping" answers with its own payload; anything else goes to every
- * subscriber of the topic, then the sender gets ok {}. */
-static phx_result_t room_in(phx_channel_t *ch, const char *event, const phx_payload_t *payload,
+static phx_result_t rule_in(phx_channel_t *ch, const char *event, const phx_payload_t *payload,
                             phx_reply_t *reply, void *user)
 {
-    if (strcmp(event, "ping") == 0) {
+    const phx_rule_t *r = user;
+    if (r->max_payload_bytes && payload->len > r->max_payload_bytes)
+        return refuse(reply, "{\"reason\":\"payload too large\"}");
+    phx_rule_action_t action = phx_rule_action(r, event);
+    int rv;
+    switch (action) {
+    case PHX_RULE_REFUSE:
+        return refuse(reply, unauthorized);
+    case PHX_RULE_REPLY:
         phx_reply_set(reply, payload);
         return PHX_REPLY_OK;
-    }
-    int rv = phx_channel_broadcast(ch, event, payload);
-    if (rv < 0 && rv != PHX_ERR_INVALID)
+    case PHX_RULE_BROADCAST:
+        rv = phx_channel_broadcast(ch, event, payload);
+        break;
+    case PHX_RULE_BROADCAST_FROM:
+        rv = phx_channel_broadcast_from(ch, event, payload);
+        break;
+    default:
         return PHX_CRASH;
-    if (rv == PHX_ERR_INVALID) {
-        /* Phoenix refuses to broadcast a payload that is not a map. */
-        static const char bad[] = "{\"reason\":\"payload must be an object\"}";
-        phx_payload_t reason = {(const uint8_t *)bad, sizeof(bad) - 1, false};
-        phx_reply_set(reply, &reason);
-        return PHX_REPLY_ERROR;
     }
+    /* Phoenix refuses to broadcast a payload that is not a map. */
+    if (rv == PHX_ERR_INVALID)
+        return refuse(reply, "{\"reason\":\"payload must be an object\"}");
+    if (rv < 0)
+        return PHX_CRASH;
     return PHX_REPLY_OK;
 }
 
-static const phx_channel_handler_t user_handler = {
-    .join = user_join,
-    .handle_in = room_in,
+static const phx_channel_handler_t rule_handler = {
+    .join = rule_join,
+    .handle_in = rule_in,
 };
 
-static const phx_channel_handler_t room_handler = {
-    .join = any_join,
-    .handle_in = room_in,
-};
+int phx_policy_install_rules(phx_server_t *srv, const phx_rules_t *rules)
+{
+    for (size_t i = 0; i < rules->count; i++) {
+        const phx_rule_t *r = &rules->items[i];
+        int rv = phx_server_channel(srv, r->pattern, &rule_handler, (void *)r);
+        if (rv != 0)
+            return rv;
+    }
+    return 0;
+}
 
 int phx_policy_install(phx_server_t *srv)
 {
-    int rv = phx_server_channel(srv, "user:*", &user_handler, NULL);
-    if (rv == 0)
-        rv = phx_server_channel(srv, "room:*", &room_handler, NULL);
-    return rv;
+    return phx_policy_install_rules(srv, phx_rules_default());
 }

@@ -299,6 +299,7 @@ int phx_server_new(phx_server_t **out, void *loop, const phx_config_t *cfg, char
     srv->cfg.check_origin = dup_opt(srv, 5, cfg->check_origin);
     srv->cfg.url_host = dup_opt(srv, 6, cfg->url_host);
     srv->cfg.api_key = dup_opt(srv, 7, cfg->api_key);
+    srv->cfg.user_id_field = dup_opt(srv, 15, cfg->user_id_field);
     srv->cfg.tls_cert = dup_opt(srv, 8, cfg->tls_cert);
     srv->cfg.tls_key = dup_opt(srv, 9, cfg->tls_key);
     srv->cfg.echo_path = dup_opt(srv, 10, cfg->echo_path);
@@ -622,6 +623,8 @@ void phx_server_free(phx_server_t *srv)
 bool phx_server_origin_ok(phx_server_t *srv, phx_conn_t *c)
 {
     phx_http_t *h = c->http;
+    if (phx_origin_is_off(srv->origin))
+        return true; /* Phoenix never reads the header then */
     const char *origin = phx_http_header(h, "origin");
     /* Two Origin headers: refuse rather than pick one. */
     if (origin && phx_http_header_count(h, "origin") > 1)

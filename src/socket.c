@@ -228,8 +228,19 @@ int phx_server_default_connect(phx_connect_t *c, void *user)
                                               : "invalid");
         return PHX_CONNECT_REFUSE;
     }
+    /* With user_id_field, map data holds the user id in that field. */
+    const phx_term_t *uid_term = data;
+    const char *field = srv->cfg.user_id_field;
+    if (field && field[0] && data->type == PHX_TERM_MAP) {
+        uid_term = phx_term_map_get(data, field, strlen(field));
+        if (uid_term == NULL) {
+            PHX_LOG_DEBUG("peer=%s event=connect_refused reason=token_without_user_id", c->peer);
+            phx_term_free(data);
+            return PHX_CONNECT_REFUSE;
+        }
+    }
     phx_buf_t id = {0};
-    rv = phx_term_id_string(data, &id);
+    rv = phx_term_id_string(uid_term, &id);
     phx_term_free(data);
     if (rv == 0)
         rv = phx_buf_append_byte(&id, 0);

@@ -15,6 +15,7 @@ packages=(
   build-essential pkg-config meson ninja-build cmake openssl
   libuv1-dev libwslay-dev libssl-dev libcjson-dev node-llhttp
   erlang-base erlang-crypto
+  chromium  # the demo page's browser test (js-client-fixtures/browser.test.mjs)
 )
 
 log() { printf '==> %s\n' "$*" >&2; }

@@ -30,17 +30,17 @@ typedef enum {
 
 /* Error kinds: every failure is counted under one, and `errors` is their
  * sum. */
-#define PHX_BENCH_ERRORS(X)                                                                       \
-    X(CONNECT, "connect")     /* TCP connect or bind failed */                                    \
-    X(HANDSHAKE, "handshake") /* no 101, bad Sec-WebSocket-Accept, EOF during the upgrade */      \
-    X(JOIN, "join")           /* a join answered with an error status */                          \
-    X(REPLY, "reply")         /* another push answered with an error status */                    \
-    X(CLOSED, "closed")       /* the server closed a socket the bench still used */              \
-    X(PROTOCOL, "protocol")   /* undecodable frame, unexpected ref or sequence number */          \
-    X(TIMEOUT, "timeout")     /* a step (upgrade, join, reply, close) took longer than allowed */ \
-    X(MISSING, "missing")     /* a broadcast never reached a subscriber */                        \
-    X(ORDER, "order")         /* a broadcast arrived twice or out of order */                     \
-    X(HEARTBEAT, "heartbeat") /* a heartbeat got no reply within one interval */                  \
+#define PHX_BENCH_ERRORS(X)                                                                        \
+    X(CONNECT, "connect")     /* TCP connect or bind failed */                                     \
+    X(HANDSHAKE, "handshake") /* no 101, bad Sec-WebSocket-Accept, EOF during the upgrade */       \
+    X(JOIN, "join")           /* a join answered with an error status */                           \
+    X(REPLY, "reply")         /* another push answered with an error status */                     \
+    X(CLOSED, "closed")       /* the server closed a socket the bench still used */                \
+    X(PROTOCOL, "protocol")   /* undecodable frame, unexpected ref or sequence number */           \
+    X(TIMEOUT, "timeout")     /* a step (upgrade, join, reply, close) took longer than allowed */  \
+    X(MISSING, "missing")     /* a broadcast never reached a subscriber */                         \
+    X(ORDER, "order")         /* a broadcast arrived twice or out of order */                      \
+    X(HEARTBEAT, "heartbeat") /* a heartbeat got no reply within one interval */                   \
     X(RESOURCE, "resource")   /* out of memory or descriptors in the bench itself */
 
 typedef enum {
@@ -62,11 +62,11 @@ typedef struct phx_bench_opts {
     const char *source_ips;      /* "127.0.0.2-127.0.0.9" or a comma list */
     phx_bench_scenario_t scenario;
     uint32_t sockets;
-    double rate;        /* fanout broadcasts/s; echo pings/s overall; churn cycles/s */
-    double duration_s;  /* the measured phase */
-    int server_pid;     /* 0 = none */
-    uint32_t concurrency; /* handshakes in flight during the ramp */
-    uint32_t window;      /* echo: pings outstanding per socket */
+    double rate;            /* fanout broadcasts/s; echo pings/s overall; churn cycles/s */
+    double duration_s;      /* the measured phase */
+    int server_pid;         /* 0 = none */
+    uint32_t concurrency;   /* handshakes in flight during the ramp */
+    uint32_t window;        /* echo: pings outstanding per socket */
     uint32_t payload_bytes; /* padding added to fanout and echo payloads */
     uint32_t timeout_ms;    /* per step: connect+upgrade+join, a reply, a close */
     uint32_t heartbeat_ms;  /* Phoenix heartbeat interval per socket */
@@ -111,36 +111,36 @@ typedef struct phx_bench_conn {
     uv_write_t write_req;
     phx_bench_t *b;
     wslay_event_context_ptr ws; /* exists only while open */
-    phx_buf_t wbuf;    /* bytes of the uv_write in flight */
-    phx_buf_t pending; /* bytes queued while a write is in flight */
-    phx_buf_t in;      /* HTTP head during the upgrade; a split message once open */
-    uint64_t t_start_ns;  /* connect started (churn: cycle started) */
-    uint64_t deadline_ms; /* uv_now deadline of the current step; 0 = none */
-    uint32_t index;       /* position in b->conns */
-    uint32_t next_seq;    /* fanout: next broadcast sequence expected */
-    uint64_t received;    /* fanout: broadcasts received */
-    uint32_t echo_sent;   /* echo: pings sent; their refs are p<n> */
-    uint32_t echo_acked;  /* echo: replies received */
-    uint32_t hb_count;    /* heartbeats sent; refs are h<n> */
-    uint64_t frame_len;   /* payload length of the data frame being received */
-    uint64_t frame_off;   /* bytes of it received so far */
-    char ws_key[25];      /* Sec-WebSocket-Key sent */
-    uint8_t state;        /* phx_conn_state_t */
-    uint8_t role;         /* phx_conn_role_t */
-    uint8_t step;         /* phx_conn_step_t */
-    uint8_t waiting;      /* bit mask of replies awaited (joins, leaves) */
-    bool has_handle;      /* tcp initialised and not yet closed */
-    bool is_closing;      /* uv_close called */
-    bool is_writing;      /* a uv_write is in flight */
-    bool is_ramping;      /* counted in the ramp's in-flight handshakes */
-    bool is_joined;       /* counted as a joined socket */
-    bool has_cycled;      /* churn: completed at least one cycle */
-    bool is_hb_pending;   /* a heartbeat is unanswered */
-    bool frame_is_ctrl;   /* the frame being received is a control frame */
+    phx_buf_t wbuf;             /* bytes of the uv_write in flight */
+    phx_buf_t pending;          /* bytes queued while a write is in flight */
+    phx_buf_t in;               /* HTTP head during the upgrade; a split message once open */
+    uint64_t t_start_ns;        /* connect started (churn: cycle started) */
+    uint64_t deadline_ms;       /* uv_now deadline of the current step; 0 = none */
+    uint32_t index;             /* position in b->conns */
+    uint32_t next_seq;          /* fanout: next broadcast sequence expected */
+    uint64_t received;          /* fanout: broadcasts received */
+    uint32_t echo_sent;         /* echo: pings sent; their refs are p<n> */
+    uint32_t echo_acked;        /* echo: replies received */
+    uint32_t hb_count;          /* heartbeats sent; refs are h<n> */
+    uint64_t frame_len;         /* payload length of the data frame being received */
+    uint64_t frame_off;         /* bytes of it received so far */
+    char ws_key[25];            /* Sec-WebSocket-Key sent */
+    uint8_t state;              /* phx_conn_state_t */
+    uint8_t role;               /* phx_conn_role_t */
+    uint8_t step;               /* phx_conn_step_t */
+    uint8_t waiting;            /* bit mask of replies awaited (joins, leaves) */
+    bool has_handle;            /* tcp initialised and not yet closed */
+    bool is_closing;            /* uv_close called */
+    bool is_writing;            /* a uv_write is in flight */
+    bool is_ramping;            /* counted in the ramp's in-flight handshakes */
+    bool is_joined;             /* counted as a joined socket */
+    bool has_cycled;            /* churn: completed at least one cycle */
+    bool is_hb_pending;         /* a heartbeat is unanswered */
+    bool frame_is_ctrl;         /* the frame being received is a control frame */
     bool frame_is_fin;
     bool msg_is_text;
-    bool msg_is_done;     /* delivered straight from the frame buffer */
-    bool is_eof;          /* the server ended TCP */
+    bool msg_is_done; /* delivered straight from the frame buffer */
+    bool is_eof;      /* the server ended TCP */
 } phx_bench_conn_t;
 
 /* Figures of one fanout broadcast. */
@@ -153,10 +153,10 @@ typedef struct phx_bench_bcast {
 
 typedef enum {
     PHX_PHASE_RAMP = 0,
-    PHX_PHASE_SETTLE,  /* after the ramp, before measuring */
+    PHX_PHASE_SETTLE, /* after the ramp, before measuring */
     PHX_PHASE_MEASURE,
-    PHX_PHASE_DRAIN,   /* waiting for in-flight work after the measured phase */
-    PHX_PHASE_REST,    /* churn: everything closed, letting the server settle */
+    PHX_PHASE_DRAIN, /* waiting for in-flight work after the measured phase */
+    PHX_PHASE_REST,  /* churn: everything closed, letting the server settle */
     PHX_PHASE_DONE,
 } phx_bench_phase_t;
 
@@ -194,9 +194,9 @@ struct phx_bench {
     size_t rx_len;
     phx_buf_t wscratch; /* wslay output of the connection being flushed */
     char msg_buf[65536 + 512];
-    char *payload_buf;  /* payloads built here: room for --payload-bytes + 128 */
+    char *payload_buf; /* payloads built here: room for --payload-bytes + 128 */
     size_t payload_cap;
-    uint64_t rng;       /* xorshift state for masks and keys */
+    uint64_t rng; /* xorshift state for masks and keys */
 
     /* timers */
     uv_timer_t progress_timer;
@@ -220,8 +220,8 @@ struct phx_bench {
     /* ramp */
     uint32_t next_launch;
     uint32_t inflight;
-    uint32_t joined;      /* sockets counted as joined (ever) */
-    uint32_t alive;       /* joined and still open */
+    uint32_t joined;        /* sockets counted as joined (ever) */
+    uint32_t alive;         /* joined and still open */
     uint32_t sockets_final; /* alive when the run finished (churn: workers that cycled) */
     uint64_t first_join_ns;
     uint64_t last_join_ns;
@@ -249,9 +249,10 @@ struct phx_bench {
     phx_hist_t echo_hist;
 
     /* churn */
-    uint32_t *idle; /* workers waiting for the rate limit */
+    uint32_t *idle; /* ring of workers waiting for the rate limit */
+    uint32_t idle_head;
     uint32_t n_idle;
-    uint32_t active;  /* workers with an open handle */
+    uint32_t active; /* workers with an open handle */
     uint64_t cycles;
     uint64_t cycles_in_window;
     uint64_t cycle_joins;
@@ -268,7 +269,7 @@ struct phx_bench {
     phx_proc_sample_t srv_ramp;    /* after the ramp settled */
     phx_proc_sample_t srv_measure; /* at the start of the measured phase */
     phx_proc_sample_t srv_measure_end;
-    phx_proc_sample_t srv_end;     /* after the measured phase (and churn's rest) */
+    phx_proc_sample_t srv_end; /* after the measured phase (and churn's rest) */
     uint64_t srv_rss_peak;
     phx_host_sample_t host_measure_start;
     phx_host_sample_t host_measure_end;
@@ -330,6 +331,45 @@ void phx_bench_error(phx_bench_t *b, phx_bench_err_t kind, const phx_bench_conn_
 uint64_t phx_bench_error_total(const phx_bench_t *b);
 const char *phx_bench_err_name(phx_bench_err_t kind);
 uint64_t phx_bench_rand(phx_bench_t *b);
+
+/* Helpers of scenario.c for traffic.c. Refs: joins use "1" (user:<id>)
+ * and "2" (the room), also the join_refs of later pushes; other refs are a
+ * letter and a counter: h<n> heartbeat, p<n> ping, b<n> broadcast push,
+ * l1/l2 leaves. */
+#define PHX_JR_USER "1"
+#define PHX_JR_ROOM "2"
+#define PHX_WAIT_USER 1u /* c->waiting: the user:<id> reply */
+#define PHX_WAIT_ROOM 2u /* c->waiting: the room reply */
+/* Builds `{"<key>":<v>,"t":<t>[,"pad":"x.."]}` in b->payload_buf and
+ * returns its length (valid until the next call). */
+size_t phx_bench_payload(phx_bench_t *b, const char *key, uint64_t v, uint64_t t);
+/* Writes `letter` and decimal `n` into buf (room for 24 bytes). */
+void phx_bench_ref(char *buf, char letter, uint64_t n);
+uint64_t phx_bench_user_id(const phx_bench_conn_t *c);
+/* Sets the socket's step deadline to now + --timeout-ms. */
+void phx_bench_deadline(phx_bench_conn_t *c);
+/* Ends the run: final samples, every handle closed; uv_run then returns. */
+void phx_bench_finish(phx_bench_t *b);
+/* Churn: waits --settle-ms, samples the server's memory, finishes. */
+void phx_bench_rest(phx_bench_t *b);
+
+/* ---- traffic.c: the measured phase of fanout, echo, churn ---- */
+
+/* Starts broadcasting. Returns 0, or PHX_ERR_STATE (error counted) when
+ * the publisher did not join. */
+int phx_fanout_start(phx_bench_t *b);
+void phx_fanout_on_broadcast(phx_bench_conn_t *c, const phx_bench_msg_t *m);
+void phx_echo_start(phx_bench_t *b);
+void phx_echo_on_reply(phx_bench_conn_t *c, const phx_bench_msg_t *m, bool is_ok);
+void phx_echo_on_closed(phx_bench_conn_t *c);
+void phx_churn_start(phx_bench_t *b);
+void phx_churn_on_ping_reply(phx_bench_conn_t *c, bool is_ok);
+void phx_churn_on_leave_reply(phx_bench_conn_t *c, unsigned which, bool is_ok);
+/* The server answered our Close: counts the cycle, closes the socket. */
+void phx_churn_cycle_done(phx_bench_conn_t *c);
+void phx_churn_on_closed(phx_bench_conn_t *c);
+/* The drain ran out: closes the cycles still running (errors). */
+void phx_churn_cut(phx_bench_t *b);
 
 /* ---- report.c ---- */
 

@@ -170,8 +170,7 @@ int phx_bench_target_init(phx_bench_t *b, char *err, size_t err_len)
     phx_buf_t head = {0}, tail = {0};
     rv = PHX_ERR_NOMEM;
     if (phx_buf_printf(&head, "GET %.*s%s?", (int)path_len, path, has_ws ? "" : "/websocket") ||
-        (b->opts.params && b->opts.params[0] &&
-         phx_buf_printf(&head, "%s&", b->opts.params)) ||
+        (b->opts.params && b->opts.params[0] && phx_buf_printf(&head, "%s&", b->opts.params)) ||
         phx_buf_append_str(&head, "token="))
         goto fail;
     const char *host_open = b->dst.ss_family == AF_INET6 ? "[" : "";
@@ -321,8 +320,8 @@ static ssize_t ws_on_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
     return (ssize_t)n;
 }
 
-static ssize_t ws_on_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len,
-                          int flags, void *user_data)
+static ssize_t ws_on_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+                          void *user_data)
 {
     phx_bench_conn_t *c = user_data;
     phx_buf_t *dst = c->is_writing ? &c->pending : &c->b->wscratch;
@@ -675,8 +674,8 @@ int phx_bench_conn_start(phx_bench_conn_t *c)
     }
     (void)uv_tcp_nodelay(&c->tcp, 1);
     c->connect_req.data = c;
-    rv = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&b->dst,
-                        conn_on_connect);
+    rv =
+        uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&b->dst, conn_on_connect);
     if (rv != 0)
         goto fail;
     return 0;
@@ -686,9 +685,9 @@ fail:
     return rv;
 fail_init:
     c->state = PHX_CONN_IDLE;
-    phx_bench_error(b, rv == UV_EMFILE || rv == UV_ENFILE ? PHX_BENCH_ERR_RESOURCE
-                                                           : PHX_BENCH_ERR_CONNECT,
-                    c, "socket: %s", uv_strerror(rv));
+    phx_bench_error(
+        b, rv == UV_EMFILE || rv == UV_ENFILE ? PHX_BENCH_ERR_RESOURCE : PHX_BENCH_ERR_CONNECT, c,
+        "socket: %s", uv_strerror(rv));
     return rv;
 }
 

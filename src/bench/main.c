@@ -31,7 +31,8 @@ static const char usage_text[] =
     "and reports throughput, latency percentiles and the server's memory per socket.\n"
     "A human summary goes to stderr, one JSON object to stdout.\n"
     "\n"
-    "  --url URL              socket endpoint, ws://host:port/socket (default ws://127.0.0.1:4000/socket)\n"
+    "  --url URL              socket endpoint, ws://host:port/socket (default "
+    "ws://127.0.0.1:4000/socket)\n"
     "  --secret-key-base K    mint one token per socket (user id = --first-id + index);\n"
     "                         env SECRET_KEY_BASE when absent\n"
     "  --salt S               token salt (default \"user socket\")\n"
@@ -460,10 +461,18 @@ int main(int argc, char **argv)
     }
     static const char *const names[] = {"hold", "fanout", "echo", "churn"};
     if (!b->opts.is_quiet)
-        fprintf(stderr, "phxd-bench: %s, %u sockets -> %s (vsn %s)%s\n",
-                names[b->opts.scenario], b->opts.sockets, b->opts.url, b->opts.vsn,
+        fprintf(stderr, "phxd-bench: %s, %u sockets -> %s (vsn %s)%s\n", names[b->opts.scenario],
+                b->opts.sockets, b->opts.url, b->opts.vsn,
                 b->opts.server_pid ? "" : "; no --server-pid: server figures are null");
 
+    if (b->opts.source_ips == NULL && b->opts.sockets > 12000 && b->dst.ss_family == AF_INET) {
+        /* Linux looks for a free ephemeral port with a scan that slows down
+         * sharply once half of the range is in use for one destination. */
+        fprintf(stderr,
+                "phxd-bench: warning: %u sockets from one source address: connect() slows "
+                "down past about 14000; use --source-ips 127.0.0.2-127.0.0.9\n",
+                b->opts.sockets);
+    }
     uv_loop_t loop;
     if ((rv = uv_loop_init(&loop)) != 0) {
         fprintf(stderr, "phxd-bench: uv_loop_init: %s\n", uv_strerror(rv));

@@ -114,8 +114,8 @@ static void compute(phx_bench_t *b, figures_t *f)
     if (f->has_srv) {
         /* Hold measures memory after sitting idle; fanout and echo right
          * after the ramp, before traffic grows buffers. */
-        const phx_proc_sample_t *s = b->opts.scenario == PHX_BENCH_HOLD ? &b->srv_end
-                                                                         : &b->srv_ramp;
+        const phx_proc_sample_t *s =
+            b->opts.scenario == PHX_BENCH_HOLD ? &b->srv_end : &b->srv_ramp;
         uint32_t n = b->opts.scenario == PHX_BENCH_HOLD ? b->sockets_final : b->joined;
         if (!is_churn && s->is_ok && n > 0) {
             f->rss_per_socket = ((double)s->rss_bytes - (double)b->srv_base.rss_bytes) / n;
@@ -194,8 +194,9 @@ static void summary(const phx_bench_t *b, const figures_t *f)
     if (op->scenario != PHX_BENCH_CHURN) {
         fprintf(o, "  sockets          %u joined and open at the end (%u requested, %u joined)\n",
                 b->sockets_final, op->sockets, b->joined);
-        fprintf(o, "  connect          %.0f sockets/s (ramp %.2f s, %u in flight); connect+join "
-                   "p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+        fprintf(o,
+                "  connect          %.0f sockets/s (ramp %.2f s, %u in flight); connect+join "
+                "p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
                 f->connect_per_s, f->ramp_s, op->concurrency,
                 ms(phx_hist_percentile(&b->connect_hist, 50)),
                 ms(phx_hist_percentile(&b->connect_hist, 99)), ms(b->connect_hist.max));
@@ -215,28 +216,33 @@ static void summary(const phx_bench_t *b, const figures_t *f)
                 b->heartbeats);
         break;
     case PHX_BENCH_FANOUT:
-        fprintf(o, "  fanout           %zu broadcasts to %u subscribers, %zu complete; to the last "
-                   "subscriber p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+        fprintf(o,
+                "  fanout           %zu broadcasts to %u subscribers, %zu complete; to the last "
+                "subscriber p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
                 b->n_bcasts, b->subscribers, f->n_complete, ms(f->fan_p50), ms(f->fan_p99),
                 ms(f->fan_max));
-        fprintf(o, "  deliveries       %" PRIu64 "/%" PRIu64 ", %.0f/s while fanning out (%.3f s), "
-                   "%.0f/s over the phase; each p50 %.2f ms, p99 %.2f ms\n",
+        fprintf(o,
+                "  deliveries       %" PRIu64 "/%" PRIu64 ", %.0f/s while fanning out (%.3f s), "
+                "%.0f/s over the phase; each p50 %.2f ms, p99 %.2f ms\n",
                 b->deliveries, f->expected_deliveries, f->deliveries_per_s, f->busy_s,
                 f->deliveries_per_s_wall, ms(phx_hist_percentile(&b->delivery_hist, 50)),
                 ms(phx_hist_percentile(&b->delivery_hist, 99)));
         break;
     case PHX_BENCH_ECHO:
-        fprintf(o, "  echo             %" PRIu64 " round trips, %.0f/s (window %u); p50 %.3f ms, "
-                   "p99 %.3f ms, max %.3f ms\n",
+        fprintf(o,
+                "  echo             %" PRIu64 " round trips, %.0f/s (window %u); p50 %.3f ms, "
+                "p99 %.3f ms, max %.3f ms\n",
                 b->echo_replies, f->echo_per_s, op->window,
                 ms(phx_hist_percentile(&b->echo_hist, 50)),
                 ms(phx_hist_percentile(&b->echo_hist, 99)), ms(b->echo_hist.max));
         if (b->echo_skipped)
-            fprintf(o, "  echo skipped     %" PRIu64 " pings (every window full)\n", b->echo_skipped);
+            fprintf(o, "  echo skipped     %" PRIu64 " pings (every window full)\n",
+                    b->echo_skipped);
         break;
     case PHX_BENCH_CHURN:
-        fprintf(o, "  churn            %" PRIu64 " cycles, %.0f/s with %u workers (%u cycled); "
-                   "cycle p50 %.2f ms, p99 %.2f ms\n",
+        fprintf(o,
+                "  churn            %" PRIu64 " cycles, %.0f/s with %u workers (%u cycled); "
+                "cycle p50 %.2f ms, p99 %.2f ms\n",
                 b->cycles, f->churn_per_s, op->sockets, b->workers_cycled,
                 ms(phx_hist_percentile(&b->cycle_hist, 50)),
                 ms(phx_hist_percentile(&b->cycle_hist, 99)));
@@ -245,11 +251,13 @@ static void summary(const phx_bench_t *b, const figures_t *f)
         break;
     }
     if (f->has_srv)
-        fprintf(o, "  server cpu       %.2f s total, %.2f s in the ramp, %.0f%% of a core while "
-                   "measuring\n",
+        fprintf(o,
+                "  server cpu       %.2f s total, %.2f s in the ramp, %.0f%% of a core while "
+                "measuring\n",
                 f->srv_cpu_s, f->srv_cpu_ramp_s, f->srv_cpu_pct);
-    fprintf(o, "  bench cpu        %.2f s total, %.2f s in the ramp, %.0f%% of a core while "
-               "measuring%s\n",
+    fprintf(o,
+            "  bench cpu        %.2f s total, %.2f s in the ramp, %.0f%% of a core while "
+            "measuring%s\n",
             f->bench_cpu_s, f->bench_cpu_ramp_s, f->bench_cpu_pct,
             f->bench_cpu_pct >= 95 ? "  (generator-bound: the figures are the bench's limit)" : "");
     const phx_host_sample_t *h0 = &b->host_measure_start, *h1 = &b->host_measure_end;
@@ -261,13 +269,15 @@ static void summary(const phx_bench_t *b, const figures_t *f)
                     tot ? 100.0 * (double)(h1->busy[i] - h0->busy[i]) / (double)tot : 0.0);
         }
         fprintf(o, " while measuring (softirq %.0f%% of all)\n",
-                100.0 * (double)(h1->softirq - h0->softirq) / (double)(h1->total[0] - h0->total[0]));
+                100.0 * (double)(h1->softirq - h0->softirq) /
+                    (double)(h1->total[0] - h0->total[0]));
         long hz = sysconf(_SC_CLK_TCK);
         double other = (double)(h1->busy[0] - h0->busy[0]) / (double)(hz > 0 ? hz : 100) -
                        f->srv_cpu_measure_s - f->bench_cpu_measure_s;
         if (f->has_srv && f->measure_s > 0 && other > 0.25 * f->measure_s)
-            fprintf(o, "  host other cpu   %.2f s beyond server and bench (softirq, other "
-                       "programs): figures may be contended\n",
+            fprintf(o,
+                    "  host other cpu   %.2f s beyond server and bench (softirq, other "
+                    "programs): figures may be contended\n",
                     other);
     }
     fprintf(o, "  errors           %" PRIu64, f->errors);
@@ -346,13 +356,13 @@ void phx_bench_report(phx_bench_t *b)
     j_num(&j, "bench_cpu_pct", f.bench_cpu_pct, 1, true);
     const phx_host_sample_t *h0 = &b->host_measure_start, *h1 = &b->host_measure_end;
     bool host = h0->is_ok && h1->is_ok && h1->total[0] > h0->total[0];
-    j_num(&j, "host_cpu_busy_pct", host ? 100.0 * (double)(h1->busy[0] - h0->busy[0]) /
-                                              (double)(h1->total[0] - h0->total[0])
-                                        : 0,
+    j_num(&j, "host_cpu_busy_pct",
+          host ? 100.0 * (double)(h1->busy[0] - h0->busy[0]) / (double)(h1->total[0] - h0->total[0])
+               : 0,
           1, host);
-    j_num(&j, "host_softirq_pct", host ? 100.0 * (double)(h1->softirq - h0->softirq) /
-                                             (double)(h1->total[0] - h0->total[0])
-                                       : 0,
+    j_num(&j, "host_softirq_pct",
+          host ? 100.0 * (double)(h1->softirq - h0->softirq) / (double)(h1->total[0] - h0->total[0])
+               : 0,
           1, host);
     /* CPU the host spent beyond the server and the bench: softirq charged to
      * no process and other programs. High values mean contended figures. */

@@ -1,8 +1,8 @@
 /* scenario.c: what phxd-bench's sockets say and when. Runs the phases of a
  * run (ramp with bounded handshakes in flight, settle, measured phase,
- * drain, teardown), the four scenarios (hold, fanout, echo, churn), the
- * per-socket Phoenix heartbeat, step timeouts and the progress lines.
- * Messages from conn.c arrive in phx_bench_on_message. */
+ * drain, teardown), the joins, the per-socket Phoenix heartbeat, step
+ * timeouts and the progress lines. Messages from conn.c arrive in
+ * phx_bench_on_message; traffic.c does what fanout, echo and churn send. */
 #include "bench.h"
 
 #include <inttypes.h>
@@ -13,26 +13,14 @@
 
 #include "phx.h"
 
-/* Refs: joins use "1" (user:<id>) and "2" (the room), which are also the
- * join_refs of later pushes; other refs carry a letter and a counter:
- * h<n> heartbeat, p<n> ping, b<n> broadcast push, l1/l2 leaves. */
-#define JR_USER "1"
-#define JR_ROOM "2"
-#define WAIT_USER 1u
-#define WAIT_ROOM 2u
 #define MAX_ERRORS_PRINTED 10
 #define SWEEP_MS 250
 #define PROGRESS_MS 1000
 #define HB_TICK_MS 1000
-#define CHURN_TICK_MS 5
 
-static void finish(phx_bench_t *b);
-static void rest(phx_bench_t *b);
 static void measure_start(phx_bench_t *b);
 static void measure_end(phx_bench_t *b);
 static void ramp_fill(phx_bench_t *b);
-static void churn_start(phx_bench_conn_t *c);
-static void publish(phx_bench_t *b);
 
 /* ---- helpers ---- */
 
@@ -113,7 +101,7 @@ static char *put_str(char *p, const char *s)
 }
 
 /* Builds `{"<key>":<v>,"t":<now>[,"pad":"xx.."]}` in b->payload_buf. */
-static size_t build_payload(phx_bench_t *b, const char *key, uint64_t v, uint64_t t)
+size_t phx_bench_payload(phx_bench_t *b, const char *key, uint64_t v, uint64_t t)
 {
     char *p = b->payload_buf;
     *p++ = '{';
@@ -133,13 +121,13 @@ static size_t build_payload(phx_bench_t *b, const char *key, uint64_t v, uint64_
     return (size_t)(p - b->payload_buf);
 }
 
-static void make_ref(char *buf, char letter, uint64_t n)
+void phx_bench_ref(char *buf, char letter, uint64_t n)
 {
     buf[0] = letter;
     *put_u64(buf + 1, n) = '\0';
 }
 
-static uint64_t user_id(const phx_bench_conn_t *c)
+uint64_t phx_bench_user_id(const phx_bench_conn_t *c)
 {
     return c->b->opts.first_id + c->index;
 }
@@ -155,7 +143,7 @@ static void sample_server(phx_bench_t *b, phx_proc_sample_t *out)
         b->srv_rss_peak = out->rss_bytes;
 }
 
-static void set_deadline(phx_bench_conn_t *c)
+void phx_bench_deadline(phx_bench_conn_t *c)
 {
     c->deadline_ms = uv_now(c->b->loop) + c->b->opts.timeout_ms;
 }
@@ -169,14 +157,14 @@ static void send_joins(phx_bench_conn_t *c)
     c->waiting = 0;
     if ((c->role == PHX_ROLE_HOLD || c->role == PHX_ROLE_CHURN) && b->has_user_topic) {
         char topic[48];
-        snprintf(topic, sizeof(topic), "user:%" PRIu64, user_id(c));
-        if (phx_bench_conn_push(c, JR_USER, JR_USER, topic, "phx_join", "{}", 2) != 0)
+        snprintf(topic, sizeof(topic), "user:%" PRIu64, phx_bench_user_id(c));
+        if (phx_bench_conn_push(c, PHX_JR_USER, PHX_JR_USER, topic, "phx_join", "{}", 2) != 0)
             return;
-        c->waiting |= WAIT_USER;
+        c->waiting |= PHX_WAIT_USER;
     }
-    if (phx_bench_conn_push(c, JR_ROOM, JR_ROOM, b->opts.topic, "phx_join", "{}", 2) != 0)
+    if (phx_bench_conn_push(c, PHX_JR_ROOM, PHX_JR_ROOM, b->opts.topic, "phx_join", "{}", 2) != 0)
         return;
-    c->waiting |= WAIT_ROOM;
+    c->waiting |= PHX_WAIT_ROOM;
 }
 
 void phx_bench_on_open(phx_bench_conn_t *c)
@@ -195,9 +183,9 @@ static void on_joined(phx_bench_conn_t *c)
     if (c->role == PHX_ROLE_CHURN) {
         b->cycle_joins++;
         c->step = PHX_STEP_PINGING;
-        set_deadline(c);
-        size_t n = build_payload(b, "n", 1, now);
-        phx_bench_conn_push(c, JR_ROOM, "p1", b->opts.topic, "ping", b->payload_buf, n);
+        phx_bench_deadline(c);
+        size_t n = phx_bench_payload(b, "n", 1, now);
+        phx_bench_conn_push(c, PHX_JR_ROOM, "p1", b->opts.topic, "ping", b->payload_buf, n);
         return;
     }
     c->is_joined = true;
@@ -225,7 +213,7 @@ static void on_join_reply(phx_bench_conn_t *c, unsigned which, bool is_ok,
     }
     if (!is_ok) {
         phx_bench_error(c->b, PHX_BENCH_ERR_JOIN, c, "join of %s refused: %.*s",
-                        which == WAIT_USER ? "user:<id>" : c->b->opts.topic,
+                        which == PHX_WAIT_USER ? "user:<id>" : c->b->opts.topic,
                         (int)(resp->len > 100 ? 100 : resp->len), resp->p ? resp->p : "");
         phx_bench_conn_close(c);
         return;
@@ -246,7 +234,7 @@ static void ramp_fill(phx_bench_t *b)
         c->is_ramping = true;
         b->inflight++;
         c->t_start_ns = uv_hrtime();
-        set_deadline(c);
+        phx_bench_deadline(c);
         if (phx_bench_conn_start(c) != 0 && !c->has_handle) {
             c->is_ramping = false;
             b->inflight--;
@@ -261,7 +249,7 @@ static void settle_on_timer(uv_timer_t *t)
     sample_server(b, &b->srv_ramp);
     if (b->alive == 0) {
         fprintf(stderr, "phxd-bench: no socket joined; nothing to measure\n");
-        finish(b);
+        phx_bench_finish(b);
         return;
     }
     measure_start(b);
@@ -278,281 +266,6 @@ static void ramp_check_done(phx_bench_t *b)
         fprintf(stderr, "phxd-bench: ramp done: %u/%u sockets joined in %.2f s\n", b->joined,
                 b->opts.sockets, secs(b->ramp_end_ns - b->t0_ns));
     uv_timer_start(&b->phase_timer, settle_on_timer, b->opts.settle_ms, 0);
-}
-
-/* ---- fanout ---- */
-
-static void publish(phx_bench_t *b)
-{
-    phx_bench_conn_t *p = b->publisher;
-    if (p == NULL || !p->is_joined || p->is_closing)
-        return;
-    if (b->n_bcasts == b->cap_bcasts) {
-        size_t cap = b->cap_bcasts ? b->cap_bcasts * 2 : 1024;
-        phx_bench_bcast_t *n = phx_realloc(b->bcasts, cap * sizeof(*n));
-        if (n == NULL) {
-            phx_bench_error(b, PHX_BENCH_ERR_RESOURCE, NULL, "out of memory");
-            return;
-        }
-        b->bcasts = n;
-        b->cap_bcasts = cap;
-    }
-    uint64_t seq = b->n_bcasts;
-    phx_bench_bcast_t *bc = &b->bcasts[seq];
-    memset(bc, 0, sizeof(*bc));
-    bc->expected = b->subscribers;
-    char ref[24];
-    make_ref(ref, 'b', seq);
-    bc->sent_ns = uv_hrtime();
-    size_t n = build_payload(b, "seq", seq, bc->sent_ns);
-    b->n_bcasts++;
-    if (phx_bench_conn_push(p, JR_ROOM, ref, b->opts.topic, b->opts.event, b->payload_buf, n) ==
-        0)
-        phx_bench_conn_flush(p);
-}
-
-static void publish_on_timer(uv_timer_t *t)
-{
-    phx_bench_t *b = t->data;
-    if (b->phase != PHX_PHASE_MEASURE)
-        return;
-    uint64_t now = uv_hrtime();
-    if (b->opts.rate <= 0) {
-        /* Closed loop: this timer is only the watchdog of a broadcast that
-         * never completed; send the next one anyway. */
-        publish(b);
-        uv_timer_start(&b->pace_timer, publish_on_timer, b->opts.timeout_ms, 0);
-        return;
-    }
-    double interval_ns = 1e9 / b->opts.rate;
-    uint64_t due = (uint64_t)((double)(now - b->measure_start_ns) / interval_ns) + 1;
-    while (b->n_bcasts < due && b->phase == PHX_PHASE_MEASURE)
-        publish(b);
-    double next = (double)b->measure_start_ns + (double)b->n_bcasts * interval_ns;
-    double wait_ms = (next - (double)uv_hrtime()) / 1e6;
-    uv_timer_start(&b->pace_timer, publish_on_timer, wait_ms < 1 ? 1 : (uint64_t)ceil(wait_ms), 0);
-}
-
-static bool payload_seq(const phx_bench_span_t *payload, uint64_t *seq)
-{
-    /* Fast path for the bench's own encoding, then any key order. */
-    static const char prefix[] = "{\"seq\":";
-    size_t pl = sizeof(prefix) - 1;
-    if (payload->len > pl && memcmp(payload->p, prefix, pl) == 0) {
-        uint64_t v = 0;
-        size_t i = pl;
-        while (i < payload->len && payload->p[i] >= '0' && payload->p[i] <= '9')
-            v = v * 10 + (uint64_t)(payload->p[i++] - '0');
-        if (i > pl && i < payload->len && (payload->p[i] == ',' || payload->p[i] == '}')) {
-            *seq = v;
-            return true;
-        }
-    }
-    phx_bench_span_t s;
-    return phx_bench_json_get(payload, "seq", &s) && phx_bench_span_u64(&s, seq);
-}
-
-static void on_broadcast(phx_bench_conn_t *c, const phx_bench_msg_t *m)
-{
-    phx_bench_t *b = c->b;
-    uint64_t seq;
-    if (c->role != PHX_ROLE_SUBSCRIBER && c->role != PHX_ROLE_PUBLISHER) {
-        b->other_msgs++;
-        return;
-    }
-    if (!payload_seq(&m->payload, &seq) || seq >= b->n_bcasts) {
-        phx_bench_error(b, PHX_BENCH_ERR_PROTOCOL, c, "broadcast with an unknown seq");
-        return;
-    }
-    if (c->role == PHX_ROLE_PUBLISHER) {
-        b->publisher_copies++;
-        return;
-    }
-    uint64_t now = uv_hrtime();
-    if (seq < c->next_seq) {
-        phx_bench_error(b, PHX_BENCH_ERR_ORDER, c, "broadcast %" PRIu64 " after %u", seq,
-                        c->next_seq - 1);
-        return;
-    }
-    c->next_seq = (uint32_t)seq + 1;
-    c->received++;
-    phx_bench_bcast_t *bc = &b->bcasts[seq];
-    bc->count++;
-    bc->last_ns = now;
-    b->deliveries++;
-    if (b->phase == PHX_PHASE_MEASURE)
-        b->deliveries_in_window++;
-    phx_hist_record(&b->delivery_hist, now - bc->sent_ns);
-    if (bc->count != bc->expected)
-        return;
-    b->bcasts_complete++;
-    if (b->phase == PHX_PHASE_DRAIN && b->bcasts_complete == b->n_bcasts)
-        finish(b);
-    else if (b->phase == PHX_PHASE_MEASURE && b->opts.rate <= 0 && seq + 1 == b->n_bcasts) {
-        publish(b);
-        uv_timer_start(&b->pace_timer, publish_on_timer, b->opts.timeout_ms, 0);
-    }
-}
-
-/* ---- echo ---- */
-
-static int echo_send(phx_bench_conn_t *c)
-{
-    phx_bench_t *b = c->b;
-    uint32_t w = b->opts.window;
-    uint64_t now = uv_hrtime();
-    char ref[24];
-    make_ref(ref, 'p', c->echo_sent);
-    size_t n = build_payload(b, "n", c->echo_sent, now);
-    int rv = phx_bench_conn_push(c, JR_ROOM, ref, b->opts.topic, "ping", b->payload_buf, n);
-    if (rv != 0)
-        return rv;
-    b->echo_ts[(size_t)c->index * w + c->echo_sent % w] = now;
-    if (c->echo_sent == c->echo_acked)
-        set_deadline(c);
-    c->echo_sent++;
-    b->echo_outstanding++;
-    b->echo_sent++;
-    return 0;
-}
-
-static void echo_on_reply(phx_bench_conn_t *c, const phx_bench_msg_t *m, bool is_ok)
-{
-    phx_bench_t *b = c->b;
-    uint64_t now = uv_hrtime();
-    phx_bench_span_t num = {m->ref.p + 1, m->ref.len - 1, true, false};
-    uint64_t n;
-    if (!phx_bench_span_u64(&num, &n) || n != c->echo_acked || c->echo_acked == c->echo_sent) {
-        phx_bench_error(b, PHX_BENCH_ERR_PROTOCOL, c, "ping reply %.*s out of order (expected p%u)",
-                        (int)m->ref.len, m->ref.p, c->echo_acked);
-        phx_bench_conn_close(c);
-        return;
-    }
-    if (!is_ok)
-        phx_bench_error(b, PHX_BENCH_ERR_REPLY, c, "ping answered with an error");
-    uint32_t w = b->opts.window;
-    phx_hist_record(&b->echo_hist, now - b->echo_ts[(size_t)c->index * w + n % w]);
-    c->echo_acked++;
-    b->echo_outstanding--;
-    b->echo_replies++;
-    if (b->phase == PHX_PHASE_MEASURE)
-        b->echo_in_window++;
-    c->deadline_ms = c->echo_acked == c->echo_sent ? 0 : uv_now(b->loop) + b->opts.timeout_ms;
-    if (b->phase == PHX_PHASE_MEASURE && b->opts.rate <= 0)
-        echo_send(c);
-    else if (b->phase == PHX_PHASE_DRAIN && b->echo_outstanding == 0)
-        finish(b);
-}
-
-/* Open loop (--rate > 0): sends the pings due since the phase started,
- * round-robin over the sockets with room in their window. */
-static void echo_pace_on_timer(uv_timer_t *t)
-{
-    phx_bench_t *b = t->data;
-    if (b->phase != PHX_PHASE_MEASURE)
-        return;
-    uint64_t due = (uint64_t)(secs(uv_hrtime() - b->measure_start_ns) * b->opts.rate);
-    while (b->echo_sent + b->echo_skipped < due) {
-        phx_bench_conn_t *found = NULL;
-        for (uint32_t k = 0; k < b->n_conns && found == NULL; k++) {
-            phx_bench_conn_t *c = &b->conns[b->echo_cursor++ % b->n_conns];
-            if (c->is_joined && !c->is_closing && c->echo_sent - c->echo_acked < b->opts.window)
-                found = c;
-        }
-        if (found == NULL) {
-            b->echo_skipped += due - b->echo_sent - b->echo_skipped;
-            break;
-        }
-        if (echo_send(found) == 0)
-            phx_bench_conn_flush(found);
-    }
-}
-
-/* ---- churn ---- */
-
-static void churn_on_ping_reply(phx_bench_conn_t *c, bool is_ok)
-{
-    phx_bench_t *b = c->b;
-    if (c->step != PHX_STEP_PINGING) {
-        phx_bench_error(b, PHX_BENCH_ERR_PROTOCOL, c, "unexpected ping reply");
-        return;
-    }
-    if (!is_ok)
-        phx_bench_error(b, PHX_BENCH_ERR_REPLY, c, "ping answered with an error");
-    c->step = PHX_STEP_LEAVING;
-    c->waiting = WAIT_ROOM;
-    set_deadline(c);
-    if (phx_bench_conn_push(c, JR_ROOM, "l2", b->opts.topic, "phx_leave", "{}", 2) != 0)
-        return;
-    if (b->has_user_topic) {
-        char topic[48];
-        snprintf(topic, sizeof(topic), "user:%" PRIu64, user_id(c));
-        if (phx_bench_conn_push(c, JR_USER, "l1", topic, "phx_leave", "{}", 2) != 0)
-            return;
-        c->waiting |= WAIT_USER;
-    }
-}
-
-static void churn_on_leave_reply(phx_bench_conn_t *c, unsigned which, bool is_ok)
-{
-    if (c->step != PHX_STEP_LEAVING || !(c->waiting & which)) {
-        phx_bench_error(c->b, PHX_BENCH_ERR_PROTOCOL, c, "unexpected leave reply");
-        return;
-    }
-    if (!is_ok)
-        phx_bench_error(c->b, PHX_BENCH_ERR_REPLY, c, "leave answered with an error");
-    c->waiting &= ~which;
-    if (c->waiting != 0)
-        return;
-    c->step = PHX_STEP_CLOSING;
-    set_deadline(c);
-    phx_bench_conn_ws_close(c);
-}
-
-static void churn_start(phx_bench_conn_t *c)
-{
-    phx_bench_t *b = c->b;
-    c->t_start_ns = uv_hrtime();
-    c->step = PHX_STEP_NONE;
-    set_deadline(c);
-    b->cycles_started++;
-    b->active++;
-    if (phx_bench_conn_start(c) != 0 && !c->has_handle) {
-        b->active--;
-        b->idle[b->n_idle++] = c->index;
-    }
-}
-
-static void churn_on_timer(uv_timer_t *t)
-{
-    phx_bench_t *b = t->data;
-    if (b->phase != PHX_PHASE_MEASURE)
-        return;
-    uint64_t allowed = UINT64_MAX;
-    if (b->opts.rate > 0) {
-        uint64_t due = (uint64_t)(secs(uv_hrtime() - b->measure_start_ns) * b->opts.rate) + 1;
-        allowed = due > b->cycles_started ? due - b->cycles_started : 0;
-    }
-    while (b->n_idle > 0 && allowed > 0) {
-        allowed--;
-        churn_start(&b->conns[b->idle[--b->n_idle]]);
-    }
-}
-
-static void churn_cycle_done(phx_bench_conn_t *c)
-{
-    phx_bench_t *b = c->b;
-    b->cycles++;
-    if (b->phase == PHX_PHASE_MEASURE)
-        b->cycles_in_window++;
-    phx_hist_record(&b->cycle_hist, uv_hrtime() - c->t_start_ns);
-    if (!c->has_cycled) {
-        c->has_cycled = true;
-        b->workers_cycled++;
-    }
-    c->step = PHX_STEP_NONE;
-    c->deadline_ms = 0;
-    phx_bench_conn_close(c);
 }
 
 /* ---- messages ---- */
@@ -572,7 +285,7 @@ static void on_reply(phx_bench_conn_t *c, const phx_bench_msg_t *m)
     case '1':
     case '2':
         if (ref->len == 1)
-            on_join_reply(c, ref->p[0] == '1' ? WAIT_USER : WAIT_ROOM, is_ok, &resp);
+            on_join_reply(c, ref->p[0] == '1' ? PHX_WAIT_USER : PHX_WAIT_ROOM, is_ok, &resp);
         else
             phx_bench_error(b, PHX_BENCH_ERR_PROTOCOL, c, "reply to unknown ref");
         return;
@@ -582,14 +295,15 @@ static void on_reply(phx_bench_conn_t *c, const phx_bench_msg_t *m)
         return;
     case 'p':
         if (c->role == PHX_ROLE_CHURN)
-            churn_on_ping_reply(c, is_ok);
+            phx_churn_on_ping_reply(c, is_ok);
         else if (c->role == PHX_ROLE_ECHO)
-            echo_on_reply(c, m, is_ok);
+            phx_echo_on_reply(c, m, is_ok);
         else
             phx_bench_error(b, PHX_BENCH_ERR_PROTOCOL, c, "unexpected ping reply");
         return;
     case 'l':
-        churn_on_leave_reply(c, phx_bench_span_eq(ref, "l1") ? WAIT_USER : WAIT_ROOM, is_ok);
+        phx_churn_on_leave_reply(c, phx_bench_span_eq(ref, "l1") ? PHX_WAIT_USER : PHX_WAIT_ROOM,
+                                 is_ok);
         return;
     case 'b':
         if (!is_ok)
@@ -608,7 +322,7 @@ void phx_bench_on_message(phx_bench_conn_t *c, const phx_bench_msg_t *m)
     if (phx_bench_span_eq(&m->event, "phx_reply")) {
         on_reply(c, m);
     } else if (phx_bench_span_eq(&m->event, b->opts.event)) {
-        on_broadcast(c, m);
+        phx_fanout_on_broadcast(c, m);
     } else if (phx_bench_span_eq(&m->event, "phx_close") ||
                phx_bench_span_eq(&m->event, "phx_error")) {
         /* After a leave the server closes the channel; anything else is the
@@ -627,7 +341,7 @@ void phx_bench_on_message(phx_bench_conn_t *c, const phx_bench_msg_t *m)
 void phx_bench_on_eof(phx_bench_conn_t *c)
 {
     if (c->role == PHX_ROLE_CHURN && c->step == PHX_STEP_CLOSING) {
-        churn_cycle_done(c);
+        phx_churn_cycle_done(c);
         return;
     }
     if (c->b->phase != PHX_PHASE_DONE) {
@@ -650,15 +364,7 @@ void phx_bench_on_closed(phx_bench_conn_t *c)
     c->deadline_ms = 0;
     c->step = PHX_STEP_NONE;
     if (c->role == PHX_ROLE_CHURN) {
-        b->active--;
-        if (b->phase == PHX_PHASE_MEASURE) {
-            if (b->opts.rate <= 0)
-                churn_start(c);
-            else
-                b->idle[b->n_idle++] = c->index;
-        } else if (b->phase == PHX_PHASE_DRAIN && b->active == 0) {
-            rest(b);
-        }
+        phx_churn_on_closed(c);
         return;
     }
     if (c->is_joined) {
@@ -671,12 +377,8 @@ void phx_bench_on_closed(phx_bench_conn_t *c)
         b->inflight--;
         ramp_fill(b);
     }
-    if (c->role == PHX_ROLE_ECHO && c->echo_sent > c->echo_acked) {
-        b->echo_outstanding -= c->echo_sent - c->echo_acked;
-        c->echo_acked = c->echo_sent;
-        if (b->phase == PHX_PHASE_DRAIN && b->echo_outstanding == 0)
-            finish(b);
-    }
+    if (c->role == PHX_ROLE_ECHO)
+        phx_echo_on_closed(c);
 }
 
 /* ---- timers ---- */
@@ -685,8 +387,8 @@ static void sweep_on_timer(uv_timer_t *t)
 {
     phx_bench_t *b = t->data;
     uint64_t now = uv_now(b->loop);
-    static const char *const steps[] = {"connect and upgrade", "join", "-", "ping reply",
-                                        "leave reply", "close"};
+    static const char *const steps[] = {"connect and upgrade", "join",        "-",
+                                        "ping reply",          "leave reply", "close"};
     for (uint32_t i = 0; i < b->n_conns; i++) {
         phx_bench_conn_t *c = &b->conns[i];
         if (c->deadline_ms == 0 || now < c->deadline_ms || !c->has_handle || c->is_closing)
@@ -719,7 +421,7 @@ static void hb_on_timer(uv_timer_t *t)
             phx_bench_error(b, PHX_BENCH_ERR_HEARTBEAT, c, "no heartbeat reply within %u ms",
                             b->opts.heartbeat_ms);
         char ref[24];
-        make_ref(ref, 'h', ++c->hb_count);
+        phx_bench_ref(ref, 'h', ++c->hb_count);
         if (phx_bench_conn_push(c, NULL, ref, "phoenix", "heartbeat", "{}", 2) == 0) {
             c->is_hb_pending = true;
             phx_bench_conn_flush(c);
@@ -745,7 +447,8 @@ static void progress_on_timer(uv_timer_t *t)
     uint64_t count;
     double el = secs(now - b->t0_ns);
     uint64_t errs = phx_bench_error_total(b);
-    switch (b->phase == PHX_PHASE_RAMP || b->phase == PHX_PHASE_SETTLE ? -1 : (int)b->opts.scenario) {
+    switch (b->phase == PHX_PHASE_RAMP || b->phase == PHX_PHASE_SETTLE ? -1
+                                                                       : (int)b->opts.scenario) {
     case -1:
         count = b->joined;
         fprintf(stderr,
@@ -755,8 +458,9 @@ static void progress_on_timer(uv_timer_t *t)
         break;
     case PHX_BENCH_HOLD:
         count = b->heartbeats;
-        fprintf(stderr, "[%6.1fs] hold   %u sockets  heartbeats %" PRIu64 "  errors %" PRIu64 "%s\n",
-                el, b->alive, b->heartbeats, errs, srv);
+        fprintf(stderr,
+                "[%6.1fs] hold   %u sockets  heartbeats %" PRIu64 "  errors %" PRIu64 "%s\n", el,
+                b->alive, b->heartbeats, errs, srv);
         break;
     case PHX_BENCH_FANOUT:
         count = b->deliveries;
@@ -778,8 +482,7 @@ static void progress_on_timer(uv_timer_t *t)
         count = b->cycles;
         fprintf(stderr,
                 "[%6.1fs] churn  %" PRIu64 " cycles (+%.0f/s)  active %u  errors %" PRIu64 "%s\n",
-                el, b->cycles, (double)(count - b->last_progress_count) / dt, b->active, errs,
-                srv);
+                el, b->cycles, (double)(count - b->last_progress_count) / dt, b->active, errs, srv);
         break;
     }
     b->last_progress_ns = now;
@@ -797,13 +500,13 @@ static void rest_on_timer(uv_timer_t *t)
 {
     phx_bench_t *b = t->data;
     sample_server(b, &b->srv_end);
-    finish(b);
+    phx_bench_finish(b);
 }
 
 /* Churn: every socket is closed; give the server settle_ms to release what
  * they held before the end sample (the point of churn is that memory comes
  * back). */
-static void rest(phx_bench_t *b)
+void phx_bench_rest(phx_bench_t *b)
 {
     b->phase = PHX_PHASE_REST;
     uv_timer_start(&b->phase_timer, rest_on_timer, b->opts.settle_ms, 0);
@@ -813,19 +516,10 @@ static void drain_on_timer(uv_timer_t *t)
 {
     phx_bench_t *b = t->data;
     if (b->opts.scenario != PHX_BENCH_CHURN) {
-        finish(b);
+        phx_bench_finish(b);
         return;
     }
-    /* Cut the cycles still running; the last close callback rests. */
-    for (uint32_t i = 0; i < b->n_conns; i++) {
-        phx_bench_conn_t *c = &b->conns[i];
-        if (c->has_handle && !c->is_closing) {
-            phx_bench_error(b, PHX_BENCH_ERR_TIMEOUT, c, "cycle unfinished after the drain");
-            phx_bench_conn_close(c);
-        }
-    }
-    if (b->active == 0)
-        rest(b);
+    phx_churn_cut(b);
 }
 
 static void measure_start(phx_bench_t *b)
@@ -841,36 +535,16 @@ static void measure_start(phx_bench_t *b)
     case PHX_BENCH_HOLD:
         break;
     case PHX_BENCH_FANOUT:
-        if (b->publisher == NULL || !b->publisher->is_joined) {
-            phx_bench_error(b, PHX_BENCH_ERR_JOIN, NULL, "the publisher socket did not join");
-            finish(b);
+        if (phx_fanout_start(b) != 0) {
+            phx_bench_finish(b);
             return;
         }
-        b->subscribers = b->alive;
-        publish_on_timer(&b->pace_timer);
-        if (b->opts.rate <= 0)
-            uv_timer_start(&b->pace_timer, publish_on_timer, b->opts.timeout_ms, 0);
         break;
     case PHX_BENCH_ECHO:
-        if (b->opts.rate > 0) {
-            uv_timer_start(&b->pace_timer, echo_pace_on_timer, 1, 1);
-            break;
-        }
-        for (uint32_t i = 0; i < b->n_conns; i++) {
-            phx_bench_conn_t *c = &b->conns[i];
-            if (!c->is_joined || c->is_closing)
-                continue;
-            for (uint32_t k = 0; k < b->opts.window; k++)
-                if (echo_send(c) != 0)
-                    break;
-            phx_bench_conn_flush(c);
-        }
+        phx_echo_start(b);
         break;
     case PHX_BENCH_CHURN:
-        for (uint32_t i = 0; i < b->n_conns; i++)
-            b->idle[b->n_idle++] = b->n_conns - 1 - i;
-        churn_on_timer(&b->pace_timer);
-        uv_timer_start(&b->pace_timer, churn_on_timer, CHURN_TICK_MS, CHURN_TICK_MS);
+        phx_churn_start(b);
         break;
     }
     uint64_t ms = (uint64_t)(b->opts.duration_s * 1000.0 + 0.5);
@@ -905,9 +579,9 @@ static void measure_end(phx_bench_t *b)
     if (!is_done)
         uv_timer_start(&b->phase_timer, drain_on_timer, b->opts.drain_ms, 0);
     else if (b->opts.scenario == PHX_BENCH_CHURN)
-        rest(b);
+        phx_bench_rest(b);
     else
-        finish(b);
+        phx_bench_finish(b);
 }
 
 static void close_timer(uv_timer_t *t)
@@ -917,7 +591,7 @@ static void close_timer(uv_timer_t *t)
         uv_close((uv_handle_t *)t, NULL);
 }
 
-static void finish(phx_bench_t *b)
+void phx_bench_finish(phx_bench_t *b)
 {
     if (b->phase == PHX_PHASE_DONE)
         return;
@@ -964,7 +638,7 @@ static void sigint_on_signal(uv_signal_t *s, int signum)
     if (b->phase == PHX_PHASE_MEASURE)
         measure_end(b);
     else
-        finish(b);
+        phx_bench_finish(b);
 }
 
 int phx_bench_run_start(phx_bench_t *b)

@@ -189,7 +189,8 @@ int phx_host_sample(phx_host_sample_t *out)
     if (n < 0)
         return (int)n;
     char *save = NULL;
-    for (char *line = strtok_r(buf, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+    for (char *line = strtok_r(buf, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
         if (strncmp(line, "cpu", 3) != 0)
             break;
         unsigned slot;

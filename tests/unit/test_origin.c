@@ -80,6 +80,7 @@ static void conn_compares_scheme_host_port(void)
     ASSERT(!phx_origin_allowed(p, "https://h:4000", "h:4000", false));
     ASSERT(phx_origin_allowed(p, "https://h", "h", true));
     ASSERT(phx_origin_allowed(p, "http://h", "h", false));
+    ASSERT(!phx_origin_allowed(p, "ws://h", "h", false)); /* Plug's scheme is http */
     phx_origin_free(p);
 }
 

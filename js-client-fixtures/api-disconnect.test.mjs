@@ -1,0 +1,291 @@
+// Disconnect by socket id (PROTOCOL.md 3.9) through phxd's HTTP API on both
+// transports, the API itself (auth, validation, limits, byte-exact JSON
+// forwarding), and phoenix.js coming back by itself after a disconnect or a
+// server restart.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  startServer, signToken, phxSocket, connect, join, push, nextEvent, closeSocket,
+  nextClose, nextOpen, nextMessage, recordMessages,
+} from './lib/server.mjs';
+import { rawWs, rawJoinV2, httpRequest } from './lib/raw.mjs';
+import { lpSocket, LpSession, lpGet, api, waitFor } from './lib/longpoll.mjs';
+
+const KEY = 'api-test-key-0123456789';
+const MAX_BODY = 2048;
+let server;
+let nokey;
+const sockets = [];
+const raws = [];
+const extraServers = [];
+
+before(async () => {
+  [server, nokey] = await Promise.all([
+    startServer(['--api-key', KEY, '--max-body-bytes', String(MAX_BODY)]),
+    startServer(),
+  ]);
+});
+
+after(async () => {
+  await Promise.all(sockets.map((s) => closeSocket(s)));
+  await Promise.all(raws.map((r) => r.close()));
+  await Promise.all([server, nokey, ...extraServers].filter(Boolean).map((s) => s.stop()));
+});
+
+const tok = (uid) => encodeURIComponent(signToken(uid));
+const okReply = (joinRef, ref, topic, response = {}) => [joinRef, ref, topic, 'phx_reply', { response, status: 'ok' }];
+const disconnect = (srv, id) => api(srv, '/api/disconnect', { id }, { key: KEY });
+const fast = { reconnectAfterMs: () => 20, rejoinAfterMs: () => 20 };
+
+async function raw(uid, vsn = '2.0.0', srv = server) {
+  const r = await rawWs(srv, `token=${tok(uid)}&vsn=${vsn}`);
+  raws.push(r);
+  return r;
+}
+
+async function phx(uid, opts = {}, srv = server) {
+  const s = phxSocket(srv, { token: signToken(uid) }, opts);
+  sockets.push(s);
+  await connect(s);
+  return s;
+}
+
+async function phxLp(uid, opts = {}, srv = server) {
+  const s = lpSocket(srv, { token: signToken(uid) }, opts);
+  sockets.push(s);
+  await connect(s);
+  return s;
+}
+
+// Resolves when `ch` has been joined again with a join_ref other than `oldRef`.
+function rejoined(socket, ch, oldRef, ms = 5000) {
+  return nextMessage(socket, (m) => m.topic === ch.topic && m.event === 'phx_reply' && m.ref !== oldRef
+    && m.ref === ch.joinRef() && m.payload.status === 'ok', ms, `rejoin of ${ch.topic}`);
+}
+
+test('disconnect by id closes every WebSocket of that user with 1001, no phx_close/phx_error first; other users unaffected', async () => {
+  const a1 = await raw(42);
+  await rawJoinV2(a1, 'room:d', '1');
+  await rawJoinV2(a1, 'user:42', '2');
+  const a2 = await raw(42, '1.0.0');
+  a2.sendJson({ topic: 'room:d', event: 'phx_join', payload: {}, ref: '1' });
+  await a2.nextJson();
+  const a3 = await phx(42);
+  await join(a3.channel('room:d'));
+  const a3Log = recordMessages(a3);
+  const a3Closed = nextClose(a3);
+  const b = await raw(43);
+  await rawJoinV2(b, 'room:d', '1');
+  const before = [a1.received.length, a2.received.length];
+
+  const res = await disconnect(server, 'users_socket:42');
+  assert.equal(res.status, 202);
+  assert.deepEqual(res.json, { sockets: 3 });
+  assert.equal((await a1.waitClosed()).code, 1001);
+  assert.equal((await a2.waitClosed()).code, 1001);
+  assert.equal((await a3Closed).code, 1001);
+  assert.deepEqual(a1.received.slice(before[0]), [], 'no frame before the close');
+  assert.deepEqual(a2.received.slice(before[1]), []);
+  assert.deepEqual(a3Log.filter((m) => m.event === 'phx_close' || m.event === 'phx_error'), []);
+
+  // User 43 is still connected and alone in the room.
+  b.sendJson(['1', '2', 'room:d', 'shout', { still: true }]);
+  assert.deepEqual(await b.nextJson(), [null, null, 'room:d', 'shout', { still: true }]);
+  assert.deepEqual(await b.nextJson(), okReply('1', '2', 'room:d'));
+  const r2 = await api(server, '/api/broadcast', { topic: 'room:d', event: 'x', payload: {} }, { key: KEY });
+  assert.deepEqual(r2.json, { recipients: 1 });
+  // An id nobody has: 202, nothing closed.
+  const none = await disconnect(server, 'users_socket:999');
+  assert.equal(none.status, 202);
+  assert.deepEqual(none.json, { sockets: 0 });
+});
+
+test('phoenix.js over WebSocket reconnects by itself after a disconnect by id and rejoins', async () => {
+  const s = await phx(50, fast);
+  const ch = s.channel('room:back');
+  await join(ch);
+  const oldRef = ch.joinRef();
+  const closed = nextClose(s);
+  const opened = nextOpen(s);
+  const again = rejoined(s, ch, oldRef);
+  assert.equal((await disconnect(server, 'users_socket:50')).status, 202);
+  assert.equal((await closed).code, 1001);
+  await opened;
+  await again;
+  assert.equal(ch.state, 'joined');
+  assert.deepEqual(await push(ch, 'ping', { back: true }), { status: 'ok', response: { back: true } });
+});
+
+test('broadcasting "disconnect" on the socket id topic closes the socket; other events on that topic are ignored', async () => {
+  const r = await raw(60);
+  const n = r.received.length;
+  const other = await api(server, '/api/broadcast', { topic: 'users_socket:60', event: 'hello', payload: { a: 1 } }, { key: KEY });
+  assert.equal(other.status, 202);
+  r.sendJson([null, 'hb', 'phoenix', 'heartbeat', {}]);
+  assert.deepEqual(await r.nextJson(), [null, 'hb', 'phoenix', 'phx_reply', { response: {}, status: 'ok' }]);
+  assert.equal(r.received.length, n + 1, 'the id-topic event was not forwarded');
+  const res = await api(server, '/api/broadcast', { topic: 'users_socket:60', event: 'disconnect', payload: {} }, { key: KEY });
+  assert.equal(res.status, 202);
+  assert.equal((await r.waitClosed()).code, 1001);
+});
+
+test('disconnect by id ends the LongPoll sessions of that user: the parked GET ends, POST gets 410, GET opens anew', async () => {
+  const auth = { 'x-phoenix-authtoken': signToken(70) };
+  const s = new LpSession(server, 'vsn=2.0.0', { headers: auth });
+  await s.open();
+  assert.equal((await s.post('["1","1","room:lpd","phx_join",{}]')).text, '{"status":200}');
+  await s.untilRef('1');
+  const other = new LpSession(server, `token=${tok(71)}&vsn=2.0.0`);
+  await other.open();
+
+  // The GET normally parks before the disconnect arrives; if it arrived
+  // later it finds no session and opens a new one (410): both are Phoenix.
+  const parked = s.poll();
+  const res = await disconnect(server, 'users_socket:70');
+  assert.equal(res.status, 202);
+  assert.deepEqual(res.json, { sockets: 1 });
+  const p = await parked;
+  assert.ok(p.status === 204 || p.status === 410, `parked GET ended with ${p.status}`);
+  assert.equal((await s.post('[null,"2","phoenix","heartbeat",{}]')).text, '{"status":410}');
+  const g = await lpGet(server, s.request().query, { headers: s.request().headers });
+  assert.equal(g.json.status, 410);
+  assert.notEqual(g.json.token, s.token);
+  // The other user's session is alive.
+  assert.equal((await other.post('[null,"x","phoenix","heartbeat",{}]')).text, '{"status":200}');
+  await other.untilRef('x');
+});
+
+test('phoenix.js over LongPoll reconnects and rejoins after a disconnect by id (params token and authToken)', async () => {
+  for (const [uid, mk] of [
+    [80, () => lpSocket(server, { token: signToken(80) }, fast)],
+    [81, () => lpSocket(server, {}, { ...fast, authToken: signToken(81) })],
+  ]) {
+    const s = mk();
+    sockets.push(s);
+    await connect(s);
+    const ch = s.channel(`user:${uid}`);
+    await join(ch);
+    const oldToken = s.conn.token;
+    const oldRef = ch.joinRef();
+    const closes = [];
+    s.onClose((e) => closes.push(e.code));
+    const opened = nextOpen(s);
+    const again = rejoined(s, ch, oldRef);
+    assert.equal((await disconnect(server, `users_socket:${uid}`)).status, 202);
+    await opened;
+    await again;
+    // params token: the next GET is refused (403 -> close 1008, PROTOCOL 5.9);
+    // authToken: it gets a new session (410 -> close 3410).
+    assert.deepEqual(closes, [uid === 80 ? 1008 : 3410]);
+    assert.notEqual(s.conn.token, oldToken);
+    assert.deepEqual(await push(ch, 'ping', { uid }), { status: 'ok', response: { uid } });
+  }
+});
+
+test('API auth: 404 without --api-key, 401 without or with a wrong bearer key, 405 for GET, 404 for other paths', async () => {
+  for (const path of ['/api/broadcast', '/api/disconnect']) {
+    const r = await api(nokey, path, { topic: 'room:a', event: 'e', payload: {} }, { key: KEY });
+    assert.equal(r.status, 404, `${path} without --api-key`);
+  }
+  const body = { topic: 'room:a', event: 'e', payload: {} };
+  for (const headers of [{}, { authorization: `Bearer ${KEY}x` }, { authorization: `Bearer ${KEY.slice(0, -1)}` },
+    { authorization: `Basic ${KEY}` }, { authorization: KEY }, { authorization: 'Bearer ' }]) {
+    for (const path of ['/api/broadcast', '/api/disconnect']) {
+      const r = await api(server, path, body, { headers });
+      assert.equal(r.status, 401, `${path} ${JSON.stringify(headers)}`);
+      assert.equal(r.headers.get('www-authenticate'), 'Bearer');
+    }
+  }
+  const get = await api(server, '/api/broadcast', undefined, { key: KEY, method: 'GET' });
+  assert.equal(get.status, 405);
+  assert.equal(get.headers.get('allow'), 'POST');
+  const get2 = await api(server, '/api/disconnect', undefined, { key: KEY, method: 'GET' });
+  assert.equal(get2.status, 405);
+  assert.equal((await api(server, '/api/nope', body, { key: KEY })).status, 404);
+});
+
+test('API validation: 400 for bad JSON or fields, 413 over --max-body-bytes', async () => {
+  const bad = {
+    '/api/broadcast': ['{', '[]', '"x"', '{}', '{"topic":"","event":"e","payload":{}}', '{"topic":1,"event":"e","payload":{}}',
+      '{"topic":"room:a","payload":{}}', '{"topic":"room:a","event":"","payload":{}}', '{"topic":"room:a","event":"e","payload":[1]}',
+      '{"topic":"room:a","event":"e","payload":"s"}', '{"topic":"room:a","event":"e","payload_base64":"!!"}',
+      '{"topic":"room:a","event":"e","payload_base64":5}', ''],
+    '/api/disconnect': ['{', '{}', '{"id":""}', '{"id":42}', '[]'],
+  };
+  for (const [path, bodies] of Object.entries(bad)) {
+    for (const b of bodies) {
+      const r = await api(server, path, b, { key: KEY });
+      assert.equal(r.status, 400, `${path} ${b}: ${r.text}`);
+    }
+  }
+  const big = JSON.stringify({ topic: 'room:a', event: 'e', payload: { pad: 'x'.repeat(MAX_BODY) } });
+  const res = await httpRequest(server.port, `POST /api/broadcast HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${KEY}\r\n` +
+    `Content-Type: application/json\r\nContent-Length: ${big.length}\r\n\r\n${big}`);
+  res.destroy();
+  assert.equal(res.status, 413, res.head);
+  // Just under the limit is fine.
+  const skeleton = JSON.stringify({ topic: 'room:a', event: 'e', payload: { pad: '' } });
+  const fits = JSON.stringify({ topic: 'room:a', event: 'e', payload: { pad: 'y'.repeat(MAX_BODY - skeleton.length) } });
+  assert.equal(fits.length, MAX_BODY);
+  assert.equal((await api(server, '/api/broadcast', fits, { key: KEY })).status, 202);
+});
+
+test('API broadcast forwards big integers and the JSON payload byte for byte (minified) to every transport', async () => {
+  const topic = 'room:apibig';
+  const v2 = await raw(1);
+  await rawJoinV2(v2, topic, '1');
+  const v1 = await raw(2, '1.0.0');
+  v1.sendJson({ topic, event: 'phx_join', payload: {}, ref: '1' });
+  await v1.nextJson();
+  const lp = new LpSession(server, `token=${tok(3)}&vsn=2.0.0`);
+  await lp.open();
+  await lp.post(`["1","1","${topic}","phx_join",{}]`);
+  await lp.untilRef('1');
+  const body = `{ "topic" : "${topic}",\n  "event": "big",\n  "payload": { "n": 12345678901234567890, "m": -98765432109876543210,\n`
+    + '    "list": [1, 2, {"deep": true}], "s": "a b", "z": 0 } }';
+  const payload = '{"n":12345678901234567890,"m":-98765432109876543210,"list":[1,2,{"deep":true}],"s":"a b","z":0}';
+  const res = await api(server, '/api/broadcast', body, { key: KEY });
+  assert.equal(res.status, 202);
+  assert.deepEqual(res.json, { recipients: 3 });
+  assert.equal(await v2.nextText(), `[null,null,"${topic}","big",${payload}]`);
+  const t1 = await v1.nextText();
+  assert.ok(t1.includes(`"payload":${payload}`), t1);
+  const p = await lp.poll();
+  assert.deepEqual(p.raw, [`[null,null,"${topic}","big",${payload}]`]);
+});
+
+test('after a server restart on the same port, phoenix.js reconnects and rejoins by itself on both transports', async () => {
+  const first = await startServer();
+  extraServers.push(first);
+  const ws = phxSocket(first, { token: signToken(1) }, { reconnectAfterMs: () => 50, rejoinAfterMs: () => 50 });
+  const lp = lpSocket(first, { token: signToken(2) }, { reconnectAfterMs: () => 50, rejoinAfterMs: () => 50 });
+  sockets.push(ws, lp);
+  await connect(ws);
+  await connect(lp);
+  const chWs = ws.channel('room:restart');
+  const chLp = lp.channel('room:restart');
+  await join(chWs);
+  await join(chLp);
+  const wsBack = nextOpen(ws, 15000);
+  const lpBack = nextOpen(lp, 15000);
+  const wsRejoin = rejoined(ws, chWs, chWs.joinRef(), 15000);
+  const lpRejoin = rejoined(lp, chLp, chLp.joinRef(), 15000);
+  const wsClosed = nextClose(ws);
+  await first.stop('SIGKILL');
+  await wsClosed;
+  // Both clients keep retrying while nothing listens.
+  await waitFor(() => !lp.isConnected(), 5000, 'LongPoll client notices');
+  const second = await startServer([], { port: first.port });
+  extraServers.push(second);
+  await Promise.all([wsBack, lpBack, wsRejoin, lpRejoin]);
+  assert.equal(chWs.state, 'joined');
+  assert.equal(chLp.state, 'joined');
+  const atWs = nextEvent(chWs, 'hello');
+  const atLp = nextEvent(chLp, 'hello');
+  assert.equal((await push(chLp, 'hello', { from: 'lp' })).status, 'ok');
+  assert.deepEqual(await atWs, { from: 'lp' });
+  assert.deepEqual(await atLp, { from: 'lp' });
+  const back = nextEvent(chLp, 'reply');
+  assert.equal((await push(chWs, 'reply', { from: 'ws' })).status, 'ok');
+  assert.deepEqual(await back, { from: 'ws' });
+});
