@@ -44,6 +44,9 @@ static void make_token(char *out, size_t cap, int64_t user)
     phx_token_free(t);
 }
 
+/* Channel handlers registered before the default policy, when set. */
+static void (*install_routes)(phx_server_t *srv);
+
 static void fx_start(fx_t *f, void (*tweak)(phx_config_t *))
 {
     memset(f, 0, sizeof(*f));
@@ -56,6 +59,8 @@ static void fx_start(fx_t *f, void (*tweak)(phx_config_t *))
         tweak(&cfg);
     char err[PHX_ERR_LEN];
     ASSERT_EQ(phx_server_new(&f->srv, &f->loop, &cfg, err), 0);
+    if (install_routes)
+        install_routes(f->srv);
     ASSERT_EQ(phx_policy_install(f->srv), 0);
     ASSERT_EQ(phx_server_start(f->srv, err), 0);
     f->port = phx_server_port(f->srv);
@@ -414,7 +419,151 @@ static void broadcast_reaches_every_subscriber_once_encoded(void)
     fx_stop(&f);
 }
 
+/* ---- the embedder's channel API: outcomes the default policy never
+ * produces ---- */
+
+static int terminated;
+static char last_reason[32];
+
+static phx_result_t api_join(phx_channel_t *ch, const char *topic, const phx_payload_t *params,
+                             phx_reply_t *reply, void *user)
+{
+    /* Pushing before the join reply is refused (PROTOCOL 3.3). */
+    phx_payload_t p = {(const uint8_t *)"{}", 2, false};
+    ASSERT_EQ(phx_channel_push(ch, "early", &p), PHX_ERR_STATE);
+    if (strcmp(topic, "api:crash") == 0)
+        return PHX_CRASH;
+    if (strcmp(topic, "api:refuse") == 0) {
+        phx_payload_t r = {(const uint8_t *)"{\"reason\":\"nope\"}", 17, false};
+        phx_reply_set(reply, &r);
+        return PHX_REPLY_ERROR;
+    }
+    phx_payload_t r = {(const uint8_t *)"{\"welcome\":true}", 16, false};
+    phx_reply_set(reply, &r);
+    return PHX_REPLY_OK;
+}
+
+static phx_result_t api_in(phx_channel_t *ch, const char *event, const phx_payload_t *payload,
+                           phx_reply_t *reply, void *user)
+{
+    if (strcmp(event, "stop") == 0)
+        return PHX_STOP;
+    if (strcmp(event, "crash") == 0)
+        return PHX_CRASH;
+    if (strcmp(event, "noreply") == 0)
+        return PHX_NOREPLY;
+    if (strcmp(event, "custom") == 0) {
+        phx_reply_set_status(reply, "later");
+        return PHX_REPLY_OK;
+    }
+    if (strcmp(event, "push_bin") == 0) {
+        phx_payload_t b = {(const uint8_t *)"\xff\x00", 2, true};
+        ASSERT_EQ(phx_channel_push(ch, "bin_push", &b), 0);
+        return PHX_NOREPLY;
+    }
+    if (strcmp(event, "push") == 0) {
+        phx_payload_t p = {(const uint8_t *)"{\"n\":1}", 7, false};
+        ASSERT_EQ(phx_channel_push(ch, "pushed", &p), 0);
+        return PHX_NOREPLY;
+    }
+    if (strcmp(event, "from") == 0) {
+        ASSERT_EQ(phx_channel_broadcast_from(ch, "others", payload), 1);
+        return PHX_REPLY_OK;
+    }
+    return PHX_REPLY_ERROR;
+}
+
+static void api_terminate(phx_channel_t *ch, const char *reason, void *user)
+{
+    terminated++;
+    snprintf(last_reason, sizeof(last_reason), "%s", reason);
+}
+
+static const phx_channel_handler_t api_handler = {
+    .join = api_join,
+    .handle_in = api_in,
+    .terminate = api_terminate,
+};
+
+static void api_routes(phx_server_t *srv)
+{
+    ASSERT_EQ(phx_server_channel(srv, "api:*", &api_handler, NULL), 0);
+}
+
+static void channel_api_outcomes(void)
+{
+    fx_t f;
+    install_routes = api_routes;
+    fx_start(&f, NULL);
+    install_routes = NULL;
+    rawclient_t c, d;
+    fx_open(&f, &c, 0);
+    fx_open(&f, &d, 0);
+    send_text(&c, "[\"1\",\"1\",\"api:crash\",\"phx_join\",{}]", 0);
+    expect_text(&c, "[\"1\",\"1\",\"api:crash\",\"phx_reply\",{\"response\":{\"reason\":\"join "
+                    "crashed\"},\"status\":\"error\"}]");
+    send_text(&c, "[\"2\",\"2\",\"api:refuse\",\"phx_join\",{}]", 0);
+    expect_text(&c, "[\"2\",\"2\",\"api:refuse\",\"phx_reply\",{\"response\":{\"reason\":"
+                    "\"nope\"},\"status\":\"error\"}]");
+    send_text(&c, "[\"3\",\"3\",\"api:a\",\"phx_join\",{}]", 0);
+    expect_text(&c, "[\"3\",\"3\",\"api:a\",\"phx_reply\",{\"response\":{\"welcome\":true},"
+                    "\"status\":\"ok\"}]");
+    send_text(&d, "[\"9\",\"9\",\"api:a\",\"phx_join\",{}]", 0);
+    expect_text(&d, "[\"9\",\"9\",\"api:a\",\"phx_reply\",{\"response\":{\"welcome\":true},"
+                    "\"status\":\"ok\"}]");
+    /* A push carries the channel's join_ref and a null ref. */
+    send_text(&c, "[\"3\",\"4\",\"api:a\",\"push\",{}]", 0);
+    expect_text(&c, "[\"3\",null,\"api:a\",\"pushed\",{\"n\":1}]");
+    /* A binary push uses the 4-byte server layout, with no ref. */
+    send_text(&c, "[\"3\",\"5\",\"api:a\",\"push_bin\",{}]", 0);
+    uint8_t op;
+    uint8_t *p;
+    size_t len;
+    ASSERT_EQ(rawclient_next_frame(&c, 2000, &op, &p, &len), 1);
+    ASSERT_EQ(op, 2);
+    ASSERT_MEM_EQ(p, len,
+                  "\x00\x01\x05\x08"
+                  "3"
+                  "api:a"
+                  "bin_push"
+                  "\xff\x00",
+                  20);
+    phx_free(p);
+    /* A custom reply status. */
+    send_text(&c, "[\"3\",\"6\",\"api:a\",\"custom\",{}]", 0);
+    expect_text(&c, "[\"3\",\"6\",\"api:a\",\"phx_reply\",{\"response\":{},\"status\":\"later\"}]");
+    /* broadcast_from skips the sender. */
+    send_text(&c, "[\"3\",\"7\",\"api:a\",\"from\",{\"x\":2}]", 0);
+    expect_text(&d, "[null,null,\"api:a\",\"others\",{\"x\":2}]");
+    expect_text(&c, "[\"3\",\"7\",\"api:a\",\"phx_reply\",{\"response\":{},\"status\":\"ok\"}]");
+    /* A crash in handle_in: phx_error with the join_ref twice; the socket lives. */
+    send_text(&c, "[\"3\",\"8\",\"api:a\",\"crash\",{}]", 0);
+    expect_text(&c, "[\"3\",\"3\",\"api:a\",\"phx_error\",{\"reason\":\"channel_crash\"}]");
+    ASSERT_STR_EQ(last_reason, "crash");
+    send_text(&c, "[\"3\",\"9\",\"api:a\",\"push\",{}]", 0);
+    expect_text(&c, "[null,\"9\",\"api:a\",\"phx_reply\",{\"response\":{\"reason\":\"unmatched "
+                    "topic\"},\"status\":\"error\"}]");
+    /* A stop: phx_close, no rejoin needed by the client. */
+    send_text(&d, "[\"9\",\"10\",\"api:a\",\"stop\",{}]", 0);
+    expect_text(&d, "[\"9\",\"9\",\"api:a\",\"phx_close\",{}]");
+    ASSERT_STR_EQ(last_reason, "stop");
+    /* No reply at all for noreply; the heartbeat after it proves the order. */
+    send_text(&c, "[\"4\",\"11\",\"api:b\",\"phx_join\",{}]", 0);
+    expect_text(&c, "[\"4\",\"11\",\"api:b\",\"phx_reply\",{\"response\":{\"welcome\":true},"
+                    "\"status\":\"ok\"}]");
+    send_text(&c, "[\"4\",\"12\",\"api:b\",\"noreply\",{}]", 0);
+    send_text(&c, heartbeat, 0);
+    expect_text(&c, heartbeat_reply);
+    int before = terminated;
+    rawclient_close(&c);
+    rawclient_close(&d);
+    fx_stop(&f);
+    ASSERT_EQ(terminated, before + 1); /* api:b ended with the connection */
+    ASSERT_STR_EQ(last_reason, "closed");
+}
+
 const phx_test_t phx_tests_server[] = {
+    {"channel_api_outcomes", channel_api_outcomes},
     {"heartbeat_in_every_chunking", heartbeat_in_every_chunking},
     {"context_held_only_mid_frame", context_held_only_mid_frame},
     {"pipelined_first_frame", pipelined_first_frame},
