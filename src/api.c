@@ -96,6 +96,7 @@ static void broadcast(phx_conn_t *c, uint8_t *body, size_t len)
     else if (member_string(body, len, "payload_base64", &bin, &raw)) {
         phx_buf_t decoded = {0};
         if (phx_base64_decode(&decoded, (const char *)bin.data, bin.len) != 0) {
+            phx_buf_dispose(&decoded);
             why = "payload_base64 must be standard base64";
         } else {
             phx_buf_dispose(&bin);

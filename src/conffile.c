@@ -99,8 +99,7 @@ int phx_conf_parse(phx_conf_t *c, const char *path, const uint8_t *data, size_t 
         char *eol = nl ? nl : end;
         char *next = nl ? nl + 1 : end;
         if (++line > PHX_CONF_MAX_LINES) {
-            snprintf(err, PHX_ERR_LEN, "%s:%u: more than %d lines", path, line,
-                     PHX_CONF_MAX_LINES);
+            snprintf(err, PHX_ERR_LEN, "%s:%u: more than %d lines", path, line, PHX_CONF_MAX_LINES);
             rv = PHX_ERR_LIMIT;
             goto fail;
         }

@@ -71,9 +71,11 @@ int phx_conf_unquote(char *value, const char **why);
 int phx_conf_next_word(const char **p, char stop, phx_buf_t *out, const char **why);
 
 /* True when `s` must be quoted to read back as itself with
- * phx_conf_unquote or phx_conf_next_word (blanks, quotes, '#', ';', '\').
- * Appends `s` to `out`, quoted when needed. Returns 0 or PHX_ERR_NOMEM. */
+ * phx_conf_unquote or phx_conf_next_word: empty, or holding blanks, quotes,
+ * '#', ';' or '\'. */
 bool phx_conf_needs_quotes(const char *s);
+/* Appends `s` (copied) to `out`, in double quotes with \" and \\ escapes
+ * when phx_conf_needs_quotes says so. Returns 0 or PHX_ERR_NOMEM. */
 int phx_conf_append_quoted(phx_buf_t *out, const char *s);
 
 #endif /* PHX_CONFFILE_H */

@@ -45,8 +45,8 @@ typedef struct opt {
 #define CFG(field) offsetof(phxd_options_t, cfg.field)
 
 static const opt_t options[] = {
-    {"config", "PHXD_CONFIG", NULL, OPT_CONFIG, offsetof(phxd_options_t, config_path), "(none)",
-     0, 0, false,
+    {"config", "PHXD_CONFIG", NULL, OPT_CONFIG, offsetof(phxd_options_t, config_path), "(none)", 0,
+     0, false,
      "config file of `name = value` lines (names as the flags here, # comments), read at "
      "startup; flags and environment override it"},
     {"host", "PHXD_HOST", NULL, OPT_STRING, CFG(host), "127.0.0.1", 0, 0, false,
@@ -106,8 +106,8 @@ static const opt_t options[] = {
      1024, 1LL << 40, false, "queued output above which reading a socket pauses"},
     {"queue-limit-bytes", "PHXD_QUEUE_LIMIT_BYTES", NULL, OPT_SIZE, CFG(queue_limit_bytes),
      "8388608", 1024, 1LL << 40, false, "queued output above which a socket is closed (1008)"},
-    {"tls-cert", "PHXD_TLS_CERT", NULL, OPT_STRING, CFG(tls_cert), "(none: plain TCP)", 0, 0,
-     false, "PEM certificate chain: serve https:// and wss:// (TLS 1.2+) on the same port"},
+    {"tls-cert", "PHXD_TLS_CERT", NULL, OPT_STRING, CFG(tls_cert), "(none: plain TCP)", 0, 0, false,
+     "PEM certificate chain: serve https:// and wss:// (TLS 1.2+) on the same port"},
     {"tls-key", "PHXD_TLS_KEY", NULL, OPT_STRING, CFG(tls_key), "(none)", 0, 0, false,
      "PEM private key of --tls-cert"},
     {"echo-path", "PHXD_ECHO_PATH", NULL, OPT_STRING, CFG(echo_path), "(none)", 0, 0, false,
@@ -398,8 +398,8 @@ static int apply_file(phxd_options_t *o, rule_texts_t *rt, char *err)
         phx_conf_entry_t *e = &o->conf.entries[i];
         const opt_t *opt = find_option(e->key, strlen(e->key));
         if (opt == NULL) {
-            snprintf(err, PHX_ERR_LEN, "%s:%u: unknown key \"%s\" (see phxd --help)",
-                     o->conf.path, e->line, e->key);
+            snprintf(err, PHX_ERR_LEN, "%s:%u: unknown key \"%s\" (see phxd --help)", o->conf.path,
+                     e->line, e->key);
             return PHX_ERR_INVALID;
         }
         uint32_t *first = &first_line[opt - options];
@@ -692,7 +692,8 @@ void phxd_options_help(FILE *out)
             "       phxd publish [...] TOPIC EVENT [JSON]  broadcast through the HTTP API\n"
             "       phxd publish [...] --disconnect ID     close the sockets with that id\n"
             "                                       (phxd publish --help)\n"
-            "       phxd token sign|verify ...      mint or check a Phoenix.Token (phxd token --help)\n"
+            "       phxd token sign|verify ...      mint or check a Phoenix.Token\n"
+            "                                       (phxd token --help)\n"
             "       phxd --version\n\n"
             "Precedence: flag > environment > config file > default. In the config file\n"
             "(--config FILE or PHXD_CONFIG) each option is a line `name = value` with the names\n"

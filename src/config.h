@@ -37,11 +37,11 @@ typedef struct phxd_source {
 typedef struct phxd_options {
     phx_config_t cfg;
     int log_level;
-    bool is_demo_secret; /* no secret was given: the embedded demo secret */
-    int drain_batch;       /* sockets closed per drain step on SIGTERM */
-    int drain_interval_ms; /* between drain steps */
-    int drain_timeout_ms;  /* everything is closed by then */
-    const char *phoenix_js; /* --phoenix-js: NULL = the path compiled in (demo.c) */
+    bool is_demo_secret;         /* no secret was given: the embedded demo secret */
+    int drain_batch;             /* sockets closed per drain step on SIGTERM */
+    int drain_interval_ms;       /* between drain steps */
+    int drain_timeout_ms;        /* everything is closed by then */
+    const char *phoenix_js;      /* --phoenix-js: NULL = the path compiled in (demo.c) */
     const char *config_path;     /* --config / PHXD_CONFIG, or NULL */
     phx_conf_t conf;             /* the config file as read */
     phx_rules_t rules;           /* channel rules; none: the built-in policy */

@@ -230,7 +230,7 @@ static int send_all(int fd, const uint8_t *p, size_t len)
         if (n <= 0)
             return failure("cannot send the request: %s",
                            n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? "timed out"
-                                                                               : strerror(errno));
+                                                                              : strerror(errno));
         p += n;
         len -= (size_t)n;
     }
@@ -273,8 +273,7 @@ static int read_answer(int fd, phx_buf_t *in, int *status, size_t *body)
             continue;
         if (n < 0)
             return failure("cannot read the answer: %s",
-                           errno == EAGAIN || errno == EWOULDBLOCK ? "timed out"
-                                                                   : strerror(errno));
+                           errno == EAGAIN || errno == EWOULDBLOCK ? "timed out" : strerror(errno));
         if (n == 0)
             break;
         in->len += (size_t)n;
@@ -355,8 +354,7 @@ int phx_publish_cli(int argc, char **argv)
             return usage_error("TOPIC and EVENT are required");
         if (!text_ok(o.pos[0]) || !text_ok(o.pos[1]))
             return usage_error("TOPIC and EVENT must be non-empty UTF-8 text");
-        if (o.npos == 3 &&
-            !phx_json_is_object((const uint8_t *)o.pos[2], strlen(o.pos[2]), NULL))
+        if (o.npos == 3 && !phx_json_is_object((const uint8_t *)o.pos[2], strlen(o.pos[2]), NULL))
             return usage_error("the payload must be a JSON object, got \"%.60s\"", o.pos[2]);
     }
     target_t t;

@@ -265,8 +265,8 @@ static int next_word(const char **p, phx_buf_t *w, const char **at, size_t *at_l
 /* Parses one rule from *p up to ';' or the end. Returns 1 with a rule, 0
  * when the segment is empty, or a negative code; on error `at` and
  * `at_len` locate the offending word. */
-static int parse_one(const char **p, phx_rule_t *r, phx_buf_t *w, const char **why,
-                     const char **at, size_t *at_len)
+static int parse_one(const char **p, phx_rule_t *r, phx_buf_t *w, const char **why, const char **at,
+                     size_t *at_len)
 {
     memset(r, 0, sizeof(*r));
     int rv = next_word(p, w, at, at_len, why);
@@ -418,8 +418,8 @@ int phx_rule_format(const phx_rule_t *r, phx_buf_t *out)
         if (phx_buf_append_byte(out, (uint8_t)*s) != 0)
             goto nomem;
     }
-    if (phx_buf_printf(out, "\" join=%s events=%s", join_names[r->join],
-                       action_names[r->events]) != 0)
+    if (phx_buf_printf(out, "\" join=%s events=%s", join_names[r->join], action_names[r->events]) !=
+        0)
         goto nomem;
     for (size_t i = 0; i < r->noverrides; i++) {
         word.len = 0;

@@ -36,9 +36,9 @@
 
 #include "mem.h"
 
-#define PHX_RULES_MAX 1000        /* rules in one policy */
-#define PHX_RULE_MAX_EVENTS 64    /* event:NAME overrides per rule */
-#define PHX_RULE_MAX_SEGMENT 64   /* largest user-segment */
+#define PHX_RULES_MAX 1000      /* rules in one policy */
+#define PHX_RULE_MAX_EVENTS 64  /* event:NAME overrides per rule */
+#define PHX_RULE_MAX_SEGMENT 64 /* largest user-segment */
 
 typedef enum {
     PHX_RULE_JOIN_ANY = 0,
@@ -100,10 +100,9 @@ bool phx_rule_matches(const phx_rule_t *r, const char *topic, size_t len);
 const phx_rule_t *phx_rules_match(const phx_rules_t *rules, const char *topic, size_t len);
 
 /* The part of `topic` that join=user compares with the user id: the text
- * after the prefix, or segment user_segment. False when there is none
- * (topic too short or without that segment). *part points into `topic`. */
-bool phx_rule_user_part(const phx_rule_t *r, const char *topic, const char **part,
-                        size_t *len);
+ * after the prefix, or segment user_segment. False when there is none or
+ * it is empty (`private:`, `inbox::x`). *part points into `topic`. */
+bool phx_rule_user_part(const phx_rule_t *r, const char *topic, const char **part, size_t *len);
 
 /* What client event `event` does under the rule. */
 phx_rule_action_t phx_rule_action(const phx_rule_t *r, const char *event);

@@ -111,6 +111,10 @@ int phx_token_sign(phx_token_t *t, const phx_term_t *data, int64_t signed_at_ms,
  * MAC path. Same results as phx_token_sign. */
 int phx_token_sign_payload(phx_token_t *t, const uint8_t *payload, size_t len, phx_buf_t *out);
 
+/* Compares two MACs of `len` bytes in time independent of their contents
+ * (CRYPTO_memcmp). */
+bool phx_token_mac_equal(const uint8_t *a, const uint8_t *b, size_t len);
+
 /* Copies the counters. */
 void phx_token_get_stats(const phx_token_t *t, phx_token_stats_t *out);
 

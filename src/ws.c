@@ -39,6 +39,7 @@ struct phx_ws {
     uint32_t fragments;
     uint8_t close_code[2]; /* the first bytes of a Close frame's payload */
     uint8_t close_have;
+    uint64_t close_len; /* payload length of the Close frame being read */
     phx_buf_t msg;
 };
 
@@ -180,8 +181,10 @@ static void ws_on_frame_start(wslay_event_context_ptr ctx,
     w->frame_opcode = arg->opcode;
     /* Any frame, pings included, shows the peer is alive. */
     phx_server_list_touch(w->conn->srv, w->conn, PHX_LIST_WS);
-    if (arg->opcode == WSLAY_CONNECTION_CLOSE)
+    if (arg->opcode == WSLAY_CONNECTION_CLOSE) {
         w->close_have = 0;
+        w->close_len = arg->payload_length;
+    }
     if (w->is_failed || (arg->opcode & 0x8))
         return; /* control frames are buffered and checked by wslay */
     const phx_config_t *cfg = &w->conn->srv->cfg;
@@ -255,8 +258,16 @@ static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_m
                       arg->status_code);
         return;
     }
+    if (arg->opcode == WSLAY_PING) {
+        /* wslay has just queued the pong: send it now, so that it goes out
+         * before any reply to a message that follows in the same read (and
+         * is not dropped if a later frame in that read fails the
+         * connection). */
+        flush_wslay(w);
+        return;
+    }
     if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME)
-        return; /* ping (answered by wslay) or pong */
+        return; /* pong */
     w->in_msg = false;
     c->srv->stats.msgs_in++;
     phx_server_list_touch(c->srv, c, PHX_LIST_WS);
@@ -284,7 +295,9 @@ static void ws_on_frame_end(wslay_event_context_ptr ctx, void *user)
     if (w->frame_opcode != WSLAY_CONNECTION_CLOSE || w->is_failed)
         return;
     uint16_t reply = 1000;
-    if (w->close_have == 2) {
+    if (w->close_len == 1) {
+        reply = 1002; /* a status code cannot be one byte long */
+    } else if (w->close_have == 2) {
         unsigned code = (unsigned)w->close_code[0] << 8 | w->close_code[1];
         bool ok = (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||
                   (code >= 3000 && code <= 4999);

@@ -91,8 +91,8 @@ export class Conn {
   // the same write as the request; `splitAt` writes the request in two
   // parts (the second after the first has left). Resolves with the
   // response head; rejects if the answer is not a valid 101.
-  open({ pipelined = null, splitAt = null, timeoutMs = 5000, request = null } = {}) {
-    const req = request || upgradeRequest(this);
+  open({ pipelined = null, splitAt = null, timeoutMs = 5000 } = {}) {
+    const req = upgradeRequest(this);
     return new Promise((resolve, reject) => {
       let buf = Buffer.alloc(0);
       let settled = false;

@@ -21,16 +21,19 @@ export const CODE = {
   INVALID_PAYLOAD: 1007, POLICY: 1008, TOO_BIG: 1009, MANDATORY_EXTENSION: 1010, INTERNAL_ERROR: 1011,
 };
 
-// VmRSS of a process in KiB, or null when it cannot be read.
-export function readRssKiB(pid) {
+// A /proc/<pid>/status field in KiB (VmRSS, VmPeak, VmHWM...), or null
+// when it cannot be read.
+export function readProcKiB(pid, field) {
   if (!pid) return null;
   try {
-    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    const m = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) : null;
   } catch {
     return null;
   }
 }
+
+export const readRssKiB = (pid) => readProcKiB(pid, 'VmRSS');
 
 export const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 
@@ -316,6 +319,7 @@ export async function runCase(def, opts) {
     remoteCloseReason: conn.remoteCloseReason,
     localCloseCode: conn.localCloseCode,
     violations: conn.violations,
+    socketError: conn.socketError || null,
     notes: ctx.notes,
     ...(Object.keys(ctx.extra).length ? { measured: ctx.extra } : {}),
     wire: conn.wire,

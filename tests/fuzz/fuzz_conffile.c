@@ -32,8 +32,7 @@ static void check_rules(const char *text)
         phx_rules_t again = {0};
         if (phx_rules_parse(&again, (const char *)out.data, err) != 0 || again.count != 1 ||
             strcmp(again.items[0].pattern, r->pattern) != 0 || again.items[0].join != r->join ||
-            again.items[0].events != r->events ||
-            again.items[0].noverrides != r->noverrides)
+            again.items[0].events != r->events || again.items[0].noverrides != r->noverrides)
             abort();
         /* Matching a rule's own pattern (minus '*') always succeeds. */
         if (!phx_rule_matches(r, r->pattern, r->prefix_len))

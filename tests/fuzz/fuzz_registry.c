@@ -22,7 +22,7 @@
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "check failed: %s (line %d)\n", #cond, __LINE__);                     \
+            fprintf(stderr, "check failed: %s (line %d)\n", #cond, __LINE__);                      \
             abort();                                                                               \
         }                                                                                          \
     } while (0)
@@ -31,7 +31,7 @@
 #define NTOPIC 4
 
 typedef struct fake {
-    bool in_dispatch;     /* a message of this socket is being handled */
+    bool in_dispatch; /* a message of this socket is being handled */
     bool is_close_deferred;
     phx_socket_t *sock;
     bool is_open;
@@ -160,7 +160,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 1: /* join (a duplicate join replaces the old instance) */
             if (!f->is_open)
                 break;
-            snprintf(text, sizeof(text), "[\"%u\",\"%u\",\"room:%d\",\"phx_join\",{}]", k, k, t);
+            snprintf(text, sizeof(text), "[\"%zu\",\"%zu\",\"room:%d\",\"phx_join\",{}]", k, k, t);
             message(f, text);
             if (f->is_open) {
                 int n = 0;
@@ -173,7 +173,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 2: /* leave with a null join_ref */
             if (!f->is_open)
                 break;
-            snprintf(text, sizeof(text), "[null,\"%u\",\"room:%d\",\"phx_leave\",{}]", k, t);
+            snprintf(text, sizeof(text), "[null,\"%zu\",\"room:%d\",\"phx_leave\",{}]", k, t);
             message(f, text);
             f->joined[t] = false;
             break;
@@ -189,7 +189,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 4: /* a client event broadcast by the room policy */
             if (!f->is_open)
                 break;
-            snprintf(text, sizeof(text), "[null,\"%u\",\"room:%d\",\"hi\",{\"a\":[1,2]}]", k, t);
+            snprintf(text, sizeof(text), "[null,\"%zu\",\"room:%d\",\"hi\",{\"a\":[1,2]}]", k, t);
             message(f, text);
             break;
         case 5:

@@ -45,8 +45,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     };
     for (int i = 0; i < 3; i++) {
         phx_term_t *out = NULL;
-        int rv = phx_token_verify(tok, (const char *)data, size, INT64_C(1700000000000), ages[i],
-                                  &out);
+        int rv =
+            phx_token_verify(tok, (const char *)data, size, INT64_C(1700000000000), ages[i], &out);
         CHECK(rv == PHX_ERR_INVALID);
         CHECK(out == NULL);
     }

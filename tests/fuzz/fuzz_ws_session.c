@@ -21,7 +21,7 @@
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "check failed: %s (line %d)\n", #cond, __LINE__);                     \
+            fprintf(stderr, "check failed: %s (line %d)\n", #cond, __LINE__);                      \
             abort();                                                                               \
         }                                                                                          \
     } while (0)

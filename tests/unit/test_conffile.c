@@ -247,9 +247,14 @@ static void unquote_forms(void)
     static const struct {
         const char *in, *out;
     } ok[] = {
-        {"plain text", "plain text"}, {"\"\"", ""},          {"''", ""},
-        {"\"a\\\\b\"", "a\\b"},       {"'a\\b'", "a\\b"},    {"\"'\"", "'"},
-        {"'\"'", "\""},               {"x\"y\"", "x\"y\""}, /* not starting with a quote */
+        {"plain text", "plain text"},
+        {"\"\"", ""},
+        {"''", ""},
+        {"\"a\\\\b\"", "a\\b"},
+        {"'a\\b'", "a\\b"},
+        {"\"'\"", "'"},
+        {"'\"'", "\""},
+        {"x\"y\"", "x\"y\""}, /* not starting with a quote */
     };
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         char buf[64];
@@ -308,8 +313,9 @@ static void words_split_like_a_shell(void)
 
 static void quoting_round_trips(void)
 {
-    static const char *samples[] = {"plain", "", "two words", "a#b", "semi;colon", "q\"uote",
-                                    "back\\slash", "'single'", "tab\there", "room:*"};
+    static const char *samples[] = {"plain",      "",        "two words",   "a#b",
+                                    "semi;colon", "q\"uote", "back\\slash", "'single'",
+                                    "tab\there",  "room:*"};
     for (size_t i = 0; i < sizeof(samples) / sizeof(samples[0]); i++) {
         phx_buf_t q = {0}, w = {0};
         ASSERT_EQ(phx_conf_append_quoted(&q, samples[i]), 0);

@@ -128,8 +128,9 @@ static void defaults_without_anything(void)
     assert_printed(&o, "port", "port = 4000 # default");
     assert_printed(&o, "secret-key-base", "secret-key-base = # default: (the public demo secret)");
     assert_printed(&o, "url-host", "url-host = # default: (the request's Host)");
-    assert_printed(&o, "channel", "channel = \"user:*\" join=user events=broadcast "
-                                  "event:ping=reply # default (the built-in policy)");
+    assert_printed(&o, "channel",
+                   "channel = \"user:*\" join=user events=broadcast "
+                   "event:ping=reply # default (the built-in policy)");
     phxd_options_dispose(&o);
 }
 
@@ -141,16 +142,16 @@ static void precedence_default_file_env_flag(void)
                      "host = 10.0.0.1\n"
                      "salt = \"file salt\"\n"
                      "max-channels = 7\n");
-    const char *env[] = {"PHXD_CONFIG", path, "PHXD_HOST", "10.0.0.2", "PHXD_SALT", "env salt",
-                         NULL};
+    const char *env[] = {"PHXD_CONFIG", path,       "PHXD_HOST", "10.0.0.2",
+                         "PHXD_SALT",   "env salt", NULL};
     const char *args[] = {"--salt", "flag salt", NULL};
     phxd_options_t o;
     parse_ok(&o, env, args);
-    ASSERT_EQ(o.cfg.port, 4101);             /* file over default */
-    ASSERT_STR_EQ(o.cfg.host, "10.0.0.2");   /* env over file */
-    ASSERT_STR_EQ(o.cfg.salt, "flag salt");  /* flag over env */
-    ASSERT_EQ(o.cfg.max_channels, 7);        /* file */
-    ASSERT_EQ(o.cfg.max_json_depth, 64);     /* default */
+    ASSERT_EQ(o.cfg.port, 4101);            /* file over default */
+    ASSERT_STR_EQ(o.cfg.host, "10.0.0.2");  /* env over file */
+    ASSERT_STR_EQ(o.cfg.salt, "flag salt"); /* flag over env */
+    ASSERT_EQ(o.cfg.max_channels, 7);       /* file */
+    ASSERT_EQ(o.cfg.max_json_depth, 64);    /* default */
     ASSERT_STR_EQ(o.config_path, path);
     ASSERT_EQ(o.sources[0].kind, PHXD_SRC_ENV); /* config came from PHXD_CONFIG */
     char want[160];
@@ -186,11 +187,13 @@ static void phoenix_variables_and_their_order(void)
     ASSERT_STR_EQ(o.cfg.secret_key_base, "s1");
     ASSERT(!o.is_demo_secret);
     assert_printed(&o, "port", "port = 5001 # env PORT");
-    assert_printed(&o, "secret-key-base", "secret-key-base = ******** # env SECRET_KEY_BASE "
-                                          "(masked)");
+    assert_printed(&o, "secret-key-base",
+                   "secret-key-base = ******** # env SECRET_KEY_BASE "
+                   "(masked)");
     phxd_options_dispose(&o);
-    const char *env2[] = {"PORT", "5001", "PHXD_PORT", "5002", "PHXD_SECRET_KEY_BASE", "s2",
-                          "SECRET_KEY_BASE", "s1", NULL};
+    const char *env2[] = {
+        "PORT", "5001", "PHXD_PORT", "5002", "PHXD_SECRET_KEY_BASE", "s2", "SECRET_KEY_BASE",
+        "s1",   NULL};
     parse_ok(&o, env2, NULL);
     ASSERT_EQ(o.cfg.port, 5002);
     ASSERT_STR_EQ(o.cfg.secret_key_base, "s2");
@@ -294,17 +297,20 @@ static void env_and_flag_errors_name_their_source(void)
     const char *args4[] = {"stray", NULL};
     expect_error(no_env, args4, "unexpected argument \"stray\" (see --help)");
     const char *args5[] = {"--check-origin=//", NULL};
-    expect_error(no_env, args5, "option --check-origin: check-origin: \"//\" is not like "
-                                "https://host, //host or //*.host:port");
+    expect_error(no_env, args5,
+                 "option --check-origin: check-origin: \"//\" is not like "
+                 "https://host, //host or //*.host:port");
     const char *env2[] = {"PHXD_CHANNEL", "a:* join=user; b:x join=user", NULL};
-    expect_error(env2, NULL, "environment PHXD_CHANNEL: channel rule (b:x join=user): join=user "
-                             "needs a pattern ending in '*' or user-segment=N");
+    expect_error(env2, NULL,
+                 "environment PHXD_CHANNEL: channel rule (b:x join=user): join=user "
+                 "needs a pattern ending in '*' or user-segment=N");
     /* Bad values in the environment count even when a flag overrides
      * them: the environment is read first. */
     const char *env3[] = {"PHXD_PORT", "x", NULL};
     const char *args6[] = {"--port", "1", NULL};
-    expect_error(env3, args6, "environment PHXD_PORT: port must be an integer from 0 to 65535, "
-                              "got \"x\"");
+    expect_error(env3, args6,
+                 "environment PHXD_PORT: port must be an integer from 0 to 65535, "
+                 "got \"x\"");
 }
 
 static void help_stops_before_reading_anything(void)

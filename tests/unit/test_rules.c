@@ -284,9 +284,8 @@ static void the_built_in_policy_as_rules(void)
     ASSERT_EQ(phx_buf_append_byte(&out, ' '), 0);
     ASSERT_EQ(phx_rule_format(&d->items[1], &out), 0);
     ASSERT_EQ(phx_buf_append_byte(&out, 0), 0);
-    ASSERT_STR_EQ((const char *)out.data,
-                  "\"user:*\" join=user events=broadcast event:ping=reply "
-                  "\"room:*\" join=any events=broadcast event:ping=reply");
+    ASSERT_STR_EQ((const char *)out.data, "\"user:*\" join=user events=broadcast event:ping=reply "
+                                          "\"room:*\" join=any events=broadcast event:ping=reply");
     phx_buf_dispose(&out);
     /* The same rules parsed from text behave the same. */
     phx_rules_t parsed = {0};
