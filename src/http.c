@@ -371,7 +371,7 @@ void phx_http_write(phx_conn_t *c, int status, const char *extra_headers, const 
                     const void *body, size_t body_len, int flags)
 {
     phx_http_t *h = c->http;
-    bool close = (flags & PHX_HTTP_CLOSE) || h == NULL || !h->keep_alive;
+    bool close = (flags & PHX_HTTP_CLOSE) || h == NULL || !h->keep_alive || c->srv->is_draining;
     phx_buf_t b = {0};
     int rv = phx_buf_printf(
         &b, "HTTP/1.1 %d %s\r\n%s%s%s%scontent-length: %zu\r\n%s%s\r\n", status,
@@ -440,7 +440,10 @@ static void route(phx_conn_t *c, uint8_t *rest, size_t rest_len)
         phx_ws_echo_handshake(c, rest, rest_len);
         return;
     }
-    switch (phx_http_route(path, path_len, c->srv->cfg.socket_path)) {
+    phx_route_kind_t kind = phx_http_route(path, path_len, c->srv->cfg.socket_path);
+    if (kind != PHX_ROUTE_NOT_FOUND && !phx_server_accepts_sockets(c->srv, c))
+        return;
+    switch (kind) {
     case PHX_ROUTE_WEBSOCKET:
         phx_ws_handshake(c, rest, rest_len);
         return;

@@ -535,14 +535,16 @@ static size_t drain_step(phx_server_t *srv)
         closed++;
     }
     closed += phx_longpoll_drain(srv, batch > closed ? batch - closed : 0);
-    /* Idle HTTP connections (keep-alive, parked polls) go at once. */
+    /* Parked polls and idle keep-alive connections go at once (requests
+     * still being received are left to finish: they get 503 or /healthz). */
     for (int id = PHX_LIST_HTTP; id < PHX_LIST_COUNT; id++) {
         if (id == PHX_LIST_WS || id == PHX_LIST_CLOSE)
             continue;
         phx_conn_t *c = srv->lists[id].head;
         while (c) {
             phx_conn_t *next = c->next;
-            phx_conn_close(c, phx_conn_pending(c) > 0);
+            if (id == PHX_LIST_POLL || (c->http && c->http->head_bytes == 0))
+                phx_conn_close(c, phx_conn_pending(c) > 0);
             c = next;
         }
     }
@@ -581,11 +583,9 @@ void phx_server_drain(phx_server_t *srv, int code, size_t batch, int interval_ms
     srv->drain_batch = batch;
     srv->drain_interval_ms = (uint64_t)(interval_ms > 0 ? interval_ms : 0);
     srv->drain_deadline = uv_now(srv->loop) + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
-    /* No new connections; /healthz answers 503 on the ones still open. */
-    if (srv->is_listening) {
-        uv_close((uv_handle_t *)&srv->listener, handle_on_close);
-        srv->is_listening = false;
-    }
+    /* The listener stays open so that /healthz can answer 503 to load
+     * balancers, but no new socket is accepted (503 before any upgrade,
+     * refusal reason "draining"); it closes when the drain ends. */
     PHX_LOG_INFO("event=drain_start sockets=%zu batch=%zu interval_ms=%d timeout_ms=%d",
                  srv->lists[PHX_LIST_WS].count + phx_longpoll_session_count(srv), batch,
                  interval_ms, timeout_ms);
@@ -618,6 +618,15 @@ void phx_server_free(phx_server_t *srv)
     phx_free(srv->scratch);
     phx_buf_dispose(&srv->ws_out);
     phx_free(srv);
+}
+
+bool phx_server_accepts_sockets(phx_server_t *srv, phx_conn_t *c)
+{
+    if (!srv->is_draining && !srv->is_stopping)
+        return true;
+    phx_server_refused(srv, PHX_REFUSE_DRAINING);
+    phx_http_respond(c, 503, "retry-after: 1\r\n", NULL, NULL, 0);
+    return false;
 }
 
 bool phx_server_origin_ok(phx_server_t *srv, phx_conn_t *c)

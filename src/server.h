@@ -144,6 +144,9 @@ const phx_static_t *phx_server_static_find(const phx_server_t *srv, const char *
 void phx_server_refused(phx_server_t *srv, phx_refuse_t why);
 /* Notes the start of a broadcast (fan-out time metric). */
 void phx_server_broadcast_started(phx_server_t *srv);
+/* False (after answering 503 and closing) while the server drains: no
+ * new WebSocket or LongPoll session is accepted then. */
+bool phx_server_accepts_sockets(phx_server_t *srv, phx_conn_t *c);
 /* check_origin for a request on `c` (c->http): false when refused. */
 bool phx_server_origin_ok(phx_server_t *srv, phx_conn_t *c);
 /* The default connect callback: verifies params.token as a Phoenix.Token. */

@@ -399,9 +399,12 @@ int phx_conn_accept(phx_server_t *srv, uv_stream_t *listener, int (*init)(phx_co
     }
     if ((rv = init(c)) != 0)
         goto fail_close;
-    if ((rv = uv_read_start((uv_stream_t *)&c->tcp, tcp_on_alloc, tcp_on_read)) != 0)
-        goto fail_close;
-    c->is_reading = true;
+    /* init may already have answered and started a graceful close. */
+    if (!c->is_reading && !c->is_closing) {
+        if ((rv = uv_read_start((uv_stream_t *)&c->tcp, tcp_on_alloc, tcp_on_read)) != 0)
+            goto fail_close;
+        c->is_reading = true;
+    }
     return 0;
 fail_close:
     c->is_closing = true;

@@ -84,7 +84,8 @@ count() {
     const lines = require("fs").readFileSync(process.argv[1], "utf8").split("\n").filter(Boolean);
     let pass = 0, fail = 0;
     for (const l of lines) {
-      const r = JSON.parse(l).result;
+      let r;
+      try { r = JSON.parse(l).result; } catch { r = "UNREADABLE"; }
       if (r === "OK" || r === "EXPECTEDFAIL") pass++; else if (r !== "SKIP") fail++;
     }
     console.log(pass, fail);
