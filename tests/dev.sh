@@ -108,6 +108,7 @@ stage_sanitizers() {
   rm -rf "$reports"
   mkdir -p "$reports"
   # Reports go to files: one file is one failure, whichever process wrote it.
+  PHXD_SANITIZED=1 \
   ASAN_OPTIONS="detect_leaks=1:log_path=$reports/asan:abort_on_error=0" \
   UBSAN_OPTIONS="print_stacktrace=1:log_path=$reports/ubsan" \
     meson test -C "$dir" --print-errorlogs --timeout-multiplier 3 || true

@@ -268,6 +268,8 @@ struct phx_bench {
     phx_proc_sample_t srv_base;
     phx_proc_sample_t srv_ramp;    /* after the ramp settled */
     phx_proc_sample_t srv_measure; /* at the start of the measured phase */
+    phx_proc_sample_t srv_mid;     /* halfway through the measured phase */
+    uint64_t cycles_mid;           /* churn cycles at that moment */
     phx_proc_sample_t srv_measure_end;
     phx_proc_sample_t srv_end; /* after the measured phase (and churn's rest) */
     uint64_t srv_rss_peak;

@@ -248,6 +248,12 @@ static void summary(const phx_bench_t *b, const figures_t *f)
                 ms(phx_hist_percentile(&b->cycle_hist, 99)));
         if (f->has_srv)
             fprintf(o, "  memory return    end rss %+.2f%% of the start\n", f->rss_return_pct);
+        if (f->has_srv && b->srv_mid.is_ok)
+            fprintf(o,
+                    "  memory trend     %.1f MiB after %" PRIu64 " cycles (halfway, sockets open), "
+                    "%.1f MiB after %" PRIu64 " (all closed)\n",
+                    (double)b->srv_mid.rss_bytes / 1048576.0, b->cycles_mid,
+                    (double)b->srv_end.rss_bytes / 1048576.0, b->cycles);
         break;
     }
     if (f->has_srv)
@@ -314,6 +320,7 @@ void phx_bench_report(phx_bench_t *b)
     j_num(&j, "connect_max_ms", ms(b->connect_hist.max), 3, !churn);
     j_u64(&j, "server_rss_base_bytes", b->srv_base.rss_bytes, srv);
     j_u64(&j, "server_rss_ramp_bytes", b->srv_ramp.rss_bytes, srv && b->srv_ramp.is_ok);
+    j_u64(&j, "server_rss_mid_bytes", b->srv_mid.rss_bytes, srv && b->srv_mid.is_ok);
     j_u64(&j, "server_rss_end_bytes", b->srv_end.rss_bytes, srv);
     j_u64(&j, "server_rss_peak_bytes", b->srv_rss_peak, srv);
     j_num(&j, "server_rss_per_socket_bytes", f.rss_per_socket, 0, f.has_rss_per_socket);
@@ -340,6 +347,7 @@ void phx_bench_report(phx_bench_t *b)
           echo && b->echo_hist.total);
     j_num(&j, "echo_max_ms", ms(b->echo_hist.max), 3, echo && b->echo_hist.total);
     j_u64(&j, "churn_cycles", b->cycles, churn);
+    j_u64(&j, "churn_cycles_mid", b->cycles_mid, churn && b->srv_mid.is_ok);
     j_num(&j, "churn_per_s", f.churn_per_s, 1, churn);
     j_num(&j, "churn_cycle_p50_ms", ms(phx_hist_percentile(&b->cycle_hist, 50)), 3,
           churn && b->cycle_hist.total);

@@ -434,6 +434,11 @@ static void progress_on_timer(uv_timer_t *t)
     phx_bench_t *b = t->data;
     phx_proc_sample_t s;
     sample_server(b, &s);
+    if (b->phase == PHX_PHASE_MEASURE && !b->srv_mid.is_ok && s.is_ok &&
+        secs(uv_hrtime() - b->measure_start_ns) >= b->opts.duration_s / 2) {
+        b->srv_mid = s;
+        b->cycles_mid = b->cycles;
+    }
     if (b->opts.is_quiet)
         return;
     uint64_t now = uv_hrtime();
