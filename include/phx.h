@@ -107,6 +107,9 @@ typedef struct phx_config {
     const char *echo_path;
     /* the HTTP API (/api/...): NULL or "" turns it off (404) */
     const char *api_key;
+    /* "HOST:PORT": serve the API, /healthz and /metrics there instead of
+     * on the main listener; NULL = the main listener */
+    const char *api_listen;
     /* LongPoll (<socket_path>/longpoll) */
     bool longpoll;               /* true: the transport is served */
     int longpoll_window_ms;      /* 10000: a parked poll answers 204 after this */
@@ -134,6 +137,8 @@ PHX_EXTERN int phx_server_new(phx_server_t **out, void *loop, const phx_config_t
 PHX_EXTERN int phx_server_start(phx_server_t *srv, char *err);
 /* The port actually bound (useful with port 0). */
 PHX_EXTERN int phx_server_port(const phx_server_t *srv);
+/* The port of the separate API listener (api_listen), or 0. */
+PHX_EXTERN int phx_server_api_port(const phx_server_t *srv);
 /* Stops accepting, closes every socket with `code` (1001 on shutdown) and
  * every handle; the loop then ends once the last handle is closed. `done` is
  * called (may be NULL) when everything is closed; the server can then be

@@ -216,3 +216,21 @@ test('logs are leveled key=value lines on stderr; stdout has only the banner', a
     assert.match(line, /^(phxd \S+ listening on|socket:|demo page:|demo token)/, line);
   }
 });
+
+test('--api-listen: the API and /metrics move to their own port; the main port serves sockets only', async () => {
+  const srv = await start(['--api-key', 'k', '--api-listen', '127.0.0.1:0']);
+  const m = srv.stdout().match(/api: http:\/\/127\.0\.0\.1:(\d+) /);
+  assert.ok(m, srv.stdout());
+  const apiUrl = `http://127.0.0.1:${m[1]}`;
+  const body = JSON.stringify({ topic: 'room:a', event: 'e', payload: {} });
+  const headers = { authorization: 'Bearer k', 'content-type': 'application/json' };
+  assert.equal((await fetch(`${srv.url}/api/broadcast`, { method: 'POST', body, headers })).status, 404);
+  assert.equal((await fetch(`${apiUrl}/api/broadcast`, { method: 'POST', body, headers })).status, 202);
+  assert.equal((await fetch(`${srv.url}/metrics`)).status, 404);
+  assert.equal((await fetch(`${apiUrl}/metrics`)).status, 200);
+  assert.equal((await fetch(`${apiUrl}/healthz`)).status, 200);
+  assert.equal((await fetch(`${srv.url}/healthz`)).status, 200);
+  assert.equal((await fetch(`${apiUrl}/socket/longpoll?vsn=2.0.0`)).status, 404);
+  const c = await rawWs(srv, q(1));
+  await c.close();
+});

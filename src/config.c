@@ -110,6 +110,8 @@ static const opt_t options[] = {
      "PEM certificate chain: serve https:// and wss:// (TLS 1.2+) on the same port"},
     {"tls-key", "PHXD_TLS_KEY", NULL, OPT_STRING, CFG(tls_key), "(none)", 0, 0, false,
      "PEM private key of --tls-cert"},
+    {"api-listen", "PHXD_API_LISTEN", NULL, OPT_STRING, CFG(api_listen), "(the main listener)", 0, 0,
+     false, "HOST:PORT for the API, /healthz and /metrics (then not served on the main port)"},
     {"echo-path", "PHXD_ECHO_PATH", NULL, OPT_STRING, CFG(echo_path), "(none)", 0, 0, false,
      "serve a raw WebSocket echo at this path (a testing aid for RFC 6455 conformance runs)"},
     {"api-key", "PHXD_API_KEY", NULL, OPT_STRING, CFG(api_key), "(none: the API is off)", 0, 0,

@@ -435,6 +435,17 @@ static void route(phx_conn_t *c, uint8_t *rest, size_t rest_len)
     const char *path, *query;
     size_t path_len, query_len;
     phx_http_target(c->http, &path, &path_len, &query, &query_len);
+    bool api_apart = c->srv->cfg.api_listen != NULL;
+    if (c->is_api || (api_apart && (phx_api_path(path, path_len) ||
+                                    (path_len == 8 && memcmp(path, "/metrics", 8) == 0)))) {
+        /* With --api-listen, the API and /metrics live only there, and
+         * nothing else does. */
+        if (c->is_api && phx_api_path(path, path_len))
+            phx_api_request(c, path, path_len);
+        else if (!c->is_api || !phx_metrics_request(c, path, path_len))
+            phx_http_respond(c, 404, NULL, NULL, NULL, 0);
+        return;
+    }
     const char *echo_path = c->srv->cfg.echo_path;
     if (echo_path && strlen(echo_path) == path_len && memcmp(path, echo_path, path_len) == 0) {
         phx_ws_echo_handshake(c, rest, rest_len);
@@ -546,6 +557,12 @@ int phx_http_conn_init(phx_conn_t *c)
     c->kind = PHX_CONN_HTTP;
     phx_server_list_touch(c->srv, c, PHX_LIST_HTTP);
     return 0;
+}
+
+int phx_http_conn_init_api(phx_conn_t *c)
+{
+    c->is_api = true;
+    return phx_http_conn_init(c);
 }
 
 void phx_http_timeout(phx_conn_t *c)

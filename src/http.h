@@ -66,6 +66,9 @@ phx_route_kind_t phx_http_route(const char *path, size_t len, const char *socket
 /* Sets up the HTTP state of a freshly accepted connection (the init hook of
  * phx_conn_accept). Returns 0 or PHX_ERR_NOMEM. */
 int phx_http_conn_init(phx_conn_t *c);
+/* The same for a connection of the separate API listener (--api-listen):
+ * only /api/, /healthz and /metrics are routed there. */
+int phx_http_conn_init_api(phx_conn_t *c);
 /* The handshake deadline passed: answer 408 and close. */
 void phx_http_timeout(phx_conn_t *c);
 /* Frees the HTTP state (after an upgrade, or on close). */

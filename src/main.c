@@ -224,6 +224,12 @@ int main(int argc, char **argv)
            v6 ? "[" : "", host, v6 ? "]" : "", port);
     printf("socket: %s://%s%s%s:%d%s/websocket\n", tls ? "wss" : "ws", v6 ? "[" : "", host,
            v6 ? "]" : "", port, opts.cfg.socket_path);
+    if (opts.cfg.api_listen) {
+        const char *colon = strrchr(opts.cfg.api_listen, ':');
+        printf("api: %s://%.*s:%d (/api/, /healthz, /metrics)\n", tls ? "https" : "http",
+               (int)(colon - opts.cfg.api_listen), opts.cfg.api_listen,
+               phx_server_api_port(app->srv));
+    }
     phxd_demo_banner(stdout, &opts, port, demo_token);
     fflush(stdout);
     PHX_LOG_INFO("event=listening host=%s port=%d", host, port);

@@ -4,6 +4,7 @@
  * channel routes, and graceful shutdown. */
 #include "server.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "http.h"
@@ -267,7 +268,9 @@ static void listener_on_connection(uv_stream_t *l, int status)
         return;
     }
     bool full = srv->cfg.max_connections > 0 && srv->nconns >= (size_t)srv->cfg.max_connections;
-    int rv = phx_conn_accept(srv, l, full ? refuse_conn_init : phx_http_conn_init);
+    int (*init)(phx_conn_t *) =
+        l == (uv_stream_t *)&srv->api_listener ? phx_http_conn_init_api : phx_http_conn_init;
+    int rv = phx_conn_accept(srv, l, full ? refuse_conn_init : init);
     if (rv != 0)
         PHX_LOG_WARN("event=accept_error error=%s", phx_err_name(rv));
 }
@@ -303,6 +306,7 @@ int phx_server_new(phx_server_t **out, void *loop, const phx_config_t *cfg, char
     srv->cfg.tls_cert = dup_opt(srv, 8, cfg->tls_cert);
     srv->cfg.tls_key = dup_opt(srv, 9, cfg->tls_key);
     srv->cfg.echo_path = dup_opt(srv, 10, cfg->echo_path);
+    srv->cfg.api_listen = dup_opt(srv, 11, cfg->api_listen);
     int rv = PHX_ERR_NOMEM;
     srv->scratch = phx_malloc(PHX_SCRATCH_BYTES);
     if (srv->scratch == NULL || srv->cfg.host == NULL || srv->cfg.socket_path == NULL)
@@ -336,13 +340,15 @@ int phx_server_new(phx_server_t **out, void *loop, const phx_config_t *cfg, char
     srv->connect_cb = phx_server_default_connect;
     srv->connect_user = srv;
     uv_tcp_init(srv->loop, &srv->listener);
+    uv_tcp_init(srv->loop, &srv->api_listener);
     uv_check_init(srv->loop, &srv->flush_check);
     uv_prepare_init(srv->loop, &srv->flush_prepare);
     uv_timer_init(srv->loop, &srv->deadline_timer);
     uv_timer_init(srv->loop, &srv->drain_timer);
-    srv->listener.data = srv->flush_check.data = srv->flush_prepare.data = srv;
+    srv->listener.data = srv->api_listener.data = srv;
+    srv->flush_check.data = srv->flush_prepare.data = srv;
     srv->deadline_timer.data = srv->drain_timer.data = srv;
-    srv->open_handles = 5;
+    srv->open_handles = 6;
     *out = srv;
     return 0;
 fail:
@@ -361,30 +367,74 @@ fail_quiet:
     return rv;
 }
 
-int phx_server_start(phx_server_t *srv, char *err)
+/* Binds and listens on host:port; returns 0 and the port bound, or an
+ * error with `err`. */
+static int listen_on(phx_server_t *srv, uv_tcp_t *l, const char *host, int port, int *bound_port,
+                     char *err)
 {
     struct sockaddr_storage addr;
     int rv;
-    if (strchr(srv->cfg.host, ':'))
-        rv = uv_ip6_addr(srv->cfg.host, srv->cfg.port, (struct sockaddr_in6 *)&addr);
+    if (strchr(host, ':'))
+        rv = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
     else
-        rv = uv_ip4_addr(srv->cfg.host, srv->cfg.port, (struct sockaddr_in *)&addr);
+        rv = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
     if (rv != 0) {
-        snprintf(err, PHX_ERR_LEN, "invalid listen address %s: %s", srv->cfg.host, uv_strerror(rv));
+        snprintf(err, PHX_ERR_LEN, "invalid listen address %s: %s", host, uv_strerror(rv));
         return rv;
     }
-    if ((rv = uv_tcp_bind(&srv->listener, (struct sockaddr *)&addr, 0)) == 0)
-        rv = uv_listen((uv_stream_t *)&srv->listener, 4096, listener_on_connection);
+    if ((rv = uv_tcp_bind(l, (struct sockaddr *)&addr, 0)) == 0)
+        rv = uv_listen((uv_stream_t *)l, 4096, listener_on_connection);
     if (rv != 0) {
-        snprintf(err, PHX_ERR_LEN, "cannot listen on %s:%d: %s", srv->cfg.host, srv->cfg.port,
-                 uv_strerror(rv));
+        snprintf(err, PHX_ERR_LEN, "cannot listen on %s:%d: %s", host, port, uv_strerror(rv));
         return rv;
     }
     struct sockaddr_storage bound;
     int len = sizeof(bound);
-    uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &len);
-    srv->bound_port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                                        : ((struct sockaddr_in *)&bound)->sin_port);
+    uv_tcp_getsockname(l, (struct sockaddr *)&bound, &len);
+    *bound_port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                    : ((struct sockaddr_in *)&bound)->sin_port);
+    return 0;
+}
+
+/* Splits "HOST:PORT" or "[V6]:PORT". */
+static int split_host_port(const char *s, char *host, size_t cap, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL || colon == s)
+        return PHX_ERR_INVALID;
+    const char *h = s, *hend = colon;
+    if (*h == '[' && hend[-1] == ']') {
+        h++;
+        hend--;
+    }
+    if ((size_t)(hend - h) >= cap)
+        return PHX_ERR_INVALID;
+    memcpy(host, h, (size_t)(hend - h));
+    host[hend - h] = '\0';
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end || end == colon + 1 || p < 0 || p > 65535)
+        return PHX_ERR_INVALID;
+    *port = (int)p;
+    return 0;
+}
+
+int phx_server_start(phx_server_t *srv, char *err)
+{
+    int rv = listen_on(srv, &srv->listener, srv->cfg.host, srv->cfg.port, &srv->bound_port, err);
+    if (rv != 0)
+        return rv;
+    if (srv->cfg.api_listen) {
+        char host[128];
+        int port;
+        if (split_host_port(srv->cfg.api_listen, host, sizeof(host), &port) != 0) {
+            snprintf(err, PHX_ERR_LEN, "api-listen must be HOST:PORT, got \"%s\"",
+                     srv->cfg.api_listen);
+            return PHX_ERR_INVALID;
+        }
+        if ((rv = listen_on(srv, &srv->api_listener, host, port, &srv->api_port, err)) != 0)
+            return rv;
+    }
     srv->is_listening = true;
     uv_check_start(&srv->flush_check, flush_on_check);
     uv_prepare_start(&srv->flush_prepare, flush_on_prepare);
@@ -394,6 +444,11 @@ int phx_server_start(phx_server_t *srv, char *err)
 int phx_server_port(const phx_server_t *srv)
 {
     return srv->bound_port;
+}
+
+int phx_server_api_port(const phx_server_t *srv)
+{
+    return srv->api_port;
 }
 
 void phx_server_on_connect(phx_server_t *srv, phx_connect_cb cb, void *user)
@@ -468,6 +523,8 @@ void phx_server_stop(phx_server_t *srv, int code, void (*done)(phx_server_t *))
     srv->stop_done = done;
     if (!uv_is_closing((uv_handle_t *)&srv->listener))
         uv_close((uv_handle_t *)&srv->listener, handle_on_close);
+    if (!uv_is_closing((uv_handle_t *)&srv->api_listener))
+        uv_close((uv_handle_t *)&srv->api_listener, handle_on_close);
     srv->is_listening = false;
     uv_timer_stop(&srv->drain_timer);
     /* LongPoll sessions end (parked polls are answered), then every

@@ -85,6 +85,8 @@ struct phx_server {
     phx_config_t cfg; /* strings point into `cfg_strings` */
     char *cfg_strings[16];
     uv_tcp_t listener;
+    uv_tcp_t api_listener; /* --api-listen: API, /healthz and /metrics only */
+    int api_port;
     uv_check_t flush_check;
     uv_prepare_t flush_prepare;
     uv_timer_t deadline_timer;

@@ -63,6 +63,7 @@ struct phx_conn {
     bool is_read_paused;    /* above the high-water mark */
     bool is_dirty;          /* in the server's flush list */
     bool is_shut;           /* uv_shutdown issued */
+    bool is_api;            /* accepted on the separate API listener */
     uint8_t in_dispatch;    /* depth of layer code running for this conn */
     bool is_close_deferred; /* on_close runs when the read callback returns */
     phx_conn_t *dirty_next;
@@ -73,7 +74,7 @@ struct phx_conn {
     size_t q_bytes;      /* bytes queued here (not yet handed to libuv) */
     size_t w_bytes;      /* bytes handed to libuv, not yet written */
     uint32_t writes;     /* uv_write requests in flight */
-    phx_tls_t *tls; /* NULL for plain TCP */
+    phx_tls_t *tls;      /* NULL for plain TCP */
     /* the layer above */
     const phx_conn_ops_t *ops;
     phx_http_t *http;
