@@ -4,6 +4,7 @@
  * channel routes, and graceful shutdown. */
 #include "server.h"
 
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,6 +124,8 @@ void phx_server_list_touch(phx_server_t *srv, phx_conn_t *c, phx_list_id_t id)
         phx_server_deadline_arm(srv, c->since + timeout);
 }
 
+static void trim_now(phx_server_t *srv, uint64_t now);
+
 static void deadline_on_timer(uv_timer_t *t)
 {
     phx_server_t *srv = t->data;
@@ -155,6 +158,12 @@ static void deadline_on_timer(uv_timer_t *t)
             if (next == 0 || at < next)
                 next = at;
         }
+    }
+    if (srv->is_trim_pending) {
+        if (now >= srv->last_trim + 1000)
+            trim_now(srv, now);
+        else if (next == 0 || srv->last_trim + 1000 < next)
+            next = srv->last_trim + 1000;
     }
     uint64_t lp_next = phx_longpoll_sweep(srv, now);
     if (lp_next && (next == 0 || lp_next < next))
@@ -508,9 +517,39 @@ static void maybe_finish_stop(phx_server_t *srv)
     uv_close((uv_handle_t *)&srv->drain_timer, handle_on_close);
 }
 
+/* Gives memory freed by closed connections back to the system: glibc keeps
+ * freed chunks in the middle of the heap for reuse, so after many sockets
+ * come and go RSS would otherwise stay at its high-water mark. Done when
+ * the server becomes idle, or after many closes, at most once a second:
+ * malloc_trim walks the free lists (CPU only, no I/O). */
+static void trim_now(phx_server_t *srv, uint64_t now)
+{
+    malloc_trim(64 * 1024);
+    srv->closed_since_trim = 0;
+    srv->last_trim = now;
+    srv->is_trim_pending = false;
+}
+
+static void maybe_trim(phx_server_t *srv)
+{
+    srv->closed_since_trim++;
+    bool idle = srv->nconns == 0 && srv->closed_since_trim >= 64;
+    if (!idle && srv->closed_since_trim < 4096)
+        return;
+    uint64_t now = uv_now(srv->loop);
+    if (now >= srv->last_trim + 1000) {
+        trim_now(srv, now);
+    } else if (!srv->is_trim_pending && !srv->is_stopping) {
+        /* Too soon after the last one: the deadline timer does it. */
+        srv->is_trim_pending = true;
+        phx_server_deadline_arm(srv, srv->last_trim + 1000);
+    }
+}
+
 void phx_server_conn_gone(phx_server_t *srv)
 {
     srv->nconns--;
+    maybe_trim(srv);
     maybe_finish_stop(srv);
 }
 

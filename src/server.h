@@ -105,6 +105,9 @@ struct phx_server {
     phx_conn_t *dirty;        /* connections with output to flush */
     size_t nconns;
     uint64_t next_conn_id;
+    uint32_t closed_since_trim; /* connections freed since the last malloc_trim */
+    uint64_t last_trim;
+    bool is_trim_pending;
     uint8_t *scratch;
     bool scratch_busy;
     phx_buf_t ws_out; /* wslay's output of one wslay_event_send */

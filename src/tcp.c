@@ -295,6 +295,17 @@ static void tls_read(phx_conn_t *c, uint8_t *data, size_t len)
     phx_conn_leave(c);
 }
 
+/* The answer to what a connection just sent (a reply, a pong) leaves at
+ * once instead of at the end of the loop turn: a turn can handle a thousand
+ * reads, and the first reply would wait for all of them. Output for other
+ * connections (broadcasts) still waits for the end of the turn, where each
+ * connection gets one write. */
+static void flush_answer(phx_conn_t *c)
+{
+    if (c->q_len > 0 || (c->tls && phx_tls_pending(c->tls) > 0))
+        phx_conn_flush(c);
+}
+
 static void tcp_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     phx_conn_t *c = s->data;
@@ -310,6 +321,7 @@ static void tcp_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     c->srv->stats.bytes_in += (uint64_t)nread;
     if (c->tls) {
         tls_read(c, (uint8_t *)buf->base, (size_t)nread);
+        flush_answer(c);
         return;
     }
     if (c->kind == PHX_CONN_DRAIN || c->is_closing)
@@ -317,6 +329,7 @@ static void tcp_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     phx_conn_enter(c);
     c->ops->on_read(c, (uint8_t *)buf->base, (size_t)nread);
     phx_conn_leave(c);
+    flush_answer(c);
 }
 
 void phx_conn_enter(phx_conn_t *c)
