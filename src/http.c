@@ -304,24 +304,31 @@ void phx_http_target(const phx_http_t *h, const char **path, size_t *path_len, c
         *query_len = (size_t)(frag - *query);
 }
 
+const char *phx_http_list_next(const char *p, const char **item, size_t *len)
+{
+    while (*p == ' ' || *p == '\t' || *p == ',')
+        p++;
+    if (*p == '\0')
+        return NULL;
+    const char *start = p;
+    while (*p && *p != ',')
+        p++;
+    const char *end = p;
+    while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    *item = start;
+    *len = (size_t)(end - start);
+    return p;
+}
+
 bool phx_http_header_has_token(const char *value, const char *token)
 {
-    if (value == NULL)
-        return false;
     size_t tlen = strlen(token);
-    const char *p = value;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        const char *start = p;
-        while (*p && *p != ',')
-            p++;
-        const char *end = p;
-        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
-            end--;
-        if ((size_t)(end - start) == tlen && strncasecmp(start, token, tlen) == 0)
+    const char *item;
+    size_t len;
+    for (const char *p = value; p && (p = phx_http_list_next(p, &item, &len)) != NULL;)
+        if (len == tlen && strncasecmp(item, token, tlen) == 0)
             return true;
-    }
     return false;
 }
 

@@ -85,6 +85,9 @@ unsigned phx_http_header_count(const phx_http_t *h, const char *name);
 /* The path and the query (without '?'; "" when none) of the request URL. */
 void phx_http_target(const phx_http_t *h, const char **path, size_t *path_len, const char **query,
                      size_t *query_len);
+/* Steps through a comma-separated header value: returns where to continue
+ * (NULL after the last item) and sets the next item, trimmed. */
+const char *phx_http_list_next(const char *p, const char **item, size_t *len);
 /* True when the comma-separated header value contains `token`
  * (case-insensitive), e.g. Connection: keep-alive, Upgrade. */
 bool phx_http_header_has_token(const char *value, const char *token);

@@ -225,6 +225,17 @@ static bool host_matches(const rule_t *r, const char *host)
     return hl > rl + 1 && host[hl - rl - 1] == '.' && strcmp(host + hl - rl, r->host) == 0;
 }
 
+/* The parts of a Host header ("name:port", "[v6]:port"); false when
+ * absent or malformed. */
+static bool split_host_header(const char *host, char *rh, size_t cap, int *port, bool *has_port)
+{
+    if (host == NULL)
+        return false;
+    char scheme[16], authority[300];
+    snprintf(authority, sizeof(authority), "//%s", host);
+    return split(authority, strlen(authority), scheme, sizeof(scheme), rh, cap, port, has_port);
+}
+
 bool phx_origin_allowed(const phx_origin_policy_t *p, const char *origin, const char *host,
                         bool is_tls)
 {
@@ -243,27 +254,16 @@ bool phx_origin_allowed(const phx_origin_policy_t *p, const char *origin, const 
     case MODE_HOST: {
         if (p->url_host)
             return strcmp(ohost, p->url_host) == 0;
-        if (host == NULL)
-            return false;
-        /* The host part of the Host header: "name:port" or "[v6]:port". */
-        char rs[16], rh[256];
+        char rh[256];
         int rp;
         bool rhp;
-        char authority[300];
-        snprintf(authority, sizeof(authority), "//%s", host);
-        if (!split(authority, strlen(authority), rs, sizeof(rs), rh, sizeof(rh), &rp, &rhp))
-            return false;
-        return strcmp(ohost, rh) == 0;
+        return split_host_header(host, rh, sizeof(rh), &rp, &rhp) && strcmp(ohost, rh) == 0;
     }
     case MODE_CONN: {
-        if (host == NULL)
-            return false;
-        char rs[16], rh[256];
+        char rh[256];
         int rp;
         bool rhp;
-        char authority[300];
-        snprintf(authority, sizeof(authority), "//%s", host);
-        if (!split(authority, strlen(authority), rs, sizeof(rs), rh, sizeof(rh), &rp, &rhp))
+        if (!split_host_header(host, rh, sizeof(rh), &rp, &rhp))
             return false;
         /* The request's own scheme as Plug sees it: http or https. */
         const char *own_scheme = is_tls ? "https" : "http";

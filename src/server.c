@@ -286,12 +286,18 @@ static void listener_on_connection(uv_stream_t *l, int status)
 
 /* ---- lifecycle ---- */
 
-static char *dup_opt(phx_server_t *srv, int slot, const char *s)
+/* A copy of a configuration string owned by the server (NULL stays NULL;
+ * a failed copy sets is_cfg_nomem). */
+static const char *dup_opt(phx_server_t *srv, const char *s)
 {
     if (s == NULL)
         return NULL;
-    srv->cfg_strings[slot] = phx_strdup(s);
-    return srv->cfg_strings[slot];
+    PHX_ASSERT(srv->ncfg_strings < sizeof(srv->cfg_strings) / sizeof(srv->cfg_strings[0]));
+    char *copy = phx_strdup(s);
+    if (copy == NULL)
+        srv->is_cfg_nomem = true;
+    srv->cfg_strings[srv->ncfg_strings++] = copy;
+    return copy;
 }
 
 int phx_server_new(phx_server_t **out, void *loop, const phx_config_t *cfg, char *err)
@@ -303,22 +309,23 @@ int phx_server_new(phx_server_t **out, void *loop, const phx_config_t *cfg, char
     }
     srv->loop = loop;
     srv->cfg = *cfg;
-    srv->cfg.host = dup_opt(srv, 0, cfg->host);
-    srv->cfg.socket_path = dup_opt(srv, 1, cfg->socket_path);
-    srv->cfg.secret_key_base = dup_opt(srv, 2, cfg->secret_key_base);
-    srv->cfg.salt = dup_opt(srv, 3, cfg->salt);
-    srv->cfg.key_digest = dup_opt(srv, 4, cfg->key_digest);
-    srv->cfg.check_origin = dup_opt(srv, 5, cfg->check_origin);
-    srv->cfg.url_host = dup_opt(srv, 6, cfg->url_host);
-    srv->cfg.api_key = dup_opt(srv, 7, cfg->api_key);
-    srv->cfg.user_id_field = dup_opt(srv, 15, cfg->user_id_field);
-    srv->cfg.tls_cert = dup_opt(srv, 8, cfg->tls_cert);
-    srv->cfg.tls_key = dup_opt(srv, 9, cfg->tls_key);
-    srv->cfg.echo_path = dup_opt(srv, 10, cfg->echo_path);
-    srv->cfg.api_listen = dup_opt(srv, 11, cfg->api_listen);
+    srv->cfg.host = dup_opt(srv, cfg->host);
+    srv->cfg.socket_path = dup_opt(srv, cfg->socket_path);
+    srv->cfg.secret_key_base = dup_opt(srv, cfg->secret_key_base);
+    srv->cfg.salt = dup_opt(srv, cfg->salt);
+    srv->cfg.key_digest = dup_opt(srv, cfg->key_digest);
+    srv->cfg.check_origin = dup_opt(srv, cfg->check_origin);
+    srv->cfg.url_host = dup_opt(srv, cfg->url_host);
+    srv->cfg.api_key = dup_opt(srv, cfg->api_key);
+    srv->cfg.user_id_field = dup_opt(srv, cfg->user_id_field);
+    srv->cfg.tls_cert = dup_opt(srv, cfg->tls_cert);
+    srv->cfg.tls_key = dup_opt(srv, cfg->tls_key);
+    srv->cfg.echo_path = dup_opt(srv, cfg->echo_path);
+    srv->cfg.api_listen = dup_opt(srv, cfg->api_listen);
     int rv = PHX_ERR_NOMEM;
     srv->scratch = phx_malloc(PHX_SCRATCH_BYTES);
-    if (srv->scratch == NULL || srv->cfg.host == NULL || srv->cfg.socket_path == NULL)
+    if (srv->scratch == NULL || srv->is_cfg_nomem || srv->cfg.host == NULL ||
+        srv->cfg.socket_path == NULL)
         goto fail;
     if ((rv = phx_pubsub_new(&srv->pubsub, srv)) != 0)
         goto fail;

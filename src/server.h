@@ -84,6 +84,8 @@ struct phx_server {
     uv_loop_t *loop;
     phx_config_t cfg; /* strings point into `cfg_strings` */
     char *cfg_strings[16];
+    size_t ncfg_strings;
+    bool is_cfg_nomem;
     uv_tcp_t listener;
     uv_tcp_t api_listener; /* --api-listen: API, /healthz and /metrics only */
     int api_port;
@@ -102,7 +104,7 @@ struct phx_server {
     void (*stop_done)(phx_server_t *);
     int bound_port;
     phx_conn_list_t lists[PHX_LIST_COUNT]; /* indexed by phx_list_id_t */
-    phx_conn_t *dirty;        /* connections with output to flush */
+    phx_conn_t *dirty;                     /* connections with output to flush */
     size_t nconns;
     uint64_t next_conn_id;
     uint32_t closed_since_trim; /* connections freed since the last malloc_trim */

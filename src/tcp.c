@@ -113,6 +113,16 @@ int phx_conn_send_copy(phx_conn_t *c, const void *data, size_t len)
 
 static void finish_graceful_close(phx_conn_t *c);
 
+/* Output moved on: resume reading below half the high-water mark, and
+ * finish a graceful close once everything is written. */
+static void after_progress(phx_conn_t *c)
+{
+    if (c->is_read_paused && phx_conn_pending(c) <= c->srv->cfg.queue_high_bytes / 2)
+        phx_conn_resume_read(c);
+    if (c->is_flushing_close && c->q_len == 0 && c->writes == 0)
+        finish_graceful_close(c);
+}
+
 static void write_on_done(uv_write_t *req, int status)
 {
     write_req_t *w = req->data;
@@ -129,10 +139,7 @@ static void write_on_done(uv_write_t *req, int status)
         phx_conn_close(c, false);
         return;
     }
-    if (c->is_read_paused && phx_conn_pending(c) <= c->srv->cfg.queue_high_bytes / 2)
-        phx_conn_resume_read(c);
-    if (c->is_flushing_close && c->q_len == 0 && c->writes == 0)
-        finish_graceful_close(c);
+    after_progress(c);
 }
 
 /* Drops `n` written bytes from the head of the queue. */
@@ -248,10 +255,7 @@ void phx_conn_flush(phx_conn_t *c)
             return;
         }
     }
-    if (c->is_read_paused && phx_conn_pending(c) <= c->srv->cfg.queue_high_bytes / 2)
-        phx_conn_resume_read(c);
-    if (c->is_flushing_close && c->q_len == 0 && c->writes == 0)
-        finish_graceful_close(c);
+    after_progress(c);
 }
 
 /* ---- reading ---- */

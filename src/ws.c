@@ -538,17 +538,9 @@ static int subprotocols(const char *offered, phx_connect_t *ci, bool *select_pho
     size_t bearer_len = 0;
     int bearers = 0;
     bool has_phoenix = false;
-    const char *p = offered;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        const char *start = p;
-        while (*p && *p != ',')
-            p++;
-        const char *end = p;
-        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
-            end--;
-        size_t n = (size_t)(end - start);
+    const char *start;
+    size_t n;
+    for (const char *p = offered; (p = phx_http_list_next(p, &start, &n)) != NULL;) {
         if (n >= sizeof(BEARER_PREFIX) - 1 &&
             memcmp(start, BEARER_PREFIX, sizeof(BEARER_PREFIX) - 1) == 0) {
             bearers++;
