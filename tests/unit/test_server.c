@@ -562,7 +562,44 @@ static void channel_api_outcomes(void)
     ASSERT_STR_EQ(last_reason, "closed");
 }
 
+static const phx_channel_handler_t dummy_handler = {.join = api_join};
+
+static void routes_match_exact_topics_and_prefixes_first_wins(void)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    phx_config_t cfg;
+    phx_config_init(&cfg);
+    phx_server_t *srv;
+    char err[PHX_ERR_LEN];
+    ASSERT_EQ(phx_server_new(&srv, &loop, &cfg, err), 0);
+    int a, b, c;
+    ASSERT_EQ(phx_server_channel(srv, "system", &dummy_handler, &a), 0);
+    ASSERT_EQ(phx_server_channel(srv, "room:vip*", &dummy_handler, &b), 0);
+    ASSERT_EQ(phx_server_channel(srv, "room:*", &dummy_handler, &c), 0);
+    ASSERT_EQ(phx_server_channel(srv, "room:*", NULL, &c), PHX_ERR_INVALID);
+    const phx_route_t *r = phx_server_route(srv, "system", 6);
+    ASSERT(r && r->user == &a);
+    ASSERT(phx_server_route(srv, "system:1", 8) == NULL); /* exact means exact */
+    ASSERT(phx_server_route(srv, "syste", 5) == NULL);
+    r = phx_server_route(srv, "room:vip1", 9);
+    ASSERT(r && r->user == &b); /* first declared wins */
+    r = phx_server_route(srv, "room:lobby", 10);
+    ASSERT(r && r->user == &c);
+    r = phx_server_route(srv, "room:", 5);
+    ASSERT(r && r->user == &c); /* the prefix itself matches, as in Phoenix */
+    ASSERT(phx_server_route(srv, "room", 4) == NULL);
+    ASSERT(phx_server_route(srv, "rooms:x", 7) == NULL);
+    ASSERT(phx_server_route(srv, "", 0) == NULL);
+    phx_server_stop(srv, 1001, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    phx_server_free(srv);
+    ASSERT_EQ(uv_loop_close(&loop), 0);
+}
+
 const phx_test_t phx_tests_server[] = {
+    {"routes_match_exact_topics_and_prefixes_first_wins",
+     routes_match_exact_topics_and_prefixes_first_wins},
     {"channel_api_outcomes", channel_api_outcomes},
     {"heartbeat_in_every_chunking", heartbeat_in_every_chunking},
     {"context_held_only_mid_frame", context_held_only_mid_frame},
