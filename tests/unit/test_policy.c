@@ -3,7 +3,6 @@
  * raw WebSocket clients, and the exact V2 frames the handlers answer with.
  * Tokens are built as terms here, so map data with atom keys (what
  * Phoenix.Token.sign(ep, salt, %{user_id: 42}) makes) is covered too. */
-#include <time.h>
 
 #include "etf.h"
 #include "phx.h"
@@ -11,7 +10,7 @@
 #include "rawclient.h"
 #include "rules.h"
 #include "runner.h"
-#include "token.h"
+#include "testtoken.h"
 
 static const char secret[] = "unit-test-secret-key-base-0123456789abcdefghijklmnopqrstuvwxyz01";
 
@@ -79,22 +78,8 @@ static void fx_stop(fx_t *f)
 /* A token whose data is `data` (taken). */
 static void sign(char *out, size_t cap, phx_term_t *data)
 {
-    phx_token_config_t tc = {0};
-    tc.secret_key_base = (const uint8_t *)secret;
-    tc.secret_key_base_len = strlen(secret);
-    tc.salt = (const uint8_t *)"user socket";
-    tc.salt_len = 11;
-    phx_token_t *t;
-    ASSERT_EQ(phx_token_new(&t, &tc), 0);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    phx_buf_t b = {0};
     phx_max_age_t age = {PHX_MAX_AGE_TOKEN, 0, false};
-    ASSERT_EQ(phx_token_sign(t, data, (int64_t)ts.tv_sec * 1000, age, &b), 0);
-    snprintf(out, cap, "%s", (char *)b.data);
-    phx_buf_dispose(&b);
-    phx_term_free(data);
-    phx_token_free(t);
+    ASSERT_EQ(test_token_sign(out, cap, secret, data, age), 0);
 }
 
 /* %{key => 42, "name" => "ann"}, the key an atom or a binary. */

@@ -2,14 +2,13 @@
  * raw TCP client: the upgrade and frames fed in every chunking down to one
  * byte, wslay context release, size and fragment limits, close codes,
  * timeouts, shutdown with uv_loop_close() == 0. */
-#include <time.h>
 
 #include "phx.h"
 #include "policy.h"
 #include "rawclient.h"
+#include "testtoken.h"
 #include "runner.h"
 #include "server.h"
-#include "token.h"
 #include "ws.h"
 
 static const char secret[] = "unit-test-secret-key-base-0123456789abcdefghijklmnopqrstuvwxyz01";
@@ -24,24 +23,7 @@ typedef struct fx {
 
 static void make_token(char *out, size_t cap, int64_t user)
 {
-    phx_token_config_t tc = {0};
-    tc.secret_key_base = (const uint8_t *)secret;
-    tc.secret_key_base_len = strlen(secret);
-    tc.salt = (const uint8_t *)"user socket";
-    tc.salt_len = 11;
-    phx_token_t *t;
-    ASSERT_EQ(phx_token_new(&t, &tc), 0);
-    phx_term_t *data;
-    ASSERT_EQ(phx_term_new_int(&data, user), 0);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    phx_buf_t b = {0};
-    phx_max_age_t age = {PHX_MAX_AGE_TOKEN, 0, false};
-    ASSERT_EQ(phx_token_sign(t, data, (int64_t)ts.tv_sec * 1000, age, &b), 0);
-    snprintf(out, cap, "%s", (char *)b.data);
-    phx_buf_dispose(&b);
-    phx_term_free(data);
-    phx_token_free(t);
+    ASSERT_EQ(test_token_user(out, cap, secret, user), 0);
 }
 
 /* Channel handlers registered before the default policy, when set. */
