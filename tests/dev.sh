@@ -15,11 +15,14 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 build=${PHXD_BUILD_DIR:-build}
 
-# Debian 12 packages the build and the tests need.
+# Debian 12 packages the build needs (run and test)...
 packages=(
   build-essential pkg-config meson ninja-build cmake openssl
   libuv1-dev libwslay-dev libssl-dev libcjson-dev node-llhttp
-  erlang-base erlang-crypto
+)
+# ...and those only the tests need.
+test_packages=(
+  erlang-base erlang-crypto  # the Erlang oracle (tests/erlang/)
   chromium  # the demo page's browser test (js-client-fixtures/browser.test.mjs)
   clang libclang-rt-14-dev valgrind  # sanitizer tree, libFuzzer, valgrind runs
 )
@@ -156,6 +159,9 @@ stage_fuzz() {
 
 cmd=${1:-test}
 shift || true
+case "$cmd" in
+  test|quick) packages+=("${test_packages[@]}") ;;
+esac
 case "$cmd" in
   build)
     do_build ;;
