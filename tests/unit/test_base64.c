@@ -2,36 +2,17 @@
  * and canonical-bits rules, caps, and input placed before a guard page. */
 #include "base64.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include "mem.h"
 #include "phx.h"
+#include "guard.h"
 #include "runner.h"
 
 /* ---- input right before an unreadable page ---- */
 
-typedef struct {
-    uint8_t *base;
-    size_t total;
-} guard_t;
-
-static char *guard_copy(guard_t *g, const void *src, size_t len)
+/* guard_text() returns bytes; the decoders here take characters. */
+static char *guard_text(guard_t *g, const void *src, size_t len)
 {
-    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
-    g->total = ((len + ps - 1) / ps + 1) * ps;
-    g->base = mmap(NULL, g->total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    ASSERT(g->base != MAP_FAILED);
-    ASSERT(mprotect(g->base + g->total - ps, ps, PROT_NONE) == 0);
-    uint8_t *p = g->base + g->total - ps - len;
-    if (len)
-        memcpy(p, src, len);
-    return (char *)p;
-}
-
-static void guard_free(guard_t *g)
-{
-    munmap(g->base, g->total);
+    return (char *)guard_copy(g, src, len);
 }
 
 /* Decodes `text` from a guarded copy and from an exact-size heap copy and
@@ -40,7 +21,7 @@ static ssize_t decode_checked(phx_base64_alphabet_t a, const char *text, uint8_t
 {
     size_t len = strlen(text);
     guard_t g;
-    char *gp = guard_copy(&g, text, len);
+    char *gp = guard_text(&g, text, len);
     ssize_t n1 = phx_base64_decode_to(a, gp, len, out, cap);
     guard_free(&g);
     char *hp = malloc(len ? len : 1);

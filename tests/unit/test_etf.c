@@ -6,11 +6,10 @@
 #include "etf.h"
 
 #include <math.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "mem.h"
 #include "phx.h"
+#include "guard.h"
 #include "runner.h"
 
 #if defined(__has_feature)
@@ -81,16 +80,9 @@ static char *float_ext_hex(const char *text, size_t len)
 static int decode_guarded(const uint8_t *data, size_t len, const phx_etf_limits_t *lim,
                           phx_term_t **out)
 {
-    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
-    size_t total = ((len + ps - 1) / ps + 1) * ps;
-    uint8_t *base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    ASSERT(base != MAP_FAILED);
-    ASSERT(mprotect(base + total - ps, ps, PROT_NONE) == 0);
-    uint8_t *p = base + total - ps - len;
-    if (len)
-        memcpy(p, data, len);
-    int rv = phx_etf_decode(p, len, lim, out);
-    munmap(base, total);
+    guard_t g;
+    int rv = phx_etf_decode(guard_copy(&g, data, len), len, lim, out);
+    guard_free(&g);
     return rv;
 }
 
@@ -847,9 +839,27 @@ static void term_order_matches_erlang(void)
 {
     /* Ascending in map-key order: integers before all floats. */
     static const char *const json_sorted[] = {
-        "-18446744073709551616", "-1", "0", "1", "2", "18446744073709551616",
-        "-1.5", "1.0", "1.5", "18446744073709551616.0", "1.0e300",
-        "[]", "[1]", "[1,2]", "[2]", "[1.5]", "[\"a\"]", "\"\"", "\"a\"", "\"ab\"", "\"b\"",
+        "-18446744073709551616",
+        "-1",
+        "0",
+        "1",
+        "2",
+        "18446744073709551616",
+        "-1.5",
+        "1.0",
+        "1.5",
+        "18446744073709551616.0",
+        "1.0e300",
+        "[]",
+        "[1]",
+        "[1,2]",
+        "[2]",
+        "[1.5]",
+        "[\"a\"]",
+        "\"\"",
+        "\"a\"",
+        "\"ab\"",
+        "\"b\"",
     };
     size_t n = sizeof(json_sorted) / sizeof(json_sorted[0]);
     phx_term_t *t[32];
@@ -887,10 +897,12 @@ static void term_order_matches_erlang(void)
     phx_term_free(b);
     phx_term_free(c);
     /* The map of OTP's example keeps 2^70 before 2.5 (Erlang/OTP 25 output). */
-    expect_json("83740000000362ffffffff640001786e0900000000000000000040640001794640040000000000006400017a",
-                "{\"-1\":\"x\",\"1180591620717411303424\":\"y\",\"2.5\":\"z\"}");
-    expect_reencode("83740000000362ffffffff640001786e0900000000000000000040640001794640040000000000006400017a",
-                    PHX_ETF_LATIN1_ATOMS);
+    expect_json(
+        "83740000000362ffffffff640001786e0900000000000000000040640001794640040000000000006400017a",
+        "{\"-1\":\"x\",\"1180591620717411303424\":\"y\",\"2.5\":\"z\"}");
+    expect_reencode(
+        "83740000000362ffffffff640001786e0900000000000000000040640001794640040000000000006400017a",
+        PHX_ETF_LATIN1_ATOMS);
 }
 
 /* ---- JSON out ---- */

@@ -5,27 +5,12 @@
 #include "serializer.h"
 
 #include <stdlib.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "phx.h"
+#include "guard.h"
 #include "runner.h"
 
 /* ---- helpers ---- */
-
-static uint8_t *guard_copy(uint8_t **map, size_t *map_len, const void *src, size_t len)
-{
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    size_t pages = (len + page - 1) / page;
-    *map_len = (pages + 1) * page;
-    *map = mmap(NULL, *map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    ASSERT(*map != MAP_FAILED);
-    ASSERT(mprotect(*map + pages * page, page, PROT_NONE) == 0);
-    uint8_t *p = *map + pages * page - len;
-    if (len)
-        memcpy(p, src, len);
-    return p;
-}
 
 /* Decodes a copy of `data` placed before a guard page (the result must match)
  * and then an exact-size heap copy, which *keep receives (free it after the
@@ -33,12 +18,10 @@ static uint8_t *guard_copy(uint8_t **map, size_t *map_len, const void *src, size
 static int decode_keep(phx_msg_t *m, phx_fmt_t fmt, bool bin, const void *data, size_t len,
                        const phx_msg_limits_t *lim, uint8_t **keep)
 {
-    uint8_t *map;
-    size_t map_len;
+    guard_t guard;
     phx_msg_t gm;
-    uint8_t *g = guard_copy(&map, &map_len, data, len);
-    int grv = phx_msg_decode(&gm, fmt, bin, g, len, lim);
-    munmap(map, map_len);
+    int grv = phx_msg_decode(&gm, fmt, bin, guard_copy(&guard, data, len), len, lim);
+    guard_free(&guard);
 
     uint8_t *p = malloc(len ? len : 1);
     ASSERT(p != NULL);

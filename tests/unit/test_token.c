@@ -6,12 +6,12 @@
 
 #include <fcntl.h>
 #include <math.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "etf.h"
 #include "mem.h"
 #include "phx.h"
+#include "guard.h"
 #include "runner.h"
 #include "token_cli.h"
 
@@ -61,16 +61,10 @@ static phx_token_t *token_new(const char *secret, const char *salt)
 static int verify_json(phx_token_t *t, const char *tok, int64_t now, phx_max_age_t age, char **json)
 {
     size_t len = strlen(tok);
-    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
-    size_t total = ((len + ps - 1) / ps + 1) * ps;
-    uint8_t *base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    ASSERT(base != MAP_FAILED);
-    ASSERT(mprotect(base + total - ps, ps, PROT_NONE) == 0);
-    char *g = (char *)base + total - ps - len;
-    memcpy(g, tok, len);
+    guard_t g;
     phx_term_t *d1 = NULL, *d2 = NULL;
-    int rv1 = phx_token_verify(t, g, len, now, age, &d1);
-    munmap(base, total);
+    int rv1 = phx_token_verify(t, (const char *)guard_copy(&g, tok, len), len, now, age, &d1);
+    guard_free(&g);
     char *h = malloc(len ? len : 1);
     memcpy(h, tok, len);
     int rv2 = phx_token_verify(t, h, len, now, age, &d2);
