@@ -451,7 +451,6 @@ int phx_server_start(phx_server_t *srv, char *err)
         if ((rv = listen_on(srv, &srv->api_listener, host, port, &srv->api_port, err)) != 0)
             return rv;
     }
-    srv->is_listening = true;
     uv_check_start(&srv->flush_check, flush_on_check);
     uv_prepare_start(&srv->flush_prepare, flush_on_prepare);
     return 0;
@@ -571,7 +570,6 @@ void phx_server_stop(phx_server_t *srv, int code, void (*done)(phx_server_t *))
         uv_close((uv_handle_t *)&srv->listener, handle_on_close);
     if (!uv_is_closing((uv_handle_t *)&srv->api_listener))
         uv_close((uv_handle_t *)&srv->api_listener, handle_on_close);
-    srv->is_listening = false;
     uv_timer_stop(&srv->drain_timer);
     /* LongPoll sessions end (parked polls are answered), then every
      * connection closes: upgraded ones with a Close frame. */

@@ -98,7 +98,6 @@ struct phx_server {
     uint64_t drain_deadline;
     uint64_t deadline_at; /* when deadline_timer fires; 0 = stopped */
     int open_handles;     /* server handles not yet closed */
-    bool is_listening;
     bool is_stopping;
     int stop_code;
     void (*stop_done)(phx_server_t *);
@@ -111,7 +110,6 @@ struct phx_server {
     uint64_t last_trim;
     bool is_trim_pending;
     uint8_t *scratch;
-    bool scratch_busy;
     phx_buf_t ws_out; /* wslay's output of one wslay_event_send */
     phx_connect_cb connect_cb;
     void *connect_user;

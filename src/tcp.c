@@ -372,11 +372,6 @@ void phx_conn_resume_read(phx_conn_t *c)
     }
 }
 
-void phx_conn_drain_input(phx_conn_t *c)
-{
-    c->kind = PHX_CONN_DRAIN;
-}
-
 /* ---- accept ---- */
 
 int phx_conn_accept(phx_server_t *srv, uv_stream_t *listener, int (*init)(phx_conn_t *c))

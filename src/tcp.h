@@ -111,9 +111,6 @@ void phx_conn_close(phx_conn_t *c, bool graceful);
 void phx_conn_enter(phx_conn_t *c);
 void phx_conn_leave(phx_conn_t *c);
 
-/* Hands the connection to the drain state: input is read and dropped. */
-void phx_conn_drain_input(phx_conn_t *c);
-
 /* Stops or resumes reading (backpressure). */
 void phx_conn_pause_read(phx_conn_t *c);
 void phx_conn_resume_read(phx_conn_t *c);

@@ -477,12 +477,6 @@ void phx_ws_timeout(phx_conn_t *c)
     phx_ws_close(c, PHX_WS_PROTOCOL_ERROR, "idle timeout");
 }
 
-size_t phx_ws_footprint(const phx_conn_t *c)
-{
-    const phx_ws_t *w = c->ws;
-    return w ? sizeof(*w) + w->msg.cap : 0;
-}
-
 bool phx_ws_has_context(const phx_conn_t *c)
 {
     return c->ws && c->ws->ctx;

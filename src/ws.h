@@ -40,9 +40,6 @@ void phx_ws_close(phx_conn_t *c, int code, const char *reason);
 void phx_ws_timeout(phx_conn_t *c);
 /* Writes the frame header for `b`'s payload into its headroom (once). */
 void phx_ws_frame_prepare(phx_rcbuf_t *b);
-/* Memory held by the WebSocket layer of one connection (for phxd-bench
- * reports and tests): 0 when idle except the phx_ws_t itself. */
-size_t phx_ws_footprint(const phx_conn_t *c);
 /* True when the connection currently holds a wslay context. */
 bool phx_ws_has_context(const phx_conn_t *c);
 
