@@ -116,6 +116,10 @@ typedef struct phx_config {
     int longpoll_max_messages;   /* 1000 buffered per session; beyond, it ends */
     int longpoll_max_sessions;   /* 10000 */
     size_t max_body_bytes;       /* 8000000: a request body (413 beyond) */
+    /* 64 MiB: request body bytes held by all connections together; a body
+     * that would pass it is answered 503 */
+    size_t max_body_bytes_total;
+    int longpoll_max_sessions_per_user; /* 32 LongPoll sessions of one user id */
 } phx_config_t;
 
 /* Fills `cfg` with the defaults listed above. */
@@ -189,8 +193,12 @@ PHX_EXTERN const char *phx_connect_auth_token(const phx_connect_t *c);
 /* Stores `value` (copied) under `key` (copied) in the socket's assigns,
  * which live as long as the connection. Returns 0 or PHX_ERR_NOMEM. */
 PHX_EXTERN int phx_connect_assign(phx_connect_t *c, const char *key, const char *value);
-/* Sets the socket id (copied), e.g. "users_socket:42". Broadcasting the
- * event "disconnect" to that topic closes every socket with that id. */
+/* Sets the socket id (copied), e.g. "users_socket:42". phx_broadcast of the
+ * event "disconnect" to that topic (or POST /api/disconnect) closes every
+ * socket with that id. Socket ids are internal: no client can join a topic
+ * that is a connected socket's id, nor any "users_socket:" topic, whatever
+ * the channel routes say (the join gets "unmatched topic"), so choose ids
+ * apart from your channel topics. */
 PHX_EXTERN int phx_connect_set_id(phx_connect_t *c, const char *id);
 
 /* An assign of a live socket, or NULL. Valid until the socket closes. */
@@ -236,6 +244,7 @@ typedef struct phx_channel_handler {
 
 /* Registers a handler for a topic pattern: an exact topic ("system") or a
  * prefix ending in '*' ("room:*"). The first matching registration wins.
+ * Socket-id topics never reach a handler (see phx_connect_set_id).
  * `h` is borrowed for the life of the server. */
 PHX_EXTERN int phx_server_channel(phx_server_t *srv, const char *pattern,
                                   const phx_channel_handler_t *h, void *user);
@@ -249,7 +258,9 @@ PHX_EXTERN void phx_channel_set_data(phx_channel_t *ch, void *data);
 PHX_EXTERN size_t phx_channel_subscriber_count(const phx_channel_t *ch);
 /* Sends `event` with `payload` to this channel's client only. */
 PHX_EXTERN int phx_channel_push(phx_channel_t *ch, const char *event, const phx_payload_t *payload);
-/* Sends to every subscriber of the channel's topic, including this one. */
+/* Sends to every subscriber of the channel's topic, including this one.
+ * These two never disconnect, even with the event "disconnect": they are
+ * how client events are broadcast. */
 PHX_EXTERN int phx_channel_broadcast(phx_channel_t *ch, const char *event,
                                      const phx_payload_t *payload);
 /* Sends to every subscriber of the channel's topic except this one. */
@@ -258,7 +269,8 @@ PHX_EXTERN int phx_channel_broadcast_from(phx_channel_t *ch, const char *event,
 /* Broadcasts from anywhere (server-side publishing). The payload is encoded
  * once per wire format in use. Returns the number of recipients or a
  * negative code. The event "disconnect" on a socket id topic closes every
- * socket with that id. */
+ * socket with that id (each counts as a recipient), as Phoenix's
+ * Endpoint.broadcast does. */
 PHX_EXTERN int phx_broadcast(phx_server_t *srv, const char *topic, const char *event,
                              const phx_payload_t *payload);
 

@@ -1,7 +1,9 @@
 // Disconnect by socket id (PROTOCOL.md 3.9) through phxd's HTTP API on both
 // transports, the API itself (auth, validation, limits, byte-exact JSON
 // forwarding), and phoenix.js coming back by itself after a disconnect or a
-// server restart.
+// server restart. Socket ids stay the server's: under a '*' join=any rule no
+// client can join users_socket:ID or disconnect anybody by pushing
+// "disconnect", and /api/disconnect refuses ids that are rooms.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -15,21 +17,24 @@ const KEY = 'api-test-key-0123456789';
 const MAX_BODY = 2048;
 let server;
 let nokey;
+let wide; // every topic joinable, client events broadcast
 const sockets = [];
 const raws = [];
 const extraServers = [];
 
 before(async () => {
-  [server, nokey] = await Promise.all([
+  [server, nokey, wide] = await Promise.all([
     startServer(['--api-key', KEY, '--max-body-bytes', String(MAX_BODY)]),
     startServer(),
+    startServer(['--api-key', KEY, '--channel', 'quiet:* join=any events=broadcast_from',
+      '--channel', '* join=any events=broadcast']),
   ]);
 });
 
 after(async () => {
   await Promise.all(sockets.map((s) => closeSocket(s)));
   await Promise.all(raws.map((r) => r.close()));
-  await Promise.all([server, nokey, ...extraServers].filter(Boolean).map((s) => s.stop()));
+  await Promise.all([server, nokey, wide, ...extraServers].filter(Boolean).map((s) => s.stop()));
 });
 
 const tok = (uid) => encodeURIComponent(signToken(uid));
@@ -55,6 +60,23 @@ async function phxLp(uid, opts = {}, srv = server) {
   sockets.push(s);
   await connect(s);
   return s;
+}
+
+const unmatched = (joinRef, ref, topic) => [joinRef, ref, topic, 'phx_reply', { response: { reason: 'unmatched topic' }, status: 'error' }];
+
+// Asserts that phoenix.js's join of `ch` is refused with `reason`, and stops its rejoins.
+async function refusedJoin(ch, reason = 'unmatched topic') {
+  await assert.rejects(join(ch), (e) => {
+    assert.deepEqual(e.reply, { reason });
+    return true;
+  });
+  ch.rejoinTimer.reset();
+}
+
+// A heartbeat answered proves that nothing else was queued for `r` before it.
+async function nothingPending(r, ref) {
+  r.sendJson([null, ref, 'phoenix', 'heartbeat', {}]);
+  assert.deepEqual(await r.nextJson(), [null, ref, 'phoenix', 'phx_reply', { response: {}, status: 'ok' }]);
 }
 
 // Resolves when `ch` has been joined again with a join_ref other than `oldRef`.
@@ -180,6 +202,115 @@ test('phoenix.js over LongPoll reconnects and rejoins after a disconnect by id (
     assert.notEqual(s.conn.token, oldToken);
     assert.deepEqual(await push(ch, 'ping', { uid }), { status: 'ok', response: { uid } });
   }
+});
+
+test('under "*" join=any, users_socket:42 cannot be joined ("unmatched topic") while user 42 is offline or connected, not even by 42', async () => {
+  const b = await phx(43, {}, wide);
+  await refusedJoin(b.channel('users_socket:42')); // 42 offline: the prefix alone refuses
+  const a = await phx(42, {}, wide);
+  await refusedJoin(b.channel('users_socket:42'));
+  await refusedJoin(a.channel('users_socket:42'));
+  await refusedJoin(b.channel('users_socket:43'));
+  await refusedJoin(b.channel('users_socket:'));
+  // The same rule still lets every other topic in.
+  assert.deepEqual(await join(b.channel('room:wide')), {});
+  assert.deepEqual(await join(b.channel('users:42')), {});
+  // The exact answer on the wire: an error reply with a null join_ref.
+  const r = await raw(43, '2.0.0', wide);
+  r.sendJson(['7', '7', 'users_socket:42', 'phx_join', {}]);
+  assert.deepEqual(await r.nextJson(), unmatched(null, '7', 'users_socket:42'));
+  assert.ok(a.isConnected() && b.isConnected());
+});
+
+test('a client pushing "disconnect" closes nobody: on users_socket:42 it is unmatched, on a joined topic an ordinary broadcast; user 42 keeps receiving', async () => {
+  const a = await phx(42, {}, wide);
+  const aRoom = a.channel('room:dx');
+  const aQuiet = a.channel('quiet:dx');
+  await join(aRoom);
+  await join(aQuiet);
+  const closes = [];
+  a.onClose((e) => closes.push(e.code));
+  const aOther = await raw(42, '2.0.0', wide); // a second socket of user 42
+  const b = await raw(43, '2.0.0', wide);
+
+  // The attack: join 42's id topic and push "disconnect" on it. 42's
+  // other socket must still answer a heartbeat afterwards.
+  b.sendJson(['1', '1', 'users_socket:42', 'phx_join', {}]);
+  b.sendJson(['1', '2', 'users_socket:42', 'disconnect', {}]);
+  const answers = [await b.nextJson(), await b.nextJson()];
+  await nothingPending(aOther, 'hb0');
+  assert.deepEqual(answers, [unmatched(null, '1', 'users_socket:42'), unmatched(null, '2', 'users_socket:42')]);
+
+  // On a topic it joined, "disconnect" is an event like any other:
+  // events=broadcast reaches everyone, the sender included...
+  assert.deepEqual(await rawJoinV2(b, 'room:dx', '3'), okReply('3', '3', 'room:dx'));
+  const heard = nextEvent(aRoom, 'disconnect');
+  b.sendJson(['3', '4', 'room:dx', 'disconnect', { x: 1 }]);
+  assert.deepEqual(await b.nextJson(), [null, null, 'room:dx', 'disconnect', { x: 1 }]);
+  assert.deepEqual(await b.nextJson(), okReply('3', '4', 'room:dx'));
+  assert.deepEqual(await heard, { x: 1 });
+  // ...and events=broadcast_from the others.
+  assert.deepEqual(await rawJoinV2(b, 'quiet:dx', '5'), okReply('5', '5', 'quiet:dx'));
+  const heardQuiet = nextEvent(aQuiet, 'disconnect');
+  b.sendJson(['5', '6', 'quiet:dx', 'disconnect', { y: 2 }]);
+  assert.deepEqual(await b.nextJson(), okReply('5', '6', 'quiet:dx'));
+  assert.deepEqual(await heardQuiet, { y: 2 });
+
+  // Both of 42's sockets are alive and still receive.
+  const after = nextEvent(aRoom, 'after');
+  const res = await api(wide, '/api/broadcast', { topic: 'room:dx', event: 'after', payload: { n: 3 } }, { key: KEY });
+  assert.deepEqual(res.json, { recipients: 2 });
+  assert.deepEqual(await after, { n: 3 });
+  await nothingPending(aOther, 'hb');
+  assert.ok(a.isConnected());
+  assert.deepEqual(closes, []);
+  assert.equal(aOther.closeInfo, null);
+});
+
+test('/api/disconnect with an id that is not a socket id (room:lobby) answers 400 and the room hears nothing', async () => {
+  const a = await phx(45);
+  const ch = a.channel('room:lobby');
+  await join(ch);
+  const log = recordMessages(a);
+  const r = await raw(46);
+  assert.deepEqual(await rawJoinV2(r, 'room:lobby', '1'), okReply('1', '1', 'room:lobby'));
+  for (const id of ['room:lobby', 'user:45', 'users_socket', 'nobody']) {
+    const res = await disconnect(server, id);
+    assert.equal(res.status, 400, `${id}: ${res.text}`);
+    assert.match(res.json.error, /not a socket id/, id);
+  }
+  // The socket-id form with nobody connected is still 202 with no sockets.
+  assert.deepEqual((await disconnect(server, 'users_socket:4545')).json, { sockets: 0 });
+  const after = nextEvent(ch, 'after');
+  await api(server, '/api/broadcast', { topic: 'room:lobby', event: 'after', payload: {} }, { key: KEY });
+  await after;
+  assert.deepEqual(await r.nextJson(), [null, null, 'room:lobby', 'after', {}], 'nothing before the broadcast');
+  assert.deepEqual(log.filter((m) => m.event === 'disconnect'), []);
+  assert.ok(a.isConnected());
+});
+
+test('under "*" join=any, server-side disconnects still work: /api/disconnect and POST /api/broadcast "disconnect" close user 47 on WebSocket (1001) and LongPoll; a would-be eavesdropper hears nothing', async () => {
+  const spy = await raw(48, '2.0.0', wide);
+  spy.sendJson(['1', '1', 'users_socket:47', 'phx_join', {}]);
+  assert.deepEqual(await spy.nextJson(), unmatched(null, '1', 'users_socket:47'));
+
+  for (const how of ['api-disconnect', 'api-broadcast']) {
+    const ws = await raw(47, '2.0.0', wide);
+    const js = await phx(47, {}, wide);
+    const jsClosed = nextClose(js);
+    const lp = new LpSession(wide, `token=${tok(47)}&vsn=2.0.0`);
+    await lp.open();
+    const res = how === 'api-disconnect'
+      ? await disconnect(wide, 'users_socket:47')
+      : await api(wide, '/api/broadcast', { topic: 'users_socket:47', event: 'disconnect', payload: {} }, { key: KEY });
+    assert.equal(res.status, 202, how);
+    assert.deepEqual(res.json, how === 'api-disconnect' ? { sockets: 3 } : { recipients: 3 }, how);
+    assert.equal((await ws.waitClosed()).code, 1001, how);
+    assert.equal((await jsClosed).code, 1001, how);
+    assert.equal((await lp.post('[null,"2","phoenix","heartbeat",{}]')).text, '{"status":410}', how);
+    js.disconnect();
+  }
+  await nothingPending(spy, 'hb');
 });
 
 test('API auth: 404 without --api-key, 401 without or with a wrong bearer key, 405 for GET, 404 for other paths', async () => {

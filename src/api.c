@@ -6,12 +6,18 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
 
 #include "base64.h"
 #include "http.h"
 #include "json.h"
 #include "log.h"
+#include "pubsub.h"
 #include "server.h"
+#include "socket.h"
 
 static bool path_eq(const char *path, size_t len, const char *want)
 {
@@ -37,14 +43,41 @@ static void bad_request(phx_conn_t *c, const char *why)
     reply(c, 400, body);
 }
 
-static bool key_ok(const phx_server_t *srv, const char *auth)
+/* The key under which both the given and the configured API key are
+ * hashed before comparing: digests have one length whatever the keys'
+ * lengths, so the comparison's time tells nothing about the configured
+ * key, not even its length. Random, made once per process. */
+static CRYPTO_ONCE mac_key_once = CRYPTO_ONCE_STATIC_INIT;
+static uint8_t mac_key[32];
+static bool is_mac_key_set;
+
+static void mac_key_init(void)
 {
-    if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0)
+    is_mac_key_set = RAND_bytes(mac_key, sizeof(mac_key)) == 1;
+}
+
+static bool key_digest(const char *key, uint8_t out[SHA256_DIGEST_LENGTH])
+{
+    unsigned int n = 0;
+    return HMAC(EVP_sha256(), mac_key, sizeof(mac_key), (const uint8_t *)key, strlen(key), out,
+                &n) != NULL &&
+           n == SHA256_DIGEST_LENGTH;
+}
+
+bool phx_api_key_ok(const phx_server_t *srv, const char *authorization)
+{
+    const char *want = srv->cfg.api_key;
+    if (want == NULL || want[0] == '\0' || authorization == NULL ||
+        strncmp(authorization, "Bearer ", 7) != 0)
         return false;
-    const char *given = auth + 7;
-    size_t glen = strlen(given), klen = strlen(srv->cfg.api_key);
-    /* Lengths first, then a constant-time comparison of the bytes. */
-    return glen == klen && CRYPTO_memcmp(given, srv->cfg.api_key, klen) == 0;
+    /* Without a MAC key nothing can be compared safely: refuse. */
+    if (!CRYPTO_THREAD_run_once(&mac_key_once, mac_key_init) || !is_mac_key_set)
+        return false;
+    uint8_t given_md[SHA256_DIGEST_LENGTH], want_md[SHA256_DIGEST_LENGTH];
+    bool ok = key_digest(authorization + 7, given_md) && key_digest(want, want_md) &&
+              CRYPTO_memcmp(given_md, want_md, sizeof(want_md)) == 0;
+    OPENSSL_cleanse(want_md, sizeof(want_md));
+    return ok;
 }
 
 /* The decoded string member `name` of the object, copied (NUL-terminated)
@@ -135,11 +168,16 @@ static void disconnect(phx_conn_t *c, uint8_t *body, size_t len)
     phx_json_span_t raw;
     if (!member_string(body, len, "id", &id, &raw) || id.len == 0) {
         bad_request(c, "id must be a non-empty string");
+    } else if (!phx_socket_id_topic(c->srv, (const char *)id.data, id.len)) {
+        /* A room is not an id: saying so beats telling its members
+         * "disconnect", which is what a broadcast would have done. */
+        bad_request(c, "id is not a socket id (users_socket:..., or the id of a connected socket)");
     } else {
-        phx_payload_t empty = {(const uint8_t *)"{}", 2, false};
-        int n = phx_broadcast(c->srv, (const char *)id.data, "disconnect", &empty);
+        /* Only the sockets are told; nothing goes to the id's topic. */
+        int n = phx_pubsub_disconnect(c->srv->pubsub, (const char *)id.data, id.len);
         char resp[48];
-        snprintf(resp, sizeof(resp), "{\"sockets\":%d}", n < 0 ? 0 : n);
+        snprintf(resp, sizeof(resp), "{\"sockets\":%d}", n);
+        PHX_LOG_DEBUG("event=api_disconnect sockets=%d", n);
         reply(c, 202, resp);
     }
     phx_buf_dispose(&id);
@@ -158,7 +196,7 @@ void phx_api_request(phx_conn_t *c, const char *path, size_t len)
         reply(c, 404, NULL);
         return;
     }
-    if (!key_ok(srv, phx_http_header(h, "authorization"))) {
+    if (!phx_api_key_ok(srv, phx_http_header(h, "authorization"))) {
         PHX_LOG_INFO("peer=%s event=api_refused reason=bad_key", c->peer);
         reply(c, 401, "{\"error\":\"a valid bearer key is required\"}");
         return;

@@ -3,7 +3,8 @@
  * no key configured every /api/ path is 404.
  *   POST /api/broadcast  {"topic","event","payload"} (or "payload_base64"
  *                        for a binary payload) -> 202 {"recipients":N}
- *   POST /api/disconnect {"id":"users_socket:42"} -> 202 {"sockets":N}
+ *   POST /api/disconnect {"id":"users_socket:42"} -> 202 {"sockets":N}; an
+ *                        id that is not a socket id (room:lobby) is 400
  * 400 bad JSON or fields, 401 bad key, 405 not POST, 413 body too large. */
 #ifndef PHX_API_H
 #define PHX_API_H
@@ -11,11 +12,18 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "phx.h"
 #include "tcp.h"
 
 /* True when `path` belongs to the API (starts with "/api/"). */
 bool phx_api_path(const char *path, size_t len);
 /* A complete request for an API path on `c` (c->http). */
 void phx_api_request(phx_conn_t *c, const char *path, size_t len);
+/* Whether `authorization` (the whole Authorization header value, or NULL)
+ * is "Bearer " followed by the configured API key. The keys are compared
+ * as HMAC-SHA256 digests in constant time, so neither the bytes nor the
+ * length of the configured key show in the timing. False when no key is
+ * configured. */
+bool phx_api_key_ok(const phx_server_t *srv, const char *authorization);
 
 #endif /* PHX_API_H */

@@ -201,9 +201,13 @@ int phx_reply_set_status(phx_reply_t *r, const char *status)
 static void join(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *old)
 {
     phx_server_t *srv = s->srv;
-    const phx_route_t *route = m->topic.kind == PHX_FIELD_STRING
-                                   ? phx_server_route(srv, (const char *)m->topic.p, m->topic.len)
-                                   : NULL;
+    const char *name = (const char *)m->topic.p;
+    /* Socket-id topics are internal whatever the routes say (a '*' rule
+     * matches them too): refused as if no route matched. */
+    const phx_route_t *route =
+        m->topic.kind == PHX_FIELD_STRING && !phx_socket_id_topic(srv, name, m->topic.len)
+            ? phx_server_route(srv, name, m->topic.len)
+            : NULL;
     phx_ref_t old_ref = {0};
     phx_field_t topic = m->topic;
     if (old) {
@@ -439,6 +443,14 @@ int phx_channel_broadcast_from(phx_channel_t *ch, const char *event_name,
 int phx_broadcast(phx_server_t *srv, const char *topic, const char *event_name,
                   const phx_payload_t *payload)
 {
-    return phx_pubsub_broadcast(srv->pubsub, topic, strlen(topic), event_name, strlen(event_name),
-                                payload, NULL);
+    size_t len = strlen(topic);
+    int closed = 0;
+    /* Phoenix's Endpoint.broadcast(id, "disconnect", %{}). Only this
+     * server-side entry point disconnects: chan_broadcast, which carries
+     * client events, goes straight to the fan-out. */
+    if (strcmp(event_name, "disconnect") == 0)
+        closed = phx_pubsub_disconnect(srv->pubsub, topic, len);
+    int rv = phx_pubsub_broadcast(srv->pubsub, topic, len, event_name, strlen(event_name), payload,
+                                  NULL);
+    return rv < 0 ? rv : closed + rv;
 }

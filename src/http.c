@@ -18,11 +18,15 @@
 
 static void http_on_read(phx_conn_t *c, uint8_t *data, size_t len);
 static void http_on_close(phx_conn_t *c);
+static void http_on_drained(phx_conn_t *c);
+static void pump(phx_conn_t *c);
 
 static const phx_conn_ops_t http_ops = {
     .on_read = http_on_read,
     .on_close = http_on_close,
     .on_free = http_on_close,
+    .on_drained = http_on_drained,
+    .on_deferred = pump,
 };
 
 /* ---- llhttp callbacks ---- */
@@ -114,14 +118,49 @@ static int http_on_header_value_complete(llhttp_t *p)
     return 0;
 }
 
+/* Whether `more` body bytes fit the shared budget. */
+static bool budget_allows(const phx_http_t *h, uint64_t more)
+{
+    return h->body_held == NULL || more <= h->body_held_max - *h->body_held;
+}
+
+static int http_on_headers_complete(llhttp_t *p)
+{
+    phx_http_t *h = http_of(p);
+    /* A declared length is judged before any byte of the body arrives. */
+    if (!(p->flags & F_CHUNKED) && p->content_length > h->max_body_bytes)
+        return fail_with(p, 413, "request body too large");
+    if (!(p->flags & F_CHUNKED) && !budget_allows(h, p->content_length))
+        return fail_with(p, 503, "request bodies over the total");
+    if (h->pause_on_head) {
+        h->is_head_paused = true;
+        return HPE_PAUSED;
+    }
+    return 0;
+}
+
 static int http_on_body(llhttp_t *p, const char *at, size_t len)
 {
     phx_http_t *h = http_of(p);
     if (len > h->max_body_bytes || h->body.len > h->max_body_bytes - len)
         return fail_with(p, 413, "request body too large");
+    if (!budget_allows(h, len))
+        return fail_with(p, 503, "request bodies over the total");
     if (phx_buf_append(&h->body, at, len) != 0)
         return fail_with(p, 503, "out of memory");
+    if (h->body_held)
+        *h->body_held += len;
     return 0;
+}
+
+/* Gives the body's bytes back to the shared budget. */
+static void body_release(phx_http_t *h)
+{
+    if (h->body_held) {
+        PHX_ASSERT(*h->body_held >= h->body.len);
+        *h->body_held -= h->body.len;
+    }
+    h->body.len = 0;
 }
 
 static int http_on_message_complete(llhttp_t *p)
@@ -144,6 +183,7 @@ static const llhttp_settings_t *settings(void)
         http_settings.on_header_field_complete = http_on_header_field_complete;
         http_settings.on_header_value = http_on_header_value;
         http_settings.on_header_value_complete = http_on_header_value_complete;
+        http_settings.on_headers_complete = http_on_headers_complete;
         http_settings.on_body = http_on_body;
         http_settings.on_message_complete = http_on_message_complete;
         http_settings_ready = true;
@@ -174,7 +214,7 @@ void phx_http_reset(phx_http_t *h)
     h->parser.data = h;
     h->url.len = 0;
     h->headers.len = 0;
-    h->body.len = 0;
+    body_release(h);
     if (h->body.cap > 65536)
         phx_buf_dispose(&h->body);
     h->nheaders = 0;
@@ -185,6 +225,8 @@ void phx_http_reset(phx_http_t *h)
     h->is_waiting = false;
     h->keep_alive = false;
     h->head_bytes = 0;
+    h->is_head_paused = false;
+    PHX_ASSERT(h->parked == NULL);
     h->parked = NULL;
 }
 
@@ -192,11 +234,36 @@ void phx_http_free(phx_http_t *h)
 {
     if (h == NULL)
         return;
+    body_release(h);
     phx_buf_dispose(&h->url);
     phx_buf_dispose(&h->headers);
     phx_buf_dispose(&h->body);
     phx_buf_dispose(&h->stash);
     phx_free(h);
+}
+
+void phx_http_set_budget(phx_http_t *h, size_t *held, size_t max)
+{
+    h->body_held = held;
+    h->body_held_max = max;
+}
+
+void phx_http_pause_on_head(phx_http_t *h, bool on)
+{
+    h->pause_on_head = on;
+}
+
+void phx_http_continue(phx_http_t *h)
+{
+    if (!h->is_head_paused)
+        return;
+    h->is_head_paused = false;
+    llhttp_resume(&h->parser);
+}
+
+bool phx_http_has_body(const phx_http_t *h)
+{
+    return (h->parser.flags & F_CHUNKED) || h->parser.content_length > 0;
 }
 
 int phx_http_feed(phx_http_t *h, const uint8_t *data, size_t len, size_t *used)
@@ -205,6 +272,12 @@ int phx_http_feed(phx_http_t *h, const uint8_t *data, size_t len, size_t *used)
     llhttp_errno_t err = llhttp_execute(&h->parser, (const char *)data, len);
     if (err == HPE_OK)
         return 0;
+    if (err == HPE_PAUSED && h->is_head_paused && !h->is_complete) {
+        const char *pos = llhttp_get_error_pos(&h->parser);
+        if (pos >= (const char *)data && pos <= (const char *)data + len)
+            *used = (size_t)((const uint8_t *)pos - data);
+        return 100;
+    }
     if ((err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) && h->is_complete) {
         const char *pos = llhttp_get_error_pos(&h->parser);
         if (pos >= (const char *)data && pos <= (const char *)data + len)
@@ -372,27 +445,53 @@ static const char *status_text(int status)
     }
 }
 
-static void process_stash(phx_conn_t *c);
+/* Stashed input beyond this holds reading off until the requests in it
+ * have been answered. */
+#define STASH_HOLD_BYTES (64 * 1024)
 
-void phx_http_write(phx_conn_t *c, int status, const char *extra_headers, const char *content_type,
-                    const void *body, size_t body_len, int flags)
+/* The head of the response; `body_len` is announced even when the body is
+ * left out (HEAD). */
+static int response_head(phx_buf_t *b, int status, const char *extra_headers,
+                         const char *content_type, size_t body_len, bool close, int flags)
 {
-    phx_http_t *h = c->http;
-    bool close = (flags & PHX_HTTP_CLOSE) || h == NULL || !h->keep_alive || c->srv->is_draining;
-    phx_buf_t b = {0};
-    int rv = phx_buf_printf(
-        &b, "HTTP/1.1 %d %s\r\n%s%s%s%scontent-length: %zu\r\n%s%s\r\n", status,
+    return phx_buf_printf(
+        b, "HTTP/1.1 %d %s\r\n%s%s%s%scontent-length: %zu\r\n%s%s\r\n", status,
         status_text(status),
         (flags & PHX_HTTP_NO_CACHE) ? "cache-control: no-store\r\n"
                                     : "cache-control: max-age=0, private, must-revalidate\r\n",
         content_type ? "content-type: " : "", content_type ? content_type : "",
         content_type ? "\r\n" : "", body_len, close ? "connection: close\r\n" : "",
         extra_headers ? extra_headers : "");
-    if (rv == 0 && body_len)
-        rv = phx_buf_append(&b, body, body_len);
-    if (rv == 0)
-        phx_conn_send_copy(c, b.data, b.len);
-    phx_buf_dispose(&b);
+}
+
+/* Whether the response goes out at all: a connection that has not read
+ * what it was already sent (pipelined requests it never reads, polls left
+ * unread) is a slow consumer, closed as a WebSocket would be. */
+static bool output_ok(phx_conn_t *c)
+{
+    if (phx_conn_pending(c) <= c->srv->cfg.queue_limit_bytes)
+        return true;
+    c->srv->stats.slow_closes++;
+    PHX_LOG_INFO("conn=%llu peer=%s event=slow_consumer transport=http pending=%zu",
+                 (unsigned long long)c->id, c->peer, phx_conn_pending(c));
+    phx_conn_close(c, false);
+    return false;
+}
+
+static bool wants_close(const phx_conn_t *c, int flags)
+{
+    const phx_http_t *h = c->http;
+    return (flags & PHX_HTTP_CLOSE) || h == NULL || !h->keep_alive || c->srv->is_draining;
+}
+
+static bool is_head_request(const phx_conn_t *c)
+{
+    return c->http && phx_http_method(c->http) == HTTP_HEAD;
+}
+
+/* After a response was queued: close, or get ready for the next request. */
+static void response_done(phx_conn_t *c, int status, bool close, int rv)
+{
     if (status >= 400)
         PHX_LOG_DEBUG("conn=%llu peer=%s event=http_response status=%d", (unsigned long long)c->id,
                       c->peer, status);
@@ -400,11 +499,49 @@ void phx_http_write(phx_conn_t *c, int status, const char *extra_headers, const 
         phx_conn_close(c, true);
         return;
     }
-    /* Ready for the next request on this connection. */
+    phx_http_t *h = c->http;
     phx_http_reset(h);
     phx_server_list_touch(c->srv, c, PHX_LIST_HTTP);
-    if (!c->in_dispatch)
-        process_stash(c);
+    /* A request already received runs later in this loop turn, never
+     * inside the code that answered this one. */
+    if (h->stash.len > 0)
+        phx_server_defer(c->srv, c);
+}
+
+void phx_http_write(phx_conn_t *c, int status, const char *extra_headers, const char *content_type,
+                    const void *body, size_t body_len, int flags)
+{
+    if (c->is_closing || !output_ok(c))
+        return;
+    bool close = wants_close(c, flags);
+    phx_buf_t b = {0};
+    int rv = response_head(&b, status, extra_headers, content_type, body_len, close, flags);
+    if (rv == 0 && body_len && !is_head_request(c))
+        rv = phx_buf_append(&b, body, body_len);
+    if (rv == 0)
+        rv = phx_conn_send_copy(c, b.data, b.len);
+    phx_buf_dispose(&b);
+    response_done(c, status, close, rv);
+}
+
+void phx_http_write_parts(phx_conn_t *c, int status, const char *extra_headers,
+                          const char *content_type, phx_rcbuf_t *const *parts, size_t nparts,
+                          int flags)
+{
+    if (c->is_closing || !output_ok(c))
+        return;
+    bool close = wants_close(c, flags);
+    size_t body_len = 0;
+    for (size_t i = 0; i < nparts; i++)
+        body_len += parts[i]->len - parts[i]->off;
+    phx_buf_t b = {0};
+    int rv = response_head(&b, status, extra_headers, content_type, body_len, close, flags);
+    if (rv == 0)
+        rv = phx_conn_send_copy(c, b.data, b.len);
+    phx_buf_dispose(&b);
+    for (size_t i = 0; i < nparts && rv == 0 && !is_head_request(c); i++)
+        rv = phx_conn_send(c, phx_rcbuf_ref(parts[i]));
+    response_done(c, status, close, rv);
 }
 
 void phx_http_respond(phx_conn_t *c, int status, const char *extra_headers,
@@ -437,71 +574,204 @@ phx_route_kind_t phx_http_route(const char *path, size_t len, const char *socket
     return PHX_ROUTE_NOT_FOUND;
 }
 
+/* Where a request goes, from its path alone. */
+typedef enum {
+    TARGET_NONE,      /* 404 */
+    TARGET_API,       /* /api/... */
+    TARGET_METRICS,   /* /healthz, /metrics */
+    TARGET_ECHO,      /* --echo-path */
+    TARGET_WEBSOCKET, /* <socket_path>/websocket */
+    TARGET_LONGPOLL,  /* <socket_path>/longpoll */
+    TARGET_OTHER,     /* static assets or 404 */
+} target_t;
+
+static bool is_metrics_path(const char *path, size_t len)
+{
+    return len == 8 && (memcmp(path, "/metrics", 8) == 0 || memcmp(path, "/healthz", 8) == 0);
+}
+
+static target_t target_of(const phx_conn_t *c)
+{
+    const char *path, *query;
+    size_t path_len, query_len;
+    phx_http_target(c->http, &path, &path_len, &query, &query_len);
+    const phx_config_t *cfg = &c->srv->cfg;
+    bool api_apart = cfg->api_listen != NULL;
+    bool is_api = phx_api_path(path, path_len);
+    bool is_metrics = is_metrics_path(path, path_len);
+    if (c->is_api) /* the separate API listener serves nothing else */
+        return is_api ? TARGET_API : is_metrics ? TARGET_METRICS : TARGET_NONE;
+    if (api_apart && (is_api || (path_len == 8 && memcmp(path, "/metrics", 8) == 0)))
+        return TARGET_NONE; /* they live only on the API listener */
+    if (cfg->echo_path && strlen(cfg->echo_path) == path_len &&
+        memcmp(path, cfg->echo_path, path_len) == 0)
+        return TARGET_ECHO;
+    switch (phx_http_route(path, path_len, cfg->socket_path)) {
+    case PHX_ROUTE_WEBSOCKET:
+        return TARGET_WEBSOCKET;
+    case PHX_ROUTE_LONGPOLL:
+        return cfg->longpoll ? TARGET_LONGPOLL : TARGET_NONE;
+    default:
+        break;
+    }
+    if (is_api)
+        return TARGET_API;
+    if (is_metrics)
+        return TARGET_METRICS;
+    return TARGET_OTHER;
+}
+
+/* Judges a complete head before any of its body is read: only LongPoll
+ * POSTs to a live session and API calls with the right key take a body;
+ * every other request announcing one is answered 413 at once. Returns
+ * false after answering (and closing). */
+static bool head_ok(phx_conn_t *c)
+{
+    phx_http_t *h = c->http;
+    bool takes_body = false;
+    switch (target_of(c)) {
+    case TARGET_API:
+        if (c->srv->cfg.api_key == NULL || c->srv->cfg.api_key[0] == '\0') {
+            takes_body = false; /* answered 404 below or at the end */
+            break;
+        }
+        if (!phx_api_key_ok(c->srv, phx_http_header(h, "authorization"))) {
+            PHX_LOG_INFO("peer=%s event=api_refused reason=bad_key", c->peer);
+            static const char body[] = "{\"error\":\"a valid bearer key is required\"}";
+            phx_http_write(c, 401, "www-authenticate: Bearer\r\n", "application/json", body,
+                           sizeof(body) - 1, PHX_HTTP_NO_CACHE | PHX_HTTP_CLOSE);
+            return false;
+        }
+        takes_body = true;
+        break;
+    case TARGET_WEBSOCKET:
+    case TARGET_LONGPOLL:
+        if (!phx_server_accepts_sockets(c->srv, c))
+            return false;
+        if (target_of(c) == TARGET_LONGPOLL && phx_http_method(h) == HTTP_POST &&
+            phx_http_has_body(h)) {
+            if (!phx_longpoll_head_ok(c))
+                return false;
+            takes_body = true;
+        }
+        break;
+    default:
+        break;
+    }
+    if (!takes_body && phx_http_has_body(h)) {
+        /* The answer the whole request would get where it is already
+         * known (no such route, a method LongPoll does not take), else
+         * 413: this route takes no body. */
+        int status = 413;
+        target_t t = target_of(c);
+        int method = phx_http_method(h);
+        if (t == TARGET_NONE || t == TARGET_API) /* the API is off */
+            status = 404;
+        else if (t == TARGET_OTHER) {
+            const char *path, *query;
+            size_t path_len, query_len;
+            phx_http_target(h, &path, &path_len, &query, &query_len);
+            if (phx_server_static_find(c->srv, path, path_len) == NULL)
+                status = 404;
+        } else if (t == TARGET_LONGPOLL && method != HTTP_GET && method != HTTP_POST &&
+                   method != HTTP_OPTIONS)
+            status = 400;
+        const char *cors = t == TARGET_LONGPOLL ? "access-control-allow-origin: *\r\n" : NULL;
+        phx_http_respond(c, status, cors, NULL, NULL, 0);
+        return false;
+    }
+    const char *expect = phx_http_header(h, "expect");
+    if (takes_body && expect && strcasecmp(expect, "100-continue") == 0) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        phx_conn_send_copy(c, cont, sizeof(cont) - 1);
+    }
+    return true;
+}
+
+/* Puts bytes in front of the stash (those after the request just parsed). */
+static int stash_front(phx_http_t *h, const uint8_t *data, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (h->stash.len == 0)
+        return phx_buf_append(&h->stash, data, len);
+    phx_buf_t b = {0};
+    if (phx_buf_append(&b, data, len) != 0 ||
+        phx_buf_append(&b, h->stash.data, h->stash.len) != 0) {
+        phx_buf_dispose(&b);
+        return PHX_ERR_NOMEM;
+    }
+    phx_buf_dispose(&h->stash);
+    h->stash = b;
+    return 0;
+}
+
 static void route(phx_conn_t *c, uint8_t *rest, size_t rest_len)
 {
     const char *path, *query;
     size_t path_len, query_len;
     phx_http_target(c->http, &path, &path_len, &query, &query_len);
-    bool api_apart = c->srv->cfg.api_listen != NULL;
-    if (c->is_api || (api_apart && (phx_api_path(path, path_len) ||
-                                    (path_len == 8 && memcmp(path, "/metrics", 8) == 0)))) {
-        /* With --api-listen, the API and /metrics live only there, and
-         * nothing else does. */
-        if (c->is_api && phx_api_path(path, path_len))
-            phx_api_request(c, path, path_len);
-        else if (!c->is_api || !phx_metrics_request(c, path, path_len))
-            phx_http_respond(c, 404, NULL, NULL, NULL, 0);
-        return;
-    }
-    const char *echo_path = c->srv->cfg.echo_path;
-    if (echo_path && strlen(echo_path) == path_len && memcmp(path, echo_path, path_len) == 0) {
+    target_t target = target_of(c);
+    if (target == TARGET_ECHO) {
         phx_ws_echo_handshake(c, rest, rest_len);
         return;
     }
-    phx_route_kind_t kind = phx_http_route(path, path_len, c->srv->cfg.socket_path);
-    if (kind != PHX_ROUTE_NOT_FOUND && !phx_server_accepts_sockets(c->srv, c))
+    if (target == TARGET_WEBSOCKET) {
+        if (phx_server_accepts_sockets(c->srv, c))
+            phx_ws_handshake(c, rest, rest_len);
         return;
-    switch (kind) {
-    case PHX_ROUTE_WEBSOCKET:
-        phx_ws_handshake(c, rest, rest_len);
+    }
+    /* Every other route answers over HTTP: the bytes after the request
+     * are the next requests, handled once this one is answered. */
+    if (stash_front(c->http, rest, rest_len) != 0) {
+        phx_conn_close(c, false);
         return;
-    case PHX_ROUTE_LONGPOLL:
-        if (c->srv->cfg.longpoll) {
-            /* Bytes after the request wait for its response. */
-            if (rest_len && phx_buf_append(&c->http->stash, rest, rest_len) != 0) {
-                phx_conn_close(c, false);
-                return;
-            }
+    }
+    switch (target) {
+    case TARGET_API:
+        phx_api_request(c, path, path_len);
+        return;
+    case TARGET_METRICS:
+        if (!phx_metrics_request(c, path, path_len))
+            phx_http_write(c, 404, NULL, NULL, NULL, 0, 0);
+        return;
+    case TARGET_LONGPOLL:
+        if (phx_server_accepts_sockets(c->srv, c))
             phx_longpoll_request(c);
-            return;
-        }
-        phx_http_respond(c, 404, NULL, NULL, NULL, 0);
         return;
-    default:
-        if (phx_api_path(path, path_len)) {
-            phx_api_request(c, path, path_len);
-            return;
-        }
-        if (phx_metrics_request(c, path, path_len))
-            return;
+    case TARGET_OTHER: {
         const phx_static_t *st = phx_server_static_find(c->srv, path, path_len);
-        if (st && (phx_http_method(c->http) == HTTP_GET || phx_http_method(c->http) == HTTP_HEAD)) {
+        int method = phx_http_method(c->http);
+        if (st && (method == HTTP_GET || method == HTTP_HEAD)) {
             phx_http_write(c, 200, NULL, st->content_type, st->bytes, st->len, 0);
             return;
         }
-        phx_http_respond(c, 404, NULL, NULL, NULL, 0);
+        phx_http_write(c, 404, NULL, NULL, NULL, 0, 0);
+        return;
+    }
+    default:
+        phx_http_write(c, 404, NULL, NULL, NULL, 0, 0);
         return;
     }
 }
 
 /* ---- connection hooks ---- */
 
-/* Parses `data`; on a complete request routes it with the bytes after it. */
+/* Parses `data`; judges the head, then on a complete request routes it with
+ * the bytes after it. */
 static void handle_bytes(phx_conn_t *c, uint8_t *data, size_t len)
 {
     phx_http_t *h = c->http;
     size_t used;
     int status = phx_http_feed(h, data, len, &used);
+    if (status == 100) {
+        if (!head_ok(c))
+            return; /* answered and closing: the rest is dropped */
+        phx_http_continue(h);
+        data += used;
+        len -= used;
+        status = phx_http_feed(h, data, len, &used);
+    }
     if (status == 0)
         return; /* the request is not complete yet */
     if (status == 200) {
@@ -513,38 +783,44 @@ static void handle_bytes(phx_conn_t *c, uint8_t *data, size_t len)
     phx_http_respond(c, status, NULL, NULL, NULL, 0);
 }
 
-/* Handles requests that arrived while an earlier one was being answered. */
-static void process_stash(phx_conn_t *c)
+/* Handles the requests waiting in the stash, one at a time, while the
+ * connection is free for them: not waiting on a parked poll, and not
+ * congested (answers it has not read wait first; on_drained resumes). */
+static void pump(phx_conn_t *c)
 {
-    while (!c->is_closing && c->http && !c->http->is_waiting && c->http->stash.len > 0 &&
-           c->kind == PHX_CONN_HTTP) {
+    while (!c->is_closing && c->http && c->kind == PHX_CONN_HTTP && !c->http->is_waiting &&
+           c->http->stash.len > 0 && !phx_conn_is_congested(c)) {
         size_t len;
         uint8_t *bytes = phx_buf_detach(&c->http->stash, &len);
-        phx_conn_enter(c);
         handle_bytes(c, bytes, len);
         phx_free(bytes);
-        bool closing = c->is_closing;
-        phx_conn_leave(c);
-        if (closing)
-            break;
     }
+    if (!c->is_closing && c->http && c->kind == PHX_CONN_HTTP)
+        phx_conn_hold_read(c, c->http->stash.len >= STASH_HOLD_BYTES);
 }
 
 static void http_on_read(phx_conn_t *c, uint8_t *data, size_t len)
 {
     phx_http_t *h = c->http;
-    if (h->is_waiting || h->stash.len > 0) {
-        /* A request is being answered: keep the bytes for later, bounded. */
+    if (h->is_waiting || h->stash.len > 0 || phx_conn_is_congested(c)) {
+        /* A request is being answered: keep the bytes for later, bounded
+         * (reading is held off well before this). */
         if (h->stash.len + len > h->max_header_bytes + h->max_body_bytes ||
             phx_buf_append(&h->stash, data, len) != 0) {
             phx_http_respond(c, 400, NULL, NULL, NULL, 0);
             return;
         }
-        process_stash(c);
+        pump(c);
         return;
     }
     handle_bytes(c, data, len);
-    process_stash(c);
+    pump(c);
+}
+
+static void http_on_drained(phx_conn_t *c)
+{
+    if (c->http && c->kind == PHX_CONN_HTTP && !c->http->is_waiting && c->http->stash.len > 0)
+        phx_server_defer(c->srv, c);
 }
 
 static void http_on_close(phx_conn_t *c)
@@ -559,6 +835,8 @@ int phx_http_conn_init(phx_conn_t *c)
                                  c->srv->cfg.max_body_bytes);
     if (h == NULL)
         return PHX_ERR_NOMEM;
+    phx_http_set_budget(h, &c->srv->body_bytes_held, c->srv->cfg.max_body_bytes_total);
+    phx_http_pause_on_head(h, true);
     c->http = h;
     c->ops = &http_ops;
     c->kind = PHX_CONN_HTTP;
@@ -574,6 +852,16 @@ int phx_http_conn_init_api(phx_conn_t *c)
 
 void phx_http_timeout(phx_conn_t *c)
 {
+    if (c->http && phx_conn_pending(c) > 0) {
+        /* Answers still not taken by the kernel after the whole head
+         * deadline: the peer reads nothing (the requests after them wait,
+         * in the stash or in the kernel). A slow consumer. */
+        c->srv->stats.slow_closes++;
+        PHX_LOG_INFO("conn=%llu peer=%s event=slow_consumer transport=http pending=%zu",
+                     (unsigned long long)c->id, c->peer, phx_conn_pending(c));
+        phx_conn_close(c, false);
+        return;
+    }
     if (c->http && c->http->head_bytes > 0)
         phx_http_respond(c, 408, NULL, NULL, NULL, 0);
     else

@@ -31,6 +31,10 @@ struct phx_http {
     phx_buf_t body;
     phx_buf_t stash; /* bytes received after the current request */
     void *parked;    /* the LongPoll session this GET waits on */
+    bool pause_on_head;  /* stop after the head so the route can judge the body */
+    bool is_head_paused; /* stopped there; phx_http_continue resumes */
+    size_t *body_held;   /* body bytes held by every parser sharing the budget */
+    size_t body_held_max;
 };
 
 /* ---- the request-head codec (pure: no socket, no clock) ---- */
@@ -40,11 +44,27 @@ phx_http_t *phx_http_new(size_t max_header_bytes, uint32_t max_headers, size_t m
 /* Forgets the request (keeps the caps) so the next one can be parsed. */
 void phx_http_reset(phx_http_t *h);
 void phx_http_free(phx_http_t *h);
+/* Shares a budget of body bytes among parsers: `*held` counts the bytes
+ * every one of them holds, and a body that would take it past `max` is
+ * refused with 503. */
+void phx_http_set_budget(phx_http_t *h, size_t *held, size_t max);
+/* With `on`, phx_http_feed stops after each request head (answer 100) so
+ * the caller can decide on the body before any of it is stored. */
+void phx_http_pause_on_head(phx_http_t *h, bool on);
+/* Resumes a parser stopped after the head; feed the bytes after *used. */
+void phx_http_continue(phx_http_t *h);
+/* Whether the request announces a body (a content-length above 0 or a
+ * chunked transfer coding); valid from the head on. */
+bool phx_http_has_body(const phx_http_t *h);
 /* Feeds bytes of the request. Returns:
- *   0            the head is not complete yet (all bytes consumed);
- *   > 0          the request is complete: the HTTP status to answer when it
- *                is an error (400, 414, 431, 503), or 200 when it is fine;
- *                *used is set to the bytes of `data` that belonged to it;
+ *   0            the request is not complete yet (all bytes consumed);
+ *   100          (pause_on_head) the head is complete and nothing of the
+ *                body has been read: *used is the bytes of `data` up to
+ *                that point; phx_http_continue, then feed the rest;
+ *   > 100        the request is complete: the HTTP status to answer when it
+ *                is an error (400, 413, 414, 431, 503), or 200 when it is
+ *                fine; *used is set to the bytes of `data` that belonged to
+ *                it;
  * The bytes after *used (a pipelined WebSocket frame) belong to the next
  * layer. Borrows `data`. */
 int phx_http_feed(phx_http_t *h, const uint8_t *data, size_t len, size_t *used);
@@ -99,11 +119,21 @@ enum {
 };
 
 /* Queues a complete response. `extra_headers` is NULL or "name: value\r\n"
- * lines. Unless PHX_HTTP_CLOSE is given and the request allows it, the
- * connection stays open and the next request (possibly already received) is
- * handled. */
+ * lines. A HEAD request gets the headers alone (with the content-length of
+ * the body). Unless PHX_HTTP_CLOSE is given or the request does not allow
+ * it, the connection stays open for the next request. A connection whose
+ * unread output is already past queue_limit_bytes is closed instead (a
+ * slow consumer).
+ * Never handles another request before returning: a pipelined request that
+ * was waiting for this answer runs in a deferred step of the loop, so the
+ * caller may hold pointers to anything that request could free. */
 void phx_http_write(phx_conn_t *c, int status, const char *extra_headers, const char *content_type,
                     const void *body, size_t body_len, int flags);
+/* The same with a body made of shared buffers (each from its `off` to its
+ * `len`), queued by reference without a copy. The buffers are borrowed. */
+void phx_http_write_parts(phx_conn_t *c, int status, const char *extra_headers,
+                          const char *content_type, phx_rcbuf_t *const *parts, size_t nparts,
+                          int flags);
 /* phx_http_write with PHX_HTTP_CLOSE. */
 void phx_http_respond(phx_conn_t *c, int status, const char *extra_headers,
                       const char *content_type, const void *body, size_t body_len);

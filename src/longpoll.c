@@ -25,6 +25,14 @@
 #define MAX_LINES 100
 
 typedef struct lp_session lp_session_t;
+typedef struct lp_user lp_user_t;
+
+/* A user id with live sessions: the per-user bound. */
+struct lp_user {
+    lp_user_t *next; /* hash chain */
+    uint32_t sessions;
+    char name[];
+};
 
 struct lp_session {
     phx_longpoll_t *lp;
@@ -38,6 +46,8 @@ struct lp_session {
     phx_conn_t *parked; /* the GET waiting for messages */
     phx_rcbuf_t **msgs; /* ring of queued messages */
     uint32_t mhead, mlen, mcap;
+    size_t mbytes;      /* payload bytes of the queued messages */
+    lp_user_t *user;    /* the session's user id, counted; or NULL */
     uint32_t in_dispatch;
     bool is_ending;
     bool is_dirty;
@@ -51,6 +61,8 @@ struct phx_longpoll {
     size_t count;
     lp_session_t *head, *tail;
     lp_session_t *dirty;
+    lp_user_t *users[256]; /* user ids with sessions, by hash */
+    phx_rcbuf_t *comma;    /* "," between the messages of an answer */
 };
 
 static int lp_send(void *t, phx_rcbuf_t *msg);
@@ -120,6 +132,74 @@ static void table_remove(phx_longpoll_t *lp, lp_session_t *s)
     }
 }
 
+/* ---- users ---- */
+
+static lp_user_t **user_slot(phx_longpoll_t *lp, const char *name)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *p = name; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    lp_user_t **pp = &lp->users[h % (sizeof(lp->users) / sizeof(lp->users[0]))];
+    while (*pp && strcmp((*pp)->name, name) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+/* The sessions `name` has now. */
+static uint32_t user_sessions(phx_longpoll_t *lp, const char *name)
+{
+    lp_user_t *u = *user_slot(lp, name);
+    return u ? u->sessions : 0;
+}
+
+/* Counts one more session of `name`; NULL when out of memory. */
+static lp_user_t *user_take(phx_longpoll_t *lp, const char *name)
+{
+    lp_user_t **pp = user_slot(lp, name);
+    if (*pp == NULL) {
+        size_t n = strlen(name) + 1;
+        lp_user_t *u = phx_calloc(1, sizeof(*u) + n);
+        if (u == NULL)
+            return NULL;
+        memcpy(u->name, name, n);
+        *pp = u;
+    }
+    (*pp)->sessions++;
+    return *pp;
+}
+
+static void user_release(phx_longpoll_t *lp, lp_user_t *u)
+{
+    if (u == NULL || --u->sessions > 0)
+        return;
+    lp_user_t **pp = user_slot(lp, u->name);
+    PHX_ASSERT(*pp == u);
+    *pp = u->next;
+    phx_free(u);
+}
+
+/* ---- parking: s->parked == c exactly when c->http->parked == s ---- */
+
+static void unpark(lp_session_t *s)
+{
+    phx_conn_t *c = s->parked;
+    if (c == NULL)
+        return;
+    PHX_ASSERT(c->http == NULL || c->http->parked == s);
+    s->parked = NULL;
+    if (c->http)
+        c->http->parked = NULL;
+}
+
+static void park(lp_session_t *s, phx_conn_t *c)
+{
+    PHX_ASSERT(s->parked == NULL && c->http->parked == NULL);
+    s->parked = c;
+    c->http->parked = s;
+    c->http->is_waiting = true;
+    phx_server_list_touch(s->lp->srv, c, PHX_LIST_POLL);
+}
+
 /* ---- activity ---- */
 
 static uint64_t idle_limit(const phx_longpoll_t *lp)
@@ -168,49 +248,94 @@ static void reply_status(phx_conn_t *c, int status)
     reply_json(c, body, (size_t)n);
 }
 
-static void unpark(lp_session_t *s)
+/* The message as a JSON string, made once per message and kept with it for
+ * every other session that receives the same broadcast. */
+static phx_rcbuf_t *as_json_string(phx_rcbuf_t *m)
 {
-    phx_conn_t *c = s->parked;
-    if (c == NULL)
-        return;
-    s->parked = NULL;
-    if (c->http)
-        c->http->parked = NULL;
+    if (m->alt)
+        return m->alt;
+    phx_buf_t b = {0};
+    if (phx_json_append_string(&b, m->data + m->payload_off, m->len - m->payload_off) != 0) {
+        phx_buf_dispose(&b);
+        return NULL;
+    }
+    phx_rcbuf_t *alt = phx_rcbuf_new(b.len);
+    if (alt) {
+        memcpy(alt->data, b.data, b.len);
+        alt->len = (uint32_t)b.len;
+        m->alt = alt;
+    }
+    phx_buf_dispose(&b);
+    return alt;
 }
 
-/* Answers `c` with the queued messages (possibly none) and `status`. */
-static void answer_poll(lp_session_t *s, phx_conn_t *c, int status)
+static void drop_messages(lp_session_t *s)
 {
-    if (s->parked == c)
-        unpark(s);
-    phx_buf_t b = {0};
-    int rv = phx_buf_append_str(&b, "{\"messages\":[");
-    for (uint32_t i = 0; i < s->mlen && rv == 0; i++) {
-        phx_rcbuf_t *m = s->msgs[(s->mhead + i) % s->mcap];
-        if (i > 0)
-            rv = phx_buf_append_byte(&b, ',');
-        if (rv == 0)
-            rv = phx_json_append_string(&b, m->data + m->payload_off, m->len - m->payload_off);
-    }
-    if (rv == 0)
-        rv = phx_buf_printf(&b, "],\"status\":%d,\"token\":", status);
-    if (rv == 0)
-        rv = phx_json_append_string(&b, (const uint8_t *)s->token, strlen(s->token));
-    if (rv == 0)
-        rv = phx_buf_append_byte(&b, '}');
-    if (rv != 0) {
-        phx_buf_dispose(&b);
-        phx_http_respond(c, 500, NULL, NULL, NULL, 0);
-        return;
-    }
-    /* Delivered: the buffer empties (at-most-once, as Phoenix). */
     for (uint32_t i = 0; i < s->mlen; i++)
         phx_rcbuf_unref(s->msgs[(s->mhead + i) % s->mcap]);
     phx_free(s->msgs);
     s->msgs = NULL;
     s->mhead = s->mlen = s->mcap = 0;
-    reply_json(c, b.data, b.len);
-    phx_buf_dispose(&b);
+    s->mbytes = 0;
+}
+
+/* A small buffer holding `len` bytes. */
+static phx_rcbuf_t *small_buf(const void *data, size_t len)
+{
+    phx_rcbuf_t *b = phx_rcbuf_new(len);
+    if (b) {
+        memcpy(b->data, data, len);
+        b->len = (uint32_t)len;
+    }
+    return b;
+}
+
+/* Answers `c` with the queued messages (possibly none) and `status`:
+ * {"messages":[...],"status":N,"token":"..."}, written from the messages'
+ * shared buffers (no copy per session). */
+static void answer_poll(lp_session_t *s, phx_conn_t *c, int status)
+{
+    if (s->parked == c)
+        unpark(s);
+    /* The head, each message with a comma before all but the first, the
+     * tail. */
+    size_t n = 2 * (size_t)s->mlen + 2;
+    phx_rcbuf_t **parts = phx_calloc(n, sizeof(*parts));
+    phx_buf_t tail = {0};
+    size_t np = 0;
+    bool ok = parts != NULL && (parts[np] = small_buf("{\"messages\":[", 13)) != NULL;
+    if (ok)
+        np++;
+    for (uint32_t i = 0; i < s->mlen && ok; i++) {
+        phx_rcbuf_t *str = as_json_string(s->msgs[(s->mhead + i) % s->mcap]);
+        if (str == NULL) {
+            ok = false;
+            break;
+        }
+        if (i > 0)
+            parts[np++] = phx_rcbuf_ref(s->lp->comma);
+        parts[np++] = phx_rcbuf_ref(str);
+    }
+    ok = ok && phx_buf_printf(&tail, "],\"status\":%d,\"token\":", status) == 0 &&
+         phx_json_append_string(&tail, (const uint8_t *)s->token, strlen(s->token)) == 0 &&
+         phx_buf_append_byte(&tail, '}') == 0;
+    phx_rcbuf_t *last = ok ? small_buf(tail.data, tail.len) : NULL;
+    phx_buf_dispose(&tail);
+    if (last == NULL) {
+        for (size_t i = 0; i < np; i++)
+            phx_rcbuf_unref(parts[i]);
+        phx_free(parts);
+        phx_http_respond(c, 500, NULL, NULL, NULL, 0);
+        return;
+    }
+    parts[np++] = last;
+    /* Delivered: the buffer empties (at-most-once, as Phoenix). */
+    drop_messages(s);
+    phx_http_write_parts(c, 200, "access-control-allow-origin: *\r\n",
+                         "application/json; charset=utf-8", parts, np, PHX_HTTP_NO_CACHE);
+    for (size_t i = 0; i < np; i++)
+        phx_rcbuf_unref(parts[i]);
+    phx_free(parts);
 }
 
 /* ---- session lifecycle ---- */
@@ -239,13 +364,13 @@ static void session_free(lp_session_t *s)
         phx_conn_t *c = s->parked;
         answer_poll(s, c, 204);
     }
+    PHX_ASSERT(s->parked == NULL);
     phx_socket_t *sock = s->sock;
     s->sock = NULL;
     if (sock)
         phx_socket_closed(sock);
-    for (uint32_t i = 0; i < s->mlen; i++)
-        phx_rcbuf_unref(s->msgs[(s->mhead + i) % s->mcap]);
-    phx_free(s->msgs);
+    drop_messages(s);
+    user_release(lp, s->user);
     phx_free(s->token);
     phx_free(s);
 }
@@ -274,10 +399,16 @@ static int lp_send(void *t, phx_rcbuf_t *msg)
         phx_rcbuf_unref(msg);
         return PHX_ERR_INVALID;
     }
-    if (s->mlen >= (uint32_t)srv->cfg.longpoll_max_messages) {
+    size_t bytes = msg->len - msg->payload_off;
+    /* The same bounds as a WebSocket's queue: a count, and the bytes of
+     * queue_limit_bytes. The next poll then finds no session (410), which
+     * phoenix.js treats as a closed session and reconnects from. */
+    if (s->mlen >= (uint32_t)srv->cfg.longpoll_max_messages ||
+        s->mbytes + bytes > srv->cfg.queue_limit_bytes) {
         phx_rcbuf_unref(msg);
         srv->stats.slow_closes++;
-        PHX_LOG_INFO("event=slow_consumer transport=longpoll buffered=%u", s->mlen);
+        PHX_LOG_INFO("event=slow_consumer transport=longpoll buffered=%u bytes=%zu", s->mlen,
+                     s->mbytes);
         session_end(s, "buffer_full");
         return PHX_ERR_LIMIT;
     }
@@ -298,6 +429,7 @@ static int lp_send(void *t, phx_rcbuf_t *msg)
     }
     s->msgs[(s->mhead + s->mlen) % s->mcap] = msg;
     s->mlen++;
+    s->mbytes += bytes;
     srv->stats.msgs_out++;
     if (s->parked && !s->is_dirty) {
         /* Answer once per loop turn, with everything queued by then. */
@@ -398,7 +530,26 @@ static void open_session(phx_longpoll_t *lp, phx_conn_t *c)
     s->lp = lp;
     if (phx_socket_new(&s->sock, &ci, s) != 0)
         goto fail;
+    const char *uid = phx_socket_assign(s->sock, "user_id");
+    if (uid && user_sessions(lp, uid) >= (uint32_t)srv->cfg.longpoll_max_sessions_per_user) {
+        PHX_LOG_WARN("event=longpoll_user_sessions_full sessions=%u", user_sessions(lp, uid));
+        phx_socket_closed(s->sock);
+        s->sock = NULL;
+        phx_term_free(data);
+        phx_free(s->token);
+        phx_free(s);
+        phx_connect_dispose(&ci);
+        phx_server_refused(srv, PHX_REFUSE_CAPACITY);
+        phx_http_respond(c, 503, "access-control-allow-origin: *\r\n", NULL, NULL, 0);
+        return;
+    }
+    if (uid && (s->user = user_take(lp, uid)) == NULL) {
+        phx_socket_closed(s->sock);
+        s->sock = NULL;
+        goto fail;
+    }
     if (table_insert(lp, s) != 0) {
+        user_release(lp, s->user);
         phx_socket_closed(s->sock);
         s->sock = NULL;
         goto fail;
@@ -431,14 +582,14 @@ static void get(phx_longpoll_t *lp, phx_conn_t *c, lp_session_t *s)
         answer_poll(s, c, 200);
         return;
     }
-    if (s->parked && s->parked != c) {
-        /* One parked poll per session: the newer one replaces the older. */
+    if (s->parked) {
+        /* One parked poll per session: the newer one replaces the older.
+         * Answering it never runs that connection's next request here
+         * (phx_http_write defers it), so `s` stays valid. */
+        PHX_ASSERT(s->parked != c);
         answer_poll(s, s->parked, 204);
     }
-    s->parked = c;
-    c->http->parked = s;
-    c->http->is_waiting = true;
-    phx_server_list_touch(lp->srv, c, PHX_LIST_POLL);
+    park(s, c);
 }
 
 /* Hands one message to the session's socket as a WebSocket frame would be. */
@@ -526,6 +677,24 @@ static void options(phx_conn_t *c)
     phx_buf_dispose(&hdr);
 }
 
+/* The live session named by the request (*out, NULL when none). False
+ * after answering 400 (an undecodable query), with `flags` added. */
+static bool session_of(phx_longpoll_t *lp, phx_conn_t *c, int flags, lp_session_t **out)
+{
+    const char *path, *query;
+    size_t path_len, query_len;
+    phx_http_target(c->http, &path, &path_len, &query, &query_len);
+    phx_query_t *q = NULL;
+    phx_query_limits_t lim = PHX_QUERY_LIMITS_DEFAULT;
+    if (phx_query_parse(&q, query, query_len, &lim) != 0) {
+        phx_http_write(c, 400, "access-control-allow-origin: *\r\n", NULL, NULL, 0, flags);
+        return false;
+    }
+    *out = resolve(lp, c->http, q);
+    phx_query_free(q);
+    return true;
+}
+
 void phx_longpoll_request(phx_conn_t *c)
 {
     phx_server_t *srv = c->srv;
@@ -546,21 +715,37 @@ void phx_longpoll_request(phx_conn_t *c)
         phx_http_write(c, 400, "access-control-allow-origin: *\r\n", NULL, NULL, 0, 0);
         return;
     }
-    const char *path, *query;
-    size_t path_len, query_len;
-    phx_http_target(h, &path, &path_len, &query, &query_len);
-    phx_query_t *q = NULL;
-    phx_query_limits_t lim = PHX_QUERY_LIMITS_DEFAULT;
-    if (phx_query_parse(&q, query, query_len, &lim) != 0) {
-        phx_http_write(c, 400, "access-control-allow-origin: *\r\n", NULL, NULL, 0, 0);
+    lp_session_t *s;
+    if (!session_of(lp, c, 0, &s))
         return;
-    }
-    lp_session_t *s = resolve(lp, h, q);
-    phx_query_free(q);
     if (method == HTTP_GET)
         get(lp, c, s);
     else
         post(lp, c, s);
+}
+
+bool phx_longpoll_head_ok(phx_conn_t *c)
+{
+    phx_server_t *srv = c->srv;
+    if (!phx_server_origin_ok(srv, c)) {
+        phx_server_refused(srv, PHX_REFUSE_ORIGIN);
+        phx_http_write(c, 200, "access-control-allow-origin: *\r\n",
+                       "application/json; charset=utf-8", "{\"status\":403}", 14,
+                       PHX_HTTP_NO_CACHE | PHX_HTTP_CLOSE);
+        return false;
+    }
+    lp_session_t *s;
+    if (!session_of(srv->longpoll, c, PHX_HTTP_CLOSE, &s))
+        return false;
+    if (s == NULL) {
+        /* No session takes this body: answered as the POST itself would
+         * be, without reading it. */
+        phx_http_write(c, 200, "access-control-allow-origin: *\r\n",
+                       "application/json; charset=utf-8", "{\"status\":410}", 14,
+                       PHX_HTTP_NO_CACHE | PHX_HTTP_CLOSE);
+        return false;
+    }
+    return true;
 }
 
 void phx_longpoll_poll_timeout(phx_conn_t *c)
@@ -656,9 +841,11 @@ int phx_longpoll_new(phx_longpoll_t **out, phx_server_t *srv, char *err)
     }
     tc.salt = (const uint8_t *)SESSION_SALT;
     tc.salt_len = strlen(SESSION_SALT);
-    int rv = lp->buckets ? phx_token_new(&lp->token, &tc) : PHX_ERR_NOMEM;
+    lp->comma = small_buf(",", 1);
+    int rv = lp->buckets && lp->comma ? phx_token_new(&lp->token, &tc) : PHX_ERR_NOMEM;
     if (rv != 0) {
         snprintf(err, PHX_ERR_LEN, "cannot set up LongPoll sessions: %s", phx_strerror(rv));
+        phx_rcbuf_unref(lp->comma);
         phx_free(lp->buckets);
         phx_free(lp);
         return rv;
@@ -674,6 +861,7 @@ void phx_longpoll_free(phx_longpoll_t *lp)
     while (lp->head)
         session_free(lp->head);
     phx_token_free(lp->token);
+    phx_rcbuf_unref(lp->comma);
     phx_free(lp->buckets);
     phx_free(lp);
 }

@@ -7,6 +7,7 @@
 #ifndef PHX_LONGPOLL_H
 #define PHX_LONGPOLL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "phx.h"
@@ -19,6 +20,11 @@ typedef struct phx_longpoll phx_longpoll_t;
 int phx_longpoll_new(phx_longpoll_t **out, phx_server_t *srv, char *err);
 /* Frees it; every session must have ended (phx_longpoll_stop). */
 void phx_longpoll_free(phx_longpoll_t *lp);
+/* The head of a POST with a body for <socket_path>/longpoll: true when a
+ * live session takes the body; false after answering (no session: 410;
+ * origin refused: 403; undecodable query: 400) and closing, with none of
+ * the body read. */
+bool phx_longpoll_head_ok(phx_conn_t *c);
 /* A complete request for <socket_path>/longpoll on `c` (c->http). */
 void phx_longpoll_request(phx_conn_t *c);
 /* A parked GET's window passed: answer 204. */

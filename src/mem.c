@@ -177,6 +177,7 @@ phx_rcbuf_t *phx_rcbuf_new(size_t cap)
     b->off = b->payload_off = b->len = 0;
     b->cap = (uint32_t)cap;
     b->is_binary = 0;
+    b->alt = NULL;
     return b;
 }
 
@@ -188,6 +189,8 @@ phx_rcbuf_t *phx_rcbuf_ref(phx_rcbuf_t *b)
 
 void phx_rcbuf_unref(phx_rcbuf_t *b)
 {
-    if (b != NULL && --b->refs == 0)
+    if (b != NULL && --b->refs == 0) {
+        phx_rcbuf_unref(b->alt);
         phx_free(b);
+    }
 }

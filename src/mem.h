@@ -57,6 +57,10 @@ typedef struct phx_rcbuf {
     uint32_t len;         /* end of the bytes (offset) */
     uint32_t cap;         /* size of data[] */
     uint8_t is_binary;    /* WebSocket: a binary (not text) message */
+    /* Another form of the same message made once for all the recipients
+     * that need it (LongPoll: the payload as a JSON string), owned by this
+     * buffer (one reference, released with it), or NULL. */
+    struct phx_rcbuf *alt;
     uint8_t data[];
 } phx_rcbuf_t;
 

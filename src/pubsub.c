@@ -341,6 +341,43 @@ void phx_pubsub_remove_id(phx_pubsub_t *ps, phx_socket_t *s)
     maybe_drop(ps, t);
 }
 
+bool phx_pubsub_has_id(const phx_pubsub_t *ps, const char *id, size_t len)
+{
+    const phx_topic_t *t = lookup(ps, id, len);
+    return t != NULL && t->ids != NULL;
+}
+
+/* Ends a walk over `t` that may have left holes or emptied it. */
+static void walk_done(phx_pubsub_t *ps, phx_topic_t *t)
+{
+    if (--t->iterating > 0)
+        return;
+    if (t->has_holes)
+        compact(t);
+    maybe_drop(ps, t);
+}
+
+int phx_pubsub_disconnect(phx_pubsub_t *ps, const char *id, size_t len)
+{
+    phx_topic_t *t = lookup(ps, id, len);
+    if (t == NULL)
+        return 0;
+    /* Every socket with this id closes; they leave the list as they go.
+     * A socket that closes at once also ends its channels, which may be
+     * subscribed here (an id chosen equal to a joined topic), so the topic
+     * is held as during a fan-out. */
+    int closed = 0;
+    t->iterating++;
+    while (t->ids) {
+        phx_socket_t *s = t->ids;
+        phx_pubsub_remove_id(ps, s); /* cannot drop t: iterating */
+        phx_socket_close(s, 1001);
+        closed++;
+    }
+    walk_done(ps, t);
+    return closed;
+}
+
 /* ---- fan-out ---- */
 
 int phx_pubsub_broadcast(phx_pubsub_t *ps, const char *topic, size_t topic_len, const char *event,
@@ -352,18 +389,6 @@ int phx_pubsub_broadcast(phx_pubsub_t *ps, const char *topic, size_t topic_len, 
     if (t == NULL)
         return 0;
     int delivered = 0;
-    if (t->ids && event_len == 10 && memcmp(event, "disconnect", 10) == 0) {
-        /* Every socket with this id closes; they leave the list as they go,
-         * and the topic stays alive while we hold it. */
-        t->iterating++;
-        while (t->ids) {
-            phx_socket_t *s = t->ids;
-            phx_pubsub_remove_id(ps, s); /* cannot drop t: iterating */
-            phx_socket_close(s, 1001);
-            delivered++;
-        }
-        t->iterating--;
-    }
     phx_rcbuf_t *enc[PHX_FMT_COUNT] = {NULL};
     phx_out_t m = {
         .kind = PHX_OUT_BROADCAST,
@@ -396,14 +421,9 @@ int phx_pubsub_broadcast(phx_pubsub_t *ps, const char *topic, size_t topic_len, 
         s->ops->send(s->transport, phx_rcbuf_ref(enc[s->fmt]));
         delivered++;
     }
-    t->iterating--;
     for (int f = 0; f < PHX_FMT_COUNT; f++)
         phx_rcbuf_unref(enc[f]);
-    if (t->iterating == 0) {
-        if (t->has_holes)
-            compact(t);
-        maybe_drop(ps, t);
-    }
+    walk_done(ps, t);
     return rv != 0 ? rv : delivered;
 }
 

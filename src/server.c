@@ -50,6 +50,8 @@ void phx_config_init(phx_config_t *cfg)
     cfg->longpoll_max_messages = 1000;
     cfg->longpoll_max_sessions = 10000;
     cfg->max_body_bytes = 8000000;
+    cfg->max_body_bytes_total = 64 * 1024 * 1024;
+    cfg->longpoll_max_sessions_per_user = 32;
 }
 
 /* ---- activity lists and deadlines ---- */
@@ -213,9 +215,67 @@ const uint64_t *phx_server_fanout_bounds(void)
     return fanout_bounds_us;
 }
 
+void phx_server_defer(phx_server_t *srv, phx_conn_t *c)
+{
+    if (c->is_deferred || c->is_closing)
+        return;
+    c->is_deferred = true;
+    c->deferred_next = NULL;
+    if (srv->deferred_tail)
+        srv->deferred_tail->deferred_next = c;
+    else
+        srv->deferred = c;
+    srv->deferred_tail = c;
+}
+
+void phx_server_undefer(phx_server_t *srv, phx_conn_t *c)
+{
+    if (!c->is_deferred)
+        return;
+    phx_conn_t *prev = NULL;
+    for (phx_conn_t *e = srv->deferred; e; prev = e, e = e->deferred_next) {
+        if (e != c)
+            continue;
+        if (prev)
+            prev->deferred_next = c->deferred_next;
+        else
+            srv->deferred = c->deferred_next;
+        if (srv->deferred_tail == c)
+            srv->deferred_tail = prev;
+        break;
+    }
+    c->is_deferred = false;
+    c->deferred_next = NULL;
+}
+
+/* Runs the deferred steps in the order they were asked for; a step may ask
+ * for more (the next pipelined request), which run in the same pass. */
+static void run_deferred(phx_server_t *srv)
+{
+    while (srv->deferred) {
+        phx_conn_t *c = srv->deferred;
+        srv->deferred = c->deferred_next;
+        if (srv->deferred == NULL)
+            srv->deferred_tail = NULL;
+        c->deferred_next = NULL;
+        c->is_deferred = false;
+        if (c->is_closing || c->ops == NULL || c->ops->on_deferred == NULL)
+            continue;
+        phx_conn_enter(c);
+        c->ops->on_deferred(c);
+        phx_conn_leave(c);
+    }
+}
+
 static void flush_all(phx_server_t *srv)
 {
-    phx_longpoll_flush(srv);
+    /* Deferred requests and LongPoll answers feed each other (an answer
+     * lets the next pipelined request run, a request queues messages), so
+     * both run until neither has work left. */
+    do {
+        run_deferred(srv);
+        phx_longpoll_flush(srv);
+    } while (srv->deferred);
     while (srv->dirty) {
         phx_conn_t *c = srv->dirty;
         srv->dirty = c->dirty_next;

@@ -104,6 +104,9 @@ struct phx_server {
     int bound_port;
     phx_conn_list_t lists[PHX_LIST_COUNT]; /* indexed by phx_list_id_t */
     phx_conn_t *dirty;                     /* connections with output to flush */
+    phx_conn_t *deferred;                  /* connections with a deferred step */
+    phx_conn_t *deferred_tail;
+    size_t body_bytes_held; /* request body bytes held by every connection */
     size_t nconns;
     uint64_t next_conn_id;
     uint32_t closed_since_trim; /* connections freed since the last malloc_trim */
@@ -137,6 +140,14 @@ void phx_server_deadline_arm(phx_server_t *srv, uint64_t at);
 void phx_server_list_remove(phx_server_t *srv, phx_conn_t *c);
 /* Puts `c` on the flush list (once). */
 void phx_server_mark_dirty(phx_server_t *srv, phx_conn_t *c);
+/* Runs c->ops->on_deferred(c) later in this loop turn, before output is
+ * flushed, with nothing else on the stack (once, however often asked).
+ * This is how a layer continues work that an answer made possible (the
+ * next pipelined request) without running it inside the code that wrote
+ * the answer. */
+void phx_server_defer(phx_server_t *srv, phx_conn_t *c);
+/* Forgets a deferred step of `c` (it is being freed). */
+void phx_server_undefer(phx_server_t *srv, phx_conn_t *c);
 /* Called by tcp.c when a connection has been freed. */
 void phx_server_conn_gone(phx_server_t *srv);
 /* The route whose pattern matches `topic`, or NULL. */

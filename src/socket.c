@@ -250,7 +250,7 @@ int phx_server_default_connect(phx_connect_t *c, void *user)
     }
     const char *uid = (const char *)id.data;
     phx_buf_t sid = {0};
-    rv = phx_buf_printf(&sid, "users_socket:%s", uid);
+    rv = phx_buf_printf(&sid, PHX_SOCKET_ID_PREFIX "%s", uid);
     if (rv == 0)
         rv = phx_connect_assign(c, "user_id", uid);
     if (rv == 0)
@@ -311,6 +311,17 @@ const char *phx_socket_assign(const phx_socket_t *s, const char *key)
 const char *phx_socket_id(const phx_socket_t *s)
 {
     return s->id;
+}
+
+bool phx_socket_id_topic(const phx_server_t *srv, const char *topic, size_t len)
+{
+    size_t plen = sizeof(PHX_SOCKET_ID_PREFIX) - 1;
+    /* The prefix also covers users who are offline: a client that joined
+     * users_socket:42 before user 42 connects would otherwise sit on the
+     * id's topic once 42 arrives. */
+    if (len >= plen && memcmp(topic, PHX_SOCKET_ID_PREFIX, plen) == 0)
+        return true;
+    return phx_pubsub_has_id(srv->pubsub, topic, len);
 }
 
 int phx_socket_send(phx_socket_t *s, const phx_out_t *m)

@@ -88,4 +88,12 @@ void phx_socket_close(phx_socket_t *s, int code);
 /* The message limits derived from the server configuration. */
 phx_msg_limits_t phx_socket_limits(const phx_server_t *srv);
 
+/* The socket ids of phxd's default connect callback: users_socket:<user_id>. */
+#define PHX_SOCKET_ID_PREFIX "users_socket:"
+/* Whether `topic` is a socket-id topic: it has the default callback's form
+ * (even with nobody of that id connected), or it is the id of a connected
+ * socket (an embedder's callback may choose any id). No client may join
+ * one, so disconnect by id stays in the server's hands. */
+bool phx_socket_id_topic(const phx_server_t *srv, const char *topic, size_t len);
+
 #endif /* PHX_SOCKET_H */

@@ -117,8 +117,11 @@ static void finish_graceful_close(phx_conn_t *c);
  * finish a graceful close once everything is written. */
 static void after_progress(phx_conn_t *c)
 {
-    if (c->is_read_paused && phx_conn_pending(c) <= c->srv->cfg.queue_high_bytes / 2)
+    bool drained = phx_conn_pending(c) <= c->srv->cfg.queue_high_bytes / 2;
+    if (c->is_read_paused && drained)
         phx_conn_resume_read(c);
+    if (drained && !c->is_closing && c->ops && c->ops->on_drained)
+        c->ops->on_drained(c);
     if (c->is_flushing_close && c->q_len == 0 && c->writes == 0)
         finish_graceful_close(c);
 }
@@ -363,9 +366,31 @@ void phx_conn_pause_read(phx_conn_t *c)
     c->is_read_paused = true;
 }
 
+bool phx_conn_is_congested(const phx_conn_t *c)
+{
+    return phx_conn_pending(c) > c->srv->cfg.queue_high_bytes;
+}
+
+void phx_conn_hold_read(phx_conn_t *c, bool hold)
+{
+    if (hold == c->is_read_held)
+        return;
+    c->is_read_held = hold;
+    if (hold) {
+        if (c->is_reading && !uv_is_closing((uv_handle_t *)&c->tcp)) {
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            c->is_reading = false;
+        }
+    } else if (!c->is_read_paused || c->is_flushing_close) {
+        phx_conn_resume_read(c);
+    }
+}
+
 void phx_conn_resume_read(phx_conn_t *c)
 {
     c->is_read_paused = false;
+    if (c->is_read_held && !c->is_flushing_close)
+        return;
     if (!c->is_reading && !uv_is_closing((uv_handle_t *)&c->tcp)) {
         if (uv_read_start((uv_stream_t *)&c->tcp, tcp_on_alloc, tcp_on_read) == 0)
             c->is_reading = true;
@@ -432,6 +457,7 @@ static void tcp_on_close(uv_handle_t *h)
     phx_server_t *srv = c->srv;
     /* The flush list is processed before close callbacks run in a loop turn. */
     PHX_ASSERT(!c->is_dirty);
+    phx_server_undefer(srv, c);
     if (c->ops && c->ops->on_free)
         c->ops->on_free(c);
     phx_tls_free(c->tls);

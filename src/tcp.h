@@ -30,6 +30,13 @@ typedef struct phx_conn_ops {
     void (*on_free)(phx_conn_t *c);
     /* Optional: the peer ended its TLS session (close_notify). */
     void (*on_peer_close)(phx_conn_t *c);
+    /* Optional: queued output fell to half the high-water mark. Runs from
+     * inside the write path: it may only schedule work (phx_server_defer),
+     * never handle input. */
+    void (*on_drained)(phx_conn_t *c);
+    /* Optional: the deferred step asked for with phx_server_defer, run once
+     * per request from the loop (no other layer's code on the stack). */
+    void (*on_deferred)(phx_conn_t *c);
 } phx_conn_ops_t;
 
 typedef enum {
@@ -66,7 +73,10 @@ struct phx_conn {
     bool is_api;            /* accepted on the separate API listener */
     uint8_t in_dispatch;    /* depth of layer code running for this conn */
     bool is_close_deferred; /* on_close runs when the read callback returns */
+    bool is_read_held;      /* the layer above holds reading off (its own bound) */
+    bool is_deferred;       /* in the server's deferred list */
     phx_conn_t *dirty_next;
+    phx_conn_t *deferred_next;
     /* output queue: a ring of buffer references */
     phx_rcbuf_t **q;
     uint32_t q_head, q_len, q_cap;
@@ -114,5 +124,13 @@ void phx_conn_leave(phx_conn_t *c);
 /* Stops or resumes reading (backpressure). */
 void phx_conn_pause_read(phx_conn_t *c);
 void phx_conn_resume_read(phx_conn_t *c);
+/* The layer above holds reading off (input it has not handled yet passed
+ * its bound) or lets it go again; output backpressure cannot resume reading
+ * while it is held. */
+void phx_conn_hold_read(phx_conn_t *c, bool hold);
+/* True when queued output is above the high-water mark: a layer that
+ * produces output from its own input (pipelined HTTP) waits for
+ * on_drained. */
+bool phx_conn_is_congested(const phx_conn_t *c);
 
 #endif /* PHX_TCP_H */

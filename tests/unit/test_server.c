@@ -3,12 +3,15 @@
  * byte, wslay context release, size and fragment limits, close codes,
  * timeouts, shutdown with uv_loop_close() == 0. */
 
+#include "api.h"
 #include "phx.h"
 #include "policy.h"
+#include "pubsub.h"
 #include "rawclient.h"
 #include "testtoken.h"
 #include "runner.h"
 #include "server.h"
+#include "socket.h"
 #include "ws.h"
 
 static const char secret[] = "unit-test-secret-key-base-0123456789abcdefghijklmnopqrstuvwxyz01";
@@ -67,6 +70,16 @@ static void fx_stop(fx_t *f)
     uv_run(&f->loop, UV_RUN_NOWAIT);
     phx_server_free(f->srv);
     ASSERT_EQ(uv_loop_close(&f->loop), 0);
+}
+
+static void fx_open_query(fx_t *f, rawclient_t *c, const char *query, size_t chunk)
+{
+    ASSERT_EQ(rawclient_connect(c, &f->loop, f->port), 0);
+    phx_buf_t req = {0};
+    ws_upgrade_request(&req, query);
+    rawclient_write(c, req.data, req.len, chunk);
+    phx_buf_dispose(&req);
+    ASSERT_EQ(rawclient_http_status(c, 2000), 101);
 }
 
 static void fx_open(fx_t *f, rawclient_t *c, size_t chunk)
@@ -546,6 +559,164 @@ static void channel_api_outcomes(void)
 
 static const phx_channel_handler_t dummy_handler = {.join = api_join};
 
+/* ---- socket ids belong to the server ---- */
+
+/* An embedder's connect callback: the socket id is whatever ?id= says. */
+static int id_from_param(phx_connect_t *c, void *user)
+{
+    const char *id = phx_connect_param(c, "id");
+    if (id && phx_connect_set_id(c, id) != 0)
+        return PHX_CONNECT_REFUSE;
+    return PHX_CONNECT_OK;
+}
+
+static phx_result_t open_join(phx_channel_t *ch, const char *topic, const phx_payload_t *params,
+                              phx_reply_t *reply, void *user)
+{
+    return PHX_REPLY_OK;
+}
+
+/* Every client event goes to the whole topic, as events=broadcast does. */
+static phx_result_t echo_all(phx_channel_t *ch, const char *event, const phx_payload_t *payload,
+                             phx_reply_t *reply, void *user)
+{
+    return phx_channel_broadcast(ch, event, payload) < 0 ? PHX_CRASH : PHX_REPLY_OK;
+}
+
+static const phx_channel_handler_t open_handler = {.join = open_join, .handle_in = echo_all};
+
+static void open_routes(phx_server_t *srv)
+{
+    phx_server_on_connect(srv, id_from_param, NULL);
+    ASSERT_EQ(phx_server_channel(srv, "*", &open_handler, NULL), 0);
+}
+
+static const char ok_reply_fmt[] =
+    "[\"%s\",\"%s\",\"%s\",\"phx_reply\",{\"response\":{},\"status\":\"ok\"}]";
+
+static void expect_ok(rawclient_t *c, const char *join_ref, const char *ref, const char *topic)
+{
+    char want[256];
+    snprintf(want, sizeof(want), ok_reply_fmt, join_ref, ref, topic);
+    expect_text(c, want);
+}
+
+static void expect_unmatched(rawclient_t *c, const char *ref, const char *topic)
+{
+    char want[256];
+    snprintf(want, sizeof(want),
+             "[null,\"%s\",\"%s\",\"phx_reply\",{\"response\":{\"reason\":\"unmatched "
+             "topic\"},\"status\":\"error\"}]",
+             ref, topic);
+    expect_text(c, want);
+}
+
+static void expect_alive(rawclient_t *c)
+{
+    send_text(c, heartbeat, 0);
+    expect_text(c, heartbeat_reply);
+}
+
+static void socket_id_topics_cannot_be_joined_and_clients_never_disconnect(void)
+{
+    fx_t f;
+    install_routes = open_routes;
+    fx_start(&f, NULL);
+    install_routes = NULL;
+    rawclient_t a, b, late;
+    fx_open_query(&f, &a, "id=custom:a&vsn=2.0.0", 0);
+    fx_open_query(&f, &b, "id=custom:b&vsn=2.0.0", 0);
+    ASSERT(phx_socket_id_topic(f.srv, "custom:a", 8));
+    ASSERT(phx_socket_id_topic(f.srv, "users_socket:9", 14)); /* the form, nobody connected */
+    ASSERT(!phx_socket_id_topic(f.srv, "custom:late", 11));
+    ASSERT(!phx_socket_id_topic(f.srv, "room:x", 6));
+
+    /* The "*" route matches everything, yet ids are refused: a connected
+     * socket's custom id, and the users_socket: form of anybody. */
+    send_text(&b, "[\"1\",\"1\",\"custom:a\",\"phx_join\",{}]", 0);
+    expect_unmatched(&b, "1", "custom:a");
+    send_text(&b, "[\"2\",\"2\",\"users_socket:9\",\"phx_join\",{}]", 0);
+    expect_unmatched(&b, "2", "users_socket:9");
+    send_text(&b, "[\"3\",\"3\",\"custom:b\",\"phx_join\",{}]", 0);
+    expect_unmatched(&b, "3", "custom:b"); /* one's own id too */
+    send_text(&b, "[\"1\",\"4\",\"custom:a\",\"disconnect\",{}]", 0);
+    expect_unmatched(&b, "4", "custom:a");
+    expect_alive(&a);
+
+    /* A topic joined before a socket takes it as its id: the channel stays,
+     * but what it broadcasts, "disconnect" included, only delivers. */
+    send_text(&b, "[\"5\",\"5\",\"custom:late\",\"phx_join\",{}]", 0);
+    expect_ok(&b, "5", "5", "custom:late");
+    fx_open_query(&f, &late, "id=custom:late&vsn=2.0.0", 0);
+    ASSERT(phx_socket_id_topic(f.srv, "custom:late", 11));
+    send_text(&b, "[\"5\",\"6\",\"custom:late\",\"disconnect\",{}]", 0);
+    expect_text(&b, "[null,null,\"custom:late\",\"disconnect\",{}]");
+    expect_ok(&b, "5", "6", "custom:late");
+    expect_alive(&late);
+    phx_payload_t empty = {(const uint8_t *)"{}", 2, false};
+    ASSERT_EQ(
+        phx_pubsub_broadcast(f.srv->pubsub, "custom:late", 11, "disconnect", 10, &empty, NULL), 1);
+    expect_text(&b, "[null,null,\"custom:late\",\"disconnect\",{}]");
+    expect_alive(&late);
+    ASSERT_EQ(f.srv->lists[PHX_LIST_WS].count, 3); /* nobody was closed */
+
+    /* Server-side: phx_broadcast closes the id's socket and delivers to the
+     * topic's subscriber; phx_pubsub_disconnect only closes. */
+    ASSERT_EQ(phx_broadcast(f.srv, "custom:late", "disconnect", &empty), 2);
+    expect_close(&late, 1001);
+    expect_text(&b, "[null,null,\"custom:late\",\"disconnect\",{}]");
+    ASSERT(!phx_socket_id_topic(f.srv, "custom:late", 11));
+    ASSERT_EQ(phx_pubsub_disconnect(f.srv->pubsub, "custom:a", 8), 1);
+    expect_close(&a, 1001);
+    ASSERT(!phx_socket_id_topic(f.srv, "custom:a", 8));
+    ASSERT_EQ(phx_pubsub_disconnect(f.srv->pubsub, "custom:a", 8), 0);
+    ASSERT_EQ(phx_pubsub_disconnect(f.srv->pubsub, "custom:late", 11), 0);
+    expect_alive(&b);
+    rawclient_close(&a);
+    rawclient_close(&b);
+    rawclient_close(&late);
+    fx_stop(&f);
+}
+
+static void api_key_compared_whole(void)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    phx_config_t cfg;
+    phx_config_init(&cfg);
+    phx_server_t *srv, *off;
+    char err[PHX_ERR_LEN];
+    ASSERT_EQ(phx_server_new(&off, &loop, &cfg, err), 0);
+    cfg.api_key = "s3cret-key";
+    ASSERT_EQ(phx_server_new(&srv, &loop, &cfg, err), 0);
+    ASSERT(phx_api_key_ok(srv, "Bearer s3cret-key"));
+    ASSERT(phx_api_key_ok(srv, "Bearer s3cret-key")); /* the MAC key is made once */
+    static const char *const wrong[] = {
+        "Bearer s3cret-ke",
+        "Bearer s3cret-keyy",
+        "Bearer S3cret-key",
+        "Bearer ",
+        "Bearer",
+        "bearer s3cret-key",
+        "Basic s3cret-key",
+        "s3cret-key",
+        "Bearer  s3cret-key",
+        "",
+    };
+    for (size_t i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++)
+        ASSERT(!phx_api_key_ok(srv, wrong[i]));
+    ASSERT(!phx_api_key_ok(srv, NULL));
+    /* No key configured: nothing is accepted, not even an empty bearer. */
+    ASSERT(!phx_api_key_ok(off, "Bearer "));
+    ASSERT(!phx_api_key_ok(off, "Bearer s3cret-key"));
+    phx_server_stop(srv, 1001, NULL);
+    phx_server_stop(off, 1001, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    phx_server_free(srv);
+    phx_server_free(off);
+    ASSERT_EQ(uv_loop_close(&loop), 0);
+}
+
 static void routes_match_exact_topics_and_prefixes_first_wins(void)
 {
     uv_loop_t loop;
@@ -583,6 +754,9 @@ const phx_test_t phx_tests_server[] = {
     {"routes_match_exact_topics_and_prefixes_first_wins",
      routes_match_exact_topics_and_prefixes_first_wins},
     {"channel_api_outcomes", channel_api_outcomes},
+    {"socket_id_topics_cannot_be_joined_and_clients_never_disconnect",
+     socket_id_topics_cannot_be_joined_and_clients_never_disconnect},
+    {"api_key_compared_whole", api_key_compared_whole},
     {"heartbeat_in_every_chunking", heartbeat_in_every_chunking},
     {"context_held_only_mid_frame", context_held_only_mid_frame},
     {"pipelined_first_frame", pipelined_first_frame},
