@@ -21,12 +21,17 @@ static void http_on_close(phx_conn_t *c);
 static void http_on_drained(phx_conn_t *c);
 static void pump(phx_conn_t *c);
 
+static void http_on_timeout(phx_conn_t *c);
+static void http_on_shutdown(phx_conn_t *c, int code, bool drain);
+
 static const phx_conn_ops_t http_ops = {
     .on_read = http_on_read,
     .on_close = http_on_close,
     .on_free = http_on_close,
     .on_drained = http_on_drained,
     .on_deferred = pump,
+    .on_timeout = http_on_timeout,
+    .on_shutdown = http_on_shutdown,
 };
 
 /* ---- llhttp callbacks ---- */
@@ -469,9 +474,9 @@ static int response_head(phx_buf_t *b, int status, const char *extra_headers,
  * unread) is a slow consumer, closed as a WebSocket would be. */
 static bool output_ok(phx_conn_t *c)
 {
-    if (phx_conn_pending(c) <= c->srv->cfg.queue_limit_bytes)
+    if (phx_conn_pending(c) <= c->loop->cfg->queue_limit_bytes)
         return true;
-    c->srv->stats.slow_closes++;
+    c->loop->stats.slow_closes++;
     PHX_LOG_INFO("conn=%llu peer=%s event=slow_consumer transport=http pending=%zu",
                  (unsigned long long)c->id, c->peer, phx_conn_pending(c));
     phx_conn_close(c, false);
@@ -481,7 +486,7 @@ static bool output_ok(phx_conn_t *c)
 static bool wants_close(const phx_conn_t *c, int flags)
 {
     const phx_http_t *h = c->http;
-    return (flags & PHX_HTTP_CLOSE) || h == NULL || !h->keep_alive || c->srv->is_draining;
+    return (flags & PHX_HTTP_CLOSE) || h == NULL || !h->keep_alive || c->loop->is_draining;
 }
 
 static bool is_head_request(const phx_conn_t *c)
@@ -501,11 +506,11 @@ static void response_done(phx_conn_t *c, int status, bool close, int rv)
     }
     phx_http_t *h = c->http;
     phx_http_reset(h);
-    phx_server_list_touch(c->srv, c, PHX_LIST_HTTP);
+    phx_loop_list_touch(c->loop, c, PHX_LIST_HTTP);
     /* A request already received runs later in this loop turn, never
      * inside the code that answered this one. */
     if (h->stash.len > 0)
-        phx_server_defer(c->srv, c);
+        phx_loop_defer(c->loop, c);
 }
 
 void phx_http_write(phx_conn_t *c, int status, const char *extra_headers, const char *content_type,
@@ -631,7 +636,7 @@ static bool head_ok(phx_conn_t *c)
     bool takes_body = false;
     switch (target_of(c)) {
     case TARGET_API:
-        if (c->srv->cfg.api_key == NULL || c->srv->cfg.api_key[0] == '\0') {
+        if (c->loop->cfg->api_key == NULL || c->loop->cfg->api_key[0] == '\0') {
             takes_body = false; /* answered 404 below or at the end */
             break;
         }
@@ -820,7 +825,7 @@ static void http_on_read(phx_conn_t *c, uint8_t *data, size_t len)
 static void http_on_drained(phx_conn_t *c)
 {
     if (c->http && c->kind == PHX_CONN_HTTP && !c->http->is_waiting && c->http->stash.len > 0)
-        phx_server_defer(c->srv, c);
+        phx_loop_defer(c->loop, c);
 }
 
 static void http_on_close(phx_conn_t *c)
@@ -831,16 +836,16 @@ static void http_on_close(phx_conn_t *c)
 
 int phx_http_conn_init(phx_conn_t *c)
 {
-    phx_http_t *h = phx_http_new(c->srv->cfg.max_header_bytes, (uint32_t)c->srv->cfg.max_headers,
-                                 c->srv->cfg.max_body_bytes);
+    phx_http_t *h = phx_http_new(c->loop->cfg->max_header_bytes, (uint32_t)c->loop->cfg->max_headers,
+                                 c->loop->cfg->max_body_bytes);
     if (h == NULL)
         return PHX_ERR_NOMEM;
-    phx_http_set_budget(h, &c->srv->body_bytes_held, c->srv->cfg.max_body_bytes_total);
+    phx_http_set_budget(h, &c->loop->body_bytes_held, c->loop->cfg->max_body_bytes_total);
     phx_http_pause_on_head(h, true);
     c->http = h;
     c->ops = &http_ops;
     c->kind = PHX_CONN_HTTP;
-    phx_server_list_touch(c->srv, c, PHX_LIST_HTTP);
+    phx_loop_list_touch(c->loop, c, PHX_LIST_HTTP);
     return 0;
 }
 
@@ -856,7 +861,7 @@ void phx_http_timeout(phx_conn_t *c)
         /* Answers still not taken by the kernel after the whole head
          * deadline: the peer reads nothing (the requests after them wait,
          * in the stash or in the kernel). A slow consumer. */
-        c->srv->stats.slow_closes++;
+        c->loop->stats.slow_closes++;
         PHX_LOG_INFO("conn=%llu peer=%s event=slow_consumer transport=http pending=%zu",
                      (unsigned long long)c->id, c->peer, phx_conn_pending(c));
         phx_conn_close(c, false);
@@ -866,6 +871,26 @@ void phx_http_timeout(phx_conn_t *c)
         phx_http_respond(c, 408, NULL, NULL, NULL, 0);
     else
         phx_conn_close(c, false);
+}
+
+/* The deadline of the connection's list passed: a parked poll's window, or
+ * the head deadline. */
+static void http_on_timeout(phx_conn_t *c)
+{
+    if (c->list == PHX_LIST_POLL)
+        phx_longpoll_poll_timeout(c);
+    else
+        phx_http_timeout(c);
+}
+
+/* Stop: every connection goes. Drain: parked polls and idle keep-alive
+ * connections go at once; a request still being received is left to
+ * finish (it gets 503, or /healthz its answer). */
+static void http_on_shutdown(phx_conn_t *c, int code, bool drain)
+{
+    if (drain && c->list == PHX_LIST_HTTP && c->http && c->http->head_bytes > 0)
+        return;
+    phx_conn_close(c, phx_conn_pending(c) > 0);
 }
 
 void phx_http_dispose(phx_conn_t *c)

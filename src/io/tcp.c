@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "log.h"
-#include "server.h"
 #include "tls.h"
 
 #define IOV_BATCH 128
@@ -89,10 +88,10 @@ int phx_conn_send(phx_conn_t *c, phx_rcbuf_t *buf)
         if (rv != 0)
             return rv;
     }
-    c->srv->stats.msgs_out++;
-    phx_server_mark_dirty(c->srv, c);
-    if (!c->is_read_paused && (phx_conn_pending(c) > c->srv->cfg.queue_high_bytes ||
-                               c->q_len > (uint32_t)c->srv->cfg.max_queued_msgs))
+    c->loop->stats.msgs_out++;
+    phx_loop_mark_dirty(c->loop, c);
+    if (!c->is_read_paused && (phx_conn_pending(c) > c->loop->cfg->queue_high_bytes ||
+                               c->q_len > (uint32_t)c->loop->cfg->max_queued_msgs))
         phx_conn_pause_read(c);
     return 0;
 }
@@ -117,7 +116,7 @@ static void finish_graceful_close(phx_conn_t *c);
  * finish a graceful close once everything is written. */
 static void after_progress(phx_conn_t *c)
 {
-    bool drained = phx_conn_pending(c) <= c->srv->cfg.queue_high_bytes / 2;
+    bool drained = phx_conn_pending(c) <= c->loop->cfg->queue_high_bytes / 2;
     if (c->is_read_paused && drained)
         phx_conn_resume_read(c);
     if (drained && !c->is_closing && c->ops && c->ops->on_drained)
@@ -149,7 +148,7 @@ static void write_on_done(uv_write_t *req, int status)
 static void q_consume(phx_conn_t *c, size_t n)
 {
     c->q_bytes -= n;
-    c->srv->stats.bytes_out += n;
+    c->loop->stats.bytes_out += n;
     while (n > 0) {
         phx_rcbuf_t *b = c->q[c->q_head];
         size_t left = b->len - b->off - c->q_head_off;
@@ -207,7 +206,7 @@ static int q_write_async(phx_conn_t *c)
     /* The request now owns the references. */
     c->writes++;
     c->w_bytes += c->q_bytes;
-    c->srv->stats.bytes_out += c->q_bytes;
+    c->loop->stats.bytes_out += c->q_bytes;
     c->q_len = 0;
     c->q_head = 0;
     c->q_head_off = 0;
@@ -266,9 +265,8 @@ void phx_conn_flush(phx_conn_t *c)
 static void tcp_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     phx_conn_t *c = h->data;
-    phx_server_t *srv = c->srv;
     /* One scratch buffer for the whole loop: read_cb consumes it at once. */
-    *buf = uv_buf_init((char *)srv->scratch, PHX_SCRATCH_BYTES);
+    *buf = uv_buf_init((char *)c->loop->scratch, PHX_SCRATCH_BYTES);
 }
 
 static bool tls_deliver(void *arg, uint8_t *p, size_t n)
@@ -286,9 +284,9 @@ static void tls_read(phx_conn_t *c, uint8_t *data, size_t len)
 {
     phx_conn_enter(c);
     int rv =
-        phx_tls_feed(c->tls, data, len, c->srv->tls_scratch, PHX_TLS_SCRATCH_BYTES, tls_deliver, c);
+        phx_tls_feed(c->tls, data, len, c->loop->tls_scratch, PHX_TLS_SCRATCH_BYTES, tls_deliver, c);
     if (phx_tls_pending(c->tls) > 0)
-        phx_server_mark_dirty(c->srv, c);
+        phx_loop_mark_dirty(c->loop, c);
     if (rv < 0) {
         /* Let the alert out, then close. */
         phx_conn_close(c, true);
@@ -325,7 +323,7 @@ static void tcp_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         phx_conn_close(c, false);
         return;
     }
-    c->srv->stats.bytes_in += (uint64_t)nread;
+    c->loop->stats.bytes_in += (uint64_t)nread;
     if (c->tls) {
         tls_read(c, (uint8_t *)buf->base, (size_t)nread);
         flush_answer(c);
@@ -368,7 +366,7 @@ void phx_conn_pause_read(phx_conn_t *c)
 
 bool phx_conn_is_congested(const phx_conn_t *c)
 {
-    return phx_conn_pending(c) > c->srv->cfg.queue_high_bytes;
+    return phx_conn_pending(c) > c->loop->cfg->queue_high_bytes;
 }
 
 void phx_conn_hold_read(phx_conn_t *c, bool hold)
@@ -399,21 +397,22 @@ void phx_conn_resume_read(phx_conn_t *c)
 
 /* ---- accept ---- */
 
-int phx_conn_accept(phx_server_t *srv, uv_stream_t *listener, int (*init)(phx_conn_t *c))
+int phx_conn_accept(phx_loop_t *loop, uv_stream_t *listener, int (*init)(phx_conn_t *c, void *arg),
+                    void *arg)
 {
     phx_conn_t *c = phx_calloc(1, sizeof(*c));
     if (c == NULL)
         return PHX_ERR_NOMEM;
-    int rv = uv_tcp_init(srv->loop, &c->tcp);
+    int rv = uv_tcp_init(loop->uv, &c->tcp);
     if (rv != 0) {
         phx_free(c);
         return rv;
     }
     c->tcp.data = c;
-    c->srv = srv;
-    c->id = ++srv->next_conn_id;
-    srv->nconns++;
-    srv->stats.accepted++;
+    c->loop = loop;
+    c->id = ++loop->next_conn_id;
+    loop->nconns++;
+    loop->stats.accepted++;
     if ((rv = uv_accept(listener, (uv_stream_t *)&c->tcp)) != 0)
         goto fail_close;
     uv_tcp_nodelay(&c->tcp, 1);
@@ -430,11 +429,11 @@ int phx_conn_accept(phx_server_t *srv, uv_stream_t *listener, int (*init)(phx_co
             c->peer_port = ntohs(a->sin_port);
         }
     }
-    if (srv->tls_ctx && (c->tls = phx_tls_new(srv->tls_ctx)) == NULL) {
+    if (loop->tls_ctx && (c->tls = phx_tls_new(loop->tls_ctx)) == NULL) {
         rv = PHX_ERR_NOMEM;
         goto fail_close;
     }
-    if ((rv = init(c)) != 0)
+    if ((rv = init(c, arg)) != 0)
         goto fail_close;
     /* init may already have answered and started a graceful close. */
     if (!c->is_reading && !c->is_closing) {
@@ -454,23 +453,23 @@ fail_close:
 static void tcp_on_close(uv_handle_t *h)
 {
     phx_conn_t *c = h->data;
-    phx_server_t *srv = c->srv;
+    phx_loop_t *loop = c->loop;
     /* The flush list is processed before close callbacks run in a loop turn. */
     PHX_ASSERT(!c->is_dirty);
-    phx_server_undefer(srv, c);
+    phx_loop_undefer(loop, c);
     if (c->ops && c->ops->on_free)
         c->ops->on_free(c);
     phx_tls_free(c->tls);
     q_release_all(c);
     phx_free(c);
-    phx_server_conn_gone(srv);
+    phx_loop_conn_gone(loop);
 }
 
 static void close_now(phx_conn_t *c)
 {
     if (uv_is_closing((uv_handle_t *)&c->tcp))
         return;
-    phx_server_list_remove(c->srv, c);
+    phx_loop_list_remove(c->loop, c);
     uv_close((uv_handle_t *)&c->tcp, tcp_on_close);
 }
 
@@ -492,7 +491,7 @@ static void finish_graceful_close(phx_conn_t *c)
     if (c->is_shut || uv_is_closing((uv_handle_t *)&c->tcp))
         return;
     if (c->tls && phx_tls_pending(c->tls) > 0) {
-        phx_server_mark_dirty(c->srv, c); /* close_notify first */
+        phx_loop_mark_dirty(c->loop, c); /* close_notify first */
         return;
     }
     c->is_shut = true;
@@ -532,12 +531,22 @@ void phx_conn_close(phx_conn_t *c, bool graceful)
     c->kind = PHX_CONN_DRAIN;
     if (c->tls)
         phx_tls_shutdown(c->tls); /* close_notify goes out with the rest */
-    phx_server_list_touch(c->srv, c, PHX_LIST_CLOSE);
+    phx_loop_list_touch(c->loop, c, PHX_LIST_CLOSE);
     /* Reading continues (dropped) so that a peer which keeps sending cannot
      * wedge the close; backpressure no longer applies. */
     phx_conn_resume_read(c);
     if (c->q_len == 0 && c->writes == 0 && (c->tls == NULL || phx_tls_pending(c->tls) == 0))
         finish_graceful_close(c);
     else
-        phx_server_mark_dirty(c->srv, c);
+        phx_loop_mark_dirty(c->loop, c);
+}
+
+void phx_conn_shutdown(phx_conn_t *c, int code, bool drain)
+{
+    if (c->is_closing && c->list == PHX_LIST_CLOSE)
+        return; /* already closing: the close timeout ends it */
+    if (c->ops && c->ops->on_shutdown)
+        c->ops->on_shutdown(c, code, drain);
+    else
+        phx_conn_close(c, phx_conn_pending(c) > 0);
 }

@@ -10,6 +10,7 @@
 
 #include <uv.h>
 
+#include "loop.h"
 #include "mem.h"
 #include "phx.h"
 
@@ -34,9 +35,16 @@ typedef struct phx_conn_ops {
      * inside the write path: it may only schedule work (phx_server_defer),
      * never handle input. */
     void (*on_drained)(phx_conn_t *c);
-    /* Optional: the deferred step asked for with phx_server_defer, run once
-     * per request from the loop (no other layer's code on the stack). */
+    /* Optional: the deferred step asked for with phx_loop_defer, run from
+     * the loop (no other layer's code on the stack). */
     void (*on_deferred)(phx_conn_t *c);
+    /* Optional: the deadline of the connection's activity list passed
+     * (without it the connection is closed). */
+    void (*on_timeout)(phx_conn_t *c);
+    /* Optional: the server stops (`drain` false) or drains: close with
+     * WebSocket code `code` where the layer speaks it. Without it the
+     * connection is closed (gracefully when output is queued). */
+    void (*on_shutdown)(phx_conn_t *c, int code, bool drain);
 } phx_conn_ops_t;
 
 typedef enum {
@@ -45,19 +53,10 @@ typedef enum {
     PHX_CONN_DRAIN,    /* closing: input is read and dropped */
 } phx_conn_kind_t;
 
-/* Which of the server's activity lists the connection sits in. */
-typedef enum {
-    PHX_LIST_NONE = 0,
-    PHX_LIST_HTTP,  /* deadline: handshake timeout from accept */
-    PHX_LIST_WS,    /* deadline: idle timeout from the last frame */
-    PHX_LIST_CLOSE, /* deadline: close timeout from the start of closing */
-    PHX_LIST_POLL,  /* deadline: LongPoll window from the start of a parked GET */
-    PHX_LIST_COUNT,
-} phx_list_id_t;
-
 struct phx_conn {
     uv_tcp_t tcp; /* tcp.data == this */
-    phx_server_t *srv;
+    phx_loop_t *loop;
+    phx_server_t *srv; /* the owner, for the layers that need its services */
     uint64_t id;
     /* intrusive activity list (server.c), ordered by `since` */
     phx_conn_t *prev, *next;
@@ -94,9 +93,13 @@ struct phx_conn {
 };
 
 /* Accepts one pending connection from `listener` into a new conn (owned by
- * the server's lists; freed in its close callback) whose bytes go to `ops`
- * (set up by `init`, called before reading starts). */
-int phx_conn_accept(phx_server_t *srv, uv_stream_t *listener, int (*init)(phx_conn_t *c));
+ * the loop's lists; freed in its close callback) whose bytes go to the ops
+ * that `init(c, arg)` installs before reading starts. */
+int phx_conn_accept(phx_loop_t *loop, uv_stream_t *listener, int (*init)(phx_conn_t *c, void *arg),
+                    void *arg);
+/* Shuts the connection down for the server's stop or drain (its
+ * on_shutdown, or a close). */
+void phx_conn_shutdown(phx_conn_t *c, int code, bool drain);
 
 /* Queues `buf` (takes the reference) for writing in this loop turn. Returns 0,
  * PHX_ERR_CLOSED when the connection is closing (the reference is released),

@@ -24,7 +24,7 @@ static int metric(phx_buf_t *out, const char *name, const char *type, const char
 
 int phx_metrics_render(phx_server_t *srv, phx_buf_t *out)
 {
-    const phx_stats_t *st = &srv->stats;
+    const phx_stats_t *st = &srv->loop.stats;
     int rv = 0;
     rv |= phx_buf_printf(out,
                          "# HELP phxd_connections Open connections by transport.\n"
@@ -32,8 +32,8 @@ int phx_metrics_render(phx_server_t *srv, phx_buf_t *out)
                          "phxd_connections{transport=\"websocket\"} %zu\n"
                          "phxd_connections{transport=\"longpoll\"} %zu\n"
                          "phxd_connections{transport=\"http\"} %zu\n",
-                         srv->lists[PHX_LIST_WS].count, phx_longpoll_session_count(srv),
-                         srv->lists[PHX_LIST_HTTP].count + srv->lists[PHX_LIST_POLL].count);
+                         srv->loop.lists[PHX_LIST_WS].count, phx_longpoll_session_count(srv),
+                         srv->loop.lists[PHX_LIST_HTTP].count + srv->loop.lists[PHX_LIST_POLL].count);
     rv |= metric(out, "phxd_channels_joined", "gauge", "Joined channels.", st->joined_channels);
     rv |= metric(out, "phxd_topics", "gauge", "Topics with subscribers or socket ids.",
                  phx_pubsub_topic_count(srv->pubsub));
@@ -61,7 +61,7 @@ int phx_metrics_render(phx_server_t *srv, phx_buf_t *out)
                          "# HELP phxd_broadcast_fanout_seconds Time from a broadcast to its "
                          "last recipient's bytes being written.\n"
                          "# TYPE phxd_broadcast_fanout_seconds histogram\n");
-    const uint64_t *bounds = phx_server_fanout_bounds();
+    const uint64_t *bounds = phx_loop_fanout_bounds();
     unsigned long long cum = 0;
     for (int b = 0; b < PHX_FANOUT_BUCKETS; b++) {
         cum += st->fanout_hist[b];
@@ -75,7 +75,7 @@ int phx_metrics_render(phx_server_t *srv, phx_buf_t *out)
                          "phxd_broadcast_fanout_seconds_count %llu\n",
                          cum, st->fanout_sum_s, (unsigned long long)st->fanout_count);
     rv |= metric(out, "phxd_draining", "gauge", "1 while the server drains.",
-                 srv->is_draining || srv->is_stopping);
+                 srv->loop.is_draining || srv->loop.is_stopping);
     return rv ? PHX_ERR_NOMEM : 0;
 }
 
@@ -83,7 +83,7 @@ bool phx_metrics_request(phx_conn_t *c, const char *path, size_t len)
 {
     phx_server_t *srv = c->srv;
     if (len == 8 && memcmp(path, "/healthz", 8) == 0) {
-        bool up = !srv->is_draining && !srv->is_stopping;
+        bool up = !srv->loop.is_draining && !srv->loop.is_stopping;
         const char *body = up ? "ok\n" : "draining\n";
         phx_http_write(c, up ? 200 : 503, NULL, "text/plain", body, strlen(body),
                        PHX_HTTP_NO_CACHE);

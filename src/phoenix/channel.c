@@ -94,7 +94,7 @@ static void chan_end(phx_channel_t *ch, const char *reason)
     phx_socket_t *s = ch->sock;
     bool was_live = ch->state != PHX_CHAN_CLOSED;
     if (ch->state == PHX_CHAN_JOINED)
-        s->srv->stats.joined_channels--;
+        s->srv->loop.stats.joined_channels--;
     ch->state = PHX_CHAN_CLOSED;
     if (was_live && ch->route->handler->terminate)
         ch->route->handler->terminate(ch, reason, ch->route->user);
@@ -220,12 +220,12 @@ static void join(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *old)
         chan_end(old, "duplicate_join");
     }
     if (route == NULL) {
-        srv->stats.refused_joins++;
+        srv->loop.stats.refused_joins++;
         send_reply(s, phx_field_null(), m->ref, topic, "error", "{\"reason\":\"unmatched topic\"}");
         goto done;
     }
     if (s->nchannels >= srv->cfg.max_channels) {
-        srv->stats.refused_joins++;
+        srv->loop.stats.refused_joins++;
         send_reply(s, m->join_ref, m->ref, topic, "error",
                    "{\"reason\":\"too many channels joined\"}");
         goto done;
@@ -270,13 +270,13 @@ static void join(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *old)
         phx_free(ch->topic_name);
         ch->topic_name = NULL;
         ch->state = PHX_CHAN_JOINED;
-        srv->stats.joined_channels++;
+        srv->loop.stats.joined_channels++;
         ch->next = s->channels;
         s->channels = ch;
         s->nchannels++;
         send_reply_obj(s, m->join_ref, m->ref, topic, &reply, "ok");
     } else {
-        srv->stats.refused_joins++;
+        srv->loop.stats.refused_joins++;
         if (res == PHX_CRASH) {
             send_reply(s, m->join_ref, m->ref, topic, "error", "{\"reason\":\"join crashed\"}");
         } else {

@@ -384,7 +384,7 @@ int phx_pubsub_broadcast(phx_pubsub_t *ps, const char *topic, size_t topic_len, 
                          size_t event_len, const phx_payload_t *payload,
                          const phx_channel_t *exclude)
 {
-    phx_server_broadcast_started(ps->srv);
+    phx_loop_broadcast_started(&ps->srv->loop);
     phx_topic_t *t = lookup(ps, topic, topic_len);
     if (t == NULL)
         return 0;

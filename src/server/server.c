@@ -4,7 +4,6 @@
  * channel routes, and graceful shutdown. */
 #include "server.h"
 
-#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,256 +53,6 @@ void phx_config_init(phx_config_t *cfg)
     cfg->longpoll_max_sessions_per_user = 32;
 }
 
-/* ---- activity lists and deadlines ---- */
-
-static uint64_t list_timeout(const phx_server_t *srv, int id)
-{
-    switch (id) {
-    case PHX_LIST_HTTP:
-        return (uint64_t)srv->cfg.handshake_timeout_ms;
-    case PHX_LIST_WS:
-        return (uint64_t)srv->cfg.idle_timeout_ms;
-    case PHX_LIST_CLOSE:
-        return (uint64_t)srv->cfg.close_timeout_ms;
-    case PHX_LIST_POLL:
-        return (uint64_t)srv->cfg.longpoll_window_ms;
-    default:
-        return 0;
-    }
-}
-
-static void deadline_on_timer(uv_timer_t *t);
-
-void phx_server_deadline_arm(phx_server_t *srv, uint64_t at)
-{
-    if (srv->is_stopping && srv->nconns == 0)
-        return;
-    if (srv->deadline_at != 0 && srv->deadline_at <= at)
-        return;
-    uint64_t now = uv_now(srv->loop);
-    srv->deadline_at = at;
-    uv_timer_start(&srv->deadline_timer, deadline_on_timer, at > now ? at - now : 0, 0);
-}
-
-void phx_server_list_remove(phx_server_t *srv, phx_conn_t *c)
-{
-    if (c->list == PHX_LIST_NONE)
-        return;
-    phx_conn_list_t *l = &srv->lists[c->list];
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        l->head = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    else
-        l->tail = c->prev;
-    c->prev = c->next = NULL;
-    l->count--;
-    c->list = PHX_LIST_NONE;
-}
-
-void phx_server_list_touch(phx_server_t *srv, phx_conn_t *c, phx_list_id_t id)
-{
-    if (c->list == id && srv->lists[id].tail == c) {
-        c->since = uv_now(srv->loop);
-        return;
-    }
-    phx_server_list_remove(srv, c);
-    phx_conn_list_t *l = &srv->lists[id];
-    c->since = uv_now(srv->loop);
-    c->list = (uint8_t)id;
-    c->prev = l->tail;
-    c->next = NULL;
-    if (l->tail)
-        l->tail->next = c;
-    else
-        l->head = c;
-    l->tail = c;
-    l->count++;
-    uint64_t timeout = list_timeout(srv, id);
-    if (timeout > 0 && l->head == c)
-        phx_server_deadline_arm(srv, c->since + timeout);
-}
-
-static void trim_now(phx_server_t *srv, uint64_t now);
-
-static void deadline_on_timer(uv_timer_t *t)
-{
-    phx_server_t *srv = t->data;
-    uint64_t now = uv_now(srv->loop);
-    uint64_t next = 0;
-    srv->deadline_at = 0;
-    for (int id = PHX_LIST_HTTP; id < PHX_LIST_COUNT; id++) {
-        uint64_t timeout = list_timeout(srv, id);
-        phx_conn_list_t *l = &srv->lists[id];
-        /* Heads are the oldest; each expired one leaves the list when it
-         * closes (or moves to the close list). */
-        while (timeout > 0 && l->head && l->head->since + timeout <= now) {
-            phx_conn_t *c = l->head;
-            if (id == PHX_LIST_HTTP) {
-                PHX_LOG_DEBUG("conn=%llu event=handshake_timeout", (unsigned long long)c->id);
-                phx_http_timeout(c);
-            } else if (id == PHX_LIST_WS) {
-                PHX_LOG_DEBUG("conn=%llu event=idle_timeout", (unsigned long long)c->id);
-                phx_ws_timeout(c);
-            } else if (id == PHX_LIST_POLL) {
-                phx_longpoll_poll_timeout(c);
-            } else {
-                phx_conn_close(c, false);
-            }
-            if (l->head == c) /* not moved: force it out */
-                phx_conn_close(c, false);
-        }
-        if (timeout > 0 && l->head) {
-            uint64_t at = l->head->since + timeout;
-            if (next == 0 || at < next)
-                next = at;
-        }
-    }
-    if (srv->is_trim_pending) {
-        if (now >= srv->last_trim + 1000)
-            trim_now(srv, now);
-        else if (next == 0 || srv->last_trim + 1000 < next)
-            next = srv->last_trim + 1000;
-    }
-    uint64_t lp_next = phx_longpoll_sweep(srv, now);
-    if (lp_next && (next == 0 || lp_next < next))
-        next = lp_next;
-    if (next)
-        phx_server_deadline_arm(srv, next);
-}
-
-/* ---- flushing once per loop turn ---- */
-
-void phx_server_mark_dirty(phx_server_t *srv, phx_conn_t *c)
-{
-    if (c->is_dirty)
-        return;
-    c->is_dirty = true;
-    c->dirty_next = srv->dirty;
-    srv->dirty = c;
-}
-
-static const uint64_t fanout_bounds_us[PHX_FANOUT_BUCKETS] = {
-    100, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000};
-
-void phx_server_broadcast_started(phx_server_t *srv)
-{
-    srv->stats.broadcasts++;
-    if (srv->turn_bcasts < sizeof(srv->turn_bcast_start) / sizeof(srv->turn_bcast_start[0]))
-        srv->turn_bcast_start[srv->turn_bcasts++] = uv_hrtime();
-}
-
-static void observe_fanouts(phx_server_t *srv)
-{
-    uint64_t now = uv_hrtime();
-    for (uint32_t i = 0; i < srv->turn_bcasts; i++) {
-        uint64_t us = (now - srv->turn_bcast_start[i]) / 1000;
-        int b = 0;
-        while (b < PHX_FANOUT_BUCKETS && us > fanout_bounds_us[b])
-            b++;
-        srv->stats.fanout_hist[b]++;
-        srv->stats.fanout_sum_s += (double)us / 1e6;
-        srv->stats.fanout_count++;
-    }
-    srv->turn_bcasts = 0;
-}
-
-const uint64_t *phx_server_fanout_bounds(void)
-{
-    return fanout_bounds_us;
-}
-
-void phx_server_defer(phx_server_t *srv, phx_conn_t *c)
-{
-    if (c->is_deferred || c->is_closing)
-        return;
-    c->is_deferred = true;
-    c->deferred_next = NULL;
-    if (srv->deferred_tail)
-        srv->deferred_tail->deferred_next = c;
-    else
-        srv->deferred = c;
-    srv->deferred_tail = c;
-}
-
-void phx_server_undefer(phx_server_t *srv, phx_conn_t *c)
-{
-    if (!c->is_deferred)
-        return;
-    phx_conn_t *prev = NULL;
-    for (phx_conn_t *e = srv->deferred; e; prev = e, e = e->deferred_next) {
-        if (e != c)
-            continue;
-        if (prev)
-            prev->deferred_next = c->deferred_next;
-        else
-            srv->deferred = c->deferred_next;
-        if (srv->deferred_tail == c)
-            srv->deferred_tail = prev;
-        break;
-    }
-    c->is_deferred = false;
-    c->deferred_next = NULL;
-}
-
-/* Runs the deferred steps in the order they were asked for; a step may ask
- * for more (the next pipelined request), which run in the same pass. */
-static void run_deferred(phx_server_t *srv)
-{
-    while (srv->deferred) {
-        phx_conn_t *c = srv->deferred;
-        srv->deferred = c->deferred_next;
-        if (srv->deferred == NULL)
-            srv->deferred_tail = NULL;
-        c->deferred_next = NULL;
-        c->is_deferred = false;
-        if (c->is_closing || c->ops == NULL || c->ops->on_deferred == NULL)
-            continue;
-        phx_conn_enter(c);
-        c->ops->on_deferred(c);
-        phx_conn_leave(c);
-    }
-}
-
-static void flush_all(phx_server_t *srv)
-{
-    /* Deferred requests and LongPoll answers feed each other (an answer
-     * lets the next pipelined request run, a request queues messages), so
-     * both run until neither has work left. */
-    do {
-        run_deferred(srv);
-        phx_longpoll_flush(srv);
-    } while (srv->deferred);
-    while (srv->dirty) {
-        phx_conn_t *c = srv->dirty;
-        srv->dirty = c->dirty_next;
-        c->dirty_next = NULL;
-        c->is_dirty = false;
-        phx_conn_flush(c);
-    }
-    /* A broadcast's fan-out ends when its bytes are handed to the kernel. */
-    if (srv->turn_bcasts)
-        observe_fanouts(srv);
-}
-
-void phx_server_refused(phx_server_t *srv, phx_refuse_t why)
-{
-    srv->stats.refused_connects++;
-    srv->stats.refused[why]++;
-}
-
-static void flush_on_check(uv_check_t *h)
-{
-    flush_all(h->data);
-}
-
-static void flush_on_prepare(uv_prepare_t *h)
-{
-    flush_all(h->data);
-}
-
 /* ---- accepting ---- */
 
 static void refuse_on_read(phx_conn_t *c, uint8_t *data, size_t len)
@@ -314,17 +63,32 @@ static void refuse_on_read(phx_conn_t *c, uint8_t *data, size_t len)
 static const phx_conn_ops_t refuse_ops = {.on_read = refuse_on_read};
 
 /* Over max_connections: answer 503 at once, without parsing anything. */
-static int refuse_conn_init(phx_conn_t *c)
+static int refuse_conn_init(phx_conn_t *c, void *arg)
 {
     static const char resp[] = "HTTP/1.1 503 Service Unavailable\r\n"
                                "content-length: 0\r\n"
                                "retry-after: 1\r\n"
                                "connection: close\r\n\r\n";
     c->ops = &refuse_ops;
-    phx_server_refused(c->srv, PHX_REFUSE_CAPACITY);
+    phx_stats_refused(&c->loop->stats, PHX_REFUSE_CAPACITY);
     phx_conn_send_copy(c, resp, sizeof(resp) - 1);
     phx_conn_close(c, true);
     return 0;
+}
+
+static void server_conn_gone(void *owner);
+static void loop_closed(void *owner);
+
+static int conn_init(phx_conn_t *c, void *arg)
+{
+    c->srv = arg;
+    return phx_http_conn_init(c);
+}
+
+static int conn_init_api(phx_conn_t *c, void *arg)
+{
+    c->srv = arg;
+    return phx_http_conn_init_api(c);
 }
 
 static void listener_on_connection(uv_stream_t *l, int status)
@@ -336,10 +100,11 @@ static void listener_on_connection(uv_stream_t *l, int status)
         PHX_LOG_WARN("event=accept_error error=%s", uv_err_name(status));
         return;
     }
-    bool full = srv->cfg.max_connections > 0 && srv->nconns >= (size_t)srv->cfg.max_connections;
-    int (*init)(phx_conn_t *) =
-        l == (uv_stream_t *)&srv->api_listener ? phx_http_conn_init_api : phx_http_conn_init;
-    int rv = phx_conn_accept(srv, l, full ? refuse_conn_init : init);
+    bool full =
+        srv->cfg.max_connections > 0 && srv->loop.nconns >= (size_t)srv->cfg.max_connections;
+    int (*init)(phx_conn_t *, void *) =
+        l == (uv_stream_t *)&srv->api_listener ? conn_init_api : conn_init;
+    int rv = phx_conn_accept(&srv->loop, l, full ? refuse_conn_init : init, srv);
     if (rv != 0)
         PHX_LOG_WARN("event=accept_error error=%s", phx_err_name(rv));
 }
@@ -367,7 +132,7 @@ int phx_server_new(phx_server_t **out, void *loop, const phx_config_t *cfg, char
         snprintf(err, PHX_ERR_LEN, "out of memory");
         return PHX_ERR_NOMEM;
     }
-    srv->loop = loop;
+    srv->uv = loop;
     srv->cfg = *cfg;
     srv->cfg.host = dup_opt(srv, cfg->host);
     srv->cfg.socket_path = dup_opt(srv, cfg->socket_path);
@@ -383,10 +148,13 @@ int phx_server_new(phx_server_t **out, void *loop, const phx_config_t *cfg, char
     srv->cfg.echo_path = dup_opt(srv, cfg->echo_path);
     srv->cfg.api_listen = dup_opt(srv, cfg->api_listen);
     int rv = PHX_ERR_NOMEM;
-    srv->scratch = phx_malloc(PHX_SCRATCH_BYTES);
-    if (srv->scratch == NULL || srv->is_cfg_nomem || srv->cfg.host == NULL ||
-        srv->cfg.socket_path == NULL)
+    if (srv->is_cfg_nomem || srv->cfg.host == NULL || srv->cfg.socket_path == NULL)
         goto fail;
+    if ((rv = phx_loop_init(&srv->loop, loop, &srv->cfg)) != 0)
+        goto fail;
+    srv->loop.owner = srv;
+    srv->loop.on_conn_gone = server_conn_gone;
+    srv->loop.on_closed = loop_closed;
     if ((rv = phx_pubsub_new(&srv->pubsub, srv)) != 0)
         goto fail;
     if (srv->cfg.tls_cert || srv->cfg.tls_key) {
@@ -395,9 +163,8 @@ int phx_server_new(phx_server_t **out, void *loop, const phx_config_t *cfg, char
             rv = PHX_ERR_INVALID;
             goto fail_quiet;
         }
-        srv->tls_ctx = phx_tls_ctx_new(srv->cfg.tls_cert, srv->cfg.tls_key, err);
-        srv->tls_scratch = phx_malloc(PHX_TLS_SCRATCH_BYTES);
-        if (srv->tls_ctx == NULL || srv->tls_scratch == NULL) {
+        srv->loop.tls_ctx = phx_tls_ctx_new(srv->cfg.tls_cert, srv->cfg.tls_key, err);
+        if (srv->loop.tls_ctx == NULL) {
             rv = PHX_ERR_INVALID;
             goto fail_quiet;
         }
@@ -415,16 +182,11 @@ int phx_server_new(phx_server_t **out, void *loop, const phx_config_t *cfg, char
         goto fail_quiet;
     srv->connect_cb = phx_server_default_connect;
     srv->connect_user = srv;
-    uv_tcp_init(srv->loop, &srv->listener);
-    uv_tcp_init(srv->loop, &srv->api_listener);
-    uv_check_init(srv->loop, &srv->flush_check);
-    uv_prepare_init(srv->loop, &srv->flush_prepare);
-    uv_timer_init(srv->loop, &srv->deadline_timer);
-    uv_timer_init(srv->loop, &srv->drain_timer);
-    srv->listener.data = srv->api_listener.data = srv;
-    srv->flush_check.data = srv->flush_prepare.data = srv;
-    srv->deadline_timer.data = srv->drain_timer.data = srv;
-    srv->open_handles = 6;
+    uv_tcp_init(srv->uv, &srv->listener);
+    uv_tcp_init(srv->uv, &srv->api_listener);
+    uv_timer_init(srv->uv, &srv->drain_timer);
+    srv->listener.data = srv->api_listener.data = srv->drain_timer.data = srv;
+    srv->open_handles = 3;
     *out = srv;
     return 0;
 fail:
@@ -432,13 +194,12 @@ fail:
 fail_quiet:
     phx_longpoll_free(srv->longpoll);
     phx_origin_free(srv->origin);
-    phx_tls_ctx_free(srv->tls_ctx);
-    phx_free(srv->tls_scratch);
+    phx_tls_ctx_free(srv->loop.tls_ctx);
     phx_pubsub_free(srv->pubsub);
     phx_token_free(srv->token);
     for (size_t i = 0; i < sizeof(srv->cfg_strings) / sizeof(srv->cfg_strings[0]); i++)
         phx_free(srv->cfg_strings[i]);
-    phx_free(srv->scratch);
+    phx_loop_dispose(&srv->loop);
     phx_free(srv);
     return rv;
 }
@@ -511,8 +272,7 @@ int phx_server_start(phx_server_t *srv, char *err)
         if ((rv = listen_on(srv, &srv->api_listener, host, port, &srv->api_port, err)) != 0)
             return rv;
     }
-    uv_check_start(&srv->flush_check, flush_on_check);
-    uv_prepare_start(&srv->flush_prepare, flush_on_prepare);
+    phx_loop_start(&srv->loop);
     return 0;
 }
 
@@ -565,65 +325,43 @@ const phx_route_t *phx_server_route(const phx_server_t *srv, const char *topic, 
     return NULL;
 }
 
+static void server_done(phx_server_t *srv)
+{
+    if (srv->open_handles == 0 && srv->loop.open_handles == 0 && srv->stop_done)
+        srv->stop_done(srv);
+}
+
 static void handle_on_close(uv_handle_t *h)
 {
     phx_server_t *srv = h->data;
     srv->open_handles--;
-    if (srv->open_handles == 0 && srv->stop_done)
-        srv->stop_done(srv);
+    server_done(srv);
+}
+
+static void loop_closed(void *owner)
+{
+    server_done(owner);
 }
 
 static void maybe_finish_stop(phx_server_t *srv)
 {
-    if (!srv->is_stopping || srv->nconns > 0 || uv_is_closing((uv_handle_t *)&srv->flush_check))
+    if (!srv->loop.is_stopping || srv->loop.nconns > 0 ||
+        uv_is_closing((uv_handle_t *)&srv->drain_timer))
         return;
-    uv_close((uv_handle_t *)&srv->flush_check, handle_on_close);
-    uv_close((uv_handle_t *)&srv->flush_prepare, handle_on_close);
-    uv_close((uv_handle_t *)&srv->deadline_timer, handle_on_close);
     uv_close((uv_handle_t *)&srv->drain_timer, handle_on_close);
+    phx_loop_close(&srv->loop);
 }
 
-/* Gives memory freed by closed connections back to the system: glibc keeps
- * freed chunks in the middle of the heap for reuse, so after many sockets
- * come and go RSS would otherwise stay at its high-water mark. Done when
- * the server becomes idle, or after many closes, at most once a second:
- * malloc_trim walks the free lists (CPU only, no I/O). */
-static void trim_now(phx_server_t *srv, uint64_t now)
+static void server_conn_gone(void *owner)
 {
-    malloc_trim(64 * 1024);
-    srv->closed_since_trim = 0;
-    srv->last_trim = now;
-    srv->is_trim_pending = false;
-}
-
-static void maybe_trim(phx_server_t *srv)
-{
-    srv->closed_since_trim++;
-    bool idle = srv->nconns == 0 && srv->closed_since_trim >= 64;
-    if (!idle && srv->closed_since_trim < 4096)
-        return;
-    uint64_t now = uv_now(srv->loop);
-    if (now >= srv->last_trim + 1000) {
-        trim_now(srv, now);
-    } else if (!srv->is_trim_pending && !srv->is_stopping) {
-        /* Too soon after the last one: the deadline timer does it. */
-        srv->is_trim_pending = true;
-        phx_server_deadline_arm(srv, srv->last_trim + 1000);
-    }
-}
-
-void phx_server_conn_gone(phx_server_t *srv)
-{
-    srv->nconns--;
-    maybe_trim(srv);
-    maybe_finish_stop(srv);
+    maybe_finish_stop(owner);
 }
 
 void phx_server_stop(phx_server_t *srv, int code, void (*done)(phx_server_t *))
 {
-    if (srv->is_stopping)
+    if (srv->loop.is_stopping)
         return;
-    srv->is_stopping = true;
+    srv->loop.is_stopping = true;
     srv->stop_code = code;
     srv->stop_done = done;
     if (!uv_is_closing((uv_handle_t *)&srv->listener))
@@ -635,13 +373,12 @@ void phx_server_stop(phx_server_t *srv, int code, void (*done)(phx_server_t *))
      * connection closes: upgraded ones with a Close frame. */
     phx_longpoll_stop(srv);
     for (int id = PHX_LIST_HTTP; id < PHX_LIST_COUNT; id++) {
-        phx_conn_t *c = srv->lists[id].head;
+        if (id == PHX_LIST_CLOSE)
+            continue;
+        phx_conn_t *c = srv->loop.lists[id].head;
         while (c) {
             phx_conn_t *next = c->next;
-            if (id == PHX_LIST_WS)
-                phx_ws_close(c, code, NULL);
-            else if (id != PHX_LIST_CLOSE)
-                phx_conn_close(c, phx_conn_pending(c) > 0);
+            phx_conn_shutdown(c, code, false);
             c = next;
         }
     }
@@ -691,8 +428,8 @@ static size_t drain_step(phx_server_t *srv)
 {
     size_t closed = 0;
     size_t batch = srv->drain_batch ? srv->drain_batch : SIZE_MAX;
-    while (closed < batch && srv->lists[PHX_LIST_WS].head) {
-        phx_ws_close(srv->lists[PHX_LIST_WS].head, srv->stop_code, NULL);
+    while (closed < batch && srv->loop.lists[PHX_LIST_WS].head) {
+        phx_conn_shutdown(srv->loop.lists[PHX_LIST_WS].head, srv->stop_code, true);
         closed++;
     }
     closed += phx_longpoll_drain(srv, batch > closed ? batch - closed : 0);
@@ -701,25 +438,24 @@ static size_t drain_step(phx_server_t *srv)
     for (int id = PHX_LIST_HTTP; id < PHX_LIST_COUNT; id++) {
         if (id == PHX_LIST_WS || id == PHX_LIST_CLOSE)
             continue;
-        phx_conn_t *c = srv->lists[id].head;
+        phx_conn_t *c = srv->loop.lists[id].head;
         while (c) {
             phx_conn_t *next = c->next;
-            if (id == PHX_LIST_POLL || (c->http && c->http->head_bytes == 0))
-                phx_conn_close(c, phx_conn_pending(c) > 0);
+            phx_conn_shutdown(c, srv->stop_code, true);
             c = next;
         }
     }
     PHX_LOG_INFO("event=drain closed=%zu left=%zu", closed,
-                 srv->lists[PHX_LIST_WS].count + phx_longpoll_session_count(srv));
-    return srv->lists[PHX_LIST_WS].count + phx_longpoll_session_count(srv);
+                 srv->loop.lists[PHX_LIST_WS].count + phx_longpoll_session_count(srv));
+    return srv->loop.lists[PHX_LIST_WS].count + phx_longpoll_session_count(srv);
 }
 
 static void drain_on_timer(uv_timer_t *t)
 {
     phx_server_t *srv = t->data;
-    if (srv->is_stopping)
+    if (srv->loop.is_stopping)
         return;
-    uint64_t now = uv_now(srv->loop);
+    uint64_t now = uv_now(srv->uv);
     size_t left = drain_step(srv);
     if (left == 0 || now >= srv->drain_deadline) {
         if (left)
@@ -736,19 +472,19 @@ static void drain_on_timer(uv_timer_t *t)
 void phx_server_drain(phx_server_t *srv, int code, size_t batch, int interval_ms, int timeout_ms,
                       void (*done)(phx_server_t *))
 {
-    if (srv->is_stopping || srv->is_draining)
+    if (srv->loop.is_stopping || srv->loop.is_draining)
         return;
-    srv->is_draining = true;
+    srv->loop.is_draining = true;
     srv->stop_code = code;
     srv->stop_done = done;
     srv->drain_batch = batch;
     srv->drain_interval_ms = (uint64_t)(interval_ms > 0 ? interval_ms : 0);
-    srv->drain_deadline = uv_now(srv->loop) + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    srv->drain_deadline = uv_now(srv->uv) + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
     /* The listener stays open so that /healthz can answer 503 to load
      * balancers, but no new socket is accepted (503 before any upgrade,
      * refusal reason "draining"); it closes when the drain ends. */
     PHX_LOG_INFO("event=drain_start sockets=%zu batch=%zu interval_ms=%d timeout_ms=%d",
-                 srv->lists[PHX_LIST_WS].count + phx_longpoll_session_count(srv), batch,
+                 srv->loop.lists[PHX_LIST_WS].count + phx_longpoll_session_count(srv), batch,
                  interval_ms, timeout_ms);
     drain_on_timer(&srv->drain_timer);
 }
@@ -759,8 +495,7 @@ void phx_server_free(phx_server_t *srv)
         return;
     phx_longpoll_free(srv->longpoll);
     phx_origin_free(srv->origin);
-    phx_tls_ctx_free(srv->tls_ctx);
-    phx_free(srv->tls_scratch);
+    phx_tls_ctx_free(srv->loop.tls_ctx);
     phx_pubsub_free(srv->pubsub);
     phx_token_free(srv->token);
     while (srv->statics) {
@@ -776,16 +511,15 @@ void phx_server_free(phx_server_t *srv)
     phx_free(srv->routes);
     for (size_t i = 0; i < sizeof(srv->cfg_strings) / sizeof(srv->cfg_strings[0]); i++)
         phx_free(srv->cfg_strings[i]);
-    phx_free(srv->scratch);
-    phx_buf_dispose(&srv->ws_out);
+    phx_loop_dispose(&srv->loop);
     phx_free(srv);
 }
 
 bool phx_server_accepts_sockets(phx_server_t *srv, phx_conn_t *c)
 {
-    if (!srv->is_draining && !srv->is_stopping)
+    if (!srv->loop.is_draining && !srv->loop.is_stopping)
         return true;
-    phx_server_refused(srv, PHX_REFUSE_DRAINING);
+    phx_stats_refused(&srv->loop.stats, PHX_REFUSE_DRAINING);
     phx_http_respond(c, 503, "retry-after: 1\r\n", NULL, NULL, 0);
     return false;
 }

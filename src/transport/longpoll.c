@@ -197,7 +197,7 @@ static void park(lp_session_t *s, phx_conn_t *c)
     s->parked = c;
     c->http->parked = s;
     c->http->is_waiting = true;
-    phx_server_list_touch(s->lp->srv, c, PHX_LIST_POLL);
+    phx_loop_list_touch(c->loop, c, PHX_LIST_POLL);
 }
 
 /* ---- activity ---- */
@@ -223,14 +223,14 @@ static void activity_unlink(phx_longpoll_t *lp, lp_session_t *s)
 static void touch(phx_longpoll_t *lp, lp_session_t *s)
 {
     activity_unlink(lp, s);
-    s->last_poll = uv_now(lp->srv->loop);
+    s->last_poll = uv_now(lp->srv->uv);
     s->prev = lp->tail;
     if (lp->tail)
         lp->tail->next = s;
     else
         lp->head = s;
     lp->tail = s;
-    phx_server_deadline_arm(lp->srv, lp->head->last_poll + idle_limit(lp));
+    phx_loop_deadline_arm(&lp->srv->loop, lp->head->last_poll + idle_limit(lp));
 }
 
 /* ---- responses ---- */
@@ -406,7 +406,7 @@ static int lp_send(void *t, phx_rcbuf_t *msg)
     if (s->mlen >= (uint32_t)srv->cfg.longpoll_max_messages ||
         s->mbytes + bytes > srv->cfg.queue_limit_bytes) {
         phx_rcbuf_unref(msg);
-        srv->stats.slow_closes++;
+        srv->loop.stats.slow_closes++;
         PHX_LOG_INFO("event=slow_consumer transport=longpoll buffered=%u bytes=%zu", s->mlen,
                      s->mbytes);
         session_end(s, "buffer_full");
@@ -430,7 +430,7 @@ static int lp_send(void *t, phx_rcbuf_t *msg)
     s->msgs[(s->mhead + s->mlen) % s->mcap] = msg;
     s->mlen++;
     s->mbytes += bytes;
-    srv->stats.msgs_out++;
+    srv->loop.stats.msgs_out++;
     if (s->parked && !s->is_dirty) {
         /* Answer once per loop turn, with everything queued by then. */
         s->is_dirty = true;
@@ -484,7 +484,7 @@ static void open_session(phx_longpoll_t *lp, phx_conn_t *c)
     phx_http_t *h = c->http;
     if (lp->count >= (size_t)srv->cfg.longpoll_max_sessions) {
         PHX_LOG_WARN("event=longpoll_sessions_full count=%zu", lp->count);
-        phx_server_refused(srv, PHX_REFUSE_CAPACITY);
+        phx_stats_refused(&srv->loop.stats, PHX_REFUSE_CAPACITY);
         phx_http_respond(c, 503, "access-control-allow-origin: *\r\n", NULL, NULL, 0);
         return;
     }
@@ -504,12 +504,12 @@ static void open_session(phx_longpoll_t *lp, phx_conn_t *c)
         int why = ci.refused;
         phx_connect_dispose(&ci);
         if (rv == PHX_ERR_INVALID) {
-            phx_server_refused(srv, PHX_REFUSE_QUERY);
+            phx_stats_refused(&srv->loop.stats, PHX_REFUSE_QUERY);
             phx_http_write(c, 400, "access-control-allow-origin: *\r\n", NULL, NULL, 0, 0);
         } else if (rv == PHX_ERR_NOMEM) {
             phx_http_respond(c, 503, "access-control-allow-origin: *\r\n", NULL, NULL, 0);
         } else {
-            phx_server_refused(srv, (phx_refuse_t)why);
+            phx_stats_refused(&srv->loop.stats, (phx_refuse_t)why);
             reply_status(c, 403);
         }
         return;
@@ -539,7 +539,7 @@ static void open_session(phx_longpoll_t *lp, phx_conn_t *c)
         phx_free(s->token);
         phx_free(s);
         phx_connect_dispose(&ci);
-        phx_server_refused(srv, PHX_REFUSE_CAPACITY);
+        phx_stats_refused(&srv->loop.stats, PHX_REFUSE_CAPACITY);
         phx_http_respond(c, 503, "access-control-allow-origin: *\r\n", NULL, NULL, 0);
         return;
     }
@@ -595,7 +595,7 @@ static void get(phx_longpoll_t *lp, phx_conn_t *c, lp_session_t *s)
 /* Hands one message to the session's socket as a WebSocket frame would be. */
 static void deliver(lp_session_t *s, bool is_binary, uint8_t *data, size_t len)
 {
-    s->lp->srv->stats.msgs_in++;
+    s->lp->srv->loop.stats.msgs_in++;
     s->in_dispatch++;
     phx_socket_handle(s->sock, is_binary, data, len);
     s->in_dispatch--;
@@ -703,7 +703,7 @@ void phx_longpoll_request(phx_conn_t *c)
     int method = phx_http_method(h);
     if (!phx_server_origin_ok(srv, c)) {
         /* LongPoll answers 200 with the status in the body, even here. */
-        phx_server_refused(srv, PHX_REFUSE_ORIGIN);
+        phx_stats_refused(&srv->loop.stats, PHX_REFUSE_ORIGIN);
         reply_status(c, 403);
         return;
     }
@@ -728,7 +728,7 @@ bool phx_longpoll_head_ok(phx_conn_t *c)
 {
     phx_server_t *srv = c->srv;
     if (!phx_server_origin_ok(srv, c)) {
-        phx_server_refused(srv, PHX_REFUSE_ORIGIN);
+        phx_stats_refused(&srv->loop.stats, PHX_REFUSE_ORIGIN);
         phx_http_write(c, 200, "access-control-allow-origin: *\r\n",
                        "application/json; charset=utf-8", "{\"status\":403}", 14,
                        PHX_HTTP_NO_CACHE | PHX_HTTP_CLOSE);
@@ -815,6 +815,18 @@ size_t phx_longpoll_session_count(const phx_server_t *srv)
     return srv->longpoll ? srv->longpoll->count : 0;
 }
 
+/* The loop's hooks: parked polls with messages are answered before output
+ * is flushed, idle sessions end on the deadline timer. */
+static void loop_flush(void *arg)
+{
+    phx_longpoll_flush(arg);
+}
+
+static uint64_t loop_sweep(void *arg, uint64_t now)
+{
+    return phx_longpoll_sweep(arg, now);
+}
+
 int phx_longpoll_new(phx_longpoll_t **out, phx_server_t *srv, char *err)
 {
     phx_longpoll_t *lp = phx_calloc(1, sizeof(*lp));
@@ -842,6 +854,8 @@ int phx_longpoll_new(phx_longpoll_t **out, phx_server_t *srv, char *err)
     tc.salt = (const uint8_t *)SESSION_SALT;
     tc.salt_len = strlen(SESSION_SALT);
     lp->comma = small_buf(",", 1);
+    phx_loop_hook_t hook = {.before_flush = loop_flush, .on_deadline = loop_sweep, .arg = srv};
+    phx_loop_add_hook(&srv->loop, &hook);
     int rv = lp->buckets && lp->comma ? phx_token_new(&lp->token, &tc) : PHX_ERR_NOMEM;
     if (rv != 0) {
         snprintf(err, PHX_ERR_LEN, "cannot set up LongPoll sessions: %s", phx_strerror(rv));

@@ -46,12 +46,22 @@ struct phx_ws {
 static void ws_on_read(phx_conn_t *c, uint8_t *data, size_t len);
 static void ws_on_close(phx_conn_t *c);
 static void ws_on_free(phx_conn_t *c);
+static void ws_on_shutdown(phx_conn_t *c, int code, bool drain);
 
 static const phx_conn_ops_t ws_conn_ops = {
     .on_read = ws_on_read,
     .on_close = ws_on_close,
     .on_free = ws_on_free,
+    .on_timeout = phx_ws_timeout,
+    .on_shutdown = ws_on_shutdown,
 };
+
+/* The server stops or drains: a Close frame with its code (1001), so
+ * phoenix.js reconnects. */
+static void ws_on_shutdown(phx_conn_t *c, int code, bool drain)
+{
+    phx_ws_close(c, code, NULL);
+}
 
 /* ---- frames we build ourselves ---- */
 
@@ -96,9 +106,9 @@ static int ws_transport_send(void *t, phx_rcbuf_t *msg)
 {
     phx_conn_t *c = t;
     phx_ws_frame_prepare(msg);
-    if (phx_conn_pending(c) + (msg->len - msg->off) > c->srv->cfg.queue_limit_bytes) {
+    if (phx_conn_pending(c) + (msg->len - msg->off) > c->loop->cfg->queue_limit_bytes) {
         phx_rcbuf_unref(msg);
-        c->srv->stats.slow_closes++;
+        c->loop->stats.slow_closes++;
         PHX_LOG_INFO("conn=%llu peer=%s event=slow_consumer pending=%zu", (unsigned long long)c->id,
                      c->peer, phx_conn_pending(c));
         phx_ws_close(c, PHX_WS_POLICY, "slow consumer");
@@ -144,7 +154,7 @@ static ssize_t ws_on_send(wslay_event_context_ptr ctx, const uint8_t *data, size
                           void *user)
 {
     phx_ws_t *w = user;
-    if (phx_buf_append(&w->conn->srv->ws_out, data, len) != 0) {
+    if (phx_buf_append(&w->conn->loop->out_scratch, data, len) != 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
     }
@@ -154,7 +164,7 @@ static ssize_t ws_on_send(wslay_event_context_ptr ctx, const uint8_t *data, size
 /* Moves wslay's pending output to the connection's queue. */
 static void flush_wslay(phx_ws_t *w)
 {
-    phx_buf_t *out = &w->conn->srv->ws_out;
+    phx_buf_t *out = &w->conn->loop->out_scratch;
     out->len = 0;
     wslay_event_send(w->ctx);
     if (out->len > 0)
@@ -180,14 +190,14 @@ static void ws_on_frame_start(wslay_event_context_ptr ctx,
     phx_ws_t *w = user;
     w->frame_opcode = arg->opcode;
     /* Any frame, pings included, shows the peer is alive. */
-    phx_server_list_touch(w->conn->srv, w->conn, PHX_LIST_WS);
+    phx_loop_list_touch(w->conn->loop, w->conn, PHX_LIST_WS);
     if (arg->opcode == WSLAY_CONNECTION_CLOSE) {
         w->close_have = 0;
         w->close_len = arg->payload_length;
     }
     if (w->is_failed || (arg->opcode & 0x8))
         return; /* control frames are buffered and checked by wslay */
-    const phx_config_t *cfg = &w->conn->srv->cfg;
+    const phx_config_t *cfg = w->conn->loop->cfg;
     if (arg->opcode != WSLAY_CONTINUATION_FRAME) {
         w->msg_opcode = arg->opcode;
         w->in_msg = true;
@@ -269,8 +279,8 @@ static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_m
     if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME)
         return; /* pong */
     w->in_msg = false;
-    c->srv->stats.msgs_in++;
-    phx_server_list_touch(c->srv, c, PHX_LIST_WS);
+    c->loop->stats.msgs_in++;
+    phx_loop_list_touch(c->loop, c, PHX_LIST_WS);
     if (w->is_echo) {
         echo(w, arg->opcode == WSLAY_BINARY_FRAME);
         phx_buf_dispose(&w->msg);
@@ -325,7 +335,7 @@ static int ctx_acquire(phx_ws_t *w)
     }
     wslay_event_config_set_no_buffering(w->ctx, 1);
     /* Per-frame check inside wslay; the whole-message cap is ours. */
-    wslay_event_config_set_max_recv_msg_length(w->ctx, w->conn->srv->cfg.max_message_bytes);
+    wslay_event_config_set_max_recv_msg_length(w->ctx, w->conn->loop->cfg->max_message_bytes);
     return 0;
 }
 
@@ -610,7 +620,7 @@ static void upgrade(phx_conn_t *c, phx_ws_t *w, bool select_phoenix, uint8_t *re
     c->ws = w;
     c->ops = &ws_conn_ops;
     c->kind = PHX_CONN_WS;
-    phx_server_list_touch(c->srv, c, PHX_LIST_WS);
+    phx_loop_list_touch(c->loop, c, PHX_LIST_WS);
     phx_conn_send_copy(c, resp, (size_t)n);
     PHX_LOG_DEBUG("conn=%llu peer=%s event=ws_upgrade", (unsigned long long)c->id, c->peer);
     if (rest_len > 0)
@@ -637,7 +647,7 @@ void phx_ws_handshake(phx_conn_t *c, uint8_t *rest, size_t rest_len)
     size_t path_len, query_len;
     phx_http_target(h, &path, &path_len, &query, &query_len);
     if (!phx_server_origin_ok(srv, c)) {
-        phx_server_refused(srv, PHX_REFUSE_ORIGIN);
+        phx_stats_refused(&srv->loop.stats, PHX_REFUSE_ORIGIN);
         phx_http_respond(c, 403, NULL, NULL, NULL, 0);
         return;
     }
@@ -653,12 +663,12 @@ void phx_ws_handshake(phx_conn_t *c, uint8_t *rest, size_t rest_len)
         int why = conn_info.refused;
         phx_connect_dispose(&conn_info);
         if (rv == PHX_ERR_INVALID) {
-            phx_server_refused(srv, PHX_REFUSE_QUERY);
+            phx_stats_refused(&srv->loop.stats, PHX_REFUSE_QUERY);
             phx_http_respond(c, 400, NULL, NULL, NULL, 0);
         } else if (rv == PHX_ERR_NOMEM) {
             phx_http_respond(c, 503, NULL, NULL, NULL, 0);
         } else {
-            phx_server_refused(srv, (phx_refuse_t)why);
+            phx_stats_refused(&srv->loop.stats, (phx_refuse_t)why);
             phx_http_respond(c, 403, NULL, NULL, NULL, 0);
         }
         return;

@@ -72,7 +72,7 @@ static char *request(const char *head, const uint8_t *body, size_t body_len)
 
 static bool server_idle(rawclient_t *c, void *arg)
 {
-    return srv->nconns == 0;
+    return srv->loop.nconns == 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

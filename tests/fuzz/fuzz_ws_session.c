@@ -56,7 +56,7 @@ static void setup(void)
 
 static bool server_idle(rawclient_t *c, void *arg)
 {
-    return srv->nconns == 0;
+    return srv->loop.nconns == 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -133,7 +133,7 @@ static void expect_close(rawclient_t *c, int code)
 
 static phx_conn_t *only_ws_conn(fx_t *f)
 {
-    phx_conn_t *conn = f->srv->lists[PHX_LIST_WS].head;
+    phx_conn_t *conn = f->srv->loop.lists[PHX_LIST_WS].head;
     ASSERT(conn != NULL);
     return conn;
 }
@@ -385,7 +385,7 @@ static void refused_tokens_get_403(void)
         ASSERT(rawclient_wait_eof(&c, 2000));
         rawclient_close(&c);
     }
-    ASSERT_EQ(f.srv->stats.refused_connects, 3);
+    ASSERT_EQ(f.srv->loop.stats.refused_connects, 3);
     fx_stop(&f);
 }
 
@@ -658,7 +658,7 @@ static void socket_id_topics_cannot_be_joined_and_clients_never_disconnect(void)
         phx_pubsub_broadcast(f.srv->pubsub, "custom:late", 11, "disconnect", 10, &empty, NULL), 1);
     expect_text(&b, "[null,null,\"custom:late\",\"disconnect\",{}]");
     expect_alive(&late);
-    ASSERT_EQ(f.srv->lists[PHX_LIST_WS].count, 3); /* nobody was closed */
+    ASSERT_EQ(f.srv->loop.lists[PHX_LIST_WS].count, 3); /* nobody was closed */
 
     /* Server-side: phx_broadcast closes the id's socket and delivers to the
      * topic's subscriber; phx_pubsub_disconnect only closes. */
