@@ -274,6 +274,69 @@ PHX_EXTERN int phx_channel_broadcast_from(phx_channel_t *ch, const char *event,
 PHX_EXTERN int phx_broadcast(phx_server_t *srv, const char *topic, const char *event,
                              const phx_payload_t *payload);
 
+/* ---- version ----
+ * phx_version.h (generated from the build's project version and installed
+ * next to this header) defines PHX_VERSION_MAJOR, PHX_VERSION_MINOR,
+ * PHX_VERSION_PATCH, PHX_VERSION_STRING ("0.1.0") and PHX_VERSION_NUM, the
+ * three numbers as one integer 0xMMmmpp = (major << 16) | (minor << 8) |
+ * patch (0.1.0 is 0x000100), so versions compare as integers. PHX_VERSION
+ * above is the same string as PHX_VERSION_STRING. The macros tell the header
+ * a program was compiled against; the two calls below tell the library it
+ * runs with. While the major version is 0 every minor release may change the
+ * ABI (the shared library's soname is libphx.so.0.MINOR); from 1.0 on only a
+ * major release does (libphx.so.MAJOR). A program can refuse a library whose
+ * soname part differs, or that is older than its header. */
+#include "phx_version.h"
+
+/* The library's version: "MAJOR.MINOR.PATCH" (static string), and the same
+ * as PHX_VERSION_NUM encodes it. */
+PHX_EXTERN const char *phx_version(void);
+PHX_EXTERN int phx_version_num(void);
+
+/* ---- allocator ----
+ * Every allocation libphx makes goes through the three functions given here
+ * (default: the C library's malloc, realloc and free). Call it once, before
+ * any other phx_* call: memory allocated through one allocator is freed
+ * through the same hooks, so switching while a server exists is undefined.
+ * Sizes asked for are never 0; `realloc_fn(NULL, n)` must act as
+ * `malloc_fn(n)`; `free_fn` is never called with NULL; the memory must be
+ * aligned as malloc's is. Zeroed allocations are `malloc_fn` plus memset.
+ * Passing three NULLs restores the defaults. Returns 0, or PHX_ERR_INVALID
+ * (nothing changed) when only some are NULL.
+ * libuv, OpenSSL and wslay keep their own allocators (libphx never frees
+ * what they allocate, nor they what libphx allocates); to route the first
+ * two as well, call uv_replace_allocator() and CRYPTO_set_mem_functions()
+ * before creating the loop, as phxd does (wslay has no such hook). */
+typedef void *(*phx_malloc_fn)(size_t size);
+typedef void *(*phx_realloc_fn)(void *ptr, size_t size);
+typedef void (*phx_free_fn)(void *ptr);
+PHX_EXTERN int phx_set_allocator(phx_malloc_fn malloc_fn, phx_realloc_fn realloc_fn,
+                                 phx_free_fn free_fn);
+
+/* ---- logging ----
+ * libphx logs one line per event as key=value pairs
+ * ("event=ws_close conn=812 code=1009"). By default each line goes to stderr
+ * in one write, after a UTC timestamp and the level name:
+ *   2026-11-28T23:19:32.123Z warn event=ws_close conn=812 code=1009
+ * phx_set_log() hands the lines to `cb` instead: `level` is one of the
+ * phx_log_level_t values, `line` the formatted message alone (no timestamp,
+ * no level name, no newline; at most 1 KiB, valid during the call only).
+ * `cb` runs on the thread that runs the loop, from inside libphx: it must not
+ * call back into libphx. cb NULL restores stderr. A failed internal
+ * assertion is also reported to `cb` (level error) before the process aborts
+ * (and always on stderr). */
+typedef enum phx_log_level {
+    PHX_LOG_LEVEL_ERROR = 0,
+    PHX_LOG_LEVEL_WARN = 1,
+    PHX_LOG_LEVEL_INFO = 2,
+    PHX_LOG_LEVEL_DEBUG = 3,
+} phx_log_level_t;
+typedef void (*phx_log_cb)(int level, const char *line, void *user);
+PHX_EXTERN void phx_set_log(phx_log_cb cb, void *user);
+/* Lines above `level` (default PHX_LOG_LEVEL_INFO) are dropped before they
+ * are formatted. Returns 0, or PHX_ERR_INVALID for a level out of range. */
+PHX_EXTERN int phx_set_log_level(int level);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,4 +1,4 @@
-// Disconnect by socket id (PROTOCOL.md 3.9) through phxd's HTTP API on both
+// Disconnect by socket id (docs/protocol.md §3.9) through phxd's HTTP API on both
 // transports, the API itself (auth, validation, limits, byte-exact JSON
 // forwarding), and phoenix.js coming back by itself after a disconnect or a
 // server restart. Socket ids stay the server's: under a '*' join=any rule no
@@ -196,7 +196,7 @@ test('phoenix.js over LongPoll reconnects and rejoins after a disconnect by id (
     assert.equal((await disconnect(server, `users_socket:${uid}`)).status, 202);
     await opened;
     await again;
-    // params token: the next GET is refused (403 -> close 1008, PROTOCOL 5.9);
+    // params token: the next GET is refused (403 -> close 1008, docs/protocol.md §5.9);
     // authToken: it gets a new session (410 -> close 3410).
     assert.deepEqual(closes, [uid === 80 ? 1008 : 3410]);
     assert.notEqual(s.conn.token, oldToken);

@@ -1,5 +1,5 @@
 // Authentication at connect: the default connect callback verifies
-// params.token as a Phoenix.Token (PROTOCOL.md 1.4, 7.4). A refusal is an
+// params.token as a Phoenix.Token (docs/protocol.md §1.4, §7.4). A refusal is an
 // HTTP 403 with an empty body; phoenix.js sees an error and never opens.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -142,7 +142,7 @@ test('a token whose data is a map connects', async () => {
 });
 
 // phoenix.js 1.8 authToken: "Sec-WebSocket-Protocol: phoenix,
-// base64url.bearer.phx.<standard base64 without '='>" (PROTOCOL.md 1.5).
+// base64url.bearer.phx.<standard base64 without '='>" (docs/protocol.md §1.5).
 test('a valid token passed as the phoenix.js authToken connects', async () => {
   const socket = phxSocket(server, {}, { authToken: signToken(42) });
   try {

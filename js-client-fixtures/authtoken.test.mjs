@@ -1,4 +1,4 @@
-// The phoenix.js 1.8 `authToken` option (PROTOCOL.md 1.5): over WebSocket
+// The phoenix.js 1.8 `authToken` option (docs/protocol.md §1.5): over WebSocket
 // it rides in Sec-WebSocket-Protocol ("phoenix, base64url.bearer.phx.<std
 // base64>") and the 101 must select "phoenix"; over LongPoll it is the
 // X-Phoenix-AuthToken header of the GETs. Tokens never reach the log.

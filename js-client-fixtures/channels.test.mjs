@@ -1,6 +1,7 @@
-// Channels under phxd's default policy (DESIGN.md 2) and the control events
-// of PROTOCOL.md 3: join, leave, duplicate join, stale join_refs, unmatched
-// topics, heartbeats, ref echo, the channel limit, broadcasts (section 4).
+// Channels under phxd's default policy (README.md, "Using it") and the
+// control events of docs/protocol.md §3: join, leave, duplicate join, stale
+// join_refs, unmatched topics, heartbeats, ref echo, the channel limit,
+// broadcasts (§4).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {

@@ -1,4 +1,4 @@
-// phoenix.js `longPollFallbackMs` (PROTOCOL.md 8): when the WebSocket cannot
+// phoenix.js `longPollFallbackMs` (docs/protocol.md §8): when the WebSocket cannot
 // open, the client switches to LongPoll on the same endpoint and remembers it
 // in sessionStorage. A tiny TCP proxy in front of phxd forwards plain HTTP
 // and refuses (or silently holds) WebSocket upgrades, like a proxy that does

@@ -1,5 +1,5 @@
-// HTTP edge cases of the listener and the WebSocket upgrade (PROTOCOL.md
-// 1.1, 1.5; RFC 6455 4.2), on raw TCP.
+// HTTP edge cases of the listener and the WebSocket upgrade (docs/protocol.md
+// §1.1, §1.5; RFC 6455 4.2), on raw TCP.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, signToken, rawHttp } from './lib/server.mjs';

@@ -155,7 +155,7 @@ test('phoenix.js reconnects and rejoins by itself after phxd restarts on the sam
   assert.deepEqual(await push(ch, 'ping', { x: 1 }), { status: 'ok', response: { x: 1 } });
 });
 
-// PROTOCOL.md 3.9: Phoenix (Bandit) answers a client Close with 1000 and no
+// docs/protocol.md §6.3: Phoenix (Bandit) answers a client Close with 1000 and no
 // reason when the client's code is 1000-1003, 1007-1011 or >= 3000 or absent,
 // then closes TCP.
 test('a client-initiated close is answered with close 1000 and the server closes TCP', async () => {

@@ -1,4 +1,4 @@
-// The LongPoll transport on the wire (PROTOCOL.md 5, Appendix C 6-8, 19),
+// The LongPoll transport on the wire (docs/protocol.md §5 and §2.5),
 // driven with fetch and raw TCP: session open (410 + token), parked polls,
 // POST bodies (NDJSON batches, base64 binary lines, other content types),
 // session tokens (header, query, collisions, forgeries, expiry), CORS,

@@ -1,7 +1,7 @@
 // phoenix.js 1.8.16 over the LongPoll transport (`transport: LongPoll`,
 // Node's fetch) against phxd: connect, join, push/reply, ping, broadcasts
 // shared with WebSocket clients, leave, user topic auth, refused connects,
-// and binary payloads (client -> server only, PROTOCOL.md 5.7).
+// and binary payloads (client -> server only, docs/protocol.md §5.7).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {

@@ -1,4 +1,4 @@
-// check_origin (PROTOCOL.md 1.6, reliability plan 5.1) on both transports:
+// check_origin (docs/protocol.md §1.6) on both transports:
 // a refused Origin gets HTTP 403 on the WebSocket upgrade and HTTP 200
 // {"status":403} on every LongPoll request (GET, POST, OPTIONS). No Origin
 // is always allowed; `Origin: null` never is (except with false).

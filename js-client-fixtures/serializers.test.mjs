@@ -1,4 +1,4 @@
-// Serializers (PROTOCOL.md 1.3, 2.2-2.4, 4): V1 JSON objects over both
+// Serializers (docs/protocol.md §1.3, §2.2-§2.4, §4): V1 JSON objects over both
 // transports, V2 binary layouts byte for byte (kind 1 reply, kind 2
 // broadcast), one broadcast in every encoding at once, and vsn negotiation
 // on both transports.
@@ -111,7 +111,7 @@ test('V2 binary reply (kind 1) byte for byte: a binary ping is answered with its
   r.sendBinary(binaryPush('3', '8', 'room:1', 'ping', [1, 2, 3]));
   const f = await r.next();
   assert.equal(f.isBinary, true);
-  // PROTOCOL.md 2.4's example: 01 01 01 06 02 33 38 72 6f 6f 6d 3a 31 6f 6b 01 02 03
+  // docs/protocol.md §2.4's example: 01 01 01 06 02 33 38 72 6f 6f 6d 3a 31 6f 6b 01 02 03
   assert.equal(f.data.toString('hex'), '010101060233387' + '26f6f6d3a316f6b010203');
   assert.equal(f.data.toString('hex'), binaryReply('3', '8', 'room:1', 'ok', [1, 2, 3]).toString('hex'));
   // An empty ref is echoed with length 0; an empty payload stays empty.
@@ -165,7 +165,7 @@ test('V2 binary broadcast (kind 2) byte for byte from the API; phoenix.js gets a
   assert.deepEqual(res.json, { recipients: 2 });
   const f = await r.next();
   assert.equal(f.isBinary, true);
-  // PROTOCOL.md 2.4's example: 02 06 09 72 6f 6f 6d 3a 31 62 69 6e 5f 62 63 61 73 74 ab
+  // docs/protocol.md §2.4's example: 02 06 09 72 6f 6f 6d 3a 31 62 69 6e 5f 62 63 61 73 74 ab
   assert.equal(f.data.toString('hex'), '020609726f6f6d3a3162696e5f6263617374ab');
   const payload = await got;
   assert.ok(payload instanceof ArrayBuffer);

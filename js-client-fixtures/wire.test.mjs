@@ -1,6 +1,6 @@
 // Wire edge cases on raw WebSockets: undecodable input closes with 1011
-// (PROTOCOL.md 2.5), size and UTF-8 limits (1009, 1007), V1 JSON (2.2), vsn
-// negotiation (1.3) and V2 binary frames (2.4).
+// (docs/protocol.md §2.5), size and UTF-8 limits (1009, 1007: §6.1), V1 JSON
+// (§2.2), vsn negotiation (§1.3) and V2 binary frames (§2.4).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {

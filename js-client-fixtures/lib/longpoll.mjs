@@ -1,4 +1,4 @@
-// Helpers for the LongPoll transport (PROTOCOL.md 5), the HTTP API and
+// Helpers for the LongPoll transport (docs/protocol.md §5), the HTTP API and
 // phoenix.js over LongPoll in Node (phoenix.js uses Node's fetch there).
 //
 // lpRequest / lpGet / lpPost: one LongPoll request with fetch; resolves
@@ -135,7 +135,7 @@ export async function waitFor(cond, ms = 5000, what = 'condition') {
   }
 }
 
-// Kind 0 client push: 00 J R T E join_ref ref topic event payload (PROTOCOL.md 2.4).
+// Kind 0 client push: 00 J R T E join_ref ref topic event payload (docs/protocol.md §2.4).
 export function binaryPush(joinRef, ref, topic, event, payload) {
   const f = [joinRef, ref, topic, event].map((s) => Buffer.from(s));
   return Buffer.concat([Buffer.from([0, ...f.map((b) => b.length)]), ...f, Buffer.from(payload)]);

@@ -1,4 +1,4 @@
-// Autobahn|Testsuite's verdict rules (reliability plan section 2.2):
+// Autobahn|Testsuite's verdict rules:
 // `behavior` compares the received events with the expected lists, and
 // `behaviorClose` checks, in this order, who started closing, whether a
 // required clean close happened, the peer's close code (an empty Close is

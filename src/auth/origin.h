@@ -1,4 +1,4 @@
-/* origin.h: check_origin with Phoenix's semantics (PROTOCOL.md 1.6). Pure:
+/* origin.h: check_origin with Phoenix's semantics (docs/protocol.md §1.6). Pure:
  * parses the configured policy once, then decides for each request from
  * its Origin header and its own Host header. */
 #ifndef PHX_ORIGIN_H

@@ -21,7 +21,7 @@
 
 #define MAC_MAX 64
 
-/* The protected header selects the HMAC digest (PROTOCOL.md 7.1). */
+/* The protected header selects the HMAC digest (docs/protocol.md §7.1). */
 static const struct {
     char text[8];
     const char *md_name;
@@ -253,7 +253,7 @@ static phx_term_t **atom_key_slot(phx_term_t *map, const char *name)
     return NULL;
 }
 
-/* Applies PROTOCOL.md 7.4 steps 6-8 to a decoded payload. On success
+/* Applies docs/protocol.md §7.4 steps 6-8 to a decoded payload. On success
  * *data_slot points at the data inside `term`. */
 static int check_payload(phx_token_t *t, phx_term_t *term, int64_t now_ms, phx_max_age_t opt,
                          phx_term_t ***data_slot)

@@ -1,5 +1,5 @@
 /* token.h: Phoenix.Token sign and verify, byte-compatible with Plug.Crypto
- * 2.x MessageVerifier (PROTOCOL.md section 7). A phx_token_t holds one
+ * 2.x MessageVerifier (docs/protocol.md §7). A phx_token_t holds one
  * (secret_key_base, salt, key options) configuration and its PBKDF2-derived
  * key, computed once in phx_token_new: verifying costs one HMAC. Use one
  * object per salt (the user socket salt, the LongPoll session salt). Leaf
@@ -41,7 +41,7 @@ typedef struct phx_token_config {
     phx_digest_t key_digest; /* PBKDF2 digest: sha256 (default), sha384, sha512 */
     size_t max_token_bytes;  /* longer tokens are invalid before any HMAC; 0 = 4096 */
     /* Plug.Crypto <= 2.1.1 behaviour: accept tokens signed in the future
-     * (PROTOCOL.md 7.4 step 8). Off: such tokens are invalid, as in 2.2. */
+     * (docs/protocol.md §7.4 step 8). Off: such tokens are invalid, as in 2.2. */
     bool allow_future_signed;
     /* Sign atoms (max_age infinity, atoms in data) as OTP <= 25 does ('d')
      * instead of the OTP >= 26 form ('w'); reproduces vectors minted on

@@ -1,5 +1,5 @@
 /* etf.c: the term tree, Erlang term order, and the ETF decoder and encoder
- * (PROTOCOL.md Appendix A). token.c decodes authenticated payloads with it
+ * (docs/protocol.md Appendix A). token.c decodes authenticated payloads with it
  * and encodes the signed tuple. Owns nothing beyond the trees it returns;
  * the JSON conversions live in etf_json.c. */
 #include "etf.h"

@@ -1,5 +1,5 @@
 /* etf.h: the Erlang external term format (ETF) subset that Phoenix.Token
- * payloads use (PROTOCOL.md Appendix A), a small owned term tree, and its
+ * payloads use (docs/protocol.md Appendix A), a small owned term tree, and its
  * conversions to and from JSON text. Leaf module: includes no stage.
  *
  * Terms are trees of phx_term_t nodes. Every node (and the bytes, items or

@@ -1,5 +1,5 @@
 /* serializer.c: Phoenix messages to and from V1 JSON, V2 JSON and V2 binary
- * (PROTOCOL.md section 2), and vsn negotiation (section 1.3). Sits between
+ * (docs/protocol.md §2), and vsn negotiation (§1.3). Sits between
  * the transports (ws.c, longpoll.c) and socket.c. Decoding works in place in
  * the caller's frame buffer; encoding allocates exactly one rcbuf per message,
  * which the caller owns. */

@@ -1,7 +1,7 @@
-/* serializer.h: Phoenix messages to and from the wire formats of PROTOCOL.md
+/* serializer.h: Phoenix messages to and from the wire formats of docs/protocol.md
  * section 2: V1 JSON objects (vsn 1.0.x), V2 JSON arrays in text frames and
  * V2 binary frames (vsn 2.0.x). Pure codec: bytes in, structs or a new
- * phx_rcbuf_t out; no clock, no socket. Leaf module (STYLE.md section 2). */
+ * phx_rcbuf_t out; no clock, no socket. A leaf: it includes no other module of phxd. */
 #ifndef PHX_SERIALIZER_H
 #define PHX_SERIALIZER_H
 

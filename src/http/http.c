@@ -9,12 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "api.h"
 #include "log.h"
-#include "longpoll.h"
-#include "metrics.h"
-#include "server.h"
-#include "ws.h"
 
 static void http_on_read(phx_conn_t *c, uint8_t *data, size_t len);
 static void http_on_close(phx_conn_t *c);
@@ -231,8 +226,7 @@ void phx_http_reset(phx_http_t *h)
     h->keep_alive = false;
     h->head_bytes = 0;
     h->is_head_paused = false;
-    PHX_ASSERT(h->parked == NULL);
-    h->parked = NULL;
+    PHX_ASSERT(h->waiter == NULL);
 }
 
 void phx_http_free(phx_http_t *h)
@@ -557,136 +551,112 @@ void phx_http_respond(phx_conn_t *c, int status, const char *extra_headers,
 
 /* ---- routing ---- */
 
-static bool path_is(const char *path, size_t len, const char *prefix, const char *leaf)
+int phx_router_add(phx_router_t *r, const phx_http_route_t *route)
 {
-    size_t plen = strlen(prefix), llen = strlen(leaf);
-    if (plen > 0 && prefix[plen - 1] == '/')
-        plen--;
-    if (len < plen + 1 + llen || memcmp(path, prefix, plen) != 0 || path[plen] != '/' ||
-        memcmp(path + plen + 1, leaf, llen) != 0)
-        return false;
-    size_t rest = len - plen - 1 - llen;
-    /* A trailing slash matches too (Phoenix matches on segments). */
-    return rest == 0 || (rest == 1 && path[len - 1] == '/');
+    phx_http_route_t *routes = phx_realloc(r->routes, (r->count + 1) * sizeof(*routes));
+    if (routes == NULL)
+        return PHX_ERR_NOMEM;
+    r->routes = routes;
+    char *path = phx_strdup(route->path);
+    if (path == NULL)
+        return PHX_ERR_NOMEM;
+    routes[r->count] = *route;
+    routes[r->count].path = path;
+    r->count++;
+    return 0;
 }
 
-phx_route_kind_t phx_http_route(const char *path, size_t len, const char *socket_path)
+int phx_router_add_transport(phx_router_t *r, const char *socket_path, const char *transport,
+                             const phx_http_route_t *route)
 {
-    if (path_is(path, len, socket_path, "websocket"))
-        return PHX_ROUTE_WEBSOCKET;
-    if (path_is(path, len, socket_path, "longpoll"))
-        return PHX_ROUTE_LONGPOLL;
-    return PHX_ROUTE_NOT_FOUND;
+    phx_buf_t path = {0};
+    size_t n = strlen(socket_path);
+    if (n > 0 && socket_path[n - 1] == '/')
+        n--;
+    if (phx_buf_printf(&path, "%.*s/%s", (int)n, socket_path, transport) != 0) {
+        phx_buf_dispose(&path);
+        return PHX_ERR_NOMEM;
+    }
+    phx_http_route_t rt = *route;
+    rt.path = (const char *)path.data;
+    rt.match = PHX_MATCH_SLASH;
+    int rv = phx_router_add(r, &rt);
+    phx_buf_dispose(&path);
+    return rv;
 }
 
-/* Where a request goes, from its path alone. */
-typedef enum {
-    TARGET_NONE,      /* 404 */
-    TARGET_API,       /* /api/... */
-    TARGET_METRICS,   /* /healthz, /metrics */
-    TARGET_ECHO,      /* --echo-path */
-    TARGET_WEBSOCKET, /* <socket_path>/websocket */
-    TARGET_LONGPOLL,  /* <socket_path>/longpoll */
-    TARGET_OTHER,     /* static assets or 404 */
-} target_t;
-
-static bool is_metrics_path(const char *path, size_t len)
+void phx_router_free(phx_router_t *r)
 {
-    return len == 8 && (memcmp(path, "/metrics", 8) == 0 || memcmp(path, "/healthz", 8) == 0);
+    for (size_t i = 0; i < r->count; i++)
+        phx_free((char *)r->routes[i].path);
+    phx_free(r->routes);
+    r->routes = NULL;
+    r->count = 0;
 }
 
-static target_t target_of(const phx_conn_t *c)
+static bool route_matches(const phx_http_route_t *rt, const char *path, size_t len)
+{
+    size_t plen = strlen(rt->path);
+    switch (rt->match) {
+    case PHX_MATCH_PREFIX:
+        return len >= plen && memcmp(path, rt->path, plen) == 0;
+    case PHX_MATCH_SLASH:
+        /* A trailing slash matches too (Phoenix matches on segments). */
+        if (len == plen + 1 && path[plen] == '/')
+            len = plen;
+        return len == plen && memcmp(path, rt->path, plen) == 0;
+    default:
+        return len == plen && memcmp(path, rt->path, plen) == 0;
+    }
+}
+
+const phx_http_route_t *phx_router_find(const phx_router_t *r, const char *path, size_t len)
+{
+    for (size_t i = 0; r && i < r->count; i++)
+        if (route_matches(&r->routes[i], path, len))
+            return &r->routes[i];
+    return NULL;
+}
+
+static const phx_http_route_t *route_of(const phx_conn_t *c)
 {
     const char *path, *query;
     size_t path_len, query_len;
     phx_http_target(c->http, &path, &path_len, &query, &query_len);
-    const phx_config_t *cfg = &c->srv->cfg;
-    bool api_apart = cfg->api_listen != NULL;
-    bool is_api = phx_api_path(path, path_len);
-    bool is_metrics = is_metrics_path(path, path_len);
-    if (c->is_api) /* the separate API listener serves nothing else */
-        return is_api ? TARGET_API : is_metrics ? TARGET_METRICS : TARGET_NONE;
-    if (api_apart && (is_api || (path_len == 8 && memcmp(path, "/metrics", 8) == 0)))
-        return TARGET_NONE; /* they live only on the API listener */
-    if (cfg->echo_path && strlen(cfg->echo_path) == path_len &&
-        memcmp(path, cfg->echo_path, path_len) == 0)
-        return TARGET_ECHO;
-    switch (phx_http_route(path, path_len, cfg->socket_path)) {
-    case PHX_ROUTE_WEBSOCKET:
-        return TARGET_WEBSOCKET;
-    case PHX_ROUTE_LONGPOLL:
-        return cfg->longpoll ? TARGET_LONGPOLL : TARGET_NONE;
-    default:
-        break;
-    }
-    if (is_api)
-        return TARGET_API;
-    if (is_metrics)
-        return TARGET_METRICS;
-    return TARGET_OTHER;
+    return phx_router_find(c->http->router, path, path_len);
 }
 
-/* Judges a complete head before any of its body is read: only LongPoll
- * POSTs to a live session and API calls with the right key take a body;
- * every other request announcing one is answered 413 at once. Returns
- * false after answering (and closing). */
+/* A socket endpoint while the server drains: 503 (phoenix.js retries
+ * later, against another node). */
+static bool refused_draining(phx_conn_t *c)
+{
+    if (!c->loop->is_draining && !c->loop->is_stopping)
+        return false;
+    phx_stats_refused(&c->loop->stats, PHX_REFUSE_DRAINING);
+    phx_http_respond(c, 503, "retry-after: 1\r\n", NULL, NULL, 0);
+    return true;
+}
+
+/* Judges a complete head before any of its body is read: the route says
+ * whether it takes a body (a LongPoll POST to a live session, an API call
+ * with the right key); any other request announcing one is answered at
+ * once (413, or 404 where there is no such route). Returns false after
+ * answering (and closing). */
 static bool head_ok(phx_conn_t *c)
 {
     phx_http_t *h = c->http;
-    bool takes_body = false;
-    switch (target_of(c)) {
-    case TARGET_API:
-        if (c->loop->cfg->api_key == NULL || c->loop->cfg->api_key[0] == '\0') {
-            takes_body = false; /* answered 404 below or at the end */
-            break;
-        }
-        if (!phx_api_key_ok(c->srv, phx_http_header(h, "authorization"))) {
-            PHX_LOG_INFO("peer=%s event=api_refused reason=bad_key", c->peer);
-            static const char body[] = "{\"error\":\"a valid bearer key is required\"}";
-            phx_http_write(c, 401, "www-authenticate: Bearer\r\n", "application/json", body,
-                           sizeof(body) - 1, PHX_HTTP_NO_CACHE | PHX_HTTP_CLOSE);
-            return false;
-        }
-        takes_body = true;
-        break;
-    case TARGET_WEBSOCKET:
-    case TARGET_LONGPOLL:
-        if (!phx_server_accepts_sockets(c->srv, c))
-            return false;
-        if (target_of(c) == TARGET_LONGPOLL && phx_http_method(h) == HTTP_POST &&
-            phx_http_has_body(h)) {
-            if (!phx_longpoll_head_ok(c))
-                return false;
-            takes_body = true;
-        }
-        break;
-    default:
-        break;
-    }
-    if (!takes_body && phx_http_has_body(h)) {
-        /* The answer the whole request would get where it is already
-         * known (no such route, a method LongPoll does not take), else
-         * 413: this route takes no body. */
-        int status = 413;
-        target_t t = target_of(c);
-        int method = phx_http_method(h);
-        if (t == TARGET_NONE || t == TARGET_API) /* the API is off */
-            status = 404;
-        else if (t == TARGET_OTHER) {
-            const char *path, *query;
-            size_t path_len, query_len;
-            phx_http_target(h, &path, &path_len, &query, &query_len);
-            if (phx_server_static_find(c->srv, path, path_len) == NULL)
-                status = 404;
-        } else if (t == TARGET_LONGPOLL && method != HTTP_GET && method != HTTP_POST &&
-                   method != HTTP_OPTIONS)
-            status = 400;
-        const char *cors = t == TARGET_LONGPOLL ? "access-control-allow-origin: *\r\n" : NULL;
-        phx_http_respond(c, status, cors, NULL, NULL, 0);
+    const phx_http_route_t *rt = route_of(c);
+    if (rt && rt->is_socket && refused_draining(c))
+        return false;
+    int verdict = rt && rt->head ? rt->head(c, rt->user) : PHX_HEAD_NO_BODY;
+    if (verdict == PHX_HEAD_ANSWERED)
+        return false;
+    if (verdict == PHX_HEAD_NO_BODY && phx_http_has_body(h)) {
+        phx_http_respond(c, rt ? 413 : 404, NULL, NULL, NULL, 0);
         return false;
     }
     const char *expect = phx_http_header(h, "expect");
-    if (takes_body && expect && strcasecmp(expect, "100-continue") == 0) {
+    if (verdict == PHX_HEAD_BODY && expect && strcasecmp(expect, "100-continue") == 0) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         phx_conn_send_copy(c, cont, sizeof(cont) - 1);
     }
@@ -713,17 +683,11 @@ static int stash_front(phx_http_t *h, const uint8_t *data, size_t len)
 
 static void route(phx_conn_t *c, uint8_t *rest, size_t rest_len)
 {
-    const char *path, *query;
-    size_t path_len, query_len;
-    phx_http_target(c->http, &path, &path_len, &query, &query_len);
-    target_t target = target_of(c);
-    if (target == TARGET_ECHO) {
-        phx_ws_echo_handshake(c, rest, rest_len);
+    const phx_http_route_t *rt = route_of(c);
+    if (rt && rt->is_socket && refused_draining(c))
         return;
-    }
-    if (target == TARGET_WEBSOCKET) {
-        if (phx_server_accepts_sockets(c->srv, c))
-            phx_ws_handshake(c, rest, rest_len);
+    if (rt && rt->upgrade) {
+        rt->upgrade(c, rt->user, rest, rest_len);
         return;
     }
     /* Every other route answers over HTTP: the bytes after the request
@@ -732,32 +696,36 @@ static void route(phx_conn_t *c, uint8_t *rest, size_t rest_len)
         phx_conn_close(c, false);
         return;
     }
-    switch (target) {
-    case TARGET_API:
-        phx_api_request(c, path, path_len);
-        return;
-    case TARGET_METRICS:
-        if (!phx_metrics_request(c, path, path_len))
-            phx_http_write(c, 404, NULL, NULL, NULL, 0, 0);
-        return;
-    case TARGET_LONGPOLL:
-        if (phx_server_accepts_sockets(c->srv, c))
-            phx_longpoll_request(c);
-        return;
-    case TARGET_OTHER: {
-        const phx_static_t *st = phx_server_static_find(c->srv, path, path_len);
-        int method = phx_http_method(c->http);
-        if (st && (method == HTTP_GET || method == HTTP_HEAD)) {
-            phx_http_write(c, 200, NULL, st->content_type, st->bytes, st->len, 0);
-            return;
-        }
+    if (rt == NULL || rt->handle == NULL) {
         phx_http_write(c, 404, NULL, NULL, NULL, 0, 0);
         return;
     }
-    default:
-        phx_http_write(c, 404, NULL, NULL, NULL, 0, 0);
+    rt->handle(c, rt->user);
+}
+
+/* ---- waiting ---- */
+
+void phx_http_wait(phx_conn_t *c, const phx_http_waiter_t *waiter, void *arg)
+{
+    phx_http_t *h = c->http;
+    PHX_ASSERT(h->waiter == NULL);
+    h->waiter = waiter;
+    h->wait_arg = arg;
+    h->is_waiting = true;
+    phx_loop_list_touch(c->loop, c, PHX_LIST_POLL);
+}
+
+void phx_http_unwait(phx_conn_t *c)
+{
+    if (c->http == NULL)
         return;
-    }
+    c->http->waiter = NULL;
+    c->http->wait_arg = NULL;
+}
+
+void *phx_http_waiting_for(const phx_conn_t *c)
+{
+    return c->http && c->http->waiter ? c->http->wait_arg : NULL;
 }
 
 /* ---- connection hooks ---- */
@@ -830,11 +798,17 @@ static void http_on_drained(phx_conn_t *c)
 
 static void http_on_close(phx_conn_t *c)
 {
-    phx_longpoll_conn_closed(c);
+    phx_http_t *h = c->http;
+    if (h && h->waiter) {
+        const phx_http_waiter_t *w = h->waiter;
+        void *arg = h->wait_arg;
+        phx_http_unwait(c);
+        w->on_closed(c, arg);
+    }
     phx_http_dispose(c);
 }
 
-int phx_http_conn_init(phx_conn_t *c)
+int phx_http_conn_init(phx_conn_t *c, const phx_router_t *router)
 {
     phx_http_t *h = phx_http_new(c->loop->cfg->max_header_bytes, (uint32_t)c->loop->cfg->max_headers,
                                  c->loop->cfg->max_body_bytes);
@@ -842,17 +816,12 @@ int phx_http_conn_init(phx_conn_t *c)
         return PHX_ERR_NOMEM;
     phx_http_set_budget(h, &c->loop->body_bytes_held, c->loop->cfg->max_body_bytes_total);
     phx_http_pause_on_head(h, true);
+    h->router = router;
     c->http = h;
     c->ops = &http_ops;
     c->kind = PHX_CONN_HTTP;
     phx_loop_list_touch(c->loop, c, PHX_LIST_HTTP);
     return 0;
-}
-
-int phx_http_conn_init_api(phx_conn_t *c)
-{
-    c->is_api = true;
-    return phx_http_conn_init(c);
 }
 
 void phx_http_timeout(phx_conn_t *c)
@@ -877,10 +846,14 @@ void phx_http_timeout(phx_conn_t *c)
  * the head deadline. */
 static void http_on_timeout(phx_conn_t *c)
 {
-    if (c->list == PHX_LIST_POLL)
-        phx_longpoll_poll_timeout(c);
-    else
-        phx_http_timeout(c);
+    phx_http_t *h = c->http;
+    if (h && h->waiter) {
+        const phx_http_waiter_t *w = h->waiter;
+        void *arg = h->wait_arg;
+        w->on_timeout(c, arg);
+        return;
+    }
+    phx_http_timeout(c);
 }
 
 /* Stop: every connection goes. Drain: parked polls and idle keep-alive

@@ -24,13 +24,15 @@ struct phx_http {
     uint8_t hstate;        /* 0 none, 1 reading a name, 2 reading a value */
     uint16_t error_status; /* status chosen by a callback (413, 414, 431) */
     bool is_complete;
-    bool is_waiting; /* a response is pending (a parked LongPoll GET) */
+    bool is_waiting; /* a response is pending (phx_http_wait) */
     bool keep_alive; /* the request allows another one on the connection */
     size_t head_bytes;
     size_t max_body_bytes;
     phx_buf_t body;
     phx_buf_t stash; /* bytes received after the current request */
-    void *parked;    /* the LongPoll session this GET waits on */
+    const struct phx_http_waiter *waiter; /* who answers the pending response */
+    void *wait_arg;
+    const struct phx_router *router;      /* the listener's routes */
     bool pause_on_head;  /* stop after the head so the route can judge the body */
     bool is_head_paused; /* stopped there; phx_http_continue resumes */
     size_t *body_held;   /* body bytes held by every parser sharing the budget */
@@ -72,25 +74,79 @@ int phx_http_feed(phx_http_t *h, const uint8_t *data, size_t len, size_t *used);
 int phx_http_method(const phx_http_t *h);
 bool phx_http_is_11(const phx_http_t *h);
 
-/* The route of a complete request's path for a socket mounted at
- * `socket_path` ("/socket"). */
-typedef enum {
-    PHX_ROUTE_NOT_FOUND = 0,
-    PHX_ROUTE_WEBSOCKET, /* <socket_path>/websocket[/] */
-    PHX_ROUTE_LONGPOLL,  /* <socket_path>/longpoll[/] */
-} phx_route_kind_t;
-phx_route_kind_t phx_http_route(const char *path, size_t len, const char *socket_path);
-
 /* ---- the connection glue ---- */
 
-/* Sets up the HTTP state of a freshly accepted connection (the init hook of
- * phx_conn_accept). Returns 0 or PHX_ERR_NOMEM. */
-int phx_http_conn_init(phx_conn_t *c);
-/* The same for a connection of the separate API listener (--api-listen):
- * only /api/, /healthz and /metrics are routed there. */
-int phx_http_conn_init_api(phx_conn_t *c);
-/* The handshake deadline passed: answer 408 and close. */
+/* ---- routes: registered by the layers that own them ---- */
+
+enum {
+    PHX_MATCH_EXACT = 0, /* the path itself */
+    PHX_MATCH_SLASH,     /* the path, with or without a trailing '/' */
+    PHX_MATCH_PREFIX,    /* any path that starts with it */
+};
+
+/* What a route says of a request's body once the head is complete. */
+enum {
+    PHX_HEAD_ANSWERED = -1, /* answered (and closing): nothing more is read */
+    PHX_HEAD_NO_BODY = 0,   /* takes no body: one announced is answered 413 */
+    PHX_HEAD_BODY = 1,      /* reads the body (bounded by max_body_bytes) */
+};
+
+typedef struct phx_http_route {
+    const char *path; /* copied by phx_router_add */
+    int match;        /* PHX_MATCH_* */
+    /* A socket endpoint: refused with 503 while the server drains. */
+    bool is_socket;
+    /* Optional: judges the head before any of the body is read
+     * (PHX_HEAD_*). Without it the route takes no body. */
+    int (*head)(phx_conn_t *c, void *user);
+    /* The complete request, answered with phx_http_write (now or later:
+     * the bytes after it wait for that answer). */
+    void (*handle)(phx_conn_t *c, void *user);
+    /* Instead of handle: the request hands the connection to another
+     * protocol (a WebSocket), with the bytes already read after it. */
+    void (*upgrade)(phx_conn_t *c, void *user, uint8_t *rest, size_t rest_len);
+    void *user;
+} phx_http_route_t;
+
+/* The routes of one listener, tried in the order they were added. */
+typedef struct phx_router {
+    phx_http_route_t *routes;
+    size_t count;
+} phx_router_t;
+
+/* Adds a route (its path is copied). Returns 0 or PHX_ERR_NOMEM. */
+int phx_router_add(phx_router_t *r, const phx_http_route_t *route);
+/* Adds `route` at the transport path `<socket_path>/<transport>` (a
+ * trailing '/' of socket_path is dropped), matched with or without a
+ * trailing slash. Returns 0 or PHX_ERR_NOMEM. */
+int phx_router_add_transport(phx_router_t *r, const char *socket_path, const char *transport,
+                             const phx_http_route_t *route);
+void phx_router_free(phx_router_t *r);
+/* The first route matching `path`, or NULL. */
+const phx_http_route_t *phx_router_find(const phx_router_t *r, const char *path, size_t len);
+
+/* Sets up the HTTP state of a freshly accepted connection whose requests
+ * go to `router`. Returns 0 or PHX_ERR_NOMEM. */
+int phx_http_conn_init(phx_conn_t *c, const phx_router_t *router);
+/* The head deadline passed: answer 408 and close. */
 void phx_http_timeout(phx_conn_t *c);
+
+/* ---- a response that comes later (a parked LongPoll GET) ---- */
+
+typedef struct phx_http_waiter {
+    /* The wait (PHX_LIST_POLL's window) passed: answer now. */
+    void (*on_timeout)(phx_conn_t *c, void *arg);
+    /* The connection is closing: forget it. */
+    void (*on_closed)(phx_conn_t *c, void *arg);
+} phx_http_waiter_t;
+
+/* The response to the current request comes later, from `waiter`: input
+ * waits, and the connection sits in PHX_LIST_POLL. */
+void phx_http_wait(phx_conn_t *c, const phx_http_waiter_t *waiter, void *arg);
+/* The wait ends (the response is about to be written). */
+void phx_http_unwait(phx_conn_t *c);
+/* The `arg` of the wait of `c`, or NULL. */
+void *phx_http_waiting_for(const phx_conn_t *c);
 /* Frees the HTTP state (after an upgrade, or on close). */
 void phx_http_dispose(phx_conn_t *c);
 

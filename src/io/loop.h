@@ -17,7 +17,7 @@
 
 #include "mem.h"
 #include "phx.h"
-#include "stats.h"
+#include "counters.h"
 
 typedef struct phx_conn phx_conn_t;
 typedef struct phx_tls_ctx phx_tls_ctx_t;

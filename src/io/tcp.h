@@ -69,7 +69,6 @@ struct phx_conn {
     bool is_read_paused;    /* above the high-water mark */
     bool is_dirty;          /* in the server's flush list */
     bool is_shut;           /* uv_shutdown issued */
-    bool is_api;            /* accepted on the separate API listener */
     uint8_t in_dispatch;    /* depth of layer code running for this conn */
     bool is_close_deferred; /* on_close runs when the read callback returns */
     bool is_read_held;      /* the layer above holds reading off (its own bound) */

@@ -24,16 +24,17 @@ static bool path_eq(const char *path, size_t len, const char *want)
     return strlen(want) == len && memcmp(path, want, len) == 0;
 }
 
-bool phx_api_path(const char *path, size_t len)
-{
-    return len >= 5 && memcmp(path, "/api/", 5) == 0;
-}
-
 static void reply(phx_conn_t *c, int status, const char *json)
 {
     phx_http_write(c, status, status == 401 ? "www-authenticate: Bearer\r\n" : NULL,
                    json ? "application/json" : NULL, json, json ? strlen(json) : 0,
                    PHX_HTTP_NO_CACHE);
+}
+
+static void reply_close(phx_conn_t *c, int status, const char *json)
+{
+    phx_http_write(c, status, status == 401 ? "www-authenticate: Bearer\r\n" : NULL,
+                   "application/json", json, strlen(json), PHX_HTTP_NO_CACHE | PHX_HTTP_CLOSE);
 }
 
 static void bad_request(phx_conn_t *c, const char *why)
@@ -220,4 +221,37 @@ void phx_api_request(phx_conn_t *c, const char *path, size_t len)
         broadcast(c, body, n);
     else
         disconnect(c, body, n);
+}
+
+/* The head of an API call: the key first (401 before any of the body is
+ * read), then a POST's body is taken. */
+static int route_head(phx_conn_t *c, void *user)
+{
+    if (!phx_api_key_ok(c->srv, phx_http_header(c->http, "authorization"))) {
+        PHX_LOG_INFO("peer=%s event=api_refused reason=bad_key", c->peer);
+        reply_close(c, 401, "{\"error\":\"a valid bearer key is required\"}");
+        return PHX_HEAD_ANSWERED;
+    }
+    return phx_http_method(c->http) == HTTP_POST ? PHX_HEAD_BODY : PHX_HEAD_NO_BODY;
+}
+
+static void route_handle(phx_conn_t *c, void *user)
+{
+    const char *path, *query;
+    size_t path_len, query_len;
+    phx_http_target(c->http, &path, &path_len, &query, &query_len);
+    phx_api_request(c, path, path_len);
+}
+
+int phx_api_add_routes(phx_router_t *r, const phx_config_t *cfg)
+{
+    if (cfg->api_key == NULL || cfg->api_key[0] == '\0')
+        return 0; /* off: every /api/ path is 404 */
+    phx_http_route_t rt = {
+        .path = "/api/",
+        .match = PHX_MATCH_PREFIX,
+        .head = route_head,
+        .handle = route_handle,
+    };
+    return phx_router_add(r, &rt);
 }

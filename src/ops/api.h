@@ -13,10 +13,12 @@
 #include <stddef.h>
 
 #include "phx.h"
+#include "http.h"
 #include "tcp.h"
 
-/* True when `path` belongs to the API (starts with "/api/"). */
-bool phx_api_path(const char *path, size_t len);
+/* Routes /api/ to the API when a key is configured. Returns 0 or
+ * PHX_ERR_NOMEM. */
+int phx_api_add_routes(phx_router_t *r, const phx_config_t *cfg);
 /* A complete request for an API path on `c` (c->http). */
 void phx_api_request(phx_conn_t *c, const char *path, size_t len);
 /* Whether `authorization` (the whole Authorization header value, or NULL)

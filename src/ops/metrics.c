@@ -103,3 +103,21 @@ bool phx_metrics_request(phx_conn_t *c, const char *path, size_t len)
     }
     return false;
 }
+
+static void route_handle(phx_conn_t *c, void *user)
+{
+    const char *path, *query;
+    size_t path_len, query_len;
+    phx_http_target(c->http, &path, &path_len, &query, &query_len);
+    phx_metrics_request(c, path, path_len);
+}
+
+int phx_metrics_add_routes(phx_router_t *r, bool with_metrics)
+{
+    phx_http_route_t healthz = {.path = "/healthz", .handle = route_handle};
+    phx_http_route_t metrics = {.path = "/metrics", .handle = route_handle};
+    int rv = phx_router_add(r, &healthz);
+    if (rv == 0 && with_metrics)
+        rv = phx_router_add(r, &metrics);
+    return rv;
+}

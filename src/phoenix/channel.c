@@ -1,4 +1,4 @@
-/* channel.c: channel instances and their lifecycle (PROTOCOL.md section 3):
+/* channel.c: channel instances and their lifecycle (docs/protocol.md §3):
  * join (routing by topic pattern, the per-socket channel limit, the join
  * callback), duplicate joins, leave, stale join_refs, handle_in with its
  * reply/noreply/stop/crash outcomes, and the channel API (push, broadcast,

@@ -1,5 +1,5 @@
 /* channel.h: channel instances (one per joined topic per socket) and the
- * join/leave/dispatch lifecycle of PROTOCOL.md section 3, calling the
+ * join/leave/dispatch lifecycle of docs/protocol.md §3, calling the
  * handlers registered by topic pattern. */
 #ifndef PHX_CHANNEL_H
 #define PHX_CHANNEL_H

@@ -49,7 +49,8 @@ static void ossl_free(void *p, const char *file, int line)
 
 static void install_allocators(void)
 {
-    /* Before any other libuv or OpenSSL call (STYLE.md section 6). */
+    /* Before any other libuv or OpenSSL call: every allocation they make goes
+     * through phx_malloc from the first one on. */
     uv_replace_allocator(phx_malloc, phx_realloc, phx_calloc, phx_free);
     CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free);
     cJSON_Hooks hooks = {phx_malloc, phx_free};

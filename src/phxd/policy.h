@@ -1,7 +1,7 @@
 /* policy.h: phxd's channel policy, written against the public channel API
  * like any embedder's handlers. Each channel rule (rules.h) becomes one
  * route whose join and handle_in follow the rule. Without rules phxd uses
- * its built-in policy (DESIGN.md section 2), phx_rules_default():
+ * its built-in policy, phx_rules_default():
  *   user:<id>  joins only for the socket whose user_id assign is <id>;
  *   room:*     joins for any connected socket;
  *   on both, "ping" replies with its payload and any other event is

@@ -87,7 +87,7 @@ int phx_rules_parse(phx_rules_t *rules, const char *text, char *err);
 /* Frees every rule (and resets the list). No-op on the static default. */
 void phx_rules_dispose(phx_rules_t *rules);
 
-/* phxd's built-in policy as rules (DESIGN.md 2):
+/* phxd's built-in policy as rules:
  *   "user:*" join=user events=broadcast event:ping=reply
  *   "room:*" join=any events=broadcast event:ping=reply
  * Static; valid for the life of the process. */

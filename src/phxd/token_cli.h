@@ -1,4 +1,4 @@
-/* token_cli.h: the `phxd token sign|verify` subcommand (DESIGN.md 1): mint
+/* token_cli.h: the `phxd token sign|verify` subcommand: mint
  * and check Phoenix.Tokens from the shell with the same code the server
  * uses. main() dispatches to it when argv[1] is "token". */
 #ifndef PHX_TOKEN_CLI_H

@@ -7,9 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api.h"
 #include "http.h"
 #include "log.h"
 #include "longpoll.h"
+#include "metrics.h"
 #include "origin.h"
 #include "pubsub.h"
 #include "tls.h"
@@ -81,14 +83,51 @@ static void loop_closed(void *owner);
 
 static int conn_init(phx_conn_t *c, void *arg)
 {
-    c->srv = arg;
-    return phx_http_conn_init(c);
+    phx_server_t *srv = arg;
+    c->srv = srv;
+    return phx_http_conn_init(c, &srv->router);
 }
 
 static int conn_init_api(phx_conn_t *c, void *arg)
 {
-    c->srv = arg;
-    return phx_http_conn_init_api(c);
+    phx_server_t *srv = arg;
+    c->srv = srv;
+    return phx_http_conn_init(c, &srv->api_router);
+}
+
+/* A static asset (GET or HEAD). */
+static void static_handle(phx_conn_t *c, void *user)
+{
+    const phx_static_t *st = user;
+    int method = phx_http_method(c->http);
+    if (method == HTTP_GET || method == HTTP_HEAD)
+        phx_http_write(c, 200, NULL, st->content_type, st->bytes, st->len, 0);
+    else
+        phx_http_write(c, 404, NULL, NULL, NULL, 0, 0);
+}
+
+/* Each layer adds the routes it owns. With --api-listen, the API and
+ * /metrics live only on that listener (with /healthz), and nothing else
+ * does. */
+static int build_routes(phx_server_t *srv)
+{
+    bool apart = srv->cfg.api_listen != NULL;
+    int rv = phx_ws_add_routes(&srv->router, &srv->cfg);
+    if (rv == 0 && srv->cfg.longpoll)
+        rv = phx_longpoll_add_route(&srv->router, srv);
+    if (rv == 0 && !apart)
+        rv = phx_api_add_routes(&srv->router, &srv->cfg);
+    if (rv == 0)
+        rv = phx_metrics_add_routes(&srv->router, !apart);
+    for (const phx_static_t *st = srv->statics; st && rv == 0; st = st->next) {
+        phx_http_route_t rt = {.path = st->path, .handle = static_handle, .user = (void *)st};
+        rv = phx_router_add(&srv->router, &rt);
+    }
+    if (rv == 0 && apart)
+        rv = phx_api_add_routes(&srv->api_router, &srv->cfg);
+    if (rv == 0 && apart)
+        rv = phx_metrics_add_routes(&srv->api_router, true);
+    return rv;
 }
 
 static void listener_on_connection(uv_stream_t *l, int status)
@@ -258,6 +297,10 @@ static int split_host_port(const char *s, char *host, size_t cap, int *port)
 
 int phx_server_start(phx_server_t *srv, char *err)
 {
+    if (build_routes(srv) != 0) {
+        snprintf(err, PHX_ERR_LEN, "cannot set up routes: out of memory");
+        return PHX_ERR_NOMEM;
+    }
     int rv = listen_on(srv, &srv->listener, srv->cfg.host, srv->cfg.port, &srv->bound_port, err);
     if (rv != 0)
         return rv;
@@ -511,17 +554,10 @@ void phx_server_free(phx_server_t *srv)
     phx_free(srv->routes);
     for (size_t i = 0; i < sizeof(srv->cfg_strings) / sizeof(srv->cfg_strings[0]); i++)
         phx_free(srv->cfg_strings[i]);
+    phx_router_free(&srv->router);
+    phx_router_free(&srv->api_router);
     phx_loop_dispose(&srv->loop);
     phx_free(srv);
-}
-
-bool phx_server_accepts_sockets(phx_server_t *srv, phx_conn_t *c)
-{
-    if (!srv->loop.is_draining && !srv->loop.is_stopping)
-        return true;
-    phx_stats_refused(&srv->loop.stats, PHX_REFUSE_DRAINING);
-    phx_http_respond(c, 503, "retry-after: 1\r\n", NULL, NULL, 0);
-    return false;
 }
 
 bool phx_server_origin_ok(phx_server_t *srv, phx_conn_t *c)

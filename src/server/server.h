@@ -10,9 +10,10 @@
 
 #include <uv.h>
 
+#include "http.h"
 #include "loop.h"
 #include "phx.h"
-#include "stats.h"
+#include "counters.h"
 #include "tcp.h"
 
 typedef struct phx_pubsub phx_pubsub_t;
@@ -63,15 +64,14 @@ struct phx_server {
     phx_longpoll_t *longpoll;
     phx_origin_policy_t *origin;
     phx_static_t *statics;
+    phx_router_t router;     /* the main listener's routes */
+    phx_router_t api_router; /* --api-listen's */
 };
 
 /* The route whose pattern matches `topic`, or NULL. */
 const phx_route_t *phx_server_route(const phx_server_t *srv, const char *topic, size_t len);
 /* The static asset served at `path`, or NULL. */
 const phx_static_t *phx_server_static_find(const phx_server_t *srv, const char *path, size_t len);
-/* False (after answering 503 and closing) while the server drains: no
- * new WebSocket or LongPoll session is accepted then. */
-bool phx_server_accepts_sockets(phx_server_t *srv, phx_conn_t *c);
 /* check_origin for a request on `c` (c->http): false when refused. */
 bool phx_server_origin_ok(phx_server_t *srv, phx_conn_t *c);
 /* The default connect callback: verifies params.token as a Phoenix.Token. */

@@ -1,4 +1,4 @@
-/* longpoll.c: the LongPoll transport (PROTOCOL.md section 5). Every answer
+/* longpoll.c: the LongPoll transport (docs/protocol.md §5). Every answer
  * is HTTP 200 with the outcome in the JSON body; a session is opened by a
  * GET answered 410 with its token, polled by GETs (parked up to the poll
  * window), fed by POSTs (one JSON message, or up to 100 NDJSON lines of
@@ -185,19 +185,37 @@ static void unpark(lp_session_t *s)
     phx_conn_t *c = s->parked;
     if (c == NULL)
         return;
-    PHX_ASSERT(c->http == NULL || c->http->parked == s);
+    PHX_ASSERT(c->http == NULL || phx_http_waiting_for(c) == s);
     s->parked = NULL;
-    if (c->http)
-        c->http->parked = NULL;
+    phx_http_unwait(c);
 }
+
+static void answer_poll(lp_session_t *s, phx_conn_t *c, int status);
+
+/* The parked GET's window passed: 204, and the client polls again. */
+static void poll_timeout(phx_conn_t *c, void *arg)
+{
+    answer_poll(arg, c, 204);
+}
+
+/* The parked GET's connection is closing (the HTTP layer forgot the wait). */
+static void poll_closed(phx_conn_t *c, void *arg)
+{
+    lp_session_t *s = arg;
+    if (s->parked == c)
+        s->parked = NULL;
+}
+
+static const phx_http_waiter_t poll_waiter = {
+    .on_timeout = poll_timeout,
+    .on_closed = poll_closed,
+};
 
 static void park(lp_session_t *s, phx_conn_t *c)
 {
-    PHX_ASSERT(s->parked == NULL && c->http->parked == NULL);
+    PHX_ASSERT(s->parked == NULL && phx_http_waiting_for(c) == NULL);
     s->parked = c;
-    c->http->parked = s;
-    c->http->is_waiting = true;
-    phx_loop_list_touch(c->loop, c, PHX_LIST_POLL);
+    phx_http_wait(c, &poll_waiter, s);
 }
 
 /* ---- activity ---- */
@@ -724,45 +742,57 @@ void phx_longpoll_request(phx_conn_t *c)
         post(lp, c, s);
 }
 
-bool phx_longpoll_head_ok(phx_conn_t *c)
+/* The head of a request for the LongPoll path: only a POST to a live
+ * session takes a body (PHX_HEAD_*). */
+static int route_head(phx_conn_t *c, void *user)
 {
-    phx_server_t *srv = c->srv;
+    phx_server_t *srv = user;
+    int method = phx_http_method(c->http);
+    if (!phx_http_has_body(c->http))
+        return PHX_HEAD_NO_BODY;
+    if (method != HTTP_POST) {
+        /* Answered as the whole request would be: 400 for a method
+         * LongPoll does not take, 413 for a body it does not read. */
+        bool known = method == HTTP_GET || method == HTTP_OPTIONS;
+        phx_http_write(c, known ? 413 : 400, "access-control-allow-origin: *\r\n", NULL, NULL,
+                       0, PHX_HTTP_CLOSE);
+        return PHX_HEAD_ANSWERED;
+    }
     if (!phx_server_origin_ok(srv, c)) {
         phx_stats_refused(&srv->loop.stats, PHX_REFUSE_ORIGIN);
         phx_http_write(c, 200, "access-control-allow-origin: *\r\n",
                        "application/json; charset=utf-8", "{\"status\":403}", 14,
                        PHX_HTTP_NO_CACHE | PHX_HTTP_CLOSE);
-        return false;
+        return PHX_HEAD_ANSWERED;
     }
     lp_session_t *s;
     if (!session_of(srv->longpoll, c, PHX_HTTP_CLOSE, &s))
-        return false;
+        return PHX_HEAD_ANSWERED;
     if (s == NULL) {
         /* No session takes this body: answered as the POST itself would
          * be, without reading it. */
         phx_http_write(c, 200, "access-control-allow-origin: *\r\n",
                        "application/json; charset=utf-8", "{\"status\":410}", 14,
                        PHX_HTTP_NO_CACHE | PHX_HTTP_CLOSE);
-        return false;
+        return PHX_HEAD_ANSWERED;
     }
-    return true;
+    return PHX_HEAD_BODY;
 }
 
-void phx_longpoll_poll_timeout(phx_conn_t *c)
+static void route_handle(phx_conn_t *c, void *user)
 {
-    lp_session_t *s = c->http ? c->http->parked : NULL;
-    if (s == NULL) {
-        phx_conn_close(c, false);
-        return;
-    }
-    answer_poll(s, c, 204);
+    phx_longpoll_request(c);
 }
 
-void phx_longpoll_conn_closed(phx_conn_t *c)
+int phx_longpoll_add_route(phx_router_t *r, phx_server_t *srv)
 {
-    lp_session_t *s = c->http ? c->http->parked : NULL;
-    if (s && s->parked == c)
-        unpark(s);
+    phx_http_route_t rt = {
+        .is_socket = true,
+        .head = route_head,
+        .handle = route_handle,
+        .user = srv,
+    };
+    return phx_router_add_transport(r, srv->cfg.socket_path, "longpoll", &rt);
 }
 
 void phx_longpoll_flush(phx_server_t *srv)

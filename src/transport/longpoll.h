@@ -1,4 +1,4 @@
-/* longpoll.h: the LongPoll transport (<socket_path>/longpoll, PROTOCOL.md
+/* longpoll.h: the LongPoll transport (<socket_path>/longpoll, docs/protocol.md
  * section 5). A session holds a Phoenix socket, a bounded buffer of
  * outgoing messages and at most one parked GET; GET opens (410 + token) and
  * polls, POST publishes (JSON or an NDJSON batch), OPTIONS answers CORS.
@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "phx.h"
+#include "http.h"
 #include "tcp.h"
 
 typedef struct phx_longpoll phx_longpoll_t;
@@ -20,17 +21,13 @@ typedef struct phx_longpoll phx_longpoll_t;
 int phx_longpoll_new(phx_longpoll_t **out, phx_server_t *srv, char *err);
 /* Frees it; every session must have ended (phx_longpoll_stop). */
 void phx_longpoll_free(phx_longpoll_t *lp);
-/* The head of a POST with a body for <socket_path>/longpoll: true when a
- * live session takes the body; false after answering (no session: 410;
- * origin refused: 403; undecodable query: 400) and closing, with none of
- * the body read. */
-bool phx_longpoll_head_ok(phx_conn_t *c);
+/* Routes <socket_path>/longpoll[/] to LongPoll. The head of a POST with a
+ * body is judged before the body is read: only a live session takes it
+ * (no session: {"status":410}; origin refused: 403; undecodable query:
+ * 400; all closing). Returns 0 or PHX_ERR_NOMEM. */
+int phx_longpoll_add_route(phx_router_t *r, phx_server_t *srv);
 /* A complete request for <socket_path>/longpoll on `c` (c->http). */
 void phx_longpoll_request(phx_conn_t *c);
-/* A parked GET's window passed: answer 204. */
-void phx_longpoll_poll_timeout(phx_conn_t *c);
-/* The connection of a parked GET is closing. */
-void phx_longpoll_conn_closed(phx_conn_t *c);
 /* Answers parked GETs that have messages (once per loop turn). */
 void phx_longpoll_flush(phx_server_t *srv);
 /* Ends sessions idle since before `now` - 1.5 windows; returns the time of

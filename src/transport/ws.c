@@ -716,3 +716,24 @@ void phx_ws_echo_handshake(phx_conn_t *c, uint8_t *rest, size_t rest_len)
     w->is_echo = true;
     upgrade(c, w, false, rest, rest_len);
 }
+
+static void ws_route(phx_conn_t *c, void *user, uint8_t *rest, size_t rest_len)
+{
+    phx_ws_handshake(c, rest, rest_len);
+}
+
+static void echo_route(phx_conn_t *c, void *user, uint8_t *rest, size_t rest_len)
+{
+    phx_ws_echo_handshake(c, rest, rest_len);
+}
+
+int phx_ws_add_routes(phx_router_t *r, const phx_config_t *cfg)
+{
+    phx_http_route_t rt = {.is_socket = true, .upgrade = ws_route};
+    int rv = phx_router_add_transport(r, cfg->socket_path, "websocket", &rt);
+    if (rv == 0 && cfg->echo_path) {
+        phx_http_route_t echo = {.path = cfg->echo_path, .upgrade = echo_route};
+        rv = phx_router_add(r, &echo);
+    }
+    return rv;
+}

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "mem.h"
+#include "http.h"
 #include "tcp.h"
 
 /* Close codes (RFC 6455 section 7.4.1). */
@@ -25,6 +26,9 @@ enum {
     PHX_WS_RESTART = 1012,
 };
 
+/* Routes <socket_path>/websocket[/] (and the echo path when configured) to
+ * the handshakes below. Returns 0 or PHX_ERR_NOMEM. */
+int phx_ws_add_routes(phx_router_t *r, const phx_config_t *cfg);
 /* Handles a complete request for <socket_path>/websocket: checks, connect
  * callback, 101, then feeds `rest` (bytes after the head, borrowed) as
  * WebSocket input. On refusal answers 400/403 and closes. */

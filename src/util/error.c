@@ -1,5 +1,6 @@
 /* error.c: names and descriptions of phxd's error codes (the PHX_ERRNO_MAP
- * table in phx.h); libuv codes are delegated to libuv. */
+ * table in phx.h); libuv codes are delegated to libuv. Also the library's
+ * version (phx_version.h, generated from the project version). */
 #include "phx.h"
 
 #include <uv.h>
@@ -32,4 +33,14 @@ const char *phx_strerror(int err)
     default:
         return uv_strerror(err);
     }
+}
+
+const char *phx_version(void)
+{
+    return PHX_VERSION_STRING;
+}
+
+int phx_version_num(void)
+{
+    return PHX_VERSION_NUM;
 }

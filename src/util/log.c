@@ -1,5 +1,7 @@
-/* log.c: formats one log line per event on stderr:
- *   2026-11-28T23:19:32.123Z warn conn=812 event=ws_close code=1009 */
+/* log.c: formats one log line per event, on stderr by default:
+ *   2026-11-28T23:19:32.123Z warn conn=812 event=ws_close code=1009
+ * or, after phx_set_log(), hands the message part to the embedder's
+ * callback with its level. */
 #include "log.h"
 
 #include <stdarg.h>
@@ -11,7 +13,25 @@
 
 int phx_log_level = PHX_LOG_LEVEL_INFO;
 
+/* The embedder's sink (phx_set_log), or NULL for stderr. */
+static phx_log_cb log_cb;
+static void *log_user;
+
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+void phx_set_log(phx_log_cb cb, void *user)
+{
+    log_cb = cb;
+    log_user = cb != NULL ? user : NULL;
+}
+
+int phx_set_log_level(int level)
+{
+    if (level < PHX_LOG_LEVEL_ERROR || level > PHX_LOG_LEVEL_DEBUG)
+        return PHX_ERR_INVALID;
+    phx_log_level = level;
+    return 0;
+}
 
 int phx_log_level_parse(const char *s)
 {
@@ -29,13 +49,16 @@ const char *phx_log_level_name(int level)
 void phx_log_write(int level, const char *fmt, ...)
 {
     char line[1024];
-    struct timeval tv;
-    struct tm tm;
-    gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     (int)(tv.tv_usec / 1000), phx_log_level_name(level));
+    int n = 0;
+    if (log_cb == NULL) {
+        struct timeval tv;
+        struct tm tm;
+        gettimeofday(&tv, NULL);
+        gmtime_r(&tv.tv_sec, &tm);
+        n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s ",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, (int)(tv.tv_usec / 1000), phx_log_level_name(level));
+    }
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
@@ -43,6 +66,11 @@ void phx_log_write(int level, const char *fmt, ...)
     size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
     if (len > sizeof(line) - 2)
         len = sizeof(line) - 2;
+    if (log_cb != NULL) {
+        line[len] = '\0';
+        log_cb(level, line, log_user);
+        return;
+    }
     line[len++] = '\n';
     /* One write per line so lines from several processes do not interleave. */
     fwrite(line, 1, len, stderr);
@@ -50,6 +78,12 @@ void phx_log_write(int level, const char *fmt, ...)
 
 void phx_assert_fail(const char *cond, const char *file, int line)
 {
+    if (log_cb != NULL) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "event=assertion_failed cond=\"%s\" file=%s line=%d", cond,
+                 file, line);
+        log_cb(PHX_LOG_LEVEL_ERROR, msg, log_user);
+    }
     fprintf(stderr, "phxd: assertion failed: %s (%s:%d)\n", cond, file, line);
     abort();
 }

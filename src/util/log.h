@@ -1,16 +1,13 @@
-/* log.h: leveled key=value log lines on stderr, one per event. The level is
- * one of the two mutable globals STYLE.md allows. Never log secrets, full
- * tokens or payloads at info or above. */
+/* log.h: leveled key=value log lines, one per event, on stderr or to the
+ * embedder's callback (phx_set_log in phx.h). The level and the sink are
+ * process-wide globals, like the allocator hooks of mem.c. Never log secrets,
+ * full tokens or payloads at info or above. */
 #ifndef PHX_LOG_H
 #define PHX_LOG_H
 
-typedef enum {
-    PHX_LOG_LEVEL_ERROR = 0,
-    PHX_LOG_LEVEL_WARN = 1,
-    PHX_LOG_LEVEL_INFO = 2,
-    PHX_LOG_LEVEL_DEBUG = 3,
-} phx_log_level_t;
+#include "phx.h" /* phx_log_level_t, phx_set_log, phx_set_log_level */
 
+/* The current level (a phx_log_level_t): lines above it are not formatted. */
 extern int phx_log_level;
 
 /* Parses "error", "warn", "info", "debug". Returns the level or -1. */

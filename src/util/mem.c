@@ -1,17 +1,43 @@
-/* mem.c: the allocator hooks (with a failure injector for tests), phx_buf_t
- * and phx_rcbuf_t. Leaf module: includes no stage. */
+/* mem.c: the allocator hooks (the embedder's, phx_set_allocator in phx.h,
+ * with a failure injector for tests), phx_buf_t and phx_rcbuf_t. Leaf
+ * module: includes no stage. */
 #include "mem.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "phx.h"
 
-/* The allocator hooks are one of the two mutable globals STYLE.md allows. */
+/* The allocator hooks are process-wide, like the log level and sink
+ * (log.c): the embedder's functions (phx_set_allocator) or the C library's,
+ * and the failure injector's counters. */
+static phx_malloc_fn hook_malloc = malloc;
+static phx_realloc_fn hook_realloc = realloc;
+static phx_free_fn hook_free = free;
+static bool hook_is_libc = true; /* calloc can then be the C library's */
 static unsigned long alloc_count;
 static unsigned long fail_at;
+
+int phx_set_allocator(phx_malloc_fn malloc_fn, phx_realloc_fn realloc_fn, phx_free_fn free_fn)
+{
+    if (malloc_fn == NULL && realloc_fn == NULL && free_fn == NULL) {
+        hook_malloc = malloc;
+        hook_realloc = realloc;
+        hook_free = free;
+        hook_is_libc = true;
+        return 0;
+    }
+    if (malloc_fn == NULL || realloc_fn == NULL || free_fn == NULL)
+        return PHX_ERR_INVALID;
+    hook_malloc = malloc_fn;
+    hook_realloc = realloc_fn;
+    hook_free = free_fn;
+    hook_is_libc = false;
+    return 0;
+}
 
 static int should_fail(void)
 {
@@ -39,26 +65,38 @@ void *phx_malloc(size_t size)
 {
     if (should_fail())
         return NULL;
-    return malloc(size == 0 ? 1 : size);
+    return hook_malloc(size == 0 ? 1 : size);
 }
 
 void *phx_calloc(size_t count, size_t size)
 {
     if (should_fail())
         return NULL;
-    return calloc(count == 0 ? 1 : count, size == 0 ? 1 : size);
+    if (count == 0)
+        count = 1;
+    if (size == 0)
+        size = 1;
+    if (hook_is_libc)
+        return calloc(count, size);
+    if (count > SIZE_MAX / size)
+        return NULL;
+    void *p = hook_malloc(count * size);
+    if (p != NULL)
+        memset(p, 0, count * size);
+    return p;
 }
 
 void *phx_realloc(void *ptr, size_t size)
 {
     if (should_fail())
         return NULL;
-    return realloc(ptr, size == 0 ? 1 : size);
+    return hook_realloc(ptr, size == 0 ? 1 : size);
 }
 
 void phx_free(void *ptr)
 {
-    free(ptr);
+    if (ptr != NULL)
+        hook_free(ptr);
 }
 
 char *phx_strndup(const char *s, size_t len)

@@ -1,4 +1,5 @@
-/* mem.h: allocation hooks, growable byte buffers and reference-counted
+/* mem.h: allocation hooks (the embedder may replace the allocator underneath
+ * with phx_set_allocator, phx.h), growable byte buffers and reference-counted
  * byte buffers. Every allocation in phxd goes through phx_malloc and friends
  * so that tests can fail the nth allocation (phx_mem_fail_at). */
 #ifndef PHX_MEM_H

@@ -3,7 +3,7 @@
 %%! -noshell
 %%
 %% The real Erlang runtime as an oracle for phxd's ETF codec and
-%% Phoenix.Token (PROTOCOL.md section 7 and Appendix A).
+%% Phoenix.Token (docs/protocol.md §7 and Appendix A).
 %% Usage: escript oracle.escript PATH/TO/phx_tokentool
 %%
 %%  (a) term_to_binary output decodes in phxd to the JSON this script

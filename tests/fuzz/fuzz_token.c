@@ -22,7 +22,7 @@ static phx_token_t *the_token(void)
     static phx_token_t *tok;
     if (tok == NULL) {
         /* A secret no seed was signed with: the seeds are real tokens
-         * (section 9) that must fail here exactly like forgeries. */
+         * (docs/protocol.md §9) that must fail here exactly like forgeries. */
         static const char kb[] = "fuzz-token-secret-that-signed-nothing-0123456789abcdef0123456789";
         phx_token_config_t cfg = {
             .secret_key_base = (const uint8_t *)kb,

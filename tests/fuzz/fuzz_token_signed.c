@@ -59,7 +59,7 @@ static const phx_term_t *atom_value(const phx_term_t *m, const char *name)
     return NULL;
 }
 
-/* The reference age check (PROTOCOL.md 7.4 step 8) for the token's own
+/* The reference age check (docs/protocol.md §7.4 step 8) for the token's own
  * max_age; returns 1 when it cannot decide simply (bignums). */
 static int reference_age(const phx_term_t *signed_t, const phx_term_t *max_age)
 {

@@ -35,6 +35,11 @@ static void on_connect(uv_connect_t *req, int status)
 static void on_timer(uv_timer_t *t)
 {
     *(bool *)t->data = true;
+    /* UV_RUN_ONCE runs due timers before it polls, and then polls with the
+     * loop's own timeout: a deadline that comes due there would be noticed
+     * only at the next event (seconds later, at a server deadline). Stopping
+     * the loop makes that poll return at once. */
+    uv_stop(t->loop);
 }
 
 static void on_timer_close(uv_handle_t *h)

@@ -1,5 +1,5 @@
 /* ctgrind_mac: proves under valgrind that the token MAC comparison does not
- * branch on the secret MAC's bytes (reliability plan 5.2). The computed MAC
+ * branch on the secret MAC's bytes (docs/protocol.md §7.7). The computed MAC
  * is marked undefined, compared, and only the boolean result is marked
  * defined: any branch inside the comparison on those bytes makes memcheck
  * report "Conditional jump or move depends on uninitialised value(s)".

@@ -643,7 +643,7 @@ static void bignum_limit_exact(void)
 
 static void encode_reproduces_erlang(void)
 {
-    /* Payloads of PROTOCOL.md section 9 (OTP 25, so 'd' atoms). */
+    /* Payloads of docs/protocol.md §9 (OTP 25, so 'd' atoms). */
     static const char *const latin1[] = {
         "83680361016e06000068e5cf8b016200015180",
         "83680361636e06000068e5cf8b016200015180",

@@ -1,4 +1,4 @@
-/* Unit tests for query.c: Plug's query decoding (PROTOCOL 1.2), the JSON
+/* Unit tests for query.c: Plug's query decoding (docs/protocol.md §1.2), the JSON
  * params object, top-level lookups for vsn and token, limits and allocation
  * failure. Inputs come from exact-size heap copies. */
 #include "query.h"

@@ -1,6 +1,6 @@
-/* Unit tests for serializer.c: vsn negotiation (PROTOCOL 1.3), decoding of
+/* Unit tests for serializer.c: vsn negotiation (docs/protocol.md §1.3), decoding of
  * client frames in the three formats, and byte-for-byte encoding of every
- * example in PROTOCOL 2.2-2.4 and the appendix B.1 transcript. Decoders read
+ * example in docs/protocol.md §2.2-§2.4 and its Appendix B.1 transcript. Decoders read
  * exact-size heap copies and copies that end at an unreadable page. */
 #include "serializer.h"
 
@@ -463,7 +463,7 @@ static void v1_refuses_duplicates_and_missing_keys(void)
 
 static void v2_binary_decodes_client_push(void)
 {
-    /* PROTOCOL 2.4: push "binary" with payload 09 08 07. */
+    /* docs/protocol.md §2.4: push "binary" with payload 09 08 07. */
     static const uint8_t f[] = {0x00, 0x01, 0x01, 0x06, 0x06, 0x33, 0x38, 0x72, 0x6f, 0x6f, 0x6d,
                                 0x3a, 0x31, 0x62, 0x69, 0x6e, 0x61, 0x72, 0x79, 0x09, 0x08, 0x07};
     phx_msg_t m;
@@ -536,7 +536,7 @@ static void v2_binary_refuses_malformed(void)
     ASSERT_EQ(decode_rv(PHX_FMT_V2_JSON, true, "\x00\x00\x00\x02\x01tte", 8, &lim), PHX_ERR_LIMIT);
 }
 
-/* ---- encode: PROTOCOL 2.2 and 2.3 ---- */
+/* ---- encode: docs/protocol.md §2.2 and §2.3 ---- */
 
 static void v2_text_encodes_server_examples(void)
 {
@@ -588,7 +588,7 @@ static void v1_encodes_server_examples(void)
                 "{\"event\":\"phx_error\",\"payload\":{},\"ref\":\"4\",\"topic\":\"room:lobby\"}");
 }
 
-/* ---- encode: PROTOCOL 2.4 ---- */
+/* ---- encode: docs/protocol.md §2.4 ---- */
 
 static void v2_binary_encodes_server_layouts(void)
 {
@@ -775,7 +775,7 @@ static void encode_fails_cleanly_without_memory(void)
     phx_mem_fail_at(0);
 }
 
-/* ---- appendix B.1 ---- */
+/* ---- docs/protocol.md Appendix B.1 ---- */
 
 /* Decodes the client frame `c`, and encodes the server frame through `o`
  * with fields taken from the decoded message where the transcript echoes

@@ -423,7 +423,7 @@ static char last_reason[32];
 static phx_result_t api_join(phx_channel_t *ch, const char *topic, const phx_payload_t *params,
                              phx_reply_t *reply, void *user)
 {
-    /* Pushing before the join reply is refused (PROTOCOL 3.3). */
+    /* Pushing before the join reply is refused (docs/protocol.md §3.3). */
     phx_payload_t p = {(const uint8_t *)"{}", 2, false};
     ASSERT_EQ(phx_channel_push(ch, "early", &p), PHX_ERR_STATE);
     if (strcmp(topic, "api:crash") == 0)

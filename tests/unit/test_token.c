@@ -1,4 +1,4 @@
-/* Unit tests for token.c and token_cli.c against PROTOCOL.md section 9:
+/* Unit tests for token.c and token_cli.c against docs/protocol.md §9:
  * the PBKDF2 table, tokens V1-V20 (verify and byte-exact sign), the
  * negative and behavioural vectors, expiry edges, MAC-before-decode, key
  * caching, allocation failure, and the `phxd token` subcommand. */
@@ -144,7 +144,7 @@ static char *sign_payload_hex(phx_token_t *t, const char *hex)
     return (char *)out.data;
 }
 
-/* ---- section 9 vectors ---- */
+/* ---- docs/protocol.md §9 vectors ---- */
 
 static void pbkdf2_table(void)
 {
@@ -176,7 +176,7 @@ static void pbkdf2_table(void)
         {PHX_DIGEST_SHA256, "password", 8, "salt", 4, 1, "120fb6cffcf8b32c43e7225256c4f837"},
         {PHX_DIGEST_SHA384, "password", 8, "salt", 4, 1, "c0e14f06e49e32d73f9f52ddf1d0c5c7"},
         {PHX_DIGEST_SHA512, "password", 8, "salt", 4, 1, "867f70cf1ade02cff3752599a3a53dc4"},
-        /* The two derived keys of section 9.2. */
+        /* The two derived keys of docs/protocol.md §9.2. */
         {PHX_DIGEST_SHA256, KB1, sizeof(KB1) - 1, "user auth", 9, 1000,
          "71e6bb9087444023e8313bbb80bf25945ba411c024f266b2954f9ca21db07a01"},
         {PHX_DIGEST_SHA256, KB2, sizeof(KB2) - 1, "user socket", 11, 1000,

@@ -1,4 +1,4 @@
-// phxd's own cases beyond Autobahn (reliability plan 8.3), judged with the
+// phxd's own cases beyond Autobahn (docs/bad-input.md §2 cites them), judged with the
 // same rules where they fit:
 //   x.1 fragment and message-size caps (--max-fragments, --max-message-bytes)
 //   x.2 lying and non-minimal length encodings, unmasked frames

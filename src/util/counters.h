@@ -1,8 +1,8 @@
-/* stats.h: the counters one loop keeps (connections, messages, bytes,
+/* counters.h: the counters one loop keeps (connections, messages, bytes,
  * refusals, slow consumers, broadcasts and their fan-out time), read by
  * /metrics. Plain data: every layer adds to it, none owns it but the loop. */
-#ifndef PHX_STATS_H
-#define PHX_STATS_H
+#ifndef PHX_COUNTERS_H
+#define PHX_COUNTERS_H
 
 #include <stdint.h>
 
@@ -50,4 +50,4 @@ static inline void phx_stats_refused(phx_stats_t *st, phx_refuse_t why)
     st->refused[why]++;
 }
 
-#endif /* PHX_STATS_H */
+#endif /* PHX_COUNTERS_H */
