@@ -454,8 +454,7 @@ static int response_head(phx_buf_t *b, int status, const char *extra_headers,
                          const char *content_type, size_t body_len, bool close, int flags)
 {
     return phx_buf_printf(
-        b, "HTTP/1.1 %d %s\r\n%s%s%s%scontent-length: %zu\r\n%s%s\r\n", status,
-        status_text(status),
+        b, "HTTP/1.1 %d %s\r\n%s%s%s%scontent-length: %zu\r\n%s%s\r\n", status, status_text(status),
         (flags & PHX_HTTP_NO_CACHE) ? "cache-control: no-store\r\n"
                                     : "cache-control: max-age=0, private, must-revalidate\r\n",
         content_type ? "content-type: " : "", content_type ? content_type : "",
@@ -810,8 +809,8 @@ static void http_on_close(phx_conn_t *c)
 
 int phx_http_conn_init(phx_conn_t *c, const phx_router_t *router)
 {
-    phx_http_t *h = phx_http_new(c->loop->cfg->max_header_bytes, (uint32_t)c->loop->cfg->max_headers,
-                                 c->loop->cfg->max_body_bytes);
+    phx_http_t *h = phx_http_new(c->loop->cfg->max_header_bytes,
+                                 (uint32_t)c->loop->cfg->max_headers, c->loop->cfg->max_body_bytes);
     if (h == NULL)
         return PHX_ERR_NOMEM;
     phx_http_set_budget(h, &c->loop->body_bytes_held, c->loop->cfg->max_body_bytes_total);

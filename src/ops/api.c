@@ -16,7 +16,6 @@
 #include "json.h"
 #include "log.h"
 #include "pubsub.h"
-#include "server.h"
 #include "socket.h"
 
 static bool path_eq(const char *path, size_t len, const char *want)
@@ -65,9 +64,9 @@ static bool key_digest(const char *key, uint8_t out[SHA256_DIGEST_LENGTH])
            n == SHA256_DIGEST_LENGTH;
 }
 
-bool phx_api_key_ok(const phx_server_t *srv, const char *authorization)
+bool phx_api_key_ok(const phx_config_t *cfg, const char *authorization)
 {
-    const char *want = srv->cfg.api_key;
+    const char *want = cfg->api_key;
     if (want == NULL || want[0] == '\0' || authorization == NULL ||
         strncmp(authorization, "Bearer ", 7) != 0)
         return false;
@@ -115,7 +114,7 @@ static bool member_string(const uint8_t *body, size_t len, const char *name, phx
     return true;
 }
 
-static void broadcast(phx_conn_t *c, uint8_t *body, size_t len)
+static void broadcast(phx_endpoint_t *ep, phx_conn_t *c, uint8_t *body, size_t len)
 {
     phx_buf_t topic = {0}, event = {0}, bin = {0};
     phx_json_span_t raw;
@@ -146,7 +145,8 @@ static void broadcast(phx_conn_t *c, uint8_t *body, size_t len)
         payload.len = raw.len;
     }
     if (why == NULL) {
-        int n = phx_broadcast(c->srv, (const char *)topic.data, (const char *)event.data, &payload);
+        int n = phx_endpoint_broadcast(ep, (const char *)topic.data, topic.len,
+                                       (const char *)event.data, &payload, 0, 0);
         if (n < 0) {
             why = "payload cannot be encoded";
         } else {
@@ -163,19 +163,20 @@ static void broadcast(phx_conn_t *c, uint8_t *body, size_t len)
     phx_buf_dispose(&bin);
 }
 
-static void disconnect(phx_conn_t *c, uint8_t *body, size_t len)
+static void disconnect(phx_endpoint_t *ep, phx_conn_t *c, uint8_t *body, size_t len)
 {
     phx_buf_t id = {0};
     phx_json_span_t raw;
     if (!member_string(body, len, "id", &id, &raw) || id.len == 0) {
         bad_request(c, "id must be a non-empty string");
-    } else if (!phx_socket_id_topic(c->srv, (const char *)id.data, id.len)) {
+    } else if (!phx_socket_id_topic(ep, (const char *)id.data, id.len)) {
         /* A room is not an id: saying so beats telling its members
          * "disconnect", which is what a broadcast would have done. */
         bad_request(c, "id is not a socket id (users_socket:..., or the id of a connected socket)");
     } else {
         /* Only the sockets are told; nothing goes to the id's topic. */
-        int n = phx_pubsub_disconnect(c->srv->pubsub, (const char *)id.data, id.len);
+        int n = phx_endpoint_broadcast(ep, (const char *)id.data, id.len, "disconnect", NULL, 0,
+                                       PHX_ORIGIN_IDS_ONLY);
         char resp[48];
         snprintf(resp, sizeof(resp), "{\"sockets\":%d}", n);
         PHX_LOG_DEBUG("event=api_disconnect sockets=%d", n);
@@ -184,11 +185,11 @@ static void disconnect(phx_conn_t *c, uint8_t *body, size_t len)
     phx_buf_dispose(&id);
 }
 
-void phx_api_request(phx_conn_t *c, const char *path, size_t len)
+void phx_api_request(phx_endpoint_t *ep, phx_conn_t *c, const char *path, size_t len)
 {
-    phx_server_t *srv = c->srv;
+    const phx_config_t *cfg = ep->cfg;
     phx_http_t *h = c->http;
-    if (srv->cfg.api_key == NULL || srv->cfg.api_key[0] == '\0') {
+    if (cfg->api_key == NULL || cfg->api_key[0] == '\0') {
         phx_http_write(c, 404, NULL, NULL, NULL, 0, 0);
         return;
     }
@@ -197,7 +198,7 @@ void phx_api_request(phx_conn_t *c, const char *path, size_t len)
         reply(c, 404, NULL);
         return;
     }
-    if (!phx_api_key_ok(srv, phx_http_header(h, "authorization"))) {
+    if (!phx_api_key_ok(cfg, phx_http_header(h, "authorization"))) {
         PHX_LOG_INFO("peer=%s event=api_refused reason=bad_key", c->peer);
         reply(c, 401, "{\"error\":\"a valid bearer key is required\"}");
         return;
@@ -206,7 +207,7 @@ void phx_api_request(phx_conn_t *c, const char *path, size_t len)
         phx_http_write(c, 405, "allow: POST\r\n", NULL, NULL, 0, 0);
         return;
     }
-    phx_json_limits_t lim = {.max_depth = (uint32_t)srv->cfg.max_json_depth};
+    phx_json_limits_t lim = {.max_depth = (uint32_t)cfg->max_json_depth};
     size_t n = 0;
     uint8_t *body = h->body.data;
     if (body == NULL || phx_json_minify(body, h->body.len, &lim, &n) != 0) {
@@ -218,16 +219,17 @@ void phx_api_request(phx_conn_t *c, const char *path, size_t len)
         return;
     }
     if (is_broadcast)
-        broadcast(c, body, n);
+        broadcast(ep, c, body, n);
     else
-        disconnect(c, body, n);
+        disconnect(ep, c, body, n);
 }
 
 /* The head of an API call: the key first (401 before any of the body is
  * read), then a POST's body is taken. */
 static int route_head(phx_conn_t *c, void *user)
 {
-    if (!phx_api_key_ok(c->srv, phx_http_header(c->http, "authorization"))) {
+    phx_endpoint_t *ep = user;
+    if (!phx_api_key_ok(ep->cfg, phx_http_header(c->http, "authorization"))) {
         PHX_LOG_INFO("peer=%s event=api_refused reason=bad_key", c->peer);
         reply_close(c, 401, "{\"error\":\"a valid bearer key is required\"}");
         return PHX_HEAD_ANSWERED;
@@ -240,11 +242,12 @@ static void route_handle(phx_conn_t *c, void *user)
     const char *path, *query;
     size_t path_len, query_len;
     phx_http_target(c->http, &path, &path_len, &query, &query_len);
-    phx_api_request(c, path, path_len);
+    phx_api_request(user, c, path, path_len);
 }
 
-int phx_api_add_routes(phx_router_t *r, const phx_config_t *cfg)
+int phx_api_add_routes(phx_router_t *r, phx_endpoint_t *ep)
 {
+    const phx_config_t *cfg = ep->cfg;
     if (cfg->api_key == NULL || cfg->api_key[0] == '\0')
         return 0; /* off: every /api/ path is 404 */
     phx_http_route_t rt = {
@@ -252,6 +255,7 @@ int phx_api_add_routes(phx_router_t *r, const phx_config_t *cfg)
         .match = PHX_MATCH_PREFIX,
         .head = route_head,
         .handle = route_handle,
+        .user = ep,
     };
     return phx_router_add(r, &rt);
 }

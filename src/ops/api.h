@@ -12,20 +12,21 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "phx.h"
+#include "endpoint.h"
 #include "http.h"
+#include "phx.h"
 #include "tcp.h"
 
-/* Routes /api/ to the API when a key is configured. Returns 0 or
- * PHX_ERR_NOMEM. */
-int phx_api_add_routes(phx_router_t *r, const phx_config_t *cfg);
+/* Routes /api/ to the API of `ep` (borrowed) when its configuration has a
+ * key. Returns 0 or PHX_ERR_NOMEM. */
+int phx_api_add_routes(phx_router_t *r, phx_endpoint_t *ep);
 /* A complete request for an API path on `c` (c->http). */
-void phx_api_request(phx_conn_t *c, const char *path, size_t len);
+void phx_api_request(phx_endpoint_t *ep, phx_conn_t *c, const char *path, size_t len);
 /* Whether `authorization` (the whole Authorization header value, or NULL)
  * is "Bearer " followed by the configured API key. The keys are compared
  * as HMAC-SHA256 digests in constant time, so neither the bytes nor the
  * length of the configured key show in the timing. False when no key is
  * configured. */
-bool phx_api_key_ok(const phx_server_t *srv, const char *authorization);
+bool phx_api_key_ok(const phx_config_t *cfg, const char *authorization);
 
 #endif /* PHX_API_H */

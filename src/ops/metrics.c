@@ -7,7 +7,6 @@
 #include "http.h"
 #include "longpoll.h"
 #include "pubsub.h"
-#include "server.h"
 
 static const char *const refuse_labels[] = {
 #define PHX_REFUSE_LABEL(name, label) label,
@@ -22,9 +21,10 @@ static int metric(phx_buf_t *out, const char *name, const char *type, const char
                           name, value);
 }
 
-int phx_metrics_render(phx_server_t *srv, phx_buf_t *out)
+int phx_metrics_render(const phx_metrics_t *m, phx_buf_t *out)
 {
-    const phx_stats_t *st = &srv->loop.stats;
+    const phx_loop_t *loop = m->loop;
+    const phx_stats_t *st = &loop->stats;
     int rv = 0;
     rv |= phx_buf_printf(out,
                          "# HELP phxd_connections Open connections by transport.\n"
@@ -32,20 +32,20 @@ int phx_metrics_render(phx_server_t *srv, phx_buf_t *out)
                          "phxd_connections{transport=\"websocket\"} %zu\n"
                          "phxd_connections{transport=\"longpoll\"} %zu\n"
                          "phxd_connections{transport=\"http\"} %zu\n",
-                         srv->loop.lists[PHX_LIST_WS].count, phx_longpoll_session_count(srv),
-                         srv->loop.lists[PHX_LIST_HTTP].count + srv->loop.lists[PHX_LIST_POLL].count);
+                         loop->lists[PHX_LIST_WS].count, phx_longpoll_session_count(*m->longpoll),
+                         loop->lists[PHX_LIST_HTTP].count + loop->lists[PHX_LIST_POLL].count);
     rv |= metric(out, "phxd_channels_joined", "gauge", "Joined channels.", st->joined_channels);
     rv |= metric(out, "phxd_topics", "gauge", "Topics with subscribers or socket ids.",
-                 phx_pubsub_topic_count(srv->pubsub));
+                 phx_pubsub_topic_count(m->ep->pubsub));
     rv |= metric(out, "phxd_connections_accepted_total", "counter", "TCP connections accepted.",
                  st->accepted);
-    rv |= metric(out, "phxd_messages_in_total", "counter", "Client messages received.",
-                 st->msgs_in);
+    rv |=
+        metric(out, "phxd_messages_in_total", "counter", "Client messages received.", st->msgs_in);
     rv |= metric(out, "phxd_messages_out_total", "counter", "Messages queued to clients.",
                  st->msgs_out);
     rv |= metric(out, "phxd_bytes_in_total", "counter", "Bytes read from clients.", st->bytes_in);
-    rv |= metric(out, "phxd_bytes_out_total", "counter", "Bytes written to clients.",
-                 st->bytes_out);
+    rv |=
+        metric(out, "phxd_bytes_out_total", "counter", "Bytes written to clients.", st->bytes_out);
     rv |= phx_buf_printf(out, "# HELP phxd_connects_refused_total Refused connections by reason.\n"
                               "# TYPE phxd_connects_refused_total counter\n");
     for (int i = 0; i < PHX_REFUSE_COUNT; i++)
@@ -55,12 +55,10 @@ int phx_metrics_render(phx_server_t *srv, phx_buf_t *out)
                  st->refused_joins);
     rv |= metric(out, "phxd_slow_consumer_disconnects_total", "counter",
                  "Sockets closed because their queued output passed the limit.", st->slow_closes);
-    rv |= metric(out, "phxd_broadcasts_total", "counter", "Broadcasts published.",
-                 st->broadcasts);
-    rv |= phx_buf_printf(out,
-                         "# HELP phxd_broadcast_fanout_seconds Time from a broadcast to its "
-                         "last recipient's bytes being written.\n"
-                         "# TYPE phxd_broadcast_fanout_seconds histogram\n");
+    rv |= metric(out, "phxd_broadcasts_total", "counter", "Broadcasts published.", st->broadcasts);
+    rv |= phx_buf_printf(out, "# HELP phxd_broadcast_fanout_seconds Time from a broadcast to its "
+                              "last recipient's bytes being written.\n"
+                              "# TYPE phxd_broadcast_fanout_seconds histogram\n");
     const uint64_t *bounds = phx_loop_fanout_bounds();
     unsigned long long cum = 0;
     for (int b = 0; b < PHX_FANOUT_BUCKETS; b++) {
@@ -75,15 +73,14 @@ int phx_metrics_render(phx_server_t *srv, phx_buf_t *out)
                          "phxd_broadcast_fanout_seconds_count %llu\n",
                          cum, st->fanout_sum_s, (unsigned long long)st->fanout_count);
     rv |= metric(out, "phxd_draining", "gauge", "1 while the server drains.",
-                 srv->loop.is_draining || srv->loop.is_stopping);
+                 loop->is_draining || loop->is_stopping);
     return rv ? PHX_ERR_NOMEM : 0;
 }
 
-bool phx_metrics_request(phx_conn_t *c, const char *path, size_t len)
+bool phx_metrics_request(const phx_metrics_t *m, phx_conn_t *c, const char *path, size_t len)
 {
-    phx_server_t *srv = c->srv;
     if (len == 8 && memcmp(path, "/healthz", 8) == 0) {
-        bool up = !srv->loop.is_draining && !srv->loop.is_stopping;
+        bool up = !m->loop->is_draining && !m->loop->is_stopping;
         const char *body = up ? "ok\n" : "draining\n";
         phx_http_write(c, up ? 200 : 503, NULL, "text/plain", body, strlen(body),
                        PHX_HTTP_NO_CACHE);
@@ -91,13 +88,12 @@ bool phx_metrics_request(phx_conn_t *c, const char *path, size_t len)
     }
     if (len == 8 && memcmp(path, "/metrics", 8) == 0) {
         phx_buf_t b = {0};
-        if (phx_metrics_render(srv, &b) != 0) {
+        if (phx_metrics_render(m, &b) != 0) {
             phx_buf_dispose(&b);
             phx_http_respond(c, 503, NULL, NULL, NULL, 0);
             return true;
         }
-        phx_http_write(c, 200, NULL, "text/plain; version=0.0.4", b.data, b.len,
-                       PHX_HTTP_NO_CACHE);
+        phx_http_write(c, 200, NULL, "text/plain; version=0.0.4", b.data, b.len, PHX_HTTP_NO_CACHE);
         phx_buf_dispose(&b);
         return true;
     }
@@ -109,13 +105,13 @@ static void route_handle(phx_conn_t *c, void *user)
     const char *path, *query;
     size_t path_len, query_len;
     phx_http_target(c->http, &path, &path_len, &query, &query_len);
-    phx_metrics_request(c, path, path_len);
+    phx_metrics_request(user, c, path, path_len);
 }
 
-int phx_metrics_add_routes(phx_router_t *r, bool with_metrics)
+int phx_metrics_add_routes(phx_router_t *r, bool with_metrics, const phx_metrics_t *m)
 {
-    phx_http_route_t healthz = {.path = "/healthz", .handle = route_handle};
-    phx_http_route_t metrics = {.path = "/metrics", .handle = route_handle};
+    phx_http_route_t healthz = {.path = "/healthz", .handle = route_handle, .user = (void *)m};
+    phx_http_route_t metrics = {.path = "/metrics", .handle = route_handle, .user = (void *)m};
     int rv = phx_router_add(r, &healthz);
     if (rv == 0 && with_metrics)
         rv = phx_router_add(r, &metrics);

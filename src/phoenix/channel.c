@@ -5,12 +5,14 @@
  * broadcast_from). */
 #include "channel.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #include "log.h"
 #include "pubsub.h"
-#include "server.h"
 #include "socket.h"
+
+static bool chan_deliver(phx_sub_t *sub, phx_fanout_t *f);
 
 static const char empty_object[] = "{}";
 
@@ -48,8 +50,8 @@ static bool ref_equals(const phx_ref_t *r, const phx_field_t *f)
 
 static const char *chan_topic(const phx_channel_t *ch, size_t *len)
 {
-    if (ch->topic)
-        return phx_topic_name(ch->topic, len);
+    if (ch->sub.topic)
+        return phx_topic_name(ch->sub.topic, len);
     if (len)
         *len = strlen(ch->topic_name);
     return ch->topic_name;
@@ -94,17 +96,17 @@ static void chan_end(phx_channel_t *ch, const char *reason)
     phx_socket_t *s = ch->sock;
     bool was_live = ch->state != PHX_CHAN_CLOSED;
     if (ch->state == PHX_CHAN_JOINED)
-        s->srv->loop.stats.joined_channels--;
+        s->ep->loop->stats.joined_channels--;
     ch->state = PHX_CHAN_CLOSED;
     if (was_live && ch->route->handler->terminate)
         ch->route->handler->terminate(ch, reason, ch->route->user);
     /* Keep the name for messages sent after unsubscribing. */
-    if (ch->topic && ch->topic_name == NULL) {
+    if (ch->sub.topic && ch->topic_name == NULL) {
         size_t len;
-        const char *name = phx_topic_name(ch->topic, &len);
+        const char *name = phx_topic_name(ch->sub.topic, &len);
         ch->topic_name = phx_strndup(name, len);
     }
-    phx_pubsub_unsubscribe(s->srv->pubsub, ch);
+    phx_pubsub_unsubscribe(s->ep->pubsub, &ch->sub);
     unlink_chan(s, ch);
     chan_free(ch);
 }
@@ -200,13 +202,13 @@ int phx_reply_set_status(phx_reply_t *r, const char *status)
 
 static void join(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *old)
 {
-    phx_server_t *srv = s->srv;
+    phx_endpoint_t *ep = s->ep;
     const char *name = (const char *)m->topic.p;
     /* Socket-id topics are internal whatever the routes say (a '*' rule
      * matches them too): refused as if no route matched. */
     const phx_route_t *route =
-        m->topic.kind == PHX_FIELD_STRING && !phx_socket_id_topic(srv, name, m->topic.len)
-            ? phx_server_route(srv, name, m->topic.len)
+        m->topic.kind == PHX_FIELD_STRING && !phx_socket_id_topic(ep, name, m->topic.len)
+            ? phx_endpoint_route(ep, name, m->topic.len)
             : NULL;
     phx_ref_t old_ref = {0};
     phx_field_t topic = m->topic;
@@ -220,17 +222,19 @@ static void join(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *old)
         chan_end(old, "duplicate_join");
     }
     if (route == NULL) {
-        srv->loop.stats.refused_joins++;
+        ep->loop->stats.refused_joins++;
         send_reply(s, phx_field_null(), m->ref, topic, "error", "{\"reason\":\"unmatched topic\"}");
         goto done;
     }
-    if (s->nchannels >= srv->cfg.max_channels) {
-        srv->loop.stats.refused_joins++;
+    if (s->nchannels >= ep->cfg->max_channels) {
+        ep->loop->stats.refused_joins++;
         send_reply(s, m->join_ref, m->ref, topic, "error",
                    "{\"reason\":\"too many channels joined\"}");
         goto done;
     }
     phx_channel_t *ch = phx_calloc(1, sizeof(*ch));
+    if (ch)
+        ch->sub.deliver = chan_deliver;
     if (ch == NULL || ref_copy(&ch->join_ref, &m->join_ref) != 0 ||
         (ch->topic_name = phx_strndup((const char *)topic.p, topic.len)) == NULL) {
         if (ch)
@@ -261,7 +265,7 @@ static void join(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *old)
         goto done;
     }
     if (res == PHX_REPLY_OK) {
-        if (phx_pubsub_subscribe(srv->pubsub, ch, ch->topic_name, topic.len) != 0) {
+        if (phx_pubsub_subscribe(ep->pubsub, &ch->sub, ch->topic_name, topic.len) != 0) {
             phx_buf_dispose(&reply.payload);
             chan_free(ch);
             send_reply(s, m->join_ref, m->ref, topic, "error", "{\"reason\":\"join crashed\"}");
@@ -270,13 +274,13 @@ static void join(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *old)
         phx_free(ch->topic_name);
         ch->topic_name = NULL;
         ch->state = PHX_CHAN_JOINED;
-        srv->loop.stats.joined_channels++;
+        ep->loop->stats.joined_channels++;
         ch->next = s->channels;
         s->channels = ch;
         s->nchannels++;
         send_reply_obj(s, m->join_ref, m->ref, topic, &reply, "ok");
     } else {
-        srv->loop.stats.refused_joins++;
+        ep->loop->stats.refused_joins++;
         if (res == PHX_CRASH) {
             send_reply(s, m->join_ref, m->ref, topic, "error", "{\"reason\":\"join crashed\"}");
         } else {
@@ -390,7 +394,7 @@ size_t phx_channel_subscriber_count(const phx_channel_t *ch)
 {
     size_t len;
     const char *name = chan_topic(ch, &len);
-    return phx_pubsub_subscriber_count(ch->sock->srv->pubsub, name, len);
+    return phx_pubsub_subscriber_count(ch->sock->ep->pubsub, name, len);
 }
 
 void *phx_channel_data(const phx_channel_t *ch)
@@ -425,8 +429,10 @@ static int chan_broadcast(phx_channel_t *ch, const char *event_name, const phx_p
 {
     size_t len;
     const char *topic = chan_topic(ch, &len);
-    return phx_pubsub_broadcast(ch->sock->srv->pubsub, topic, len, event_name, strlen(event_name),
-                                payload, exclude);
+    /* A client event: it never disconnects, whatever its name. */
+    return phx_endpoint_broadcast(ch->sock->ep, topic, len, event_name, payload,
+                                  exclude ? phx_sub_origin_id(&exclude->sub) : 0,
+                                  PHX_ORIGIN_CLIENT);
 }
 
 int phx_channel_broadcast(phx_channel_t *ch, const char *event_name, const phx_payload_t *payload)
@@ -440,17 +446,21 @@ int phx_channel_broadcast_from(phx_channel_t *ch, const char *event_name,
     return chan_broadcast(ch, event_name, payload, ch);
 }
 
-int phx_broadcast(phx_server_t *srv, const char *topic, const char *event_name,
-                  const phx_payload_t *payload)
+/* A broadcast reaches a channel: sent in its socket's wire format, the
+ * same buffer for every socket of that format. */
+static bool chan_deliver(phx_sub_t *sub, phx_fanout_t *f)
 {
-    size_t len = strlen(topic);
-    int closed = 0;
-    /* Phoenix's Endpoint.broadcast(id, "disconnect", %{}). Only this
-     * server-side entry point disconnects: chan_broadcast, which carries
-     * client events, goes straight to the fan-out. */
-    if (strcmp(event_name, "disconnect") == 0)
-        closed = phx_pubsub_disconnect(srv->pubsub, topic, len);
-    int rv = phx_pubsub_broadcast(srv->pubsub, topic, len, event_name, strlen(event_name), payload,
-                                  NULL);
-    return rv < 0 ? rv : closed + rv;
+    phx_channel_t *ch = (phx_channel_t *)((char *)sub - offsetof(phx_channel_t, sub));
+    if (ch->state != PHX_CHAN_JOINED)
+        return false;
+    phx_socket_t *s = ch->sock;
+    if (s->is_closing)
+        return false;
+    if (f->msg.is_binary && (s->fmt == PHX_FMT_V1_JSON || !s->ops->supports_binary))
+        return false; /* V1 and LongPoll cannot carry binary payloads */
+    phx_rcbuf_t *enc = phx_fanout_encoded(f, s->fmt);
+    if (enc == NULL)
+        return false;
+    s->ops->send(s->transport, phx_rcbuf_ref(enc));
+    return true;
 }

@@ -9,11 +9,11 @@
 #include <stdint.h>
 
 #include "mem.h"
+#include "endpoint.h"
 #include "phx.h"
+#include "pubsub.h"
 #include "serializer.h"
 
-typedef struct phx_topic phx_topic_t;
-typedef struct phx_route phx_route_t;
 
 /* A ref kept beyond the frame it arrived in (join_ref as sent). */
 typedef struct phx_ref {
@@ -31,8 +31,7 @@ typedef enum {
 struct phx_channel {
     phx_socket_t *sock;
     phx_channel_t *next; /* the socket's channels */
-    phx_topic_t *topic;  /* set while subscribed */
-    uint32_t sub_index;  /* slot in the topic's subscriber array */
+    phx_sub_t sub;       /* sub.topic is set while subscribed */
     uint8_t state;
     bool own_ref_is_join_ref;
     const phx_route_t *route;

@@ -6,15 +6,14 @@
 #include "socket.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <string.h>
 #include <time.h>
 
 #include "channel.h"
-#include "etf.h"
 #include "log.h"
 #include "pubsub.h"
 #include "query.h"
-#include "server.h"
 #include "token.h"
 
 struct phx_connect_str {
@@ -24,13 +23,13 @@ struct phx_connect_str {
 
 /* ---- connect ---- */
 
-void phx_connect_init(phx_connect_t *c, phx_server_t *srv, const phx_transport_ops_t *ops,
+void phx_connect_init(phx_connect_t *c, phx_endpoint_t *ep, const phx_transport_ops_t *ops,
                       const char *peer, int peer_port, const char *uri, size_t uri_len,
                       const char *query, size_t query_len,
                       const char *(*header)(void *ctx, const char *name), void *header_ctx)
 {
     memset(c, 0, sizeof(*c));
-    c->srv = srv;
+    c->ep = ep;
     c->ops = ops;
     c->peer = peer;
     c->peer_port = peer_port;
@@ -77,8 +76,8 @@ static const char *keep(phx_connect_t *c, const void *data, size_t len)
 int phx_connect_run(phx_connect_t *c)
 {
     phx_query_limits_t lim = PHX_QUERY_LIMITS_DEFAULT;
-    if (c->srv->cfg.max_header_bytes > lim.max_len)
-        lim.max_len = (uint32_t)c->srv->cfg.max_header_bytes;
+    if (c->ep->cfg->max_header_bytes > lim.max_len)
+        lim.max_len = (uint32_t)c->ep->cfg->max_header_bytes;
     c->refused = PHX_REFUSE_CALLBACK;
     int rv = phx_query_parse(&c->params, c->query, c->query_len, &lim);
     if (rv != 0) {
@@ -96,7 +95,7 @@ int phx_connect_run(phx_connect_t *c)
         c->refused = PHX_REFUSE_VSN;
         return PHX_ERR_AUTH;
     }
-    if (c->srv->connect_cb(c, c->srv->connect_user) != PHX_CONNECT_OK) {
+    if (c->ep->connect_cb(c, c->ep->connect_user) != PHX_CONNECT_OK) {
         PHX_LOG_DEBUG("peer=%s event=connect_refused reason=callback", c->peer);
         return PHX_ERR_AUTH;
     }
@@ -181,93 +180,28 @@ int phx_connect_set_id(phx_connect_t *c, const char *id)
     return 0;
 }
 
-/* ---- phxd's default connect callback: params.token as a Phoenix.Token ---- */
-
-int phx_server_token_init(phx_server_t *srv, char *err)
-{
-    phx_token_config_t tc = {0};
-    tc.secret_key_base = (const uint8_t *)srv->cfg.secret_key_base;
-    tc.secret_key_base_len = strlen(srv->cfg.secret_key_base);
-    tc.salt = (const uint8_t *)srv->cfg.salt;
-    tc.salt_len = strlen(srv->cfg.salt);
-    tc.key_iterations = (uint32_t)srv->cfg.key_iterations;
-    tc.key_length = (uint32_t)srv->cfg.key_length;
-    tc.max_token_bytes = srv->cfg.max_token_bytes;
-    int rv = phx_digest_parse(srv->cfg.key_digest, &tc.key_digest);
-    if (rv == 0)
-        rv = phx_token_new(&srv->token, &tc);
-    if (rv != 0)
-        snprintf(err, PHX_ERR_LEN, "invalid token settings: %s", phx_strerror(rv));
-    return rv;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int phx_server_default_connect(phx_connect_t *c, void *user)
-{
-    phx_server_t *srv = user;
-    if (srv->token == NULL)
-        return PHX_CONNECT_REFUSE; /* no secret configured: nobody connects */
-    /* The 1.8 authToken when the client sent one, else params.token. */
-    const char *token = c->auth_token ? c->auth_token : phx_connect_param(c, "token");
-    phx_term_t *data = NULL;
-    int rv = phx_token_verify(srv->token, token, token ? strlen(token) : 0, wall_ms(),
-                              srv->cfg.max_age, &data);
-    if (rv != 0) {
-        c->refused = rv == PHX_ERR_EXPIRED   ? PHX_REFUSE_TOKEN_EXPIRED
-                     : rv == PHX_ERR_MISSING ? PHX_REFUSE_TOKEN_MISSING
-                                             : PHX_REFUSE_TOKEN_INVALID;
-        PHX_LOG_DEBUG("peer=%s event=connect_refused reason=token_%s", c->peer,
-                      rv == PHX_ERR_EXPIRED   ? "expired"
-                      : rv == PHX_ERR_MISSING ? "missing"
-                                              : "invalid");
-        return PHX_CONNECT_REFUSE;
-    }
-    /* With user_id_field, map data holds the user id in that field. */
-    const phx_term_t *uid_term = data;
-    const char *field = srv->cfg.user_id_field;
-    if (field && field[0] && data->type == PHX_TERM_MAP) {
-        uid_term = phx_term_map_get(data, field, strlen(field));
-        if (uid_term == NULL) {
-            PHX_LOG_DEBUG("peer=%s event=connect_refused reason=token_without_user_id", c->peer);
-            phx_term_free(data);
-            return PHX_CONNECT_REFUSE;
-        }
-    }
-    phx_buf_t id = {0};
-    rv = phx_term_id_string(uid_term, &id);
-    phx_term_free(data);
-    if (rv == 0)
-        rv = phx_buf_append_byte(&id, 0);
-    if (rv != 0) {
-        phx_buf_dispose(&id);
-        return PHX_CONNECT_REFUSE;
-    }
-    const char *uid = (const char *)id.data;
-    phx_buf_t sid = {0};
-    rv = phx_buf_printf(&sid, PHX_SOCKET_ID_PREFIX "%s", uid);
-    if (rv == 0)
-        rv = phx_connect_assign(c, "user_id", uid);
-    if (rv == 0)
-        rv = phx_connect_set_id(c, (const char *)sid.data);
-    phx_buf_dispose(&id);
-    phx_buf_dispose(&sid);
-    return rv == 0 ? PHX_CONNECT_OK : PHX_CONNECT_REFUSE;
-}
-
 /* ---- the socket ---- */
 
-phx_msg_limits_t phx_socket_limits(const phx_server_t *srv)
+phx_msg_limits_t phx_socket_limits(const phx_config_t *cfg)
 {
     phx_msg_limits_t lim = PHX_MSG_LIMITS_DEFAULT;
-    lim.max_depth = (uint32_t)srv->cfg.max_json_depth;
-    lim.max_topic_len = lim.max_event_len = lim.max_ref_len = (uint32_t)srv->cfg.max_topic_bytes;
+    lim.max_depth = (uint32_t)cfg->max_json_depth;
+    lim.max_topic_len = lim.max_event_len = lim.max_ref_len = (uint32_t)cfg->max_topic_bytes;
     return lim;
+}
+
+/* A broadcast on the socket's id topic: "disconnect" from a server-side
+ * source closes the socket (1001), as Phoenix's socket does; anything
+ * else is not for it. */
+static bool id_deliver(phx_sub_t *sub, phx_fanout_t *f)
+{
+    phx_socket_t *s = (phx_socket_t *)((char *)sub - offsetof(phx_socket_t, id_sub));
+    if (s->is_closing || !phx_fanout_is_disconnect(f))
+        return false;
+    /* It leaves the topic first: the walk goes on over the others. */
+    phx_pubsub_unsubscribe(s->ep->pubsub, &s->id_sub);
+    phx_socket_close(s, 1001);
+    return true;
 }
 
 int phx_socket_new(phx_socket_t **out, phx_connect_t *c, void *transport)
@@ -275,7 +209,7 @@ int phx_socket_new(phx_socket_t **out, phx_connect_t *c, void *transport)
     phx_socket_t *s = phx_calloc(1, sizeof(*s));
     if (s == NULL)
         return PHX_ERR_NOMEM;
-    s->srv = c->srv;
+    s->ep = c->ep;
     s->ops = c->ops;
     s->transport = transport;
     s->fmt = (uint8_t)c->fmt;
@@ -286,7 +220,9 @@ int phx_socket_new(phx_socket_t **out, phx_connect_t *c, void *transport)
     }
     s->id = c->id;
     c->id = NULL;
-    if (s->id && phx_pubsub_add_id(s->srv->pubsub, s) != 0) {
+    s->id_sub.deliver = id_deliver;
+    s->id_sub.is_id = true;
+    if (s->id && phx_pubsub_subscribe(s->ep->pubsub, &s->id_sub, s->id, strlen(s->id)) != 0) {
         phx_free(s->id);
         phx_free(s->assigns);
         phx_free(s);
@@ -313,7 +249,7 @@ const char *phx_socket_id(const phx_socket_t *s)
     return s->id;
 }
 
-bool phx_socket_id_topic(const phx_server_t *srv, const char *topic, size_t len)
+bool phx_socket_id_topic(const phx_endpoint_t *ep, const char *topic, size_t len)
 {
     size_t plen = sizeof(PHX_SOCKET_ID_PREFIX) - 1;
     /* The prefix also covers users who are offline: a client that joined
@@ -321,7 +257,7 @@ bool phx_socket_id_topic(const phx_server_t *srv, const char *topic, size_t len)
      * id's topic once 42 arrives. */
     if (len >= plen && memcmp(topic, PHX_SOCKET_ID_PREFIX, plen) == 0)
         return true;
-    return phx_pubsub_has_id(srv->pubsub, topic, len);
+    return phx_pubsub_has_id(ep->pubsub, topic, len);
 }
 
 int phx_socket_send(phx_socket_t *s, const phx_out_t *m)
@@ -348,7 +284,7 @@ void phx_socket_handle(phx_socket_t *s, bool is_binary, uint8_t *frame, size_t l
 {
     if (s->is_closing)
         return;
-    phx_msg_limits_t lim = phx_socket_limits(s->srv);
+    phx_msg_limits_t lim = phx_socket_limits(s->ep->cfg);
     phx_msg_t m;
     int rv = phx_msg_decode(&m, (phx_fmt_t)s->fmt, is_binary, frame, len, &lim);
     if (rv != 0) {
@@ -376,7 +312,7 @@ void phx_socket_closed(phx_socket_t *s)
 {
     s->is_closing = true;
     phx_channel_close_all(s, "closed");
-    phx_pubsub_remove_id(s->srv->pubsub, s);
+    phx_pubsub_unsubscribe(s->ep->pubsub, &s->id_sub);
     phx_free(s->id);
     phx_free(s->assigns);
     phx_free(s);

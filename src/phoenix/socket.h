@@ -10,7 +10,9 @@
 #include <stdint.h>
 
 #include "mem.h"
+#include "endpoint.h"
 #include "phx.h"
+#include "pubsub.h"
 #include "serializer.h"
 
 /* What a transport offers the socket layer. */
@@ -27,7 +29,7 @@ typedef struct phx_connect_str phx_connect_str_t;
 
 /* The connect step of one new connection (stack object of the transport). */
 struct phx_connect {
-    phx_server_t *srv;
+    phx_endpoint_t *ep;
     const phx_transport_ops_t *ops;
     const char *peer;
     int peer_port;
@@ -47,7 +49,7 @@ struct phx_connect {
 };
 
 /* Prepares a connect step; every argument is borrowed until dispose. */
-void phx_connect_init(phx_connect_t *c, phx_server_t *srv, const phx_transport_ops_t *ops,
+void phx_connect_init(phx_connect_t *c, phx_endpoint_t *ep, const phx_transport_ops_t *ops,
                       const char *peer, int peer_port, const char *uri, size_t uri_len,
                       const char *query, size_t query_len,
                       const char *(*header)(void *ctx, const char *name), void *header_ctx);
@@ -58,7 +60,7 @@ int phx_connect_run(phx_connect_t *c);
 void phx_connect_dispose(phx_connect_t *c);
 
 struct phx_socket {
-    phx_server_t *srv;
+    phx_endpoint_t *ep;
     const phx_transport_ops_t *ops;
     void *transport;
     phx_channel_t *channels;
@@ -66,7 +68,7 @@ struct phx_socket {
     uint8_t fmt;
     bool is_closing;
     char *id;
-    phx_socket_t *id_prev, *id_next; /* sockets sharing the id (pubsub.c) */
+    phx_sub_t id_sub; /* subscribed to the topic of its id (disconnect by id) */
     char *assigns;                   /* packed "key\0value\0...", or NULL */
     uint32_t assigns_len;
 };
@@ -86,7 +88,7 @@ int phx_socket_send(phx_socket_t *s, const phx_out_t *m);
 /* Closes the socket's transport with `code`. */
 void phx_socket_close(phx_socket_t *s, int code);
 /* The message limits derived from the server configuration. */
-phx_msg_limits_t phx_socket_limits(const phx_server_t *srv);
+phx_msg_limits_t phx_socket_limits(const phx_config_t *cfg);
 
 /* The socket ids of phxd's default connect callback: users_socket:<user_id>. */
 #define PHX_SOCKET_ID_PREFIX "users_socket:"
@@ -94,6 +96,6 @@ phx_msg_limits_t phx_socket_limits(const phx_server_t *srv);
  * (even with nobody of that id connected), or it is the id of a connected
  * socket (an embedder's callback may choose any id). No client may join
  * one, so disconnect by id stays in the server's hands. */
-bool phx_socket_id_topic(const phx_server_t *srv, const char *topic, size_t len);
+bool phx_socket_id_topic(const phx_endpoint_t *ep, const char *topic, size_t len);
 
 #endif /* PHX_SOCKET_H */

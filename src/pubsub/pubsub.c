@@ -2,41 +2,39 @@
  * SipHash-1-3 under a random key (topics come from clients, so the table
  * must not be floodable). A broadcast is encoded at most once per wire
  * format and the same reference-counted buffer is queued to every
- * recipient. Unsubscribing during a fan-out leaves a hole that is compacted
- * when the fan-out ends. */
+ * recipient. Unsubscribing during a walk leaves a hole that is compacted
+ * when the walk ends. */
 #include "pubsub.h"
 
 #include <string.h>
 
 #include <openssl/rand.h>
 
-#include "channel.h"
 #include "log.h"
 #include "mem.h"
-#include "serializer.h"
-#include "server.h"
-#include "socket.h"
 
 struct phx_topic {
     uint64_t hash;
-    phx_channel_t **subs;
+    phx_sub_t **subs;
     uint32_t nsubs; /* used slots, holes included */
     uint32_t cap;
-    uint32_t live; /* subscribers */
+    uint32_t live; /* subscriptions, id subscriptions included */
+    uint32_t nids; /* id subscriptions */
     uint16_t iterating;
     bool has_holes;
-    phx_socket_t *ids; /* sockets whose id is this name */
     uint32_t len;
     char name[];
 };
 
 struct phx_pubsub {
-    phx_server_t *srv;
+    phx_loop_t *loop;
     phx_topic_t **slots;
     size_t cap; /* power of two */
     size_t count;
     size_t tombs;
     uint64_t k0, k1;
+    const phx_pubsub_backend_t *backend;
+    void *be;
 };
 
 static phx_topic_t tombstone_marker;
@@ -99,12 +97,12 @@ static uint64_t siphash13(uint64_t k0, uint64_t k1, const uint8_t *p, size_t len
 
 /* ---- the map ---- */
 
-int phx_pubsub_new(phx_pubsub_t **out, phx_server_t *srv)
+int phx_pubsub_new(phx_pubsub_t **out, phx_loop_t *loop)
 {
     phx_pubsub_t *ps = phx_calloc(1, sizeof(*ps));
     if (ps == NULL)
         return PHX_ERR_NOMEM;
-    ps->srv = srv;
+    ps->loop = loop;
     ps->cap = 64;
     ps->slots = phx_calloc(ps->cap, sizeof(*ps->slots));
     if (ps->slots == NULL) {
@@ -136,6 +134,19 @@ void phx_pubsub_free(phx_pubsub_t *ps)
     }
     phx_free(ps->slots);
     phx_free(ps);
+}
+
+void phx_pubsub_set_backend(phx_pubsub_t *ps, const phx_pubsub_backend_t *ops, void *be)
+{
+    ps->backend = ops;
+    ps->be = be;
+    if (ops == NULL || ops->topic_up == NULL)
+        return;
+    for (size_t i = 0; i < ps->cap; i++) {
+        phx_topic_t *t = ps->slots[i];
+        if (t && t != TOMB && t->live > 0)
+            ops->topic_up(be, t->name, t->len);
+    }
 }
 
 static size_t find_slot(const phx_pubsub_t *ps, const char *name, size_t len, uint64_t hash,
@@ -219,7 +230,7 @@ static phx_topic_t *lookup_or_add(phx_pubsub_t *ps, const char *name, size_t len
 /* Frees `t` when nothing refers to it any more. */
 static void maybe_drop(phx_pubsub_t *ps, phx_topic_t *t)
 {
-    if (t->live > 0 || t->iterating > 0 || t->ids != NULL)
+    if (t->live > 0 || t->iterating > 0)
         return;
     bool found;
     size_t i = find_slot(ps, t->name, t->len, t->hash, &found);
@@ -235,11 +246,11 @@ static void compact(phx_topic_t *t)
 {
     uint32_t j = 0;
     for (uint32_t i = 0; i < t->nsubs; i++) {
-        phx_channel_t *ch = t->subs[i];
-        if (ch == NULL)
+        phx_sub_t *sub = t->subs[i];
+        if (sub == NULL)
             continue;
-        t->subs[j] = ch;
-        ch->sub_index = j;
+        t->subs[j] = sub;
+        sub->index = j;
         j++;
     }
     t->nsubs = j;
@@ -248,15 +259,15 @@ static void compact(phx_topic_t *t)
 
 /* ---- subscriptions ---- */
 
-int phx_pubsub_subscribe(phx_pubsub_t *ps, phx_channel_t *ch, const char *topic, size_t len)
+int phx_pubsub_subscribe(phx_pubsub_t *ps, phx_sub_t *sub, const char *topic, size_t len)
 {
-    PHX_ASSERT(ch->topic == NULL);
+    PHX_ASSERT(sub->topic == NULL && sub->deliver != NULL);
     phx_topic_t *t = lookup_or_add(ps, topic, len);
     if (t == NULL)
         return PHX_ERR_NOMEM;
     if (t->nsubs == t->cap) {
         uint32_t cap = t->cap ? t->cap * 2 : 1;
-        phx_channel_t **subs = phx_realloc(t->subs, cap * sizeof(*subs));
+        phx_sub_t **subs = phx_realloc(t->subs, cap * sizeof(*subs));
         if (subs == NULL) {
             maybe_drop(ps, t);
             return PHX_ERR_NOMEM;
@@ -264,31 +275,35 @@ int phx_pubsub_subscribe(phx_pubsub_t *ps, phx_channel_t *ch, const char *topic,
         t->subs = subs;
         t->cap = cap;
     }
-    ch->sub_index = t->nsubs;
-    t->subs[t->nsubs++] = ch;
+    sub->index = t->nsubs;
+    t->subs[t->nsubs++] = sub;
     t->live++;
-    ch->topic = t;
+    if (sub->is_id)
+        t->nids++;
+    sub->topic = t;
+    if (t->live == 1 && ps->backend && ps->backend->topic_up)
+        ps->backend->topic_up(ps->be, t->name, t->len);
     return 0;
 }
 
-void phx_pubsub_unsubscribe(phx_pubsub_t *ps, phx_channel_t *ch)
+void phx_pubsub_unsubscribe(phx_pubsub_t *ps, phx_sub_t *sub)
 {
-    phx_topic_t *t = ch->topic;
+    phx_topic_t *t = sub->topic;
     if (t == NULL)
         return;
-    uint32_t i = ch->sub_index;
-    PHX_ASSERT(i < t->nsubs && t->subs[i] == ch);
+    uint32_t i = sub->index;
+    PHX_ASSERT(i < t->nsubs && t->subs[i] == sub);
     if (t->iterating) {
         t->subs[i] = NULL;
         t->has_holes = true;
     } else {
-        phx_channel_t *last = t->subs[t->nsubs - 1];
+        phx_sub_t *last = t->subs[t->nsubs - 1];
         t->subs[i] = last;
-        last->sub_index = i;
+        last->index = i;
         t->nsubs--;
         /* Give memory back when a big topic empties. */
         if (t->cap > 16 && t->nsubs < t->cap / 4) {
-            phx_channel_t **subs = phx_realloc(t->subs, (t->cap / 2) * sizeof(*subs));
+            phx_sub_t **subs = phx_realloc(t->subs, (t->cap / 2) * sizeof(*subs));
             if (subs) {
                 t->subs = subs;
                 t->cap /= 2;
@@ -296,7 +311,11 @@ void phx_pubsub_unsubscribe(phx_pubsub_t *ps, phx_channel_t *ch)
         }
     }
     t->live--;
-    ch->topic = NULL;
+    if (sub->is_id)
+        t->nids--;
+    sub->topic = NULL;
+    if (t->live == 0 && ps->backend && ps->backend->topic_down)
+        ps->backend->topic_down(ps->be, t->name, t->len);
     maybe_drop(ps, t);
 }
 
@@ -307,124 +326,94 @@ const char *phx_topic_name(const phx_topic_t *t, size_t *len)
     return t->name;
 }
 
-/* ---- socket ids ---- */
-
-int phx_pubsub_add_id(phx_pubsub_t *ps, phx_socket_t *s)
-{
-    phx_topic_t *t = lookup_or_add(ps, s->id, strlen(s->id));
-    if (t == NULL)
-        return PHX_ERR_NOMEM;
-    s->id_prev = NULL;
-    s->id_next = t->ids;
-    if (t->ids)
-        t->ids->id_prev = s;
-    t->ids = s;
-    return 0;
-}
-
-void phx_pubsub_remove_id(phx_pubsub_t *ps, phx_socket_t *s)
-{
-    if (s->id == NULL)
-        return;
-    phx_topic_t *t = lookup(ps, s->id, strlen(s->id));
-    if (t == NULL)
-        return;
-    if (s->id_prev)
-        s->id_prev->id_next = s->id_next;
-    else if (t->ids == s)
-        t->ids = s->id_next;
-    else
-        return; /* not registered */
-    if (s->id_next)
-        s->id_next->id_prev = s->id_prev;
-    s->id_prev = s->id_next = NULL;
-    maybe_drop(ps, t);
-}
-
 bool phx_pubsub_has_id(const phx_pubsub_t *ps, const char *id, size_t len)
 {
     const phx_topic_t *t = lookup(ps, id, len);
-    return t != NULL && t->ids != NULL;
+    return t != NULL && t->nids > 0;
 }
 
-/* Ends a walk over `t` that may have left holes or emptied it. */
-static void walk_done(phx_pubsub_t *ps, phx_topic_t *t)
+uint64_t phx_sub_origin_id(const phx_sub_t *sub)
 {
-    if (--t->iterating > 0)
-        return;
-    if (t->has_holes)
-        compact(t);
-    maybe_drop(ps, t);
-}
-
-int phx_pubsub_disconnect(phx_pubsub_t *ps, const char *id, size_t len)
-{
-    phx_topic_t *t = lookup(ps, id, len);
-    if (t == NULL)
-        return 0;
-    /* Every socket with this id closes; they leave the list as they go.
-     * A socket that closes at once also ends its channels, which may be
-     * subscribed here (an id chosen equal to a joined topic), so the topic
-     * is held as during a fan-out. */
-    int closed = 0;
-    t->iterating++;
-    while (t->ids) {
-        phx_socket_t *s = t->ids;
-        phx_pubsub_remove_id(ps, s); /* cannot drop t: iterating */
-        phx_socket_close(s, 1001);
-        closed++;
-    }
-    walk_done(ps, t);
-    return closed;
+    return (uint64_t)(uintptr_t)sub;
 }
 
 /* ---- fan-out ---- */
 
-int phx_pubsub_broadcast(phx_pubsub_t *ps, const char *topic, size_t topic_len, const char *event,
-                         size_t event_len, const phx_payload_t *payload,
-                         const phx_channel_t *exclude)
+phx_rcbuf_t *phx_fanout_encoded(phx_fanout_t *f, int fmt)
 {
-    phx_loop_broadcast_started(&ps->srv->loop);
-    phx_topic_t *t = lookup(ps, topic, topic_len);
+    if (f->enc[fmt] == NULL && f->err == 0)
+        f->err = phx_msg_encode(&f->enc[fmt], fmt, &f->msg);
+    return f->err == 0 ? f->enc[fmt] : NULL;
+}
+
+bool phx_fanout_is_disconnect(const phx_fanout_t *f)
+{
+    const phx_bcast_t *b = f->b;
+    return !(b->origin.flags & PHX_ORIGIN_CLIENT) && b->event_len == 10 &&
+           memcmp(b->event, "disconnect", 10) == 0;
+}
+
+/* Delivers `b` to the local subscribers of its topic. */
+static int deliver_local(phx_pubsub_t *ps, const phx_bcast_t *b)
+{
+    phx_loop_broadcast_started(ps->loop);
+    phx_topic_t *t = lookup(ps, b->topic, b->topic_len);
     if (t == NULL)
         return 0;
-    int delivered = 0;
-    phx_rcbuf_t *enc[PHX_FMT_COUNT] = {NULL};
-    phx_out_t m = {
-        .kind = PHX_OUT_BROADCAST,
-        .join_ref = phx_field_null(),
-        .ref = phx_field_null(),
-        .topic = phx_field_bytes(topic, topic_len),
-        .event = phx_field_bytes(event, event_len),
-        .status = phx_field_null(),
-        .payload = payload ? payload->data : NULL,
-        .payload_len = payload ? payload->len : 0,
-        .is_binary = payload && payload->is_binary,
+    const phx_payload_t *payload = b->payload;
+    phx_fanout_t f = {
+        .b = b,
+        .msg =
+            {
+                .kind = PHX_OUT_BROADCAST,
+                .join_ref = phx_field_null(),
+                .ref = phx_field_null(),
+                .topic = phx_field_bytes(b->topic, b->topic_len),
+                .event = phx_field_bytes(b->event, b->event_len),
+                .status = phx_field_null(),
+                .payload = payload ? payload->data : NULL,
+                .payload_len = payload ? payload->len : 0,
+                .is_binary = payload && payload->is_binary,
+            },
     };
-    int rv = 0;
+    /* A sender from another node is nobody here. */
+    uint64_t exclude = b->origin.node == NULL ? b->origin.sender : 0;
+    bool ids_only = (b->origin.flags & PHX_ORIGIN_IDS_ONLY) != 0;
+    int delivered = 0;
     t->iterating++;
     uint32_t n = t->nsubs;
-    for (uint32_t i = 0; i < n; i++) {
-        phx_channel_t *ch = t->subs[i];
-        if (ch == NULL || ch == exclude || ch->state != PHX_CHAN_JOINED)
+    for (uint32_t i = 0; i < n && f.err == 0; i++) {
+        phx_sub_t *sub = t->subs[i];
+        if (sub == NULL || (ids_only && !sub->is_id) ||
+            (exclude != 0 && phx_sub_origin_id(sub) == exclude))
             continue;
-        phx_socket_t *s = ch->sock;
-        if (s->is_closing)
-            continue;
-        if (m.is_binary && (s->fmt == PHX_FMT_V1_JSON || !s->ops->supports_binary))
-            continue; /* V1 and LongPoll cannot carry binary payloads */
-        if (enc[s->fmt] == NULL) {
-            rv = phx_msg_encode(&enc[s->fmt], s->fmt, &m);
-            if (rv != 0)
-                break;
-        }
-        s->ops->send(s->transport, phx_rcbuf_ref(enc[s->fmt]));
-        delivered++;
+        if (sub->deliver(sub, &f))
+            delivered++;
     }
-    for (int f = 0; f < PHX_FMT_COUNT; f++)
-        phx_rcbuf_unref(enc[f]);
-    walk_done(ps, t);
-    return rv != 0 ? rv : delivered;
+    for (int fmt = 0; fmt < PHX_FMT_COUNT; fmt++)
+        phx_rcbuf_unref(f.enc[fmt]);
+    if (--t->iterating == 0) {
+        if (t->has_holes)
+            compact(t);
+        maybe_drop(ps, t);
+    }
+    return f.err != 0 ? f.err : delivered;
+}
+
+int phx_pubsub_publish(phx_pubsub_t *ps, const phx_bcast_t *b)
+{
+    int rv = deliver_local(ps, b);
+    if (rv >= 0 && ps->backend && ps->backend->publish) {
+        int be_rv = ps->backend->publish(ps->be, b);
+        if (be_rv != 0)
+            PHX_LOG_WARN("event=pubsub_publish_failed code=%d", be_rv);
+    }
+    return rv;
+}
+
+int phx_pubsub_deliver(phx_pubsub_t *ps, const phx_bcast_t *b)
+{
+    return deliver_local(ps, b);
 }
 
 size_t phx_pubsub_topic_count(const phx_pubsub_t *ps)
@@ -435,5 +424,5 @@ size_t phx_pubsub_topic_count(const phx_pubsub_t *ps)
 size_t phx_pubsub_subscriber_count(const phx_pubsub_t *ps, const char *topic, size_t len)
 {
     phx_topic_t *t = lookup(ps, topic, len);
-    return t ? t->live : 0;
+    return t ? t->live - t->nids : 0;
 }

@@ -112,21 +112,21 @@ static void static_handle(phx_conn_t *c, void *user)
 static int build_routes(phx_server_t *srv)
 {
     bool apart = srv->cfg.api_listen != NULL;
-    int rv = phx_ws_add_routes(&srv->router, &srv->cfg);
+    int rv = phx_ws_add_routes(&srv->router, &srv->ep);
     if (rv == 0 && srv->cfg.longpoll)
-        rv = phx_longpoll_add_route(&srv->router, srv);
+        rv = phx_longpoll_add_route(&srv->router, srv->longpoll);
     if (rv == 0 && !apart)
-        rv = phx_api_add_routes(&srv->router, &srv->cfg);
+        rv = phx_api_add_routes(&srv->router, &srv->ep);
     if (rv == 0)
-        rv = phx_metrics_add_routes(&srv->router, !apart);
+        rv = phx_metrics_add_routes(&srv->router, !apart, &srv->metrics);
     for (const phx_static_t *st = srv->statics; st && rv == 0; st = st->next) {
         phx_http_route_t rt = {.path = st->path, .handle = static_handle, .user = (void *)st};
         rv = phx_router_add(&srv->router, &rt);
     }
     if (rv == 0 && apart)
-        rv = phx_api_add_routes(&srv->api_router, &srv->cfg);
+        rv = phx_api_add_routes(&srv->api_router, &srv->ep);
     if (rv == 0 && apart)
-        rv = phx_metrics_add_routes(&srv->api_router, true);
+        rv = phx_metrics_add_routes(&srv->api_router, true, &srv->metrics);
     return rv;
 }
 
@@ -194,8 +194,6 @@ int phx_server_new(phx_server_t **out, void *loop, const phx_config_t *cfg, char
     srv->loop.owner = srv;
     srv->loop.on_conn_gone = server_conn_gone;
     srv->loop.on_closed = loop_closed;
-    if ((rv = phx_pubsub_new(&srv->pubsub, srv)) != 0)
-        goto fail;
     if (srv->cfg.tls_cert || srv->cfg.tls_key) {
         if (srv->cfg.tls_cert == NULL || srv->cfg.tls_key == NULL) {
             snprintf(err, PHX_ERR_LEN, "TLS needs both a certificate and a key");
@@ -208,19 +206,11 @@ int phx_server_new(phx_server_t **out, void *loop, const phx_config_t *cfg, char
             goto fail_quiet;
         }
     }
-    srv->origin = phx_origin_parse(srv->cfg.check_origin, srv->cfg.url_host, err);
-    if (srv->origin == NULL) {
-        rv = PHX_ERR_INVALID;
+    if ((rv = phx_endpoint_init(&srv->ep, &srv->loop, &srv->cfg, err)) != 0)
         goto fail_quiet;
-    }
-    if (srv->cfg.secret_key_base != NULL) {
-        if ((rv = phx_server_token_init(srv, err)) != 0)
-            goto fail_quiet;
-    }
-    if ((rv = phx_longpoll_new(&srv->longpoll, srv, err)) != 0)
+    if ((rv = phx_longpoll_new(&srv->longpoll, &srv->ep, err)) != 0)
         goto fail_quiet;
-    srv->connect_cb = phx_server_default_connect;
-    srv->connect_user = srv;
+    srv->metrics = (phx_metrics_t){.loop = &srv->loop, .ep = &srv->ep, .longpoll = &srv->longpoll};
     uv_tcp_init(srv->uv, &srv->listener);
     uv_tcp_init(srv->uv, &srv->api_listener);
     uv_timer_init(srv->uv, &srv->drain_timer);
@@ -232,10 +222,8 @@ fail:
     snprintf(err, PHX_ERR_LEN, "cannot create server: %s", phx_strerror(rv));
 fail_quiet:
     phx_longpoll_free(srv->longpoll);
-    phx_origin_free(srv->origin);
     phx_tls_ctx_free(srv->loop.tls_ctx);
-    phx_pubsub_free(srv->pubsub);
-    phx_token_free(srv->token);
+    phx_endpoint_dispose(&srv->ep);
     for (size_t i = 0; i < sizeof(srv->cfg_strings) / sizeof(srv->cfg_strings[0]); i++)
         phx_free(srv->cfg_strings[i]);
     phx_loop_dispose(&srv->loop);
@@ -331,41 +319,22 @@ int phx_server_api_port(const phx_server_t *srv)
 
 void phx_server_on_connect(phx_server_t *srv, phx_connect_cb cb, void *user)
 {
-    srv->connect_cb = cb ? cb : phx_server_default_connect;
-    srv->connect_user = cb ? user : srv;
+    phx_endpoint_on_connect(&srv->ep, cb, user);
 }
 
 int phx_server_channel(phx_server_t *srv, const char *pattern, const phx_channel_handler_t *h,
                        void *user)
 {
-    if (pattern == NULL || h == NULL || h->join == NULL)
-        return PHX_ERR_INVALID;
-    phx_route_t *r = phx_realloc(srv->routes, (srv->nroutes + 1) * sizeof(*r));
-    if (r == NULL)
-        return PHX_ERR_NOMEM;
-    srv->routes = r;
-    size_t len = strlen(pattern);
-    phx_route_t *nr = &r[srv->nroutes];
-    nr->pattern = phx_strdup(pattern);
-    if (nr->pattern == NULL)
-        return PHX_ERR_NOMEM;
-    nr->is_prefix = len > 0 && pattern[len - 1] == '*';
-    nr->len = nr->is_prefix ? len - 1 : len;
-    nr->handler = h;
-    nr->user = user;
-    srv->nroutes++;
-    return 0;
+    return phx_endpoint_add_route(&srv->ep, pattern, h, user);
 }
 
-const phx_route_t *phx_server_route(const phx_server_t *srv, const char *topic, size_t len)
+int phx_broadcast(phx_server_t *srv, const char *topic, const char *event,
+                  const phx_payload_t *payload)
 {
-    for (size_t i = 0; i < srv->nroutes; i++) {
-        const phx_route_t *r = &srv->routes[i];
-        if (r->is_prefix ? (len >= r->len && memcmp(topic, r->pattern, r->len) == 0)
-                         : (len == r->len && memcmp(topic, r->pattern, len) == 0))
-            return r;
-    }
-    return NULL;
+    /* Phoenix's Endpoint.broadcast: a "disconnect" on a socket id topic
+     * closes that id's sockets, on every node. */
+    int rv = phx_endpoint_broadcast(&srv->ep, topic, strlen(topic), event, payload, 0, 0);
+    return rv < 0 ? rv : 0;
 }
 
 static void server_done(phx_server_t *srv)
@@ -414,7 +383,7 @@ void phx_server_stop(phx_server_t *srv, int code, void (*done)(phx_server_t *))
     uv_timer_stop(&srv->drain_timer);
     /* LongPoll sessions end (parked polls are answered), then every
      * connection closes: upgraded ones with a Close frame. */
-    phx_longpoll_stop(srv);
+    phx_longpoll_stop(srv->longpoll);
     for (int id = PHX_LIST_HTTP; id < PHX_LIST_COUNT; id++) {
         if (id == PHX_LIST_CLOSE)
             continue;
@@ -475,7 +444,7 @@ static size_t drain_step(phx_server_t *srv)
         phx_conn_shutdown(srv->loop.lists[PHX_LIST_WS].head, srv->stop_code, true);
         closed++;
     }
-    closed += phx_longpoll_drain(srv, batch > closed ? batch - closed : 0);
+    closed += phx_longpoll_drain(srv->longpoll, batch > closed ? batch - closed : 0);
     /* Parked polls and idle keep-alive connections go at once (requests
      * still being received are left to finish: they get 503 or /healthz). */
     for (int id = PHX_LIST_HTTP; id < PHX_LIST_COUNT; id++) {
@@ -489,8 +458,8 @@ static size_t drain_step(phx_server_t *srv)
         }
     }
     PHX_LOG_INFO("event=drain closed=%zu left=%zu", closed,
-                 srv->loop.lists[PHX_LIST_WS].count + phx_longpoll_session_count(srv));
-    return srv->loop.lists[PHX_LIST_WS].count + phx_longpoll_session_count(srv);
+                 srv->loop.lists[PHX_LIST_WS].count + phx_longpoll_session_count(srv->longpoll));
+    return srv->loop.lists[PHX_LIST_WS].count + phx_longpoll_session_count(srv->longpoll);
 }
 
 static void drain_on_timer(uv_timer_t *t)
@@ -527,8 +496,8 @@ void phx_server_drain(phx_server_t *srv, int code, size_t batch, int interval_ms
      * balancers, but no new socket is accepted (503 before any upgrade,
      * refusal reason "draining"); it closes when the drain ends. */
     PHX_LOG_INFO("event=drain_start sockets=%zu batch=%zu interval_ms=%d timeout_ms=%d",
-                 srv->loop.lists[PHX_LIST_WS].count + phx_longpoll_session_count(srv), batch,
-                 interval_ms, timeout_ms);
+                 srv->loop.lists[PHX_LIST_WS].count + phx_longpoll_session_count(srv->longpoll),
+                 batch, interval_ms, timeout_ms);
     drain_on_timer(&srv->drain_timer);
 }
 
@@ -537,10 +506,8 @@ void phx_server_free(phx_server_t *srv)
     if (srv == NULL)
         return;
     phx_longpoll_free(srv->longpoll);
-    phx_origin_free(srv->origin);
     phx_tls_ctx_free(srv->loop.tls_ctx);
-    phx_pubsub_free(srv->pubsub);
-    phx_token_free(srv->token);
+    phx_endpoint_dispose(&srv->ep);
     while (srv->statics) {
         phx_static_t *st = srv->statics;
         srv->statics = st->next;
@@ -549,28 +516,10 @@ void phx_server_free(phx_server_t *srv)
         phx_free(st->bytes);
         phx_free(st);
     }
-    for (size_t i = 0; i < srv->nroutes; i++)
-        phx_free(srv->routes[i].pattern);
-    phx_free(srv->routes);
     for (size_t i = 0; i < sizeof(srv->cfg_strings) / sizeof(srv->cfg_strings[0]); i++)
         phx_free(srv->cfg_strings[i]);
     phx_router_free(&srv->router);
     phx_router_free(&srv->api_router);
     phx_loop_dispose(&srv->loop);
     phx_free(srv);
-}
-
-bool phx_server_origin_ok(phx_server_t *srv, phx_conn_t *c)
-{
-    phx_http_t *h = c->http;
-    if (phx_origin_is_off(srv->origin))
-        return true; /* Phoenix never reads the header then */
-    const char *origin = phx_http_header(h, "origin");
-    /* Two Origin headers: refuse rather than pick one. */
-    if (origin && phx_http_header_count(h, "origin") > 1)
-        return false;
-    bool ok = phx_origin_allowed(srv->origin, origin, phx_http_header(h, "host"), c->tls != NULL);
-    if (!ok)
-        PHX_LOG_DEBUG("conn=%llu peer=%s event=origin_refused", (unsigned long long)c->id, c->peer);
-    return ok;
 }

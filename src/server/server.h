@@ -14,20 +14,11 @@
 #include "loop.h"
 #include "phx.h"
 #include "counters.h"
+#include "endpoint.h"
+#include "metrics.h"
 #include "tcp.h"
 
-typedef struct phx_pubsub phx_pubsub_t;
-typedef struct phx_token phx_token_t;
 typedef struct phx_longpoll phx_longpoll_t;
-typedef struct phx_origin_policy phx_origin_policy_t;
-
-typedef struct phx_route {
-    char *pattern;
-    size_t len; /* without the trailing '*' when is_prefix */
-    bool is_prefix;
-    const phx_channel_handler_t *handler;
-    void *user;
-} phx_route_t;
 
 typedef struct phx_static {
     struct phx_static *next;
@@ -55,28 +46,15 @@ struct phx_server {
     int stop_code;
     void (*stop_done)(phx_server_t *);
     int bound_port;
-    phx_connect_cb connect_cb;
-    void *connect_user;
-    phx_token_t *token; /* the default connect callback's verifier */
-    phx_route_t *routes;
-    size_t nroutes;
-    phx_pubsub_t *pubsub;
+    phx_endpoint_t ep; /* the Phoenix layer: PubSub, admission, channel routes */
     phx_longpoll_t *longpoll;
-    phx_origin_policy_t *origin;
+    phx_metrics_t metrics; /* what /metrics and /healthz read */
     phx_static_t *statics;
     phx_router_t router;     /* the main listener's routes */
     phx_router_t api_router; /* --api-listen's */
 };
 
-/* The route whose pattern matches `topic`, or NULL. */
-const phx_route_t *phx_server_route(const phx_server_t *srv, const char *topic, size_t len);
 /* The static asset served at `path`, or NULL. */
 const phx_static_t *phx_server_static_find(const phx_server_t *srv, const char *path, size_t len);
-/* check_origin for a request on `c` (c->http): false when refused. */
-bool phx_server_origin_ok(phx_server_t *srv, phx_conn_t *c);
-/* The default connect callback: verifies params.token as a Phoenix.Token. */
-int phx_server_default_connect(phx_connect_t *c, void *user);
-/* Creates srv->token from the configuration (socket.c). */
-int phx_server_token_init(phx_server_t *srv, char *err);
 
 #endif /* PHX_SERVER_H */

@@ -16,7 +16,6 @@
 #include "json.h"
 #include "log.h"
 #include "query.h"
-#include "server.h"
 #include "socket.h"
 #include "token.h"
 
@@ -46,15 +45,15 @@ struct lp_session {
     phx_conn_t *parked; /* the GET waiting for messages */
     phx_rcbuf_t **msgs; /* ring of queued messages */
     uint32_t mhead, mlen, mcap;
-    size_t mbytes;      /* payload bytes of the queued messages */
-    lp_user_t *user;    /* the session's user id, counted; or NULL */
+    size_t mbytes;   /* payload bytes of the queued messages */
+    lp_user_t *user; /* the session's user id, counted; or NULL */
     uint32_t in_dispatch;
     bool is_ending;
     bool is_dirty;
 };
 
 struct phx_longpoll {
-    phx_server_t *srv;
+    phx_endpoint_t *ep;
     phx_token_t *token;
     lp_session_t **buckets;
     size_t nbuckets; /* power of two */
@@ -222,7 +221,7 @@ static void park(lp_session_t *s, phx_conn_t *c)
 
 static uint64_t idle_limit(const phx_longpoll_t *lp)
 {
-    return (uint64_t)lp->srv->cfg.longpoll_window_ms * 3 / 2;
+    return (uint64_t)lp->ep->cfg->longpoll_window_ms * 3 / 2;
 }
 
 static void activity_unlink(phx_longpoll_t *lp, lp_session_t *s)
@@ -241,14 +240,14 @@ static void activity_unlink(phx_longpoll_t *lp, lp_session_t *s)
 static void touch(phx_longpoll_t *lp, lp_session_t *s)
 {
     activity_unlink(lp, s);
-    s->last_poll = uv_now(lp->srv->uv);
+    s->last_poll = uv_now(lp->ep->loop->uv);
     s->prev = lp->tail;
     if (lp->tail)
         lp->tail->next = s;
     else
         lp->head = s;
     lp->tail = s;
-    phx_loop_deadline_arm(&lp->srv->loop, lp->head->last_poll + idle_limit(lp));
+    phx_loop_deadline_arm(lp->ep->loop, lp->head->last_poll + idle_limit(lp));
 }
 
 /* ---- responses ---- */
@@ -407,7 +406,7 @@ static void session_end(lp_session_t *s, const char *why)
 static int lp_send(void *t, phx_rcbuf_t *msg)
 {
     lp_session_t *s = t;
-    phx_server_t *srv = s->lp->srv;
+    phx_endpoint_t *ep = s->lp->ep;
     if (s->is_ending) {
         phx_rcbuf_unref(msg);
         return PHX_ERR_CLOSED;
@@ -421,10 +420,10 @@ static int lp_send(void *t, phx_rcbuf_t *msg)
     /* The same bounds as a WebSocket's queue: a count, and the bytes of
      * queue_limit_bytes. The next poll then finds no session (410), which
      * phoenix.js treats as a closed session and reconnects from. */
-    if (s->mlen >= (uint32_t)srv->cfg.longpoll_max_messages ||
-        s->mbytes + bytes > srv->cfg.queue_limit_bytes) {
+    if (s->mlen >= (uint32_t)ep->cfg->longpoll_max_messages ||
+        s->mbytes + bytes > ep->cfg->queue_limit_bytes) {
         phx_rcbuf_unref(msg);
-        srv->loop.stats.slow_closes++;
+        ep->loop->stats.slow_closes++;
         PHX_LOG_INFO("event=slow_consumer transport=longpoll buffered=%u bytes=%zu", s->mlen,
                      s->mbytes);
         session_end(s, "buffer_full");
@@ -448,7 +447,7 @@ static int lp_send(void *t, phx_rcbuf_t *msg)
     s->msgs[(s->mhead + s->mlen) % s->mcap] = msg;
     s->mlen++;
     s->mbytes += bytes;
-    srv->loop.stats.msgs_out++;
+    ep->loop->stats.msgs_out++;
     if (s->parked && !s->is_dirty) {
         /* Answer once per loop turn, with everything queued by then. */
         s->is_dirty = true;
@@ -498,11 +497,11 @@ static const char *header_of(void *ctx, const char *name)
 
 static void open_session(phx_longpoll_t *lp, phx_conn_t *c)
 {
-    phx_server_t *srv = lp->srv;
+    phx_endpoint_t *ep = lp->ep;
     phx_http_t *h = c->http;
-    if (lp->count >= (size_t)srv->cfg.longpoll_max_sessions) {
+    if (lp->count >= (size_t)ep->cfg->longpoll_max_sessions) {
         PHX_LOG_WARN("event=longpoll_sessions_full count=%zu", lp->count);
-        phx_stats_refused(&srv->loop.stats, PHX_REFUSE_CAPACITY);
+        phx_stats_refused(&ep->loop->stats, PHX_REFUSE_CAPACITY);
         phx_http_respond(c, 503, "access-control-allow-origin: *\r\n", NULL, NULL, 0);
         return;
     }
@@ -510,26 +509,21 @@ static void open_session(phx_longpoll_t *lp, phx_conn_t *c)
     size_t path_len, query_len;
     phx_http_target(h, &path, &path_len, &query, &query_len);
     phx_connect_t ci;
-    phx_connect_init(&ci, srv, &lp_transport, c->peer, c->peer_port, (const char *)h->url.data,
+    phx_connect_init(&ci, ep, &lp_transport, c->peer, c->peer_port, (const char *)h->url.data,
                      h->url.len, query, query_len, header_of, h);
     const char *auth = phx_http_header(h, "x-phoenix-authtoken");
     int rv = 0;
     if (auth && (ci.auth_token = phx_strdup(auth)) == NULL)
         rv = PHX_ERR_NOMEM;
-    if (rv == 0)
-        rv = phx_connect_run(&ci);
-    if (rv != 0) {
-        int why = ci.refused;
-        phx_connect_dispose(&ci);
-        if (rv == PHX_ERR_INVALID) {
-            phx_stats_refused(&srv->loop.stats, PHX_REFUSE_QUERY);
-            phx_http_write(c, 400, "access-control-allow-origin: *\r\n", NULL, NULL, 0, 0);
-        } else if (rv == PHX_ERR_NOMEM) {
-            phx_http_respond(c, 503, "access-control-allow-origin: *\r\n", NULL, NULL, 0);
-        } else {
-            phx_stats_refused(&srv->loop.stats, (phx_refuse_t)why);
-            reply_status(c, 403);
-        }
+    int status = rv != 0 ? phx_endpoint_refused(ep, &ci, rv) : phx_endpoint_connect(ep, &ci);
+    if (status == 400) {
+        phx_http_write(c, 400, "access-control-allow-origin: *\r\n", NULL, NULL, 0, 0);
+        return;
+    } else if (status == 503) {
+        phx_http_respond(c, 503, "access-control-allow-origin: *\r\n", NULL, NULL, 0);
+        return;
+    } else if (status != 0) {
+        reply_status(c, status); /* LongPoll's 200 with the status in the body */
         return;
     }
     lp_session_t *s = phx_calloc(1, sizeof(*s));
@@ -549,7 +543,7 @@ static void open_session(phx_longpoll_t *lp, phx_conn_t *c)
     if (phx_socket_new(&s->sock, &ci, s) != 0)
         goto fail;
     const char *uid = phx_socket_assign(s->sock, "user_id");
-    if (uid && user_sessions(lp, uid) >= (uint32_t)srv->cfg.longpoll_max_sessions_per_user) {
+    if (uid && user_sessions(lp, uid) >= (uint32_t)ep->cfg->longpoll_max_sessions_per_user) {
         PHX_LOG_WARN("event=longpoll_user_sessions_full sessions=%u", user_sessions(lp, uid));
         phx_socket_closed(s->sock);
         s->sock = NULL;
@@ -557,7 +551,7 @@ static void open_session(phx_longpoll_t *lp, phx_conn_t *c)
         phx_free(s->token);
         phx_free(s);
         phx_connect_dispose(&ci);
-        phx_stats_refused(&srv->loop.stats, PHX_REFUSE_CAPACITY);
+        phx_stats_refused(&ep->loop->stats, PHX_REFUSE_CAPACITY);
         phx_http_respond(c, 503, "access-control-allow-origin: *\r\n", NULL, NULL, 0);
         return;
     }
@@ -613,7 +607,7 @@ static void get(phx_longpoll_t *lp, phx_conn_t *c, lp_session_t *s)
 /* Hands one message to the session's socket as a WebSocket frame would be. */
 static void deliver(lp_session_t *s, bool is_binary, uint8_t *data, size_t len)
 {
-    s->lp->srv->loop.stats.msgs_in++;
+    s->lp->ep->loop->stats.msgs_in++;
     s->in_dispatch++;
     phx_socket_handle(s->sock, is_binary, data, len);
     s->in_dispatch--;
@@ -713,15 +707,12 @@ static bool session_of(phx_longpoll_t *lp, phx_conn_t *c, int flags, lp_session_
     return true;
 }
 
-void phx_longpoll_request(phx_conn_t *c)
+void phx_longpoll_request(phx_longpoll_t *lp, phx_conn_t *c)
 {
-    phx_server_t *srv = c->srv;
-    phx_longpoll_t *lp = srv->longpoll;
     phx_http_t *h = c->http;
     int method = phx_http_method(h);
-    if (!phx_server_origin_ok(srv, c)) {
+    if (phx_endpoint_check_origin(lp->ep, c) != 0) {
         /* LongPoll answers 200 with the status in the body, even here. */
-        phx_stats_refused(&srv->loop.stats, PHX_REFUSE_ORIGIN);
         reply_status(c, 403);
         return;
     }
@@ -746,7 +737,7 @@ void phx_longpoll_request(phx_conn_t *c)
  * session takes a body (PHX_HEAD_*). */
 static int route_head(phx_conn_t *c, void *user)
 {
-    phx_server_t *srv = user;
+    phx_longpoll_t *lp = user;
     int method = phx_http_method(c->http);
     if (!phx_http_has_body(c->http))
         return PHX_HEAD_NO_BODY;
@@ -754,19 +745,18 @@ static int route_head(phx_conn_t *c, void *user)
         /* Answered as the whole request would be: 400 for a method
          * LongPoll does not take, 413 for a body it does not read. */
         bool known = method == HTTP_GET || method == HTTP_OPTIONS;
-        phx_http_write(c, known ? 413 : 400, "access-control-allow-origin: *\r\n", NULL, NULL,
-                       0, PHX_HTTP_CLOSE);
+        phx_http_write(c, known ? 413 : 400, "access-control-allow-origin: *\r\n", NULL, NULL, 0,
+                       PHX_HTTP_CLOSE);
         return PHX_HEAD_ANSWERED;
     }
-    if (!phx_server_origin_ok(srv, c)) {
-        phx_stats_refused(&srv->loop.stats, PHX_REFUSE_ORIGIN);
+    if (phx_endpoint_check_origin(lp->ep, c) != 0) {
         phx_http_write(c, 200, "access-control-allow-origin: *\r\n",
                        "application/json; charset=utf-8", "{\"status\":403}", 14,
                        PHX_HTTP_NO_CACHE | PHX_HTTP_CLOSE);
         return PHX_HEAD_ANSWERED;
     }
     lp_session_t *s;
-    if (!session_of(srv->longpoll, c, PHX_HTTP_CLOSE, &s))
+    if (!session_of(lp, c, PHX_HTTP_CLOSE, &s))
         return PHX_HEAD_ANSWERED;
     if (s == NULL) {
         /* No session takes this body: answered as the POST itself would
@@ -781,23 +771,22 @@ static int route_head(phx_conn_t *c, void *user)
 
 static void route_handle(phx_conn_t *c, void *user)
 {
-    phx_longpoll_request(c);
+    phx_longpoll_request(user, c);
 }
 
-int phx_longpoll_add_route(phx_router_t *r, phx_server_t *srv)
+int phx_longpoll_add_route(phx_router_t *r, phx_longpoll_t *lp)
 {
     phx_http_route_t rt = {
         .is_socket = true,
         .head = route_head,
         .handle = route_handle,
-        .user = srv,
+        .user = lp,
     };
-    return phx_router_add_transport(r, srv->cfg.socket_path, "longpoll", &rt);
+    return phx_router_add_transport(r, lp->ep->cfg->socket_path, "longpoll", &rt);
 }
 
-void phx_longpoll_flush(phx_server_t *srv)
+void phx_longpoll_flush(phx_longpoll_t *lp)
 {
-    phx_longpoll_t *lp = srv->longpoll;
     if (lp == NULL)
         return;
     while (lp->dirty) {
@@ -809,9 +798,8 @@ void phx_longpoll_flush(phx_server_t *srv)
     }
 }
 
-uint64_t phx_longpoll_sweep(phx_server_t *srv, uint64_t now)
+uint64_t phx_longpoll_sweep(phx_longpoll_t *lp, uint64_t now)
 {
-    phx_longpoll_t *lp = srv->longpoll;
     if (lp == NULL)
         return 0;
     uint64_t limit = idle_limit(lp);
@@ -820,9 +808,8 @@ uint64_t phx_longpoll_sweep(phx_server_t *srv, uint64_t now)
     return lp->head ? lp->head->last_poll + limit : 0;
 }
 
-size_t phx_longpoll_drain(phx_server_t *srv, size_t n)
+size_t phx_longpoll_drain(phx_longpoll_t *lp, size_t n)
 {
-    phx_longpoll_t *lp = srv->longpoll;
     size_t ended = 0;
     while (lp && lp->head && ended < n) {
         session_end(lp->head, "drain");
@@ -831,18 +818,17 @@ size_t phx_longpoll_drain(phx_server_t *srv, size_t n)
     return ended;
 }
 
-void phx_longpoll_stop(phx_server_t *srv)
+void phx_longpoll_stop(phx_longpoll_t *lp)
 {
-    phx_longpoll_t *lp = srv->longpoll;
     if (lp == NULL)
         return;
     while (lp->head)
         session_end(lp->head, "shutdown");
 }
 
-size_t phx_longpoll_session_count(const phx_server_t *srv)
+size_t phx_longpoll_session_count(const phx_longpoll_t *lp)
 {
-    return srv->longpoll ? srv->longpoll->count : 0;
+    return lp ? lp->count : 0;
 }
 
 /* The loop's hooks: parked polls with messages are answered before output
@@ -857,21 +843,21 @@ static uint64_t loop_sweep(void *arg, uint64_t now)
     return phx_longpoll_sweep(arg, now);
 }
 
-int phx_longpoll_new(phx_longpoll_t **out, phx_server_t *srv, char *err)
+int phx_longpoll_new(phx_longpoll_t **out, phx_endpoint_t *ep, char *err)
 {
     phx_longpoll_t *lp = phx_calloc(1, sizeof(*lp));
     if (lp == NULL)
         return PHX_ERR_NOMEM;
-    lp->srv = srv;
+    lp->ep = ep;
     lp->nbuckets = 64;
     lp->buckets = phx_calloc(lp->nbuckets, sizeof(*lp->buckets));
     /* Session tokens are signed with the server secret when there is one
      * (so every node of a deployment shares it), else a random key. */
     uint8_t random_secret[32];
     phx_token_config_t tc = {0};
-    if (srv->cfg.secret_key_base) {
-        tc.secret_key_base = (const uint8_t *)srv->cfg.secret_key_base;
-        tc.secret_key_base_len = strlen(srv->cfg.secret_key_base);
+    if (ep->cfg->secret_key_base) {
+        tc.secret_key_base = (const uint8_t *)ep->cfg->secret_key_base;
+        tc.secret_key_base_len = strlen(ep->cfg->secret_key_base);
     } else {
         if (RAND_bytes(random_secret, sizeof(random_secret)) != 1) {
             phx_free(lp->buckets);
@@ -884,8 +870,6 @@ int phx_longpoll_new(phx_longpoll_t **out, phx_server_t *srv, char *err)
     tc.salt = (const uint8_t *)SESSION_SALT;
     tc.salt_len = strlen(SESSION_SALT);
     lp->comma = small_buf(",", 1);
-    phx_loop_hook_t hook = {.before_flush = loop_flush, .on_deadline = loop_sweep, .arg = srv};
-    phx_loop_add_hook(&srv->loop, &hook);
     int rv = lp->buckets && lp->comma ? phx_token_new(&lp->token, &tc) : PHX_ERR_NOMEM;
     if (rv != 0) {
         snprintf(err, PHX_ERR_LEN, "cannot set up LongPoll sessions: %s", phx_strerror(rv));
@@ -894,6 +878,8 @@ int phx_longpoll_new(phx_longpoll_t **out, phx_server_t *srv, char *err)
         phx_free(lp);
         return rv;
     }
+    phx_loop_hook_t hook = {.before_flush = loop_flush, .on_deadline = loop_sweep, .arg = lp};
+    phx_loop_add_hook(ep->loop, &hook);
     *out = lp;
     return 0;
 }

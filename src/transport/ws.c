@@ -14,7 +14,6 @@
 #include "base64.h"
 #include "http.h"
 #include "log.h"
-#include "server.h"
 #include "socket.h"
 
 struct phx_ws {
@@ -627,10 +626,9 @@ static void upgrade(phx_conn_t *c, phx_ws_t *w, bool select_phoenix, uint8_t *re
         ws_feed(c, rest, rest_len);
 }
 
-void phx_ws_handshake(phx_conn_t *c, uint8_t *rest, size_t rest_len)
+void phx_ws_handshake(phx_endpoint_t *ep, phx_conn_t *c, uint8_t *rest, size_t rest_len)
 {
     phx_http_t *h = c->http;
-    phx_server_t *srv = c->srv;
     if (phx_http_method(h) != HTTP_GET) {
         phx_http_respond(c, 400, NULL, NULL, NULL, 0);
         return;
@@ -646,31 +644,21 @@ void phx_ws_handshake(phx_conn_t *c, uint8_t *rest, size_t rest_len)
     const char *path, *query;
     size_t path_len, query_len;
     phx_http_target(h, &path, &path_len, &query, &query_len);
-    if (!phx_server_origin_ok(srv, c)) {
-        phx_stats_refused(&srv->loop.stats, PHX_REFUSE_ORIGIN);
-        phx_http_respond(c, 403, NULL, NULL, NULL, 0);
+    int status = phx_endpoint_check_origin(ep, c);
+    if (status != 0) {
+        phx_http_respond(c, status, NULL, NULL, NULL, 0);
         return;
     }
     phx_connect_t conn_info;
-    phx_connect_init(&conn_info, srv, &ws_transport, c->peer, c->peer_port,
+    phx_connect_init(&conn_info, ep, &ws_transport, c->peer, c->peer_port,
                      (const char *)h->url.data, h->url.len, query, query_len, header_of, h);
     bool select_phoenix = false;
     int rv =
         subprotocols(phx_http_header(h, "sec-websocket-protocol"), &conn_info, &select_phoenix);
-    if (rv == 0)
-        rv = phx_connect_run(&conn_info);
-    if (rv != 0) {
-        int why = conn_info.refused;
-        phx_connect_dispose(&conn_info);
-        if (rv == PHX_ERR_INVALID) {
-            phx_stats_refused(&srv->loop.stats, PHX_REFUSE_QUERY);
-            phx_http_respond(c, 400, NULL, NULL, NULL, 0);
-        } else if (rv == PHX_ERR_NOMEM) {
-            phx_http_respond(c, 503, NULL, NULL, NULL, 0);
-        } else {
-            phx_stats_refused(&srv->loop.stats, (phx_refuse_t)why);
-            phx_http_respond(c, 403, NULL, NULL, NULL, 0);
-        }
+    status =
+        rv != 0 ? phx_endpoint_refused(ep, &conn_info, rv) : phx_endpoint_connect(ep, &conn_info);
+    if (status != 0) {
+        phx_http_respond(c, status, NULL, NULL, NULL, 0);
         return;
     }
     /* Upgrade validation comes after the connect callback, as in Phoenix. */
@@ -719,7 +707,7 @@ void phx_ws_echo_handshake(phx_conn_t *c, uint8_t *rest, size_t rest_len)
 
 static void ws_route(phx_conn_t *c, void *user, uint8_t *rest, size_t rest_len)
 {
-    phx_ws_handshake(c, rest, rest_len);
+    phx_ws_handshake(user, c, rest, rest_len);
 }
 
 static void echo_route(phx_conn_t *c, void *user, uint8_t *rest, size_t rest_len)
@@ -727,9 +715,10 @@ static void echo_route(phx_conn_t *c, void *user, uint8_t *rest, size_t rest_len
     phx_ws_echo_handshake(c, rest, rest_len);
 }
 
-int phx_ws_add_routes(phx_router_t *r, const phx_config_t *cfg)
+int phx_ws_add_routes(phx_router_t *r, phx_endpoint_t *ep)
 {
-    phx_http_route_t rt = {.is_socket = true, .upgrade = ws_route};
+    const phx_config_t *cfg = ep->cfg;
+    phx_http_route_t rt = {.is_socket = true, .upgrade = ws_route, .user = ep};
     int rv = phx_router_add_transport(r, cfg->socket_path, "websocket", &rt);
     if (rv == 0 && cfg->echo_path) {
         phx_http_route_t echo = {.path = cfg->echo_path, .upgrade = echo_route};

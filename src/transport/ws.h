@@ -10,8 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "mem.h"
+#include "endpoint.h"
 #include "http.h"
+#include "mem.h"
 #include "tcp.h"
 
 /* Close codes (RFC 6455 section 7.4.1). */
@@ -26,13 +27,13 @@ enum {
     PHX_WS_RESTART = 1012,
 };
 
-/* Routes <socket_path>/websocket[/] (and the echo path when configured) to
- * the handshakes below. Returns 0 or PHX_ERR_NOMEM. */
-int phx_ws_add_routes(phx_router_t *r, const phx_config_t *cfg);
+/* Routes <socket_path>/websocket[/] of `ep` (borrowed; and the echo path
+ * when configured) to the handshakes below. Returns 0 or PHX_ERR_NOMEM. */
+int phx_ws_add_routes(phx_router_t *r, phx_endpoint_t *ep);
 /* Handles a complete request for <socket_path>/websocket: checks, connect
  * callback, 101, then feeds `rest` (bytes after the head, borrowed) as
  * WebSocket input. On refusal answers 400/403 and closes. */
-void phx_ws_handshake(phx_conn_t *c, uint8_t *rest, size_t rest_len);
+void phx_ws_handshake(phx_endpoint_t *ep, phx_conn_t *c, uint8_t *rest, size_t rest_len);
 /* The raw echo route (--echo-path, a testing aid for the RFC 6455
  * conformance client): the same upgrade checks, wslay glue and limits, no
  * connect callback and no Phoenix protocol; every message comes back. */

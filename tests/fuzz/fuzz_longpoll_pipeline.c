@@ -727,7 +727,7 @@ static void step(input_t *in, int *run_ms, int *bcasts)
         queued = false;
         break;
     case 10:
-        (void)phx_longpoll_drain(srv, 1);
+        (void)phx_longpoll_drain(srv->longpoll, 1);
         queued = false;
         break;
     default:
@@ -769,8 +769,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(srv->loop.body_bytes_held == 0);
     /* The next run starts without sessions (they would also end on their
      * own after 1.5 windows). */
-    (void)phx_longpoll_drain(srv, SIZE_MAX);
+    (void)phx_longpoll_drain(srv->longpoll, SIZE_MAX);
     run_for(0);
-    CHECK(phx_longpoll_session_count(srv) == 0);
+    CHECK(phx_longpoll_session_count(srv->longpoll) == 0);
     return 0;
 }

@@ -87,7 +87,7 @@ static void open_socket(phx_server_t *srv, int i)
     if (f->is_open || f->sock)
         return;
     phx_connect_t ci;
-    phx_connect_init(&ci, srv, &fake_ops, "127.0.0.1", 1, "/", 1, "", 0, NULL, NULL);
+    phx_connect_init(&ci, &srv->ep, &fake_ops, "127.0.0.1", 1, "/", 1, "", 0, NULL, NULL);
     ci.fmt = PHX_FMT_V2_JSON;
     char uid[8];
     snprintf(uid, sizeof(uid), "%d", i);
@@ -130,7 +130,7 @@ static void check_counts(phx_server_t *srv)
     for (int t = 0; t < NTOPIC; t++) {
         char topic[16];
         snprintf(topic, sizeof(topic), "room:%d", t);
-        CHECK(phx_pubsub_subscriber_count(srv->pubsub, topic, strlen(topic)) == model_count(t));
+        CHECK(phx_pubsub_subscriber_count(srv->ep.pubsub, topic, strlen(topic)) == model_count(t));
     }
 }
 
@@ -182,7 +182,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             snprintf(topic, sizeof(topic), "room:%d", t);
             size_t want = model_count(t);
             phx_payload_t p = {(const uint8_t *)"{\"k\":1}", 7, false};
-            int got = phx_broadcast(srv, topic, "ev", &p);
+            int got = phx_endpoint_broadcast(&srv->ep, topic, strlen(topic), "ev", &p, 0, 0);
             CHECK(got >= 0 && (size_t)got == want);
             break;
         }
@@ -212,7 +212,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int i = 0; i < NSOCK; i++)
         if (fakes[i].is_open)
             fake_closed(&fakes[i]);
-    CHECK(phx_pubsub_topic_count(srv->pubsub) == 0);
+    CHECK(phx_pubsub_topic_count(srv->ep.pubsub) == 0);
     phx_server_stop(srv, 1001, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     phx_server_free(srv);

@@ -406,9 +406,12 @@ static void broadcast_reaches_every_subscriber_once_encoded(void)
     expect_text(&a, "[\"1\",\"2\",\"room:x\",\"phx_reply\",{\"response\":{},\"status\":\"ok\"}]");
     expect_text(&b, want);
     phx_payload_t pl = {(const uint8_t *)"{\"k\":1}", 7, false};
-    ASSERT_EQ(phx_broadcast(f.srv, "room:x", "srv", &pl), 2);
-    expect_text(&a, "[null,null,\"room:x\",\"srv\",{\"k\":1}]");
-    expect_text(&b, "[null,null,\"room:x\",\"srv\",{\"k\":1}]");
+    ASSERT_EQ(phx_endpoint_broadcast(&f.srv->ep, "room:x", 6, "srv", &pl, 0, 0), 2);
+    ASSERT_EQ(phx_broadcast(f.srv, "room:x", "srv", &pl), 0); /* no count promised */
+    for (int i = 0; i < 2; i++) {
+        expect_text(&a, "[null,null,\"room:x\",\"srv\",{\"k\":1}]");
+        expect_text(&b, "[null,null,\"room:x\",\"srv\",{\"k\":1}]");
+    }
     rawclient_close(&a);
     rawclient_close(&b);
     fx_stop(&f);
@@ -626,10 +629,10 @@ static void socket_id_topics_cannot_be_joined_and_clients_never_disconnect(void)
     rawclient_t a, b, late;
     fx_open_query(&f, &a, "id=custom:a&vsn=2.0.0", 0);
     fx_open_query(&f, &b, "id=custom:b&vsn=2.0.0", 0);
-    ASSERT(phx_socket_id_topic(f.srv, "custom:a", 8));
-    ASSERT(phx_socket_id_topic(f.srv, "users_socket:9", 14)); /* the form, nobody connected */
-    ASSERT(!phx_socket_id_topic(f.srv, "custom:late", 11));
-    ASSERT(!phx_socket_id_topic(f.srv, "room:x", 6));
+    ASSERT(phx_socket_id_topic(&f.srv->ep, "custom:a", 8));
+    ASSERT(phx_socket_id_topic(&f.srv->ep, "users_socket:9", 14)); /* the form, nobody connected */
+    ASSERT(!phx_socket_id_topic(&f.srv->ep, "custom:late", 11));
+    ASSERT(!phx_socket_id_topic(&f.srv->ep, "room:x", 6));
 
     /* The "*" route matches everything, yet ids are refused: a connected
      * socket's custom id, and the users_socket: form of anybody. */
@@ -648,29 +651,37 @@ static void socket_id_topics_cannot_be_joined_and_clients_never_disconnect(void)
     send_text(&b, "[\"5\",\"5\",\"custom:late\",\"phx_join\",{}]", 0);
     expect_ok(&b, "5", "5", "custom:late");
     fx_open_query(&f, &late, "id=custom:late&vsn=2.0.0", 0);
-    ASSERT(phx_socket_id_topic(f.srv, "custom:late", 11));
+    ASSERT(phx_socket_id_topic(&f.srv->ep, "custom:late", 11));
     send_text(&b, "[\"5\",\"6\",\"custom:late\",\"disconnect\",{}]", 0);
     expect_text(&b, "[null,null,\"custom:late\",\"disconnect\",{}]");
     expect_ok(&b, "5", "6", "custom:late");
     expect_alive(&late);
     phx_payload_t empty = {(const uint8_t *)"{}", 2, false};
-    ASSERT_EQ(
-        phx_pubsub_broadcast(f.srv->pubsub, "custom:late", 11, "disconnect", 10, &empty, NULL), 1);
+    /* What a client event is: it delivers, and closes nobody. */
+    ASSERT_EQ(phx_endpoint_broadcast(&f.srv->ep, "custom:late", 11, "disconnect", &empty, 0,
+                                     PHX_ORIGIN_CLIENT),
+              1);
     expect_text(&b, "[null,null,\"custom:late\",\"disconnect\",{}]");
     expect_alive(&late);
     ASSERT_EQ(f.srv->loop.lists[PHX_LIST_WS].count, 3); /* nobody was closed */
 
-    /* Server-side: phx_broadcast closes the id's socket and delivers to the
-     * topic's subscriber; phx_pubsub_disconnect only closes. */
-    ASSERT_EQ(phx_broadcast(f.srv, "custom:late", "disconnect", &empty), 2);
+    /* Server-side: a broadcast closes the id's socket and delivers to the
+     * topic's subscriber (2 local recipients); one for id subscriptions
+     * only (the API's disconnect) only closes. phx_broadcast promises no
+     * count (a cluster backend could not give one). */
+    ASSERT_EQ(phx_endpoint_broadcast(&f.srv->ep, "custom:late", 11, "disconnect", &empty, 0, 0), 2);
     expect_close(&late, 1001);
     expect_text(&b, "[null,null,\"custom:late\",\"disconnect\",{}]");
-    ASSERT(!phx_socket_id_topic(f.srv, "custom:late", 11));
-    ASSERT_EQ(phx_pubsub_disconnect(f.srv->pubsub, "custom:a", 8), 1);
+    ASSERT(!phx_socket_id_topic(&f.srv->ep, "custom:late", 11));
+#define DISCONNECT(id)                                                                             \
+    phx_endpoint_broadcast(&f.srv->ep, id, strlen(id), "disconnect", NULL, 0, PHX_ORIGIN_IDS_ONLY)
+    ASSERT_EQ(DISCONNECT("custom:a"), 1);
     expect_close(&a, 1001);
-    ASSERT(!phx_socket_id_topic(f.srv, "custom:a", 8));
-    ASSERT_EQ(phx_pubsub_disconnect(f.srv->pubsub, "custom:a", 8), 0);
-    ASSERT_EQ(phx_pubsub_disconnect(f.srv->pubsub, "custom:late", 11), 0);
+    ASSERT(!phx_socket_id_topic(&f.srv->ep, "custom:a", 8));
+    ASSERT_EQ(DISCONNECT("custom:a"), 0);
+    ASSERT_EQ(DISCONNECT("custom:late"), 0);
+    ASSERT_EQ(phx_broadcast(f.srv, "custom:nobody", "disconnect", &empty), 0);
+#undef DISCONNECT
     expect_alive(&b);
     rawclient_close(&a);
     rawclient_close(&b);
@@ -689,8 +700,8 @@ static void api_key_compared_whole(void)
     ASSERT_EQ(phx_server_new(&off, &loop, &cfg, err), 0);
     cfg.api_key = "s3cret-key";
     ASSERT_EQ(phx_server_new(&srv, &loop, &cfg, err), 0);
-    ASSERT(phx_api_key_ok(srv, "Bearer s3cret-key"));
-    ASSERT(phx_api_key_ok(srv, "Bearer s3cret-key")); /* the MAC key is made once */
+    ASSERT(phx_api_key_ok(&srv->cfg, "Bearer s3cret-key"));
+    ASSERT(phx_api_key_ok(&srv->cfg, "Bearer s3cret-key")); /* the MAC key is made once */
     static const char *const wrong[] = {
         "Bearer s3cret-ke",
         "Bearer s3cret-keyy",
@@ -704,11 +715,11 @@ static void api_key_compared_whole(void)
         "",
     };
     for (size_t i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++)
-        ASSERT(!phx_api_key_ok(srv, wrong[i]));
-    ASSERT(!phx_api_key_ok(srv, NULL));
+        ASSERT(!phx_api_key_ok(&srv->cfg, wrong[i]));
+    ASSERT(!phx_api_key_ok(&srv->cfg, NULL));
     /* No key configured: nothing is accepted, not even an empty bearer. */
-    ASSERT(!phx_api_key_ok(off, "Bearer "));
-    ASSERT(!phx_api_key_ok(off, "Bearer s3cret-key"));
+    ASSERT(!phx_api_key_ok(&off->cfg, "Bearer "));
+    ASSERT(!phx_api_key_ok(&off->cfg, "Bearer s3cret-key"));
     phx_server_stop(srv, 1001, NULL);
     phx_server_stop(off, 1001, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -731,19 +742,19 @@ static void routes_match_exact_topics_and_prefixes_first_wins(void)
     ASSERT_EQ(phx_server_channel(srv, "room:vip*", &dummy_handler, &b), 0);
     ASSERT_EQ(phx_server_channel(srv, "room:*", &dummy_handler, &c), 0);
     ASSERT_EQ(phx_server_channel(srv, "room:*", NULL, &c), PHX_ERR_INVALID);
-    const phx_route_t *r = phx_server_route(srv, "system", 6);
+    const phx_route_t *r = phx_endpoint_route(&srv->ep, "system", 6);
     ASSERT(r && r->user == &a);
-    ASSERT(phx_server_route(srv, "system:1", 8) == NULL); /* exact means exact */
-    ASSERT(phx_server_route(srv, "syste", 5) == NULL);
-    r = phx_server_route(srv, "room:vip1", 9);
+    ASSERT(phx_endpoint_route(&srv->ep, "system:1", 8) == NULL); /* exact means exact */
+    ASSERT(phx_endpoint_route(&srv->ep, "syste", 5) == NULL);
+    r = phx_endpoint_route(&srv->ep, "room:vip1", 9);
     ASSERT(r && r->user == &b); /* first declared wins */
-    r = phx_server_route(srv, "room:lobby", 10);
+    r = phx_endpoint_route(&srv->ep, "room:lobby", 10);
     ASSERT(r && r->user == &c);
-    r = phx_server_route(srv, "room:", 5);
+    r = phx_endpoint_route(&srv->ep, "room:", 5);
     ASSERT(r && r->user == &c); /* the prefix itself matches, as in Phoenix */
-    ASSERT(phx_server_route(srv, "room", 4) == NULL);
-    ASSERT(phx_server_route(srv, "rooms:x", 7) == NULL);
-    ASSERT(phx_server_route(srv, "", 0) == NULL);
+    ASSERT(phx_endpoint_route(&srv->ep, "room", 4) == NULL);
+    ASSERT(phx_endpoint_route(&srv->ep, "rooms:x", 7) == NULL);
+    ASSERT(phx_endpoint_route(&srv->ep, "", 0) == NULL);
     phx_server_stop(srv, 1001, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     phx_server_free(srv);

@@ -1,0 +1,230 @@
+/* endpoint.c: the Phoenix layer's context of one loop (endpoint.h):
+ * channel routes, admission of new sockets (check_origin, the connect step,
+ * refusals by reason) and phxd's default Phoenix.Token connect callback. */
+#include "endpoint.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "etf.h"
+#include "http.h"
+#include "log.h"
+#include "origin.h"
+#include "pubsub.h"
+#include "socket.h"
+#include "token.h"
+
+/* ---- phxd's default connect callback: params.token as a Phoenix.Token ---- */
+
+static int token_init(phx_endpoint_t *ep, char *err)
+{
+    phx_token_config_t tc = {0};
+    tc.secret_key_base = (const uint8_t *)ep->cfg->secret_key_base;
+    tc.secret_key_base_len = strlen(ep->cfg->secret_key_base);
+    tc.salt = (const uint8_t *)ep->cfg->salt;
+    tc.salt_len = strlen(ep->cfg->salt);
+    tc.key_iterations = (uint32_t)ep->cfg->key_iterations;
+    tc.key_length = (uint32_t)ep->cfg->key_length;
+    tc.max_token_bytes = ep->cfg->max_token_bytes;
+    int rv = phx_digest_parse(ep->cfg->key_digest, &tc.key_digest);
+    if (rv == 0)
+        rv = phx_token_new(&ep->token, &tc);
+    if (rv != 0)
+        snprintf(err, PHX_ERR_LEN, "invalid token settings: %s", phx_strerror(rv));
+    return rv;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int phx_endpoint_default_connect(phx_connect_t *c, void *user)
+{
+    phx_endpoint_t *ep = user;
+    if (ep->token == NULL)
+        return PHX_CONNECT_REFUSE; /* no secret configured: nobody connects */
+    /* The 1.8 authToken when the client sent one, else params.token. */
+    const char *token = c->auth_token ? c->auth_token : phx_connect_param(c, "token");
+    phx_term_t *data = NULL;
+    int rv = phx_token_verify(ep->token, token, token ? strlen(token) : 0, wall_ms(),
+                              ep->cfg->max_age, &data);
+    if (rv != 0) {
+        c->refused = rv == PHX_ERR_EXPIRED   ? PHX_REFUSE_TOKEN_EXPIRED
+                     : rv == PHX_ERR_MISSING ? PHX_REFUSE_TOKEN_MISSING
+                                             : PHX_REFUSE_TOKEN_INVALID;
+        PHX_LOG_DEBUG("peer=%s event=connect_refused reason=token_%s", c->peer,
+                      rv == PHX_ERR_EXPIRED   ? "expired"
+                      : rv == PHX_ERR_MISSING ? "missing"
+                                              : "invalid");
+        return PHX_CONNECT_REFUSE;
+    }
+    /* With user_id_field, map data holds the user id in that field. */
+    const phx_term_t *uid_term = data;
+    const char *field = ep->cfg->user_id_field;
+    if (field && field[0] && data->type == PHX_TERM_MAP) {
+        uid_term = phx_term_map_get(data, field, strlen(field));
+        if (uid_term == NULL) {
+            PHX_LOG_DEBUG("peer=%s event=connect_refused reason=token_without_user_id", c->peer);
+            phx_term_free(data);
+            return PHX_CONNECT_REFUSE;
+        }
+    }
+    phx_buf_t id = {0};
+    rv = phx_term_id_string(uid_term, &id);
+    phx_term_free(data);
+    if (rv == 0)
+        rv = phx_buf_append_byte(&id, 0);
+    if (rv != 0) {
+        phx_buf_dispose(&id);
+        return PHX_CONNECT_REFUSE;
+    }
+    const char *uid = (const char *)id.data;
+    phx_buf_t sid = {0};
+    rv = phx_buf_printf(&sid, PHX_SOCKET_ID_PREFIX "%s", uid);
+    if (rv == 0)
+        rv = phx_connect_assign(c, "user_id", uid);
+    if (rv == 0)
+        rv = phx_connect_set_id(c, (const char *)sid.data);
+    phx_buf_dispose(&id);
+    phx_buf_dispose(&sid);
+    return rv == 0 ? PHX_CONNECT_OK : PHX_CONNECT_REFUSE;
+}
+
+/* ---- set-up ---- */
+
+int phx_endpoint_init(phx_endpoint_t *ep, phx_loop_t *loop, const phx_config_t *cfg, char *err)
+{
+    memset(ep, 0, sizeof(*ep));
+    ep->loop = loop;
+    ep->cfg = cfg;
+    ep->connect_cb = phx_endpoint_default_connect;
+    ep->connect_user = ep;
+    int rv = phx_pubsub_new(&ep->pubsub, loop);
+    if (rv != 0) {
+        snprintf(err, PHX_ERR_LEN, "cannot create server: %s", phx_strerror(rv));
+        return rv;
+    }
+    ep->origin = phx_origin_parse(cfg->check_origin, cfg->url_host, err);
+    if (ep->origin == NULL) {
+        phx_endpoint_dispose(ep);
+        return PHX_ERR_INVALID;
+    }
+    if (cfg->secret_key_base != NULL && (rv = token_init(ep, err)) != 0) {
+        phx_endpoint_dispose(ep);
+        return rv;
+    }
+    return 0;
+}
+
+void phx_endpoint_dispose(phx_endpoint_t *ep)
+{
+    phx_pubsub_free(ep->pubsub);
+    ep->pubsub = NULL;
+    phx_origin_free(ep->origin);
+    ep->origin = NULL;
+    phx_token_free(ep->token);
+    ep->token = NULL;
+    for (size_t i = 0; i < ep->nroutes; i++)
+        phx_free(ep->routes[i].pattern);
+    phx_free(ep->routes);
+    ep->routes = NULL;
+    ep->nroutes = 0;
+}
+
+void phx_endpoint_on_connect(phx_endpoint_t *ep, phx_connect_cb cb, void *user)
+{
+    ep->connect_cb = cb ? cb : phx_endpoint_default_connect;
+    ep->connect_user = cb ? user : ep;
+}
+
+/* ---- channel routes ---- */
+
+int phx_endpoint_add_route(phx_endpoint_t *ep, const char *pattern, const phx_channel_handler_t *h,
+                           void *user)
+{
+    if (pattern == NULL || h == NULL || h->join == NULL)
+        return PHX_ERR_INVALID;
+    phx_route_t *r = phx_realloc(ep->routes, (ep->nroutes + 1) * sizeof(*r));
+    if (r == NULL)
+        return PHX_ERR_NOMEM;
+    ep->routes = r;
+    size_t len = strlen(pattern);
+    phx_route_t *nr = &r[ep->nroutes];
+    nr->pattern = phx_strdup(pattern);
+    if (nr->pattern == NULL)
+        return PHX_ERR_NOMEM;
+    nr->is_prefix = len > 0 && pattern[len - 1] == '*';
+    nr->len = nr->is_prefix ? len - 1 : len;
+    nr->handler = h;
+    nr->user = user;
+    ep->nroutes++;
+    return 0;
+}
+
+const phx_route_t *phx_endpoint_route(const phx_endpoint_t *ep, const char *topic, size_t len)
+{
+    for (size_t i = 0; i < ep->nroutes; i++) {
+        const phx_route_t *r = &ep->routes[i];
+        if (r->is_prefix ? (len >= r->len && memcmp(topic, r->pattern, r->len) == 0)
+                         : (len == r->len && memcmp(topic, r->pattern, len) == 0))
+            return r;
+    }
+    return NULL;
+}
+
+/* ---- admission ---- */
+
+int phx_endpoint_check_origin(phx_endpoint_t *ep, phx_conn_t *c)
+{
+    phx_http_t *h = c->http;
+    if (phx_origin_is_off(ep->origin))
+        return 0; /* Phoenix never reads the header then */
+    const char *origin = phx_http_header(h, "origin");
+    /* Two Origin headers: refuse rather than pick one. */
+    bool ok = !(origin && phx_http_header_count(h, "origin") > 1) &&
+              phx_origin_allowed(ep->origin, origin, phx_http_header(h, "host"), c->tls != NULL);
+    if (ok)
+        return 0;
+    PHX_LOG_DEBUG("conn=%llu peer=%s event=origin_refused", (unsigned long long)c->id, c->peer);
+    phx_stats_refused(&ep->loop->stats, PHX_REFUSE_ORIGIN);
+    return 403;
+}
+
+int phx_endpoint_connect(phx_endpoint_t *ep, phx_connect_t *ci)
+{
+    int rv = phx_connect_run(ci);
+    return rv == 0 ? 0 : phx_endpoint_refused(ep, ci, rv);
+}
+
+int phx_endpoint_refused(phx_endpoint_t *ep, phx_connect_t *ci, int rv)
+{
+    int why = ci->refused;
+    phx_connect_dispose(ci);
+    if (rv == PHX_ERR_INVALID) {
+        phx_stats_refused(&ep->loop->stats, PHX_REFUSE_QUERY);
+        return 400;
+    }
+    if (rv == PHX_ERR_NOMEM)
+        return 503;
+    phx_stats_refused(&ep->loop->stats, (phx_refuse_t)why);
+    return 403;
+}
+
+int phx_endpoint_broadcast(phx_endpoint_t *ep, const char *topic, size_t topic_len,
+                           const char *event, const phx_payload_t *payload, uint64_t sender,
+                           uint32_t flags)
+{
+    phx_bcast_t b = {
+        .topic = topic,
+        .topic_len = topic_len,
+        .event = event,
+        .event_len = strlen(event),
+        .payload = payload,
+        .origin = {.sender = sender, .flags = flags},
+    };
+    return phx_pubsub_publish(ep->pubsub, &b);
+}
