@@ -18,7 +18,7 @@ build=${PHXD_BUILD_DIR:-build}
 # Debian 12 packages the build needs (run and test)...
 packages=(
   build-essential pkg-config meson ninja-build cmake openssl
-  libuv1-dev libwslay-dev libssl-dev libcjson-dev node-llhttp
+  libuv1-dev libwslay-dev libssl-dev node-llhttp
 )
 # ...and those only the tests need.
 test_packages=(

@@ -56,7 +56,6 @@ typedef enum {
 struct phx_conn {
     uv_tcp_t tcp; /* tcp.data == this */
     phx_loop_t *loop;
-    phx_server_t *srv; /* the owner, for the layers that need its services */
     uint64_t id;
     /* intrusive activity list (server.c), ordered by `since` */
     phx_conn_t *prev, *next;

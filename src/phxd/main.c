@@ -9,7 +9,6 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include <cjson/cJSON.h>
 #include <openssl/crypto.h>
 #include <uv.h>
 
@@ -53,8 +52,6 @@ static void install_allocators(void)
      * through phx_malloc from the first one on. */
     uv_replace_allocator(phx_malloc, phx_realloc, phx_calloc, phx_free);
     CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free);
-    cJSON_Hooks hooks = {phx_malloc, phx_free};
-    cJSON_InitHooks(&hooks);
 }
 
 static void on_signal_closed(uv_handle_t *h)

@@ -84,14 +84,12 @@ static void loop_closed(void *owner);
 static int conn_init(phx_conn_t *c, void *arg)
 {
     phx_server_t *srv = arg;
-    c->srv = srv;
     return phx_http_conn_init(c, &srv->router);
 }
 
 static int conn_init_api(phx_conn_t *c, void *arg)
 {
     phx_server_t *srv = arg;
-    c->srv = srv;
     return phx_http_conn_init(c, &srv->api_router);
 }
 
