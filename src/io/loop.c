@@ -40,44 +40,39 @@ void phx_loop_deadline_arm(phx_loop_t *loop, uint64_t at)
     uv_timer_start(&loop->deadline_timer, deadline_on_timer, at > now ? at - now : 0, 0);
 }
 
+phx_conn_t *phx_loop_list_first(const phx_loop_t *loop, phx_list_id_t id)
+{
+    phx_link_t *n = loop->lists[id].head;
+    return n ? PHX_CONTAINER_OF(n, phx_conn_t, link) : NULL;
+}
+
+phx_conn_t *phx_loop_list_next(const phx_conn_t *c)
+{
+    phx_link_t *n = c->link.next;
+    return n ? PHX_CONTAINER_OF(n, phx_conn_t, link) : NULL;
+}
+
 void phx_loop_list_remove(phx_loop_t *loop, phx_conn_t *c)
 {
     if (c->list == PHX_LIST_NONE)
         return;
-    phx_conn_list_t *l = &loop->lists[c->list];
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        l->head = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    else
-        l->tail = c->prev;
-    c->prev = c->next = NULL;
-    l->count--;
+    phx_list_unlink(&loop->lists[c->list], &c->link);
     c->list = PHX_LIST_NONE;
 }
 
 void phx_loop_list_touch(phx_loop_t *loop, phx_conn_t *c, phx_list_id_t id)
 {
-    if (c->list == id && loop->lists[id].tail == c) {
+    if (c->list == id && loop->lists[id].tail == &c->link) {
         c->since = uv_now(loop->uv);
         return;
     }
     phx_loop_list_remove(loop, c);
-    phx_conn_list_t *l = &loop->lists[id];
+    phx_list_t *l = &loop->lists[id];
     c->since = uv_now(loop->uv);
     c->list = (uint8_t)id;
-    c->prev = l->tail;
-    c->next = NULL;
-    if (l->tail)
-        l->tail->next = c;
-    else
-        l->head = c;
-    l->tail = c;
-    l->count++;
+    phx_list_append(l, &c->link);
     uint64_t timeout = phx_loop_list_timeout(loop, id);
-    if (timeout > 0 && l->head == c)
+    if (timeout > 0 && l->head == &c->link)
         phx_loop_deadline_arm(loop, c->since + timeout);
 }
 
@@ -91,11 +86,11 @@ static void deadline_on_timer(uv_timer_t *t)
     loop->deadline_at = 0;
     for (int id = PHX_LIST_HTTP; id < PHX_LIST_COUNT; id++) {
         uint64_t timeout = phx_loop_list_timeout(loop, id);
-        phx_conn_list_t *l = &loop->lists[id];
+        phx_conn_t *c;
         /* Heads are the oldest; each expired one leaves the list when it
          * closes (or moves to another list). */
-        while (timeout > 0 && l->head && l->head->since + timeout <= now) {
-            phx_conn_t *c = l->head;
+        while (timeout > 0 && (c = phx_loop_list_first(loop, id)) != NULL &&
+               c->since + timeout <= now) {
             if (id != PHX_LIST_CLOSE && c->ops && c->ops->on_timeout) {
                 phx_conn_enter(c);
                 c->ops->on_timeout(c);
@@ -103,11 +98,11 @@ static void deadline_on_timer(uv_timer_t *t)
             } else {
                 phx_conn_close(c, false);
             }
-            if (l->head == c) /* not moved: force it out */
+            if (phx_loop_list_first(loop, id) == c) /* not moved: force it out */
                 phx_conn_close(c, false);
         }
-        if (timeout > 0 && l->head) {
-            uint64_t at = l->head->since + timeout;
+        if (timeout > 0 && (c = phx_loop_list_first(loop, id)) != NULL) {
+            uint64_t at = c->since + timeout;
             if (next == 0 || at < next)
                 next = at;
         }

@@ -15,6 +15,7 @@
 
 #include <uv.h>
 
+#include "list.h"
 #include "mem.h"
 #include "phx.h"
 #include "counters.h"
@@ -35,11 +36,6 @@ typedef enum {
     PHX_LIST_COUNT,
 } phx_list_id_t;
 
-typedef struct phx_conn_list {
-    phx_conn_t *head, *tail;
-    size_t count;
-} phx_conn_list_t;
-
 /* A layer above that takes part in every loop turn (LongPoll answers its
  * parked polls before output is flushed, and ends idle sessions on the
  * deadline timer). */
@@ -59,12 +55,12 @@ typedef struct phx_loop phx_loop_t;
 
 struct phx_loop {
     uv_loop_t *uv;
-    const phx_config_t *cfg; /* the owner's configuration (read only) */
-    phx_tls_ctx_t *tls_ctx;  /* NULL: plain TCP */
-    uint8_t *scratch;        /* one read's bytes */
-    uint8_t *tls_scratch;    /* one read's decrypted bytes */
-    phx_buf_t out_scratch;   /* a frame being built (wslay's output) */
-    phx_conn_list_t lists[PHX_LIST_COUNT]; /* indexed by phx_list_id_t */
+    const phx_config_t *cfg;          /* the owner's configuration (read only) */
+    phx_tls_ctx_t *tls_ctx;           /* NULL: plain TCP */
+    uint8_t *scratch;                 /* one read's bytes */
+    uint8_t *tls_scratch;             /* one read's decrypted bytes */
+    phx_buf_t out_scratch;            /* a frame being built (wslay's output) */
+    phx_list_t lists[PHX_LIST_COUNT]; /* of phx_conn_t.link, indexed by phx_list_id_t */
     uv_timer_t deadline_timer;
     uint64_t deadline_at; /* when deadline_timer fires; 0 = stopped */
     uv_check_t flush_check;
@@ -108,6 +104,10 @@ void phx_loop_add_hook(phx_loop_t *loop, const phx_loop_hook_t *hook);
 
 /* Moves `c` to the tail of list `id` with `since` = now (activity). */
 void phx_loop_list_touch(phx_loop_t *loop, phx_conn_t *c, phx_list_id_t id);
+/* The oldest connection of list `id`, or NULL. */
+phx_conn_t *phx_loop_list_first(const phx_loop_t *loop, phx_list_id_t id);
+/* The connection after `c` in its list, or NULL. */
+phx_conn_t *phx_loop_list_next(const phx_conn_t *c);
 /* Removes `c` from its list. */
 void phx_loop_list_remove(phx_loop_t *loop, phx_conn_t *c);
 /* Makes the deadline timer fire no later than `at` (loop time, ms). */

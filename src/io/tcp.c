@@ -23,28 +23,10 @@ static void tcp_on_close(uv_handle_t *h);
 
 /* ---- queue ---- */
 
-static int q_grow(phx_conn_t *c)
-{
-    uint32_t cap = c->q_cap ? c->q_cap * 2 : 4;
-    phx_rcbuf_t **q = phx_malloc(cap * sizeof(*q));
-    if (q == NULL)
-        return PHX_ERR_NOMEM;
-    for (uint32_t i = 0; i < c->q_len; i++)
-        q[i] = c->q[(c->q_head + i) % c->q_cap];
-    phx_free(c->q);
-    c->q = q;
-    c->q_cap = cap;
-    c->q_head = 0;
-    return 0;
-}
-
 static void q_release_all(phx_conn_t *c)
 {
-    for (uint32_t i = 0; i < c->q_len; i++)
-        phx_rcbuf_unref(c->q[(c->q_head + i) % c->q_cap]);
-    phx_free(c->q);
-    c->q = NULL;
-    c->q_len = c->q_cap = c->q_head = c->q_head_off = 0;
+    phx_ring_clear(&c->q);
+    c->q_head_off = 0;
     c->q_bytes = 0;
 }
 
@@ -56,14 +38,12 @@ size_t phx_conn_pending(const phx_conn_t *c)
 /* Appends a buffer to the queue (takes the reference). */
 static int q_push(phx_conn_t *c, phx_rcbuf_t *buf)
 {
-    if (c->q_len == c->q_cap && q_grow(c) != 0) {
+    if (phx_ring_push(&c->q, buf, 4) != 0) {
         phx_rcbuf_unref(buf);
         PHX_LOG_WARN("conn=%llu event=out_of_memory where=send_queue", (unsigned long long)c->id);
         phx_conn_close(c, false);
         return PHX_ERR_NOMEM;
     }
-    c->q[(c->q_head + c->q_len) % c->q_cap] = buf;
-    c->q_len++;
     c->q_bytes += buf->len - buf->off;
     return 0;
 }
@@ -91,7 +71,7 @@ int phx_conn_send(phx_conn_t *c, phx_rcbuf_t *buf)
     c->loop->stats.msgs_out++;
     phx_loop_mark_dirty(c->loop, c);
     if (!c->is_read_paused && (phx_conn_pending(c) > c->loop->cfg->queue_high_bytes ||
-                               c->q_len > (uint32_t)c->loop->cfg->max_queued_msgs))
+                               c->q.len > (uint32_t)c->loop->cfg->max_queued_msgs))
         phx_conn_pause_read(c);
     return 0;
 }
@@ -121,7 +101,7 @@ static void after_progress(phx_conn_t *c)
         phx_conn_resume_read(c);
     if (drained && !c->is_closing && c->ops && c->ops->on_drained)
         c->ops->on_drained(c);
-    if (c->is_flushing_close && c->q_len == 0 && c->writes == 0)
+    if (c->is_flushing_close && c->q.len == 0 && c->writes == 0)
         finish_graceful_close(c);
 }
 
@@ -150,16 +130,14 @@ static void q_consume(phx_conn_t *c, size_t n)
     c->q_bytes -= n;
     c->loop->stats.bytes_out += n;
     while (n > 0) {
-        phx_rcbuf_t *b = c->q[c->q_head];
+        phx_rcbuf_t *b = phx_ring_at(&c->q, 0);
         size_t left = b->len - b->off - c->q_head_off;
         if (n < left) {
             c->q_head_off += (uint32_t)n;
             return;
         }
         n -= left;
-        phx_rcbuf_unref(b);
-        c->q_head = (c->q_head + 1) % c->q_cap;
-        c->q_len--;
+        phx_rcbuf_unref(phx_ring_pop(&c->q));
         c->q_head_off = 0;
     }
 }
@@ -167,9 +145,9 @@ static void q_consume(phx_conn_t *c, size_t n)
 /* Fills `bufs` from the queue head; returns the count. */
 static uint32_t q_bufs(phx_conn_t *c, uv_buf_t *bufs, uint32_t max)
 {
-    uint32_t n = c->q_len < max ? c->q_len : max;
+    uint32_t n = c->q.len < max ? c->q.len : max;
     for (uint32_t i = 0; i < n; i++) {
-        phx_rcbuf_t *b = c->q[(c->q_head + i) % c->q_cap];
+        phx_rcbuf_t *b = phx_ring_at(&c->q, i);
         uint32_t off = b->off + (i == 0 ? c->q_head_off : 0);
         bufs[i] = uv_buf_init((char *)b->data + off, b->len - off);
     }
@@ -180,7 +158,7 @@ static uint32_t q_bufs(phx_conn_t *c, uv_buf_t *bufs, uint32_t max)
 static int q_write_async(phx_conn_t *c)
 {
     uv_buf_t stackbufs[IOV_BATCH];
-    uint32_t n = c->q_len;
+    uint32_t n = c->q.len;
     write_req_t *w = phx_malloc(sizeof(*w) + n * sizeof(w->bufs[0]));
     uv_buf_t *bufs = n <= IOV_BATCH ? stackbufs : phx_malloc(n * sizeof(uv_buf_t));
     if (w == NULL || bufs == NULL) {
@@ -195,7 +173,7 @@ static int q_write_async(phx_conn_t *c)
     w->bytes = c->q_bytes;
     w->req.data = w;
     for (uint32_t i = 0; i < n; i++)
-        w->bufs[i] = c->q[(c->q_head + i) % c->q_cap];
+        w->bufs[i] = phx_ring_at(&c->q, i);
     int rv = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, n, write_on_done);
     if (bufs != stackbufs)
         phx_free(bufs);
@@ -207,8 +185,7 @@ static int q_write_async(phx_conn_t *c)
     c->writes++;
     c->w_bytes += c->q_bytes;
     c->loop->stats.bytes_out += c->q_bytes;
-    c->q_len = 0;
-    c->q_head = 0;
+    phx_ring_forget(&c->q);
     c->q_head_off = 0;
     c->q_bytes = 0;
     return 0;
@@ -225,7 +202,7 @@ void phx_conn_flush(phx_conn_t *c)
             return;
         }
     }
-    while (c->q_len > 0 && c->writes == 0) {
+    while (c->q.len > 0 && c->writes == 0) {
         uv_buf_t bufs[IOV_BATCH];
         uint32_t n = q_bufs(c, bufs, IOV_BATCH);
         int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
@@ -247,7 +224,7 @@ void phx_conn_flush(phx_conn_t *c)
         }
         break;
     }
-    if (c->q_len > 0) {
+    if (c->q.len > 0) {
         int rv = q_write_async(c);
         if (rv != 0) {
             PHX_LOG_WARN("conn=%llu event=write_error error=%s", (unsigned long long)c->id,
@@ -283,8 +260,8 @@ static bool tls_deliver(void *arg, uint8_t *p, size_t n)
 static void tls_read(phx_conn_t *c, uint8_t *data, size_t len)
 {
     phx_conn_enter(c);
-    int rv =
-        phx_tls_feed(c->tls, data, len, c->loop->tls_scratch, PHX_TLS_SCRATCH_BYTES, tls_deliver, c);
+    int rv = phx_tls_feed(c->tls, data, len, c->loop->tls_scratch, PHX_TLS_SCRATCH_BYTES,
+                          tls_deliver, c);
     if (phx_tls_pending(c->tls) > 0)
         phx_loop_mark_dirty(c->loop, c);
     if (rv < 0) {
@@ -307,7 +284,7 @@ static void tls_read(phx_conn_t *c, uint8_t *data, size_t len)
  * connection gets one write. */
 static void flush_answer(phx_conn_t *c)
 {
-    if (c->q_len > 0 || (c->tls && phx_tls_pending(c->tls) > 0))
+    if (c->q.len > 0 || (c->tls && phx_tls_pending(c->tls) > 0))
         phx_conn_flush(c);
 }
 
@@ -535,7 +512,7 @@ void phx_conn_close(phx_conn_t *c, bool graceful)
     /* Reading continues (dropped) so that a peer which keeps sending cannot
      * wedge the close; backpressure no longer applies. */
     phx_conn_resume_read(c);
-    if (c->q_len == 0 && c->writes == 0 && (c->tls == NULL || phx_tls_pending(c->tls) == 0))
+    if (c->q.len == 0 && c->writes == 0 && (c->tls == NULL || phx_tls_pending(c->tls) == 0))
         finish_graceful_close(c);
     else
         phx_loop_mark_dirty(c->loop, c);

@@ -11,7 +11,9 @@
 #include <uv.h>
 
 #include "loop.h"
+#include "list.h"
 #include "mem.h"
+#include "ring.h"
 #include "phx.h"
 
 typedef struct phx_conn phx_conn_t;
@@ -57,8 +59,8 @@ struct phx_conn {
     uv_tcp_t tcp; /* tcp.data == this */
     phx_loop_t *loop;
     uint64_t id;
-    /* intrusive activity list (server.c), ordered by `since` */
-    phx_conn_t *prev, *next;
+    /* in its activity list (loop.c), ordered by `since` */
+    phx_link_t link;
     uint64_t since;
     uint8_t list;
     uint8_t kind;
@@ -75,9 +77,8 @@ struct phx_conn {
     phx_conn_t *dirty_next;
     phx_conn_t *deferred_next;
     /* output queue: a ring of buffer references */
-    phx_rcbuf_t **q;
-    uint32_t q_head, q_len, q_cap;
-    uint32_t q_head_off; /* bytes of q[q_head] already written */
+    phx_ring_t q;
+    uint32_t q_head_off; /* bytes of the oldest buffer already written */
     size_t q_bytes;      /* bytes queued here (not yet handed to libuv) */
     size_t w_bytes;      /* bytes handed to libuv, not yet written */
     uint32_t writes;     /* uv_write requests in flight */

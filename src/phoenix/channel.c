@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "list.h"
 #include "log.h"
 #include "pubsub.h"
 #include "socket.h"
@@ -450,7 +451,7 @@ int phx_channel_broadcast_from(phx_channel_t *ch, const char *event_name,
  * same buffer for every socket of that format. */
 static bool chan_deliver(phx_sub_t *sub, phx_fanout_t *f)
 {
-    phx_channel_t *ch = (phx_channel_t *)((char *)sub - offsetof(phx_channel_t, sub));
+    phx_channel_t *ch = PHX_CONTAINER_OF(sub, phx_channel_t, sub);
     if (ch->state != PHX_CHAN_JOINED)
         return false;
     phx_socket_t *s = ch->sock;

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "channel.h"
+#include "list.h"
 #include "log.h"
 #include "pubsub.h"
 #include "query.h"
@@ -195,7 +196,7 @@ phx_msg_limits_t phx_socket_limits(const phx_config_t *cfg)
  * else is not for it. */
 static bool id_deliver(phx_sub_t *sub, phx_fanout_t *f)
 {
-    phx_socket_t *s = (phx_socket_t *)((char *)sub - offsetof(phx_socket_t, id_sub));
+    phx_socket_t *s = PHX_CONTAINER_OF(sub, phx_socket_t, id_sub);
     if (s->is_closing || !phx_fanout_is_disconnect(f))
         return false;
     /* It leaves the topic first: the walk goes on over the others. */

@@ -385,9 +385,9 @@ void phx_server_stop(phx_server_t *srv, int code, void (*done)(phx_server_t *))
     for (int id = PHX_LIST_HTTP; id < PHX_LIST_COUNT; id++) {
         if (id == PHX_LIST_CLOSE)
             continue;
-        phx_conn_t *c = srv->loop.lists[id].head;
+        phx_conn_t *c = phx_loop_list_first(&srv->loop, id);
         while (c) {
-            phx_conn_t *next = c->next;
+            phx_conn_t *next = phx_loop_list_next(c);
             phx_conn_shutdown(c, code, false);
             c = next;
         }
@@ -438,8 +438,9 @@ static size_t drain_step(phx_server_t *srv)
 {
     size_t closed = 0;
     size_t batch = srv->drain_batch ? srv->drain_batch : SIZE_MAX;
-    while (closed < batch && srv->loop.lists[PHX_LIST_WS].head) {
-        phx_conn_shutdown(srv->loop.lists[PHX_LIST_WS].head, srv->stop_code, true);
+    phx_conn_t *c;
+    while (closed < batch && (c = phx_loop_list_first(&srv->loop, PHX_LIST_WS)) != NULL) {
+        phx_conn_shutdown(c, srv->stop_code, true);
         closed++;
     }
     closed += phx_longpoll_drain(srv->longpoll, batch > closed ? batch - closed : 0);
@@ -448,9 +449,9 @@ static size_t drain_step(phx_server_t *srv)
     for (int id = PHX_LIST_HTTP; id < PHX_LIST_COUNT; id++) {
         if (id == PHX_LIST_WS || id == PHX_LIST_CLOSE)
             continue;
-        phx_conn_t *c = srv->loop.lists[id].head;
+        c = phx_loop_list_first(&srv->loop, id);
         while (c) {
-            phx_conn_t *next = c->next;
+            phx_conn_t *next = phx_loop_list_next(c);
             phx_conn_shutdown(c, srv->stop_code, true);
             c = next;
         }

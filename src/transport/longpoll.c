@@ -14,8 +14,10 @@
 #include "base64.h"
 #include "http.h"
 #include "json.h"
+#include "list.h"
 #include "log.h"
 #include "query.h"
+#include "ring.h"
 #include "socket.h"
 #include "token.h"
 
@@ -35,18 +37,17 @@ struct lp_user {
 
 struct lp_session {
     phx_longpoll_t *lp;
-    lp_session_t *prev, *next; /* activity list, oldest poll first */
-    lp_session_t *hnext;       /* hash chain */
+    phx_link_t link;     /* in the activity list, oldest poll first */
+    lp_session_t *hnext; /* hash chain */
     lp_session_t *dirty_next;
     uint64_t last_poll;
     uint8_t id[16];
     char *token;
     phx_socket_t *sock;
     phx_conn_t *parked; /* the GET waiting for messages */
-    phx_rcbuf_t **msgs; /* ring of queued messages */
-    uint32_t mhead, mlen, mcap;
-    size_t mbytes;   /* payload bytes of the queued messages */
-    lp_user_t *user; /* the session's user id, counted; or NULL */
+    phx_ring_t msgs;    /* queued messages */
+    size_t mbytes;      /* payload bytes of the queued messages */
+    lp_user_t *user;    /* the session's user id, counted; or NULL */
     uint32_t in_dispatch;
     bool is_ending;
     bool is_dirty;
@@ -58,7 +59,7 @@ struct phx_longpoll {
     lp_session_t **buckets;
     size_t nbuckets; /* power of two */
     size_t count;
-    lp_session_t *head, *tail;
+    phx_list_t active; /* sessions by their last poll, oldest first */
     lp_session_t *dirty;
     lp_user_t *users[256]; /* user ids with sessions, by hash */
     phx_rcbuf_t *comma;    /* "," between the messages of an answer */
@@ -224,30 +225,22 @@ static uint64_t idle_limit(const phx_longpoll_t *lp)
     return (uint64_t)lp->ep->cfg->longpoll_window_ms * 3 / 2;
 }
 
+static lp_session_t *oldest(const phx_longpoll_t *lp)
+{
+    return lp->active.head ? PHX_CONTAINER_OF(lp->active.head, lp_session_t, link) : NULL;
+}
+
 static void activity_unlink(phx_longpoll_t *lp, lp_session_t *s)
 {
-    if (s->prev)
-        s->prev->next = s->next;
-    else if (lp->head == s)
-        lp->head = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-    else if (lp->tail == s)
-        lp->tail = s->prev;
-    s->prev = s->next = NULL;
+    phx_list_unlink(&lp->active, &s->link);
 }
 
 static void touch(phx_longpoll_t *lp, lp_session_t *s)
 {
     activity_unlink(lp, s);
     s->last_poll = uv_now(lp->ep->loop->uv);
-    s->prev = lp->tail;
-    if (lp->tail)
-        lp->tail->next = s;
-    else
-        lp->head = s;
-    lp->tail = s;
-    phx_loop_deadline_arm(lp->ep->loop, lp->head->last_poll + idle_limit(lp));
+    phx_list_append(&lp->active, &s->link);
+    phx_loop_deadline_arm(lp->ep->loop, oldest(lp)->last_poll + idle_limit(lp));
 }
 
 /* ---- responses ---- */
@@ -288,11 +281,7 @@ static phx_rcbuf_t *as_json_string(phx_rcbuf_t *m)
 
 static void drop_messages(lp_session_t *s)
 {
-    for (uint32_t i = 0; i < s->mlen; i++)
-        phx_rcbuf_unref(s->msgs[(s->mhead + i) % s->mcap]);
-    phx_free(s->msgs);
-    s->msgs = NULL;
-    s->mhead = s->mlen = s->mcap = 0;
+    phx_ring_clear(&s->msgs);
     s->mbytes = 0;
 }
 
@@ -316,15 +305,15 @@ static void answer_poll(lp_session_t *s, phx_conn_t *c, int status)
         unpark(s);
     /* The head, each message with a comma before all but the first, the
      * tail. */
-    size_t n = 2 * (size_t)s->mlen + 2;
+    size_t n = 2 * (size_t)s->msgs.len + 2;
     phx_rcbuf_t **parts = phx_calloc(n, sizeof(*parts));
     phx_buf_t tail = {0};
     size_t np = 0;
     bool ok = parts != NULL && (parts[np] = small_buf("{\"messages\":[", 13)) != NULL;
     if (ok)
         np++;
-    for (uint32_t i = 0; i < s->mlen && ok; i++) {
-        phx_rcbuf_t *str = as_json_string(s->msgs[(s->mhead + i) % s->mcap]);
+    for (uint32_t i = 0; i < s->msgs.len && ok; i++) {
+        phx_rcbuf_t *str = as_json_string(phx_ring_at(&s->msgs, i));
         if (str == NULL) {
             ok = false;
             break;
@@ -420,32 +409,20 @@ static int lp_send(void *t, phx_rcbuf_t *msg)
     /* The same bounds as a WebSocket's queue: a count, and the bytes of
      * queue_limit_bytes. The next poll then finds no session (410), which
      * phoenix.js treats as a closed session and reconnects from. */
-    if (s->mlen >= (uint32_t)ep->cfg->longpoll_max_messages ||
+    if (s->msgs.len >= (uint32_t)ep->cfg->longpoll_max_messages ||
         s->mbytes + bytes > ep->cfg->queue_limit_bytes) {
         phx_rcbuf_unref(msg);
         ep->loop->stats.slow_closes++;
-        PHX_LOG_INFO("event=slow_consumer transport=longpoll buffered=%u bytes=%zu", s->mlen,
+        PHX_LOG_INFO("event=slow_consumer transport=longpoll buffered=%u bytes=%zu", s->msgs.len,
                      s->mbytes);
         session_end(s, "buffer_full");
         return PHX_ERR_LIMIT;
     }
-    if (s->mlen == s->mcap) {
-        uint32_t cap = s->mcap ? s->mcap * 2 : 8;
-        phx_rcbuf_t **q = phx_malloc(cap * sizeof(*q));
-        if (q == NULL) {
-            phx_rcbuf_unref(msg);
-            session_end(s, "out_of_memory");
-            return PHX_ERR_NOMEM;
-        }
-        for (uint32_t i = 0; i < s->mlen; i++)
-            q[i] = s->msgs[(s->mhead + i) % s->mcap];
-        phx_free(s->msgs);
-        s->msgs = q;
-        s->mcap = cap;
-        s->mhead = 0;
+    if (phx_ring_push(&s->msgs, msg, 8) != 0) {
+        phx_rcbuf_unref(msg);
+        session_end(s, "out_of_memory");
+        return PHX_ERR_NOMEM;
     }
-    s->msgs[(s->mhead + s->mlen) % s->mcap] = msg;
-    s->mlen++;
     s->mbytes += bytes;
     ep->loop->stats.msgs_out++;
     if (s->parked && !s->is_dirty) {
@@ -590,7 +567,7 @@ static void get(phx_longpoll_t *lp, phx_conn_t *c, lp_session_t *s)
         return;
     }
     touch(lp, s);
-    if (s->mlen > 0) {
+    if (s->msgs.len > 0) {
         answer_poll(s, c, 200);
         return;
     }
@@ -793,7 +770,7 @@ void phx_longpoll_flush(phx_longpoll_t *lp)
         lp_session_t *s = lp->dirty;
         lp->dirty = s->dirty_next;
         s->is_dirty = false;
-        if (s->parked && s->mlen > 0)
+        if (s->parked && s->msgs.len > 0)
             answer_poll(s, s->parked, 200);
     }
 }
@@ -803,16 +780,17 @@ uint64_t phx_longpoll_sweep(phx_longpoll_t *lp, uint64_t now)
     if (lp == NULL)
         return 0;
     uint64_t limit = idle_limit(lp);
-    while (lp->head && lp->head->last_poll + limit <= now)
-        session_end(lp->head, "inactive");
-    return lp->head ? lp->head->last_poll + limit : 0;
+    lp_session_t *s;
+    while ((s = oldest(lp)) != NULL && s->last_poll + limit <= now)
+        session_end(s, "inactive");
+    return (s = oldest(lp)) != NULL ? s->last_poll + limit : 0;
 }
 
 size_t phx_longpoll_drain(phx_longpoll_t *lp, size_t n)
 {
     size_t ended = 0;
-    while (lp && lp->head && ended < n) {
-        session_end(lp->head, "drain");
+    while (lp && oldest(lp) && ended < n) {
+        session_end(oldest(lp), "drain");
         ended++;
     }
     return ended;
@@ -822,8 +800,8 @@ void phx_longpoll_stop(phx_longpoll_t *lp)
 {
     if (lp == NULL)
         return;
-    while (lp->head)
-        session_end(lp->head, "shutdown");
+    while (oldest(lp))
+        session_end(oldest(lp), "shutdown");
 }
 
 size_t phx_longpoll_session_count(const phx_longpoll_t *lp)
@@ -888,8 +866,8 @@ void phx_longpoll_free(phx_longpoll_t *lp)
 {
     if (lp == NULL)
         return;
-    while (lp->head)
-        session_free(lp->head);
+    while (oldest(lp))
+        session_free(oldest(lp));
     phx_token_free(lp->token);
     phx_rcbuf_unref(lp->comma);
     phx_free(lp->buckets);

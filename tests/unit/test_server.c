@@ -133,7 +133,7 @@ static void expect_close(rawclient_t *c, int code)
 
 static phx_conn_t *only_ws_conn(fx_t *f)
 {
-    phx_conn_t *conn = f->srv->loop.lists[PHX_LIST_WS].head;
+    phx_conn_t *conn = phx_loop_list_first(&f->srv->loop, PHX_LIST_WS);
     ASSERT(conn != NULL);
     return conn;
 }
