@@ -123,6 +123,19 @@ void phx_token_free(phx_token_t *t)
     phx_free(t);
 }
 
+int phx_token_config_from(phx_token_config_t *tc, const phx_config_t *cfg)
+{
+    memset(tc, 0, sizeof(*tc));
+    tc->secret_key_base = (const uint8_t *)cfg->secret_key_base;
+    tc->secret_key_base_len = strlen(cfg->secret_key_base);
+    tc->salt = (const uint8_t *)cfg->salt;
+    tc->salt_len = cfg->salt ? strlen(cfg->salt) : 0;
+    tc->key_iterations = (uint32_t)cfg->key_iterations;
+    tc->key_length = (uint32_t)cfg->key_length;
+    tc->max_token_bytes = cfg->max_token_bytes;
+    return phx_digest_parse(cfg->key_digest, &tc->key_digest);
+}
+
 int phx_token_new(phx_token_t **out, const phx_token_config_t *cfg)
 {
     uint32_t iterations = cfg->key_iterations ? cfg->key_iterations : PHX_TOKEN_DEFAULT_ITERATIONS;

@@ -73,6 +73,12 @@ int phx_token_derive_key(phx_digest_t digest, const void *secret, size_t secret_
                          const void *salt, size_t salt_len, uint32_t iterations, uint8_t *out,
                          size_t out_len);
 
+/* Fills `tc` from a server configuration: its secret_key_base (must be
+ * set), salt, key iterations, length and digest, and token size limit;
+ * the rest zero. Borrows the strings. Returns 0 or PHX_ERR_INVALID (an
+ * unknown digest). */
+int phx_token_config_from(phx_token_config_t *tc, const phx_config_t *cfg);
+
 /* Creates a token object: copies the configuration and derives the key
  * (the one PBKDF2 run; do this at startup, not on the loop's hot path).
  * Borrows `cfg`. Returns 0 with an owned object in *out (phx_token_free),

@@ -171,23 +171,21 @@ static int http_on_message_complete(llhttp_t *p)
     return HPE_PAUSED;
 }
 
-static llhttp_settings_t http_settings;
-static bool http_settings_ready;
+/* Read only, so every loop (and thread) shares it safely; the fields not
+ * named are NULL, as llhttp_settings_init would leave them. */
+static const llhttp_settings_t http_settings = {
+    .on_url = http_on_url,
+    .on_header_field = http_on_header_field,
+    .on_header_field_complete = http_on_header_field_complete,
+    .on_header_value = http_on_header_value,
+    .on_header_value_complete = http_on_header_value_complete,
+    .on_headers_complete = http_on_headers_complete,
+    .on_body = http_on_body,
+    .on_message_complete = http_on_message_complete,
+};
 
 static const llhttp_settings_t *settings(void)
 {
-    if (!http_settings_ready) {
-        llhttp_settings_init(&http_settings);
-        http_settings.on_url = http_on_url;
-        http_settings.on_header_field = http_on_header_field;
-        http_settings.on_header_field_complete = http_on_header_field_complete;
-        http_settings.on_header_value = http_on_header_value;
-        http_settings.on_header_value_complete = http_on_header_value_complete;
-        http_settings.on_headers_complete = http_on_headers_complete;
-        http_settings.on_body = http_on_body;
-        http_settings.on_message_complete = http_on_message_complete;
-        http_settings_ready = true;
-    }
     return &http_settings;
 }
 

@@ -19,15 +19,8 @@
 
 static int token_init(phx_endpoint_t *ep, char *err)
 {
-    phx_token_config_t tc = {0};
-    tc.secret_key_base = (const uint8_t *)ep->cfg->secret_key_base;
-    tc.secret_key_base_len = strlen(ep->cfg->secret_key_base);
-    tc.salt = (const uint8_t *)ep->cfg->salt;
-    tc.salt_len = strlen(ep->cfg->salt);
-    tc.key_iterations = (uint32_t)ep->cfg->key_iterations;
-    tc.key_length = (uint32_t)ep->cfg->key_length;
-    tc.max_token_bytes = ep->cfg->max_token_bytes;
-    int rv = phx_digest_parse(ep->cfg->key_digest, &tc.key_digest);
+    phx_token_config_t tc;
+    int rv = phx_token_config_from(&tc, ep->cfg);
     if (rv == 0)
         rv = phx_token_new(&ep->token, &tc);
     if (rv != 0)

@@ -28,14 +28,8 @@ const char *phxd_demo_phoenix_js_default(void)
 
 char *phxd_demo_token(const phxd_options_t *o)
 {
-    phx_token_config_t tc = {0};
-    tc.secret_key_base = (const uint8_t *)o->cfg.secret_key_base;
-    tc.secret_key_base_len = strlen(o->cfg.secret_key_base);
-    tc.salt = (const uint8_t *)o->cfg.salt;
-    tc.salt_len = strlen(o->cfg.salt);
-    tc.key_iterations = (uint32_t)o->cfg.key_iterations;
-    tc.key_length = (uint32_t)o->cfg.key_length;
-    if (phx_digest_parse(o->cfg.key_digest, &tc.key_digest) != 0)
+    phx_token_config_t tc;
+    if (phx_token_config_from(&tc, &o->cfg) != 0)
         return NULL;
     phx_token_t *tok = NULL;
     phx_term_t *data = NULL;
@@ -155,8 +149,7 @@ static int render_page(const char *token, const char *socket_path, phx_buf_t *pa
     return 0;
 }
 
-int phxd_demo_install(phx_server_t *srv, const phxd_options_t *o, const char *demo_token,
-                      char *err)
+int phxd_demo_install(phx_server_t *srv, const phxd_options_t *o, const char *demo_token, char *err)
 {
     const char *phoenix_js_path = o->phoenix_js;
     if (phoenix_js_path == NULL || phoenix_js_path[0] == '\0')
