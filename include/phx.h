@@ -233,11 +233,12 @@ typedef struct phx_channel_handler {
      * reply should then be a reason map, e.g. {"reason":"unauthorized"}). */
     phx_result_t (*join)(phx_channel_t *ch, const char *topic, const phx_payload_t *params,
                          phx_reply_t *reply, void *user);
-    /* Optional: a client event on a joined channel. NULL replies
-     * {"reason":"unhandled event"} with status error... */
+    /* Optional: a client event on a joined channel. Without it every event
+     * crashes the channel (phx_error {"reason":"channel_crash"}), as a
+     * Phoenix channel without a matching handle_in/3 clause does. */
     phx_result_t (*handle_in)(phx_channel_t *ch, const char *event, const phx_payload_t *payload,
                               phx_reply_t *reply, void *user);
-    /* Optional: the channel ends ("left", "closed", "duplicate", "stop",
+    /* Optional: the channel ends ("left", "closed", "duplicate_join", "stop",
      * "crash", "shutdown"). The channel must not push from here. */
     void (*terminate)(phx_channel_t *ch, const char *reason, void *user);
 } phx_channel_handler_t;

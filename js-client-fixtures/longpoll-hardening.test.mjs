@@ -2,11 +2,12 @@
 // session-ending POST pipelined on one connection while another connection
 // polls (a use-after-free before), pipelined polls, sessions bounded by the
 // bytes they buffer and by sessions per user, unread poll answers that must
-// not copy the shared messages, and POST bodies judged before they are read
+// not copy the shared messages and whose connections are closed as slow
+// consumers, and POST bodies judged before they are read
 // (no session, and a cap on body bytes held by all connections together).
 // Responses are parsed from the byte stream (status line, headers,
 // content-length body), so they can be counted and ordered.
-// (The bad-input catalogue in tests/README.md lists these cases.)
+// (The bad-input catalogue, docs/bad-input.md, lists these cases.)
 //
 // Requests look like phoenix.js's: the session token in the `token` query
 // param, the user token in x-phoenix-authtoken, so that a poll on a session
@@ -244,6 +245,63 @@ test('six sessions polled by clients that never read their 30 MB answers: RSS gr
   assert.deepEqual(msgs[29].slice(0, 4), [null, null, 'room:lobby', 'big']);
   assert.equal(msgs[29][4].data.length, MB);
   for (const c of conns) c.destroy();
+});
+
+// Defect 4, the other half: the slow-consumer policy applies to HTTP
+// connections too. A connection whose poll answer is still unread at the
+// head deadline (--handshake-timeout-ms after the answer) is closed and
+// counted in phxd_slow_consumer_disconnects_total, as a WebSocket that
+// stops reading is. (A single answer cannot pass --queue-limit-bytes: the
+// session's buffer is bounded by it, above; the limit is checked before a
+// further answer is queued, and a connection whose output is above
+// --queue-high-bytes runs no more pipelined requests.) The old phxd closed
+// such a connection at the deadline too, but with an unbounded output and
+// without counting it. No RSS here: this holds on sanitized builds.
+test('clients that poll and never read their answers are closed as slow consumers at the head deadline (counted in /metrics)', async () => {
+  const N = 3;
+  const COUNT = 16; // 16 MB per answer: far more than the loopback buffers of a client that never reads
+  const srv = await start(['--queue-limit-bytes', String(32 * 1024 * 1024), '--api-key', KEY,
+    '--handshake-timeout-ms', '2000']);
+  const users = Array.from({ length: N }, (_, i) => signToken(120 + i));
+  const sessions = [];
+  for (const u of users) {
+    const s = await openSession(srv, u);
+    await joinLobby(srv, s, u);
+    const p = await poll(srv, s, u); // the join reply
+    assert.equal(p.status, 200, JSON.stringify(p));
+    sessions.push(s);
+  }
+  const slow = 'phxd_slow_consumer_disconnects_total';
+  const slow0 = await metric(srv, slow);
+  for (let i = 0; i < COUNT; i++) {
+    const r = await api(srv, '/api/broadcast', bigBroadcast(i), { key: KEY });
+    assert.equal(r.status, 202, `broadcast ${i}: ${r.text}`);
+    assert.deepEqual(r.json, { recipients: N }, `broadcast ${i}`);
+  }
+  // Every session polls on a connection that never reads.
+  const conns = [];
+  for (let i = 0; i < N; i++) {
+    const c = await RawHttp.open(srv.port, { paused: true });
+    await c.write(lpGetReq(sessions[i], users[i]));
+    conns.push(c);
+  }
+  try {
+    let last = slow0;
+    await waitFor(async () => (last = await metric(srv, slow)) >= slow0 + N, 15000,
+      `the ${N} unread poll connections closed as slow consumers`).catch((e) => {
+      throw new Error(`${e.message} (${slow} went from ${slow0} to ${last})`);
+    });
+    // The server closed them: reading now gets part of an answer, then the end.
+    for (const [i, c] of conns.entries()) {
+      c.resume();
+      await assert.rejects(c.next(15000), /connection closed after 0 responses/, `connection ${i + 1}`);
+      assert.ok(c.ended, `connection ${i + 1} closed`);
+    }
+  } finally {
+    for (const c of conns) c.destroy();
+  }
+  assert.equal((await healthz(srv)).status, 200, 'others are served');
+  assertAlive(srv);
 });
 
 // Defect: a POST body was read in full before the route looked at the
