@@ -1,5 +1,5 @@
 /* query.c: connect params from the request's query string, decoded as Plug
- * does (PROTOCOL 1.2), for http.c/longpoll.c (vsn, token) and the connect
+ * does (docs/protocol.md §1.2), for http.c/longpoll.c (vsn, token) and the connect
  * callback (the whole map as JSON). A phx_query_t owns two allocations: a
  * node array (a tree linked by indices, so it can grow by realloc) and one
  * buffer holding every decoded key and value. */

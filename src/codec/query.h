@@ -1,6 +1,6 @@
 /* query.h: the query string of a connect request (/socket/websocket?...,
  * /socket/longpoll?...) decoded into connect params with Plug's semantics
- * (PROTOCOL 1.2): split on '&', key and value split on the first '=', both
+ * (docs/protocol.md §1.2): split on '&', key and value split on the first '=', both
  * application/x-www-form-urlencoded decoded ('+' is a space, %XX escapes, a
  * malformed escape is kept literally), empty parts ignored, a key without '='
  * gets "", `a[b]=v` builds nested maps, `a[]=v` appends to a list, and when a

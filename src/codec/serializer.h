@@ -19,7 +19,7 @@ typedef enum {
     PHX_FMT_COUNT = 2,
 } phx_fmt_t;
 
-/* Picks the serializer for the `vsn` connect param (PROTOCOL 1.3). `present`
+/* Picks the serializer for the `vsn` connect param (docs/protocol.md §1.3). `present`
  * is false when the query had no `vsn` key: that selects V1 (the "1.0.0"
  * default). Otherwise `vsn` (len bytes, decoded, not NUL-terminated) must be
  * a strict SemVer MAJOR.MINOR.PATCH[-pre][+build] (no leading zeros, no
@@ -135,7 +135,7 @@ typedef enum {
     /* [null, null, topic, event, payload]. Binary: kind 2, 3-byte header. */
     PHX_OUT_BROADCAST,
     /* [join_ref, ref, topic, event, payload], every field as given: phx_close
-     * and phx_error (ref = join_ref, PROTOCOL 3.8). JSON payloads only. */
+     * and phx_error (ref = join_ref, docs/protocol.md §3.8). JSON payloads only. */
     PHX_OUT_MESSAGE,
 } phx_out_kind_t;
 

@@ -325,6 +325,15 @@ void phx_loop_add_hook(phx_loop_t *loop, const phx_loop_hook_t *hook)
     loop->hooks[loop->nhooks++] = *hook;
 }
 
+void phx_loop_remove_hook(phx_loop_t *loop, void *arg)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < loop->nhooks; i++)
+        if (loop->hooks[i].arg != arg)
+            loop->hooks[j++] = loop->hooks[i];
+    loop->nhooks = j;
+}
+
 static void handle_on_close(uv_handle_t *h)
 {
     phx_loop_t *loop = h->data;

@@ -101,6 +101,8 @@ void phx_loop_close(phx_loop_t *loop);
 void phx_loop_dispose(phx_loop_t *loop);
 /* Adds a hook (at most PHX_LOOP_HOOKS). */
 void phx_loop_add_hook(phx_loop_t *loop, const phx_loop_hook_t *hook);
+/* Removes the hooks whose arg is `arg` (their owner is going away). */
+void phx_loop_remove_hook(phx_loop_t *loop, void *arg);
 
 /* Moves `c` to the tail of list `id` with `since` = now (activity). */
 void phx_loop_list_touch(phx_loop_t *loop, phx_conn_t *c, phx_list_id_t id);

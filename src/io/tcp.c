@@ -26,7 +26,6 @@ static void tcp_on_close(uv_handle_t *h);
 static void q_release_all(phx_conn_t *c)
 {
     phx_ring_clear(&c->q);
-    c->q_head_off = 0;
     c->q_bytes = 0;
 }
 
@@ -131,14 +130,13 @@ static void q_consume(phx_conn_t *c, size_t n)
     c->loop->stats.bytes_out += n;
     while (n > 0) {
         phx_rcbuf_t *b = phx_ring_at(&c->q, 0);
-        size_t left = b->len - b->off - c->q_head_off;
+        size_t left = b->len - b->off - c->q.head_off;
         if (n < left) {
-            c->q_head_off += (uint32_t)n;
+            c->q.head_off += (uint32_t)n;
             return;
         }
         n -= left;
         phx_rcbuf_unref(phx_ring_pop(&c->q));
-        c->q_head_off = 0;
     }
 }
 
@@ -148,7 +146,7 @@ static uint32_t q_bufs(phx_conn_t *c, uv_buf_t *bufs, uint32_t max)
     uint32_t n = c->q.len < max ? c->q.len : max;
     for (uint32_t i = 0; i < n; i++) {
         phx_rcbuf_t *b = phx_ring_at(&c->q, i);
-        uint32_t off = b->off + (i == 0 ? c->q_head_off : 0);
+        uint32_t off = b->off + (i == 0 ? c->q.head_off : 0);
         bufs[i] = uv_buf_init((char *)b->data + off, b->len - off);
     }
     return n;
@@ -186,7 +184,6 @@ static int q_write_async(phx_conn_t *c)
     c->w_bytes += c->q_bytes;
     c->loop->stats.bytes_out += c->q_bytes;
     phx_ring_forget(&c->q);
-    c->q_head_off = 0;
     c->q_bytes = 0;
     return 0;
 }

@@ -77,12 +77,11 @@ struct phx_conn {
     phx_conn_t *dirty_next;
     phx_conn_t *deferred_next;
     /* output queue: a ring of buffer references */
-    phx_ring_t q;
-    uint32_t q_head_off; /* bytes of the oldest buffer already written */
-    size_t q_bytes;      /* bytes queued here (not yet handed to libuv) */
-    size_t w_bytes;      /* bytes handed to libuv, not yet written */
-    uint32_t writes;     /* uv_write requests in flight */
-    phx_tls_t *tls;      /* NULL for plain TCP */
+    phx_ring_t q;    /* q.head_off: bytes of the oldest buffer already written */
+    size_t q_bytes;  /* bytes queued here (not yet handed to libuv) */
+    size_t w_bytes;  /* bytes handed to libuv, not yet written */
+    uint32_t writes; /* uv_write requests in flight */
+    phx_tls_t *tls;  /* NULL for plain TCP */
     /* the layer above */
     const phx_conn_ops_t *ops;
     phx_http_t *http;
@@ -100,9 +99,13 @@ int phx_conn_accept(phx_loop_t *loop, uv_stream_t *listener, int (*init)(phx_con
  * on_shutdown, or a close). */
 void phx_conn_shutdown(phx_conn_t *c, int code, bool drain);
 
-/* Queues `buf` (takes the reference) for writing in this loop turn. Returns 0,
- * PHX_ERR_CLOSED when the connection is closing (the reference is released),
- * or PHX_ERR_LIMIT after the hard queue limit made it close. */
+/* Queues `buf` (takes the reference) for writing in this loop turn; past
+ * the high-water mark (queue_high_bytes or max_queued_msgs) reading pauses
+ * until half of it is written. Returns 0, PHX_ERR_CLOSED when the
+ * connection is closing (the reference is released), or an error after
+ * which the connection closes (out of memory, TLS). The hard limit
+ * (queue_limit_bytes) is the layer's policy: WebSocket closes with 1008,
+ * HTTP stops answering. */
 int phx_conn_send(phx_conn_t *c, phx_rcbuf_t *buf);
 /* Copies `len` bytes into a new buffer and queues it. */
 int phx_conn_send_copy(phx_conn_t *c, const void *data, size_t len);

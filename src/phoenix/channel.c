@@ -47,6 +47,19 @@ static bool ref_equals(const phx_ref_t *r, const phx_field_t *f)
            (f->len == 0 || memcmp(r->bytes, f->p, f->len) == 0);
 }
 
+/* The join_ref as the phx_join sent it (borrowed bytes). */
+static phx_ref_t join_ref_of(const phx_channel_t *ch)
+{
+    phx_ref_t null_ref = {.kind = PHX_FIELD_NULL};
+    return ch->join_ref_is_null ? null_ref : ch->own_ref;
+}
+
+/* Whether a message's non-null join_ref names this instance. */
+static bool is_own_join_ref(const phx_channel_t *ch, const phx_field_t *f)
+{
+    return !ch->join_ref_is_null && ref_equals(&ch->own_ref, f);
+}
+
 /* ---- channel objects ---- */
 
 static const char *chan_topic(const phx_channel_t *ch, size_t *len)
@@ -60,9 +73,7 @@ static const char *chan_topic(const phx_channel_t *ch, size_t *len)
 
 static void chan_free(phx_channel_t *ch)
 {
-    phx_free(ch->join_ref.bytes);
-    if (!ch->own_ref_is_join_ref)
-        phx_free(ch->own_ref.bytes);
+    phx_free(ch->own_ref.bytes);
     phx_free(ch->topic_name);
     phx_free(ch);
 }
@@ -151,7 +162,7 @@ static void send_reply_obj(phx_socket_t *s, phx_field_t join_ref, phx_field_t re
     }
 }
 
-/* phx_close / phx_error: join_ref as both join_ref and ref (PROTOCOL 3.8). */
+/* phx_close / phx_error: join_ref as both join_ref and ref (docs/protocol.md §3.8). */
 static void send_lifecycle(phx_socket_t *s, const phx_ref_t *join_ref, phx_field_t topic,
                            const char *event, const char *json)
 {
@@ -166,6 +177,14 @@ static void send_lifecycle(phx_socket_t *s, const phx_ref_t *join_ref, phx_field
         .payload_len = strlen(json),
     };
     phx_socket_send(s, &out);
+}
+
+/* The same for a live instance: its join_ref as the phx_join sent it. */
+static void chan_lifecycle(phx_channel_t *ch, phx_field_t topic, const char *event,
+                           const char *payload)
+{
+    phx_ref_t jr = join_ref_of(ch);
+    send_lifecycle(ch->sock, &jr, topic, event, payload);
 }
 
 static phx_field_t topic_field(const phx_channel_t *ch)
@@ -216,10 +235,9 @@ static void join(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *old)
     if (old) {
         /* Duplicate join: the old instance ends first; its phx_close goes
          * out after the reply to the new join. */
-        old_ref = old->join_ref;
-        old->join_ref.bytes = NULL;
-        if (old->own_ref_is_join_ref)
-            old->own_ref.bytes = NULL;
+        old_ref = join_ref_of(old);
+        if (!old->join_ref_is_null)
+            old->own_ref.bytes = NULL; /* now old_ref's */
         chan_end(old, "duplicate_join");
     }
     if (route == NULL) {
@@ -236,23 +254,15 @@ static void join(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *old)
     phx_channel_t *ch = phx_calloc(1, sizeof(*ch));
     if (ch)
         ch->sub.deliver = chan_deliver;
-    if (ch == NULL || ref_copy(&ch->join_ref, &m->join_ref) != 0 ||
+    bool join_ref_is_null = m->join_ref.kind == PHX_FIELD_NULL;
+    if (ch == NULL || ref_copy(&ch->own_ref, join_ref_is_null ? &m->ref : &m->join_ref) != 0 ||
         (ch->topic_name = phx_strndup((const char *)topic.p, topic.len)) == NULL) {
         if (ch)
             chan_free(ch);
         send_reply(s, m->join_ref, m->ref, topic, "error", "{\"reason\":\"join crashed\"}");
         goto done;
     }
-    if (m->join_ref.kind == PHX_FIELD_NULL) {
-        if (ref_copy(&ch->own_ref, &m->ref) != 0) {
-            chan_free(ch);
-            send_reply(s, m->join_ref, m->ref, topic, "error", "{\"reason\":\"join crashed\"}");
-            goto done;
-        }
-    } else {
-        ch->own_ref = ch->join_ref;
-        ch->own_ref_is_join_ref = true;
-    }
+    ch->join_ref_is_null = join_ref_is_null;
     ch->sock = s;
     ch->route = route;
     ch->state = PHX_CHAN_JOINING;
@@ -306,11 +316,11 @@ static void leave(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *ch)
         send_reply(s, m->join_ref, m->ref, m->topic, "ok", empty_object);
         return;
     }
-    if (m->join_ref.kind != PHX_FIELD_NULL && !ref_equals(&ch->join_ref, &m->join_ref))
+    if (m->join_ref.kind != PHX_FIELD_NULL && !is_own_join_ref(ch, &m->join_ref))
         return; /* stale: no reply at all */
     phx_field_t topic = topic_field(ch);
     send_reply(s, phx_ref_field(&ch->own_ref), m->ref, topic, "ok", empty_object);
-    send_lifecycle(s, &ch->join_ref, topic, "phx_close", empty_object);
+    chan_lifecycle(ch, topic, "phx_close", empty_object);
     chan_end(ch, "left");
 }
 
@@ -321,7 +331,7 @@ static void event(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *ch)
                    "{\"reason\":\"unmatched topic\"}");
         return;
     }
-    if (m->join_ref.kind != PHX_FIELD_NULL && !ref_equals(&ch->join_ref, &m->join_ref))
+    if (m->join_ref.kind != PHX_FIELD_NULL && !is_own_join_ref(ch, &m->join_ref))
         return; /* a message for an earlier join of this topic: dropped */
     const phx_channel_handler_t *h = ch->route->handler;
     phx_reply_t reply = {0};
@@ -350,12 +360,12 @@ static void event(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *ch)
     case PHX_STOP:
         if (reply.is_set || reply.status[0])
             send_reply_obj(s, phx_ref_field(&ch->own_ref), m->ref, topic, &reply, "ok");
-        send_lifecycle(s, &ch->join_ref, topic, "phx_close", empty_object);
+        chan_lifecycle(ch, topic, "phx_close", empty_object);
         chan_end(ch, "stop");
         break;
     case PHX_CRASH:
     default:
-        send_lifecycle(s, &ch->join_ref, topic, "phx_error", "{\"reason\":\"channel_crash\"}");
+        chan_lifecycle(ch, topic, "phx_error", "{\"reason\":\"channel_crash\"}");
         chan_end(ch, "crash");
         break;
     }

@@ -14,7 +14,6 @@
 #include "pubsub.h"
 #include "serializer.h"
 
-
 /* A ref kept beyond the frame it arrived in (join_ref as sent). */
 typedef struct phx_ref {
     uint8_t kind; /* phx_field_kind_t */
@@ -33,12 +32,13 @@ struct phx_channel {
     phx_channel_t *next; /* the socket's channels */
     phx_sub_t sub;       /* sub.topic is set while subscribed */
     uint8_t state;
-    bool own_ref_is_join_ref;
+    bool join_ref_is_null; /* the phx_join had no join_ref */
     const phx_route_t *route;
     void *data;
-    char *topic_name;   /* only while not subscribed (joining) */
-    phx_ref_t join_ref; /* as the phx_join sent it (may be null) */
-    phx_ref_t own_ref;  /* join_ref, or the join's ref when that was null */
+    char *topic_name; /* only while not subscribed (joining) */
+    /* The join_ref as the phx_join sent it, or the join's ref when that was
+     * null (then join_ref_is_null): the ref of this instance's replies. */
+    phx_ref_t own_ref;
 };
 
 struct phx_reply {

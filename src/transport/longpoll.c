@@ -401,7 +401,7 @@ static int lp_send(void *t, phx_rcbuf_t *msg)
         return PHX_ERR_CLOSED;
     }
     if (msg->is_binary) {
-        /* LongPoll cannot carry server -> client binary (PROTOCOL 5.7). */
+        /* LongPoll cannot carry server -> client binary (docs/protocol.md §5.7). */
         phx_rcbuf_unref(msg);
         return PHX_ERR_INVALID;
     }
@@ -442,7 +442,7 @@ static void lp_close(void *t, int code)
 /* ---- requests ---- */
 
 /* The session token of a request: the x-phoenix-longpoll-token header
- * first, else the last `token` query param (PROTOCOL 5.2, 5.9). */
+ * first, else the last `token` query param (docs/protocol.md §5.2, §5.9). */
 static lp_session_t *resolve(phx_longpoll_t *lp, phx_http_t *h, const phx_query_t *q)
 {
     const char *tok = phx_http_header(h, "x-phoenix-longpoll-token");
@@ -868,6 +868,7 @@ void phx_longpoll_free(phx_longpoll_t *lp)
         return;
     while (oldest(lp))
         session_free(oldest(lp));
+    phx_loop_remove_hook(lp->ep->loop, lp);
     phx_token_free(lp->token);
     phx_rcbuf_unref(lp->comma);
     phx_free(lp->buckets);

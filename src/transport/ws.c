@@ -527,7 +527,7 @@ static const char *header_of(void *ctx, const char *name)
 
 #define BEARER_PREFIX "base64url.bearer.phx."
 
-/* Sec-WebSocket-Protocol (PROTOCOL 1.5): the phoenix.js 1.8 authToken rides
+/* Sec-WebSocket-Protocol (docs/protocol.md §1.5): the phoenix.js 1.8 authToken rides
  * in an entry "base64url.bearer.phx.<standard base64>"; the server's only
  * subprotocol is "phoenix", selected when offered. No header: no
  * subprotocol. Offered but without "phoenix", or an undecodable token: 403.

@@ -28,5 +28,5 @@ void phx_ring_clear(phx_ring_t *r)
         phx_rcbuf_unref(phx_ring_at(r, i));
     phx_free(r->items);
     r->items = NULL;
-    r->head = r->len = r->cap = 0;
+    r->head = r->len = r->cap = r->head_off = 0;
 }

@@ -12,6 +12,7 @@
 typedef struct phx_ring {
     phx_rcbuf_t **items;
     uint32_t head, len, cap;
+    uint32_t head_off; /* bytes of the oldest buffer already consumed (the owner's count) */
 } phx_ring_t;
 
 /* Appends `b` (takes the reference), growing the ring from `first_cap`
@@ -28,6 +29,7 @@ static inline phx_rcbuf_t *phx_ring_pop(phx_ring_t *r)
     phx_rcbuf_t *b = r->items[r->head];
     r->head = (r->head + 1) % r->cap;
     r->len--;
+    r->head_off = 0;
     return b;
 }
 /* Forgets every buffer without releasing it: their references now belong
@@ -36,6 +38,7 @@ static inline void phx_ring_forget(phx_ring_t *r)
 {
     r->head = 0;
     r->len = 0;
+    r->head_off = 0;
 }
 /* Releases every buffer and the storage. */
 void phx_ring_clear(phx_ring_t *r);
