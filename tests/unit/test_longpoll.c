@@ -12,23 +12,20 @@
 #include <uv.h>
 
 #include "endpoint.h"
+#include "epfx.h"
 #include "http.h"
 #include "loop.h"
+#include "loopfx.h"
 #include "phx.h"
 #include "rawclient.h"
 #include "runner.h"
 #include "tcp.h"
 
 typedef struct fx {
-    uv_loop_t uv;
-    phx_config_t cfg;
-    phx_loop_t loop;
+    loopfx_t lf;
     phx_endpoint_t ep;
     phx_longpoll_t *lp;
     phx_router_t router;
-    uv_tcp_t listener;
-    int port;
-    bool loop_closed;
     int connects;
     char transport[16];
     int joins, terminates;
@@ -40,11 +37,8 @@ static fx_t *F;
 static int test_connect(phx_connect_t *c, void *user)
 {
     fx_t *f = user;
-    f->connects++;
-    snprintf(f->transport, sizeof(f->transport), "%s", phx_connect_transport(c));
-    if (phx_connect_param(c, "deny"))
-        return PHX_CONNECT_REFUSE;
-    return phx_connect_set_id(c, "user:1") == 0 ? PHX_CONNECT_OK : PHX_CONNECT_REFUSE;
+    bool deny = epfx_note_connect(c, &f->connects, f->transport, sizeof(f->transport));
+    return !deny && phx_connect_set_id(c, "user:1") == 0 ? PHX_CONNECT_OK : PHX_CONNECT_REFUSE;
 }
 
 static phx_result_t room_join(phx_channel_t *ch, const char *topic, const phx_payload_t *params,
@@ -60,94 +54,29 @@ static void room_terminate(phx_channel_t *ch, const char *reason, void *user)
     snprintf(F->last_reason, sizeof(F->last_reason), "%s", reason);
 }
 
-static const phx_channel_handler_t room_handler = {.join = room_join,
-                                                   .terminate = room_terminate};
-
-static int conn_init(phx_conn_t *c, void *arg)
-{
-    return phx_http_conn_init(c, arg);
-}
-
-static void on_connection(uv_stream_t *l, int status)
-{
-    fx_t *f = l->data;
-    ASSERT_EQ(status, 0);
-    ASSERT_EQ(phx_conn_accept(&f->loop, l, conn_init, &f->router), 0);
-}
+static const phx_channel_handler_t room_handler = {.join = room_join, .terminate = room_terminate};
 
 static void fx_start(fx_t *f, void (*tweak)(phx_config_t *))
 {
     memset(f, 0, sizeof(*f));
     F = f;
-    ASSERT_EQ(uv_loop_init(&f->uv), 0);
-    phx_config_init(&f->cfg);
-    if (tweak)
-        tweak(&f->cfg);
-    ASSERT_EQ(phx_loop_init(&f->loop, &f->uv, &f->cfg), 0);
+    epfx_start(&f->lf, &f->ep, tweak, test_connect, f, &room_handler);
     char err[PHX_ERR_LEN];
-    ASSERT_EQ(phx_endpoint_init(&f->ep, &f->loop, &f->cfg, err), 0);
-    phx_endpoint_on_connect(&f->ep, test_connect, f);
-    ASSERT_EQ(phx_endpoint_add_route(&f->ep, "room:*", &room_handler, NULL), 0);
     ASSERT_EQ(phx_longpoll_new(&f->lp, &f->ep, err), 0);
     ASSERT_EQ(phx_longpoll_add_route(&f->router, f->lp), 0);
-    phx_loop_start(&f->loop);
-    ASSERT_EQ(uv_tcp_init(&f->uv, &f->listener), 0);
-    f->listener.data = f;
-    struct sockaddr_in addr;
-    ASSERT_EQ(uv_ip4_addr("127.0.0.1", 0, &addr), 0);
-    ASSERT_EQ(uv_tcp_bind(&f->listener, (struct sockaddr *)&addr, 0), 0);
-    ASSERT_EQ(uv_listen((uv_stream_t *)&f->listener, 16, on_connection), 0);
-    struct sockaddr_storage bound;
-    int len = sizeof(bound);
-    ASSERT_EQ(uv_tcp_getsockname(&f->listener, (struct sockaddr *)&bound, &len), 0);
-    f->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
-}
-
-static void on_loop_closed(void *owner)
-{
-    ((fx_t *)owner)->loop_closed = true;
+    loopfx_listen_http(&f->lf, &f->router);
 }
 
 static void fx_stop(fx_t *f)
 {
     phx_longpoll_stop(f->lp);
     ASSERT_EQ(phx_longpoll_session_count(f->lp), 0);
-    for (int id = PHX_LIST_HTTP; id < PHX_LIST_COUNT; id++) {
-        phx_conn_t *c;
-        while ((c = phx_loop_list_first(&f->loop, id)) != NULL)
-            phx_conn_close(c, false);
-    }
-    while (f->loop.nconns > 0)
-        uv_run(&f->uv, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&f->listener, NULL);
-    f->loop.owner = f;
-    f->loop.on_closed = on_loop_closed;
-    phx_loop_close(&f->loop);
-    uv_run(&f->uv, UV_RUN_DEFAULT);
-    ASSERT(f->loop_closed);
+    loopfx_close_conns(&f->lf);
+    loopfx_close(&f->lf);
     phx_longpoll_free(f->lp);
     phx_router_free(&f->router);
     phx_endpoint_dispose(&f->ep);
-    phx_loop_dispose(&f->loop);
-    ASSERT_EQ(uv_loop_close(&f->uv), 0);
-}
-
-static void on_sleep_timer(uv_timer_t *t)
-{
-    *(bool *)t->data = true;
-}
-
-static void run_for(fx_t *f, int ms)
-{
-    bool done = false;
-    uv_timer_t t;
-    uv_timer_init(&f->uv, &t);
-    t.data = &done;
-    uv_timer_start(&t, on_sleep_timer, (uint64_t)ms, 0);
-    while (!done)
-        uv_run(&f->uv, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(&f->uv, UV_RUN_NOWAIT);
+    loopfx_dispose(&f->lf);
 }
 
 /* ---- the raw HTTP client ---- */
@@ -156,8 +85,8 @@ static void lp_send(rawclient_t *c, const char *method, const char *query, const
                     const char *body)
 {
     phx_buf_t req = {0};
-    phx_buf_printf(&req, "%s /socket/longpoll?%s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s", method,
-                   query, headers ? headers : "");
+    phx_buf_printf(&req, "%s /socket/longpoll?%s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s", method, query,
+                   headers ? headers : "");
     if (body)
         phx_buf_printf(&req, "Content-Length: %zu\r\n\r\n%s", strlen(body), body);
     else
@@ -268,6 +197,37 @@ static const char join_lobby[] = "[\"1\",\"1\",\"room:lobby\",\"phx_join\",{}]";
 static const char join_reply_str[] = "\"[\\\"1\\\",\\\"1\\\",\\\"room:lobby\\\",\\\"phx_reply\\\","
                                      "{\\\"response\\\":{},\\\"status\\\":\\\"ok\\\"}]\"";
 
+typedef struct session {
+    char token[512];
+    char query[700]; /* vsn=2.0.0&token=<token> */
+} session_t;
+
+/* open_session, and the query that names the session. */
+static void open_session_query(fx_t *f, rawclient_t *c, session_t *s)
+{
+    open_session(f, c, s->token, sizeof(s->token));
+    snprintf(s->query, sizeof(s->query), "vsn=2.0.0&token=%s", s->token);
+}
+
+/* The next response is the JSON answer `want`. */
+static void expect_answer(rawclient_t *c, const char *want, bool closing)
+{
+    resp_t r;
+    expect_response(c, &r);
+    expect_json(&r, want, closing);
+}
+
+/* The next response is a poll's: `messages`, `status` and the token. */
+static void expect_poll(rawclient_t *c, const char *messages, int status, const char *token)
+{
+    resp_t r;
+    expect_response(c, &r);
+    char want[1024];
+    snprintf(want, sizeof(want), "{\"messages\":[%s],\"status\":%d,\"token\":\"%s\"}", messages,
+             status, token);
+    expect_json(&r, want, false);
+}
+
 /* ---- tests ---- */
 
 static void get_without_token_opens_a_session(void)
@@ -275,7 +235,7 @@ static void get_without_token_opens_a_session(void)
     fx_t f;
     fx_start(&f, NULL);
     rawclient_t c;
-    ASSERT_EQ(rawclient_connect(&c, &f.uv, f.port), 0);
+    loopfx_client(&f.lf, &c);
     char token[512];
     open_session(&f, &c, token, sizeof(token));
     ASSERT_EQ(f.connects, 1);
@@ -298,22 +258,15 @@ static void post_join_then_get_returns_the_reply(void)
     fx_t f;
     fx_start(&f, NULL);
     rawclient_t c;
-    ASSERT_EQ(rawclient_connect(&c, &f.uv, f.port), 0);
-    char token[512], query[700];
-    open_session(&f, &c, token, sizeof(token));
-    snprintf(query, sizeof(query), "vsn=2.0.0&token=%s", token);
-    lp_send(&c, "POST", query, "Content-Type: application/json\r\n", join_lobby);
-    resp_t r;
-    expect_response(&c, &r);
-    expect_json(&r, "{\"status\":200}", false);
+    loopfx_client(&f.lf, &c);
+    session_t s;
+    open_session_query(&f, &c, &s);
+    lp_send(&c, "POST", s.query, "Content-Type: application/json\r\n", join_lobby);
+    expect_answer(&c, "{\"status\":200}", false);
     ASSERT_EQ(f.joins, 1);
     /* The reply waits in the session for the next GET. */
-    lp_send(&c, "GET", query, NULL, NULL);
-    expect_response(&c, &r);
-    char want[1024];
-    snprintf(want, sizeof(want), "{\"messages\":[%s],\"status\":200,\"token\":\"%s\"}",
-             join_reply_str, token);
-    expect_json(&r, want, false);
+    lp_send(&c, "GET", s.query, NULL, NULL);
+    expect_poll(&c, join_reply_str, 200, s.token);
     ASSERT_EQ(phx_longpoll_session_count(f.lp), 1);
     rawclient_close(&c);
     fx_stop(&f);
@@ -329,38 +282,35 @@ static void parked_get_is_answered_by_a_post(void)
     fx_t f;
     fx_start(&f, NULL);
     rawclient_t poller, poster;
-    ASSERT_EQ(rawclient_connect(&poller, &f.uv, f.port), 0);
-    ASSERT_EQ(rawclient_connect(&poster, &f.uv, f.port), 0);
-    char token[512], query[700];
-    open_session(&f, &poller, token, sizeof(token));
-    snprintf(query, sizeof(query), "vsn=2.0.0&token=%s", token);
+    loopfx_client(&f.lf, &poller);
+    loopfx_client(&f.lf, &poster);
+    session_t s;
+    open_session_query(&f, &poller, &s);
     /* Nothing queued: the GET parks. */
-    lp_send(&poller, "GET", query, NULL, NULL);
-    run_for(&f, 50);
+    lp_send(&poller, "GET", s.query, NULL, NULL);
+    loopfx_run_for(&f.lf, 50);
     ASSERT(!has_any(&poller, NULL));
-    ASSERT_EQ(f.loop.lists[PHX_LIST_POLL].count, 1);
+    ASSERT_EQ(f.lf.loop.lists[PHX_LIST_POLL].count, 1);
     /* The session token may come in the header instead (NDJSON body). */
     char hdr[700];
     snprintf(hdr, sizeof(hdr),
-             "x-phoenix-longpoll-token: %s\r\nContent-Type: application/x-ndjson\r\n", token);
+             "x-phoenix-longpoll-token: %s\r\nContent-Type: application/x-ndjson\r\n", s.token);
     lp_send(&poster, "POST", "vsn=2.0.0", hdr, join_lobby);
-    resp_t r;
-    expect_response(&poster, &r);
-    expect_json(&r, "{\"status\":200}", false);
-    expect_response(&poller, &r);
-    char want[1024];
-    snprintf(want, sizeof(want), "{\"messages\":[%s],\"status\":200,\"token\":\"%s\"}",
-             join_reply_str, token);
-    expect_json(&r, want, false);
-    ASSERT_EQ(f.loop.lists[PHX_LIST_POLL].count, 0);
+    expect_answer(&poster, "{\"status\":200}", false);
+    expect_poll(&poller, join_reply_str, 200, s.token);
+    ASSERT_EQ(f.lf.loop.lists[PHX_LIST_POLL].count, 0);
     rawclient_close(&poller);
     rawclient_close(&poster);
     fx_stop(&f);
 }
 
+/* Short, yet long enough for a request to be answered first under
+ * valgrind on a loaded machine. */
+#define SHORT_WINDOW_MS 400
+
 static void short_window(phx_config_t *cfg)
 {
-    cfg->longpoll_window_ms = 100;
+    cfg->longpoll_window_ms = SHORT_WINDOW_MS;
 }
 
 static void parked_get_answers_204_after_the_window(void)
@@ -368,17 +318,16 @@ static void parked_get_answers_204_after_the_window(void)
     fx_t f;
     fx_start(&f, short_window);
     rawclient_t c;
-    ASSERT_EQ(rawclient_connect(&c, &f.uv, f.port), 0);
-    char token[512], query[700];
-    open_session(&f, &c, token, sizeof(token));
-    snprintf(query, sizeof(query), "vsn=2.0.0&token=%s", token);
-    uint64_t start = uv_now(&f.uv);
-    lp_send(&c, "GET", query, NULL, NULL);
+    loopfx_client(&f.lf, &c);
+    session_t s;
+    open_session_query(&f, &c, &s);
+    uint64_t start = uv_now(&f.lf.uv);
+    lp_send(&c, "GET", s.query, NULL, NULL);
     resp_t r;
     expect_response(&c, &r);
-    ASSERT(uv_now(&f.uv) >= start + 100);
+    ASSERT(uv_now(&f.lf.uv) >= start + SHORT_WINDOW_MS);
     char want[1024];
-    snprintf(want, sizeof(want), "{\"messages\":[],\"status\":204,\"token\":\"%s\"}", token);
+    snprintf(want, sizeof(want), "{\"messages\":[],\"status\":204,\"token\":\"%s\"}", s.token);
     expect_json(&r, want, false);
     ASSERT_EQ(phx_longpoll_session_count(f.lp), 1);
     rawclient_close(&c);
@@ -390,17 +339,16 @@ static void bad_tokens_are_no_session(void)
     fx_t f;
     fx_start(&f, NULL);
     rawclient_t c;
-    ASSERT_EQ(rawclient_connect(&c, &f.uv, f.port), 0);
+    loopfx_client(&f.lf, &c);
     char token[512], query[700];
     open_session(&f, &c, token, sizeof(token));
     /* A tampered token: POST without a body gets 410 and stays open. */
     snprintf(query, sizeof(query), "vsn=2.0.0&token=%sx", token);
     lp_send(&c, "POST", query, NULL, NULL);
-    resp_t r;
-    expect_response(&c, &r);
-    expect_json(&r, "{\"status\":410}", false);
+    expect_answer(&c, "{\"status\":410}", false);
     /* A GET with it opens a new session with another token. */
     lp_send(&c, "GET", query, NULL, NULL);
+    resp_t r;
     expect_response(&c, &r);
     ASSERT(strstr(r.body, "\"status\":410,\"token\":\"") != NULL);
     ASSERT(strstr(r.body, token) == NULL);
@@ -408,8 +356,7 @@ static void bad_tokens_are_no_session(void)
     /* A POST with a body and a garbage token is answered from its head,
      * and the connection closes without the body being read. */
     lp_send(&c, "POST", "vsn=2.0.0&token=SFMyNTY.garbage", NULL, join_lobby);
-    expect_response(&c, &r);
-    expect_json(&r, "{\"status\":410}", true);
+    expect_answer(&c, "{\"status\":410}", true);
     ASSERT(rawclient_wait_eof(&c, 2000));
     ASSERT_EQ(f.joins, 0);
     rawclient_close(&c);
@@ -421,20 +368,26 @@ static void refused_connect_is_403_in_the_body(void)
     fx_t f;
     fx_start(&f, NULL);
     rawclient_t c;
-    ASSERT_EQ(rawclient_connect(&c, &f.uv, f.port), 0);
+    loopfx_client(&f.lf, &c);
     lp_send(&c, "GET", "vsn=2.0.0&deny=1", NULL, NULL);
-    resp_t r;
-    expect_response(&c, &r);
-    expect_json(&r, "{\"status\":403}", false);
+    expect_answer(&c, "{\"status\":403}", false);
     ASSERT_EQ(f.connects, 1);
     ASSERT_EQ(phx_longpoll_session_count(f.lp), 0);
     /* A foreign Origin: the same body, before any connect step. */
     lp_send(&c, "GET", "vsn=2.0.0", "Origin: http://evil.example\r\n", NULL);
-    expect_response(&c, &r);
-    expect_json(&r, "{\"status\":403}", false);
+    expect_answer(&c, "{\"status\":403}", false);
     ASSERT_EQ(f.connects, 1);
     rawclient_close(&c);
     fx_stop(&f);
+}
+
+/* The next response has exactly the head `want` and no body. */
+static void expect_empty(rawclient_t *c, const char *want)
+{
+    resp_t r;
+    expect_response(c, &r);
+    ASSERT_STR_EQ(r.head, want);
+    ASSERT_EQ(r.body_len, 0);
 }
 
 static void other_methods_get_400(void)
@@ -442,18 +395,16 @@ static void other_methods_get_400(void)
     fx_t f;
     fx_start(&f, NULL);
     rawclient_t c;
-    ASSERT_EQ(rawclient_connect(&c, &f.uv, f.port), 0);
+    loopfx_client(&f.lf, &c);
     lp_send(&c, "DELETE", "vsn=2.0.0", NULL, NULL);
-    resp_t r;
-    expect_response(&c, &r);
-    ASSERT_STR_EQ(r.head, "HTTP/1.1 400 Bad Request\r\n"
-                          "cache-control: max-age=0, private, must-revalidate\r\n"
-                          "content-length: 0\r\n"
-                          "access-control-allow-origin: *\r\n"
-                          "\r\n");
-    ASSERT_EQ(r.body_len, 0);
+    expect_empty(&c, "HTTP/1.1 400 Bad Request\r\n"
+                     "cache-control: max-age=0, private, must-revalidate\r\n"
+                     "content-length: 0\r\n"
+                     "access-control-allow-origin: *\r\n"
+                     "\r\n");
     /* OPTIONS: the CORS preflight of PROTOCOL 5.5. */
     lp_send(&c, "OPTIONS", "vsn=2.0.0", "Access-Control-Request-Headers: content-type\r\n", NULL);
+    resp_t r;
     expect_response(&c, &r);
     ASSERT_STR_EQ(r.head, "HTTP/1.1 200 OK\r\n"
                           "cache-control: no-store\r\n"
@@ -472,35 +423,27 @@ static void stop_ends_every_session(void)
     fx_t f;
     fx_start(&f, NULL);
     rawclient_t a, b;
-    ASSERT_EQ(rawclient_connect(&a, &f.uv, f.port), 0);
-    ASSERT_EQ(rawclient_connect(&b, &f.uv, f.port), 0);
-    char ta[512], tb[512], qa[700], qb[700];
-    open_session(&f, &a, ta, sizeof(ta));
-    open_session(&f, &b, tb, sizeof(tb));
+    loopfx_client(&f.lf, &a);
+    loopfx_client(&f.lf, &b);
+    session_t sa, sb;
+    open_session_query(&f, &a, &sa);
+    open_session_query(&f, &b, &sb);
     ASSERT_EQ(phx_longpoll_session_count(f.lp), 2);
-    snprintf(qa, sizeof(qa), "vsn=2.0.0&token=%s", ta);
-    snprintf(qb, sizeof(qb), "vsn=2.0.0&token=%s", tb);
-    lp_send(&b, "POST", qb, "Content-Type: application/json\r\n", join_lobby);
-    resp_t r;
-    expect_response(&b, &r);
-    expect_json(&r, "{\"status\":200}", false);
+    lp_send(&b, "POST", sb.query, "Content-Type: application/json\r\n", join_lobby);
+    expect_answer(&b, "{\"status\":200}", false);
     ASSERT_EQ(f.joins, 1);
     /* a parks a poll. */
-    lp_send(&a, "GET", qa, NULL, NULL);
-    run_for(&f, 30);
+    lp_send(&a, "GET", sa.query, NULL, NULL);
+    loopfx_run_for(&f.lf, 30);
     ASSERT(!has_any(&a, NULL));
     phx_longpoll_stop(f.lp);
     ASSERT_EQ(phx_longpoll_session_count(f.lp), 0);
     /* Its channels ended; the parked poll was answered 204. */
     ASSERT_EQ(f.terminates, 1);
-    expect_response(&a, &r);
-    char want[1024];
-    snprintf(want, sizeof(want), "{\"messages\":[],\"status\":204,\"token\":\"%s\"}", ta);
-    expect_json(&r, want, false);
+    expect_poll(&a, "", 204, sa.token);
     /* The tokens name no session now. */
-    lp_send(&b, "POST", qb, NULL, NULL);
-    expect_response(&b, &r);
-    expect_json(&r, "{\"status\":410}", false);
+    lp_send(&b, "POST", sb.query, NULL, NULL);
+    expect_answer(&b, "{\"status\":410}", false);
     rawclient_close(&a);
     rawclient_close(&b);
     fx_stop(&f);
@@ -511,13 +454,13 @@ static void idle_session_ends_after_one_and_a_half_windows(void)
     fx_t f;
     fx_start(&f, short_window);
     rawclient_t c;
-    ASSERT_EQ(rawclient_connect(&c, &f.uv, f.port), 0);
+    loopfx_client(&f.lf, &c);
     char token[512];
     open_session(&f, &c, token, sizeof(token));
     ASSERT_EQ(phx_longpoll_session_count(f.lp), 1);
-    run_for(&f, 60);
+    loopfx_run_for(&f.lf, 60);
     ASSERT_EQ(phx_longpoll_session_count(f.lp), 1);
-    run_for(&f, 200); /* past 150 ms: the deadline hook ends it */
+    loopfx_run_for(&f.lf, SHORT_WINDOW_MS * 2); /* past 1.5 windows: the deadline hook ends it */
     ASSERT_EQ(phx_longpoll_session_count(f.lp), 0);
     rawclient_close(&c);
     fx_stop(&f);

@@ -11,22 +11,20 @@
 #include <uv.h>
 
 #include "endpoint.h"
+#include "epfx.h"
 #include "http.h"
 #include "loop.h"
+#include "loopfx.h"
 #include "phx.h"
 #include "rawclient.h"
 #include "runner.h"
 #include "tcp.h"
+#include "wsclient.h"
 
 typedef struct fx {
-    uv_loop_t uv;
-    phx_config_t cfg;
-    phx_loop_t loop;
+    loopfx_t lf;
     phx_endpoint_t ep;
     phx_router_t router;
-    uv_tcp_t listener;
-    int port;
-    bool loop_closed;
     /* the connect callback */
     int connects;
     char transport[16];
@@ -42,9 +40,7 @@ static fx_t *F;
 static int test_connect(phx_connect_t *c, void *user)
 {
     fx_t *f = user;
-    f->connects++;
-    snprintf(f->transport, sizeof(f->transport), "%s", phx_connect_transport(c));
-    if (phx_connect_param(c, "deny"))
+    if (epfx_note_connect(c, &f->connects, f->transport, sizeof(f->transport)))
         return PHX_CONNECT_REFUSE;
     const char *uid = phx_connect_param(c, "user");
     char id[64];
@@ -87,71 +83,24 @@ static const phx_channel_handler_t room_handler = {
     .terminate = room_terminate,
 };
 
-static int conn_init(phx_conn_t *c, void *arg)
-{
-    return phx_http_conn_init(c, arg);
-}
-
-static void on_connection(uv_stream_t *l, int status)
-{
-    fx_t *f = l->data;
-    ASSERT_EQ(status, 0);
-    ASSERT_EQ(phx_conn_accept(&f->loop, l, conn_init, &f->router), 0);
-}
-
 static void fx_start(fx_t *f, void (*tweak)(phx_config_t *))
 {
     memset(f, 0, sizeof(*f));
     F = f;
-    ASSERT_EQ(uv_loop_init(&f->uv), 0);
-    phx_config_init(&f->cfg);
-    if (tweak)
-        tweak(&f->cfg);
-    ASSERT_EQ(phx_loop_init(&f->loop, &f->uv, &f->cfg), 0);
-    char err[PHX_ERR_LEN];
-    ASSERT_EQ(phx_endpoint_init(&f->ep, &f->loop, &f->cfg, err), 0);
-    phx_endpoint_on_connect(&f->ep, test_connect, f);
-    ASSERT_EQ(phx_endpoint_add_route(&f->ep, "room:*", &room_handler, NULL), 0);
+    epfx_start(&f->lf, &f->ep, tweak, test_connect, f, &room_handler);
     ASSERT_EQ(phx_ws_add_routes(&f->router, &f->ep), 0);
-    phx_loop_start(&f->loop);
-    ASSERT_EQ(uv_tcp_init(&f->uv, &f->listener), 0);
-    f->listener.data = f;
-    struct sockaddr_in addr;
-    ASSERT_EQ(uv_ip4_addr("127.0.0.1", 0, &addr), 0);
-    ASSERT_EQ(uv_tcp_bind(&f->listener, (struct sockaddr *)&addr, 0), 0);
-    ASSERT_EQ(uv_listen((uv_stream_t *)&f->listener, 16, on_connection), 0);
-    struct sockaddr_storage bound;
-    int len = sizeof(bound);
-    ASSERT_EQ(uv_tcp_getsockname(&f->listener, (struct sockaddr *)&bound, &len), 0);
-    f->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
-}
-
-static void on_loop_closed(void *owner)
-{
-    ((fx_t *)owner)->loop_closed = true;
+    loopfx_listen_http(&f->lf, &f->router);
 }
 
 /* Closes every connection still open, then the endpoint, the routes and
  * the loop; the libuv loop must have nothing left. */
 static void fx_stop(fx_t *f)
 {
-    for (int id = PHX_LIST_HTTP; id < PHX_LIST_COUNT; id++) {
-        phx_conn_t *c;
-        while ((c = phx_loop_list_first(&f->loop, id)) != NULL)
-            phx_conn_close(c, false);
-    }
-    while (f->loop.nconns > 0)
-        uv_run(&f->uv, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&f->listener, NULL);
-    f->loop.owner = f;
-    f->loop.on_closed = on_loop_closed;
-    phx_loop_close(&f->loop);
-    uv_run(&f->uv, UV_RUN_DEFAULT);
-    ASSERT(f->loop_closed);
+    loopfx_close_conns(&f->lf);
+    loopfx_close(&f->lf);
     phx_router_free(&f->router);
     phx_endpoint_dispose(&f->ep);
-    phx_loop_dispose(&f->loop);
-    ASSERT_EQ(uv_loop_close(&f->uv), 0);
+    loopfx_dispose(&f->lf);
 }
 
 static const char accept_101[] = "HTTP/1.1 101 Switching Protocols\r\n"
@@ -163,35 +112,16 @@ static const char accept_101[] = "HTTP/1.1 101 Switching Protocols\r\n"
 /* Connects, upgrades with ?<query>, and checks the exact 101. */
 static void fx_open(fx_t *f, rawclient_t *c, const char *query, size_t chunk)
 {
-    ASSERT_EQ(rawclient_connect(c, &f->uv, f->port), 0);
-    phx_buf_t req = {0};
-    ws_upgrade_request(&req, query);
-    rawclient_write(c, req.data, req.len, chunk);
-    phx_buf_dispose(&req);
-    ASSERT_EQ(rawclient_http_status(c, 2000), 101);
+    wsc_open(c, &f->lf.uv, f->lf.port, query, chunk);
     ASSERT_MEM_EQ(c->in.data, c->pos, accept_101, sizeof(accept_101) - 1);
 }
 
 static phx_conn_t *only_ws_conn(fx_t *f)
 {
-    phx_conn_t *c = phx_loop_list_first(&f->loop, PHX_LIST_WS);
+    phx_conn_t *c = phx_loop_list_first(&f->lf.loop, PHX_LIST_WS);
     ASSERT(c != NULL);
     ASSERT(phx_loop_list_next(c) == NULL);
     return c;
-}
-
-static void send_frame(rawclient_t *c, uint8_t opcode, bool fin, const void *payload, size_t len,
-                       size_t chunk)
-{
-    uint8_t *frame = phx_malloc(len + 14);
-    size_t n = ws_client_frame(frame, opcode, fin, payload, len);
-    rawclient_write(c, frame, n, chunk);
-    phx_free(frame);
-}
-
-static void send_text(rawclient_t *c, const char *text, size_t chunk)
-{
-    send_frame(c, 1, true, text, strlen(text), chunk);
 }
 
 static bool has_bytes(rawclient_t *c, void *arg)
@@ -258,7 +188,7 @@ static void upgrade_answers_101_with_the_accept_key(void)
     ASSERT_EQ(conn->kind, PHX_CONN_WS);
     ASSERT(conn->http == NULL); /* the head's storage is gone */
     ASSERT(!phx_ws_has_context(conn));
-    ASSERT_EQ(f.loop.lists[PHX_LIST_HTTP].count, 0);
+    ASSERT_EQ(f.lf.loop.lists[PHX_LIST_HTTP].count, 0);
     rawclient_close(&c);
     fx_stop(&f);
 }
@@ -268,7 +198,7 @@ static void upgrade_offering_phoenix_selects_it(void)
     fx_t f;
     fx_start(&f, NULL);
     rawclient_t c;
-    ASSERT_EQ(rawclient_connect(&c, &f.uv, f.port), 0);
+    loopfx_client(&f.lf, &c);
     static const char req[] = "GET /socket/websocket/?vsn=2.0.0 HTTP/1.1\r\n"
                               "Host: 127.0.0.1\r\n"
                               "Connection: keep-alive, Upgrade\r\n"
@@ -286,7 +216,7 @@ static void upgrade_offering_phoenix_selects_it(void)
                                "sec-websocket-protocol: phoenix\r\n"
                                "\r\n";
     ASSERT_MEM_EQ(c.in.data, c.pos, want, sizeof(want) - 1);
-    send_text(&c, heartbeat, 0);
+    wsc_send_text(&c, heartbeat, 0);
     expect_text(&c, heartbeat_reply);
     rawclient_close(&c);
     fx_stop(&f);
@@ -296,7 +226,7 @@ static void upgrade_offering_phoenix_selects_it(void)
 static void expect_answer(fx_t *f, const char *req, const char *want)
 {
     rawclient_t c;
-    ASSERT_EQ(rawclient_connect(&c, &f->uv, f->port), 0);
+    loopfx_client(&f->lf, &c);
     rawclient_write(&c, req, strlen(req), 0);
     ASSERT(rawclient_wait_eof(&c, 3000));
     ASSERT_MEM_EQ(c.in.data, c.in.len, want, strlen(want));
@@ -351,7 +281,7 @@ static void refused_connect_is_403(void)
     expect_answer(&f, (const char *)req.data, forbidden);
     phx_buf_dispose(&req);
     ASSERT_EQ(f.connects, 1);
-    ASSERT_EQ(f.loop.lists[PHX_LIST_WS].count, 0);
+    ASSERT_EQ(f.lf.loop.lists[PHX_LIST_WS].count, 0);
     /* An unsupported vsn is refused before the callback. */
     ws_upgrade_request(&req, "vsn=3.0.0");
     ASSERT_EQ(phx_buf_append_byte(&req, 0), 0);
@@ -412,10 +342,10 @@ static void heartbeat_is_answered(void)
     fx_start(&f, NULL);
     rawclient_t c;
     fx_open(&f, &c, "vsn=2.0.0", 0);
-    send_text(&c, heartbeat, 0);
+    wsc_send_text(&c, heartbeat, 0);
     expect_text(&c, heartbeat_reply);
     ASSERT(!phx_ws_has_context(only_ws_conn(&f)));
-    ASSERT_EQ(f.loop.stats.msgs_in, 1);
+    ASSERT_EQ(f.lf.loop.stats.msgs_in, 1);
     rawclient_close(&c);
     fx_stop(&f);
 }
@@ -437,8 +367,7 @@ static void masked_frame_split_across_writes(void)
         expect_text(&c, heartbeat_reply);
         ASSERT(!phx_ws_has_context(only_ws_conn(&f)));
         rawclient_close(&c);
-        while (f.loop.nconns > 0)
-            uv_run(&f.uv, UV_RUN_ONCE);
+        loopfx_wait_conns(&f.lf);
     }
     fx_stop(&f);
 }
@@ -450,8 +379,8 @@ static void fragmented_message_is_reassembled(void)
     rawclient_t c;
     fx_open(&f, &c, "vsn=2.0.0", 0);
     size_t half = 10;
-    send_frame(&c, 1, false, heartbeat, half, 0);
-    send_frame(&c, 0, true, heartbeat + half, sizeof(heartbeat) - 1 - half, 0);
+    wsc_send_frame(&c, 1, false, heartbeat, half, 0);
+    wsc_send_frame(&c, 0, true, heartbeat + half, sizeof(heartbeat) - 1 - half, 0);
     expect_text(&c, heartbeat_reply);
     rawclient_close(&c);
     fx_stop(&f);
@@ -462,15 +391,7 @@ static void pipelined_first_frame_is_read(void)
     fx_t f;
     fx_start(&f, NULL);
     rawclient_t c;
-    ASSERT_EQ(rawclient_connect(&c, &f.uv, f.port), 0);
-    phx_buf_t req = {0};
-    ws_upgrade_request(&req, "vsn=2.0.0");
-    uint8_t frame[64];
-    size_t n = ws_client_frame(frame, 1, true, heartbeat, sizeof(heartbeat) - 1);
-    phx_buf_append(&req, frame, n);
-    rawclient_write(&c, req.data, req.len, 0);
-    phx_buf_dispose(&req);
-    ASSERT_EQ(rawclient_http_status(&c, 2000), 101);
+    wsc_open_with_text(&c, &f.lf.uv, f.lf.port, "vsn=2.0.0", heartbeat);
     expect_text(&c, heartbeat_reply);
     rawclient_close(&c);
     fx_stop(&f);
@@ -482,18 +403,18 @@ static void join_reaches_the_channel_route(void)
     fx_start(&f, NULL);
     rawclient_t c;
     fx_open(&f, &c, "vsn=2.0.0&user=7", 0);
-    send_text(&c, join_lobby, 0);
+    wsc_send_text(&c, join_lobby, 0);
     expect_text(&c, join_lobby_ok);
     ASSERT_EQ(f.joins, 1);
     ASSERT_STR_EQ(f.last_topic, "room:lobby");
-    send_text(&c, "[\"1\",\"2\",\"room:lobby\",\"echo\",{\"a\":[1,2]}]", 0);
+    wsc_send_text(&c, "[\"1\",\"2\",\"room:lobby\",\"echo\",{\"a\":[1,2]}]", 0);
     expect_text(&c, "[\"1\",\"2\",\"room:lobby\",\"phx_reply\",{\"response\":{\"a\":[1,2]},"
                     "\"status\":\"ok\"}]");
-    send_text(&c, "[\"1\",\"3\",\"room:lobby\",\"note\",{\"b\":true}]", 0);
+    wsc_send_text(&c, "[\"1\",\"3\",\"room:lobby\",\"note\",{\"b\":true}]", 0);
     expect_text(&c, "[\"1\",null,\"room:lobby\",\"seen\",{\"b\":true}]");
     ASSERT_EQ(f.events, 2);
     /* A topic with no route. */
-    send_text(&c, "[\"4\",\"4\",\"nowhere\",\"phx_join\",{}]", 0);
+    wsc_send_text(&c, "[\"4\",\"4\",\"nowhere\",\"phx_join\",{}]", 0);
     expect_text(&c, "[null,\"4\",\"nowhere\",\"phx_reply\",{\"response\":{\"reason\":\"unmatched "
                     "topic\"},\"status\":\"error\"}]");
     ASSERT_EQ(f.joins, 1);
@@ -503,8 +424,7 @@ static void join_reaches_the_channel_route(void)
     expect_text(&c, "[null,null,\"room:lobby\",\"news\",{\"n\":1}]");
     /* The client goes away: the channel ends with "closed". */
     rawclient_close(&c);
-    while (f.loop.nconns > 0)
-        uv_run(&f.uv, UV_RUN_ONCE);
+    loopfx_wait_conns(&f.lf);
     ASSERT_EQ(f.terminates, 1);
     ASSERT_STR_EQ(f.last_reason, "closed");
     fx_stop(&f);
@@ -519,21 +439,22 @@ static void client_close_is_answered(void)
         size_t len;
         int reply;
     } cases[] = {
-        {"\x03\xe8", 2, 1000},        /* 1000 */
-        {"\x0f\xa0" "bye", 5, 1000},  /* 4000 with a reason */
-        {"", 0, 1000},                /* no code */
-        {"\x03\xed", 2, 1002},        /* 1005 may not be sent */
+        {"\x03\xe8", 2, 1000}, /* 1000 */
+        {"\x0f\xa0"
+         "bye",
+         5, 1000},             /* 4000 with a reason */
+        {"", 0, 1000},         /* no code */
+        {"\x03\xed", 2, 1002}, /* 1005 may not be sent */
     };
     fx_t f;
     fx_start(&f, NULL);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         rawclient_t c;
         fx_open(&f, &c, "vsn=2.0.0", 0);
-        send_frame(&c, 8, true, cases[i].payload, cases[i].len, 0);
+        wsc_send_frame(&c, 8, true, cases[i].payload, cases[i].len, 0);
         expect_close(&c, cases[i].reply, NULL);
         rawclient_close(&c);
-        while (f.loop.nconns > 0)
-            uv_run(&f.uv, UV_RUN_ONCE);
+        loopfx_wait_conns(&f.lf);
     }
     fx_stop(&f);
 }
@@ -560,13 +481,12 @@ static void shutdown_sends_close_with_its_code(void)
     fx_start(&f, NULL);
     rawclient_t c;
     fx_open(&f, &c, "vsn=2.0.0", 0);
-    send_text(&c, join_lobby, 0);
+    wsc_send_text(&c, join_lobby, 0);
     expect_text(&c, join_lobby_ok);
     phx_conn_shutdown(only_ws_conn(&f), 1001, false);
     expect_close(&c, 1001, NULL);
     rawclient_close(&c);
-    while (f.loop.nconns > 0)
-        uv_run(&f.uv, UV_RUN_ONCE);
+    loopfx_wait_conns(&f.lf);
     ASSERT_EQ(f.terminates, 1);
     fx_stop(&f);
 }
@@ -582,7 +502,7 @@ static void disconnect_by_socket_id_closes_1001(void)
     ASSERT_EQ(phx_endpoint_broadcast(&f.ep, "user:7", 6, "disconnect", &pl, 0, 0), 1);
     expect_close(&a, 1001, NULL);
     /* The other socket is untouched. */
-    send_text(&b, heartbeat, 0);
+    wsc_send_text(&b, heartbeat, 0);
     expect_text(&b, heartbeat_reply);
     rawclient_close(&a);
     rawclient_close(&b);
