@@ -20,18 +20,19 @@ extern "C" {
 /* ---- error codes ----
  * Functions return 0 on success or a negative code. libuv codes (negative
  * errno) pass through unchanged; phxd's own codes sit at -1000 and below. */
-#define PHX_ERRNO_MAP(X)                                                       \
-    X(AGAIN, -1000, "more input needed")                                       \
-    X(PROTO, -1001, "peer violated the protocol")                              \
-    X(LIMIT, -1002, "input exceeds a configured limit")                        \
-    X(AUTH, -1003, "authentication failed")                                    \
-    X(NOMEM, -1004, "out of memory")                                           \
-    X(INVALID, -1005, "invalid argument or value")                             \
-    X(EXPIRED, -1006, "token expired")                                         \
-    X(MISSING, -1007, "token missing")                                         \
-    X(STATE, -1008, "operation not allowed in the current state")             \
-    X(NOTFOUND, -1009, "no such item")                                         \
-    X(CLOSED, -1010, "connection is closed")
+#define PHX_ERRNO_MAP(X)                                                                           \
+    X(AGAIN, -1000, "more input needed")                                                           \
+    X(PROTO, -1001, "peer violated the protocol")                                                  \
+    X(LIMIT, -1002, "input exceeds a configured limit")                                            \
+    X(AUTH, -1003, "authentication failed")                                                        \
+    X(NOMEM, -1004, "out of memory")                                                               \
+    X(INVALID, -1005, "invalid argument or value")                                                 \
+    X(EXPIRED, -1006, "token expired")                                                             \
+    X(MISSING, -1007, "token missing")                                                             \
+    X(STATE, -1008, "operation not allowed in the current state")                                  \
+    X(NOTFOUND, -1009, "no such item")                                                             \
+    X(CLOSED, -1010, "connection is closed")                                                       \
+    X(DATA, -1011, "authentic token whose data cannot be used")
 
 typedef enum {
 #define PHX_ERRNO_GEN(name, code, text) PHX_ERR_##name = (code),
@@ -64,9 +65,9 @@ typedef struct phx_max_age {
 } phx_max_age_t;
 
 typedef struct phx_config {
-    const char *host;            /* listen address, default "127.0.0.1" */
-    int port;                    /* default 4000; 0 binds an ephemeral port */
-    const char *socket_path;     /* mount prefix, default "/socket" */
+    const char *host;        /* listen address, default "127.0.0.1" */
+    int port;                /* default 4000; 0 binds an ephemeral port */
+    const char *socket_path; /* mount prefix, default "/socket" */
     /* check_origin: "true" (default: the Origin's host must be url_host, or
      * the request's own Host when url_host is NULL), "false", "conn", or a
      * comma-separated list of "https://app.example.com",
@@ -85,21 +86,21 @@ typedef struct phx_config {
      * without it is refused. NULL or "": the data as a whole. */
     const char *user_id_field;
     /* limits */
-    int idle_timeout_ms;         /* 60000: no frame received -> close */
-    int handshake_timeout_ms;    /* 10000: whole HTTP request head */
-    int close_timeout_ms;        /* 5000: wait for the peer after our Close */
-    size_t max_message_bytes;    /* 1 MiB: WebSocket message (close 1009) */
-    int max_fragments;           /* 1024 frames per message */
-    size_t max_header_bytes;     /* 8192: URL + header names and values */
-    int max_headers;             /* 100 */
-    int max_channels;            /* 100 joined topics per socket */
-    int max_json_depth;          /* 64 */
-    size_t max_token_bytes;      /* 4096 */
-    size_t max_topic_bytes;      /* 1024: topic, event and refs */
-    size_t queue_high_bytes;     /* 1 MiB queued output: stop reading */
-    size_t queue_limit_bytes;    /* 8 MiB queued output: close 1008 */
-    int max_queued_msgs;         /* 4096 queued messages: stop reading */
-    int max_connections;         /* 0 = limited by file descriptors only */
+    int idle_timeout_ms;      /* 60000: no frame received -> close */
+    int handshake_timeout_ms; /* 10000: whole HTTP request head */
+    int close_timeout_ms;     /* 5000: wait for the peer after our Close */
+    size_t max_message_bytes; /* 1 MiB: WebSocket message (close 1009) */
+    int max_fragments;        /* 1024 frames per message */
+    size_t max_header_bytes;  /* 8192: URL + header names and values */
+    int max_headers;          /* 100 */
+    int max_channels;         /* 100 joined topics per socket */
+    int max_json_depth;       /* 64 */
+    size_t max_token_bytes;   /* 4096 */
+    size_t max_topic_bytes;   /* 1024: topic, event and refs */
+    size_t queue_high_bytes;  /* 1 MiB queued output: stop reading */
+    size_t queue_limit_bytes; /* 8 MiB queued output: close 1008 */
+    int max_queued_msgs;      /* 4096 queued messages: stop reading */
+    int max_connections;      /* 0 = limited by file descriptors only */
     /* TLS: PEM files read at phx_server_new(); both NULL = plain TCP */
     const char *tls_cert;
     const char *tls_key;
@@ -111,15 +112,28 @@ typedef struct phx_config {
      * on the main listener; NULL = the main listener */
     const char *api_listen;
     /* LongPoll (<socket_path>/longpoll) */
-    bool longpoll;               /* true: the transport is served */
-    int longpoll_window_ms;      /* 10000: a parked poll answers 204 after this */
-    int longpoll_max_messages;   /* 1000 buffered per session; beyond, it ends */
-    int longpoll_max_sessions;   /* 10000 */
-    size_t max_body_bytes;       /* 8000000: a request body (413 beyond) */
+    bool longpoll;             /* true: the transport is served */
+    int longpoll_window_ms;    /* 10000: a parked poll answers 204 after this */
+    int longpoll_max_messages; /* 1000 buffered per session; beyond, it ends */
+    int longpoll_max_sessions; /* 10000 */
+    size_t max_body_bytes;     /* 8000000: a request body (413 beyond) */
     /* 64 MiB: request body bytes held by all connections together; a body
      * that would pass it is answered 503 */
     size_t max_body_bytes_total;
     int longpoll_max_sessions_per_user; /* 32 LongPoll sessions of one user id */
+    /* Token lifetime on live sockets (off by default, as in Phoenix): a
+     * socket whose connect set an expiry (the default callback: the token's
+     * signed_at + max_age) is pushed phx_token_expiring on every joined
+     * channel expiry_warning_s before it, and closed with 4001 at it; the
+     * client may push access_token {"access_token": T} to move it. */
+    bool expire_sockets;
+    int expiry_warning_s;   /* 30 */
+    int refresh_interval_s; /* 5: access_token pushes of a socket at most once per this */
+    /* A refused WebSocket connect: false answers 403 before the upgrade (as
+     * Phoenix); true upgrades, then closes at once with 4003 and a short
+     * reason ("invalid token", "expired token", "missing token",
+     * "unauthorized"), which a page can read. LongPoll keeps its 403. */
+    bool refuse_close;
 } phx_config_t;
 
 /* Fills `cfg` with the defaults listed above. */
@@ -135,8 +149,7 @@ typedef struct phx_connect phx_connect_t;
  * does not need uv.h). Copies `cfg`. On error writes one line into `err`
  * (PHX_ERR_LEN bytes) and returns a negative code. */
 #define PHX_ERR_LEN 256
-PHX_EXTERN int phx_server_new(phx_server_t **out, void *loop, const phx_config_t *cfg,
-                              char *err);
+PHX_EXTERN int phx_server_new(phx_server_t **out, void *loop, const phx_config_t *cfg, char *err);
 /* Binds and starts accepting. Returns 0 or a negative code (with `err`). */
 PHX_EXTERN int phx_server_start(phx_server_t *srv, char *err);
 /* The port actually bound (useful with port 0). */
@@ -200,6 +213,10 @@ PHX_EXTERN int phx_connect_assign(phx_connect_t *c, const char *key, const char 
  * the channel routes say (the join gets "unmatched topic"), so choose ids
  * apart from your channel topics. */
 PHX_EXTERN int phx_connect_set_id(phx_connect_t *c, const char *id);
+/* The time the socket's credentials stop being valid (unix milliseconds).
+ * With cfg.expire_sockets the socket is warned before it and closed with
+ * 4001 at it. The default callback sets the token's expiry. */
+PHX_EXTERN void phx_connect_set_expires_at(phx_connect_t *c, int64_t unix_ms);
 
 /* An assign of a live socket, or NULL. Valid until the socket closes. */
 PHX_EXTERN const char *phx_socket_assign(const phx_socket_t *s, const char *key);

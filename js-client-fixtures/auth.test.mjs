@@ -3,8 +3,10 @@
 // HTTP 403 with an empty body; phoenix.js sees an error and never opens.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import {
-  startServer, signToken, phxSocket, connect, join, closeSocket, SECRET,
+  startServer, signToken, phxSocket, connect, join, closeSocket, SECRET, PHXD_BIN, upgradeStatus,
 } from './lib/server.mjs';
 import { httpRequest, upgradeRequest } from './lib/raw.mjs';
 
@@ -188,3 +190,50 @@ test('the server survives every refusal and still accepts a valid client', async
     await closeSocket(socket);
   }
 });
+
+// Phoenix.Token.sign of raw term_to_binary bytes `data` ({data, now, 86400}),
+// as Plug.Crypto's MessageVerifier writes it (HS256, key from PBKDF2).
+function signEtf(dataEtf) {
+  const ms = BigInt(Date.now());
+  const mag = [];
+  for (let v = ms; v > 0n; v >>= 8n) mag.push(Number(v & 0xffn));
+  const payload = Buffer.concat([
+    Buffer.from([131, 0x68, 3]), dataEtf,
+    Buffer.from([0x6e, mag.length, 0, ...mag]), // SMALL_BIG_EXT signed_at ms
+    Buffer.from([0x62, 0, 1, 0x51, 0x80]), // INTEGER_EXT 86400
+  ]);
+  const key = crypto.pbkdf2Sync(SECRET, 'user socket', 1000, 32, 'sha256');
+  const plain = `SFMyNTY.${payload.toString('base64url')}`;
+  return `${plain}.${crypto.createHmac('sha256', key).update(plain).digest('base64url')}`;
+}
+
+const nodeAtom = Buffer.concat([Buffer.from([0x77, 13]), Buffer.from('nonode@nohost')]);
+// Terms with no JSON form, with the text `phxd token verify` prints.
+const noJson = [
+  ['[1 | 2]', Buffer.from([0x6c, 0, 0, 0, 1, 0x61, 1, 0x61, 2])],
+  ['#PID<nonode@nohost.77.0>', Buffer.concat([Buffer.from([0x58]), nodeAtom, Buffer.from([0, 0, 0, 77, 0, 0, 0, 0, 0, 0, 0, 0])])],
+  ['%{"pid" => #Port<nonode@nohost.9>}', Buffer.concat([Buffer.from([0x74, 0, 0, 0, 1, 0x6d, 0, 0, 0, 3]), Buffer.from('pid'),
+    Buffer.from([0x59]), nodeAtom, Buffer.from([0, 0, 0, 9, 0, 0, 0, 0])])],
+];
+
+test('phxd token verify prints data with no JSON form (improper list, pid, port) as text and exits 0; the default connect refuses it, counted as token_data', async () => {
+  for (const [text, etf] of noJson) {
+    const token = signEtf(etf);
+    const r = spawnSync(PHXD_BIN, ['token', 'verify', '--secret-key-base', SECRET, token], { encoding: 'utf8' });
+    assert.equal(r.status, 0, `${text}: ${r.stderr}`);
+    assert.equal(r.stdout, `${text}\n`);
+    // The server cannot use it as a user id: a 403, counted, and it goes on.
+    const before = await refusedInvalid(server);
+    assert.equal(await upgradeStatus(server.port, `token=${encodeURIComponent(token)}&vsn=2.0.0`), 403, text);
+    assert.equal(await refusedInvalid(server), before + 1, text);
+  }
+  // A sound token still connects afterwards.
+  const s = phxSocket(server, { token: signToken(5) });
+  await connect(s);
+  closeSocket(s);
+});
+
+async function refusedInvalid(srv) {
+  const text = await (await fetch(`http://127.0.0.1:${srv.port}/metrics`)).text();
+  return Number(/^phxd_connects_refused_total\{reason="token_data"\} (\d+)$/m.exec(text)[1]);
+}

@@ -185,12 +185,46 @@ test('a client offering subprotocols without phoenix gets 403; phoenix among oth
   }
 });
 
-test('a bearer entry that is not standard base64 is refused (Phoenix fails the request)', async () => {
+async function refusals() {
+  const text = await (await fetch(`http://127.0.0.1:${server.port}/metrics`)).text();
+  const out = {};
+  for (const m of text.matchAll(/^phxd_connects_refused_total\{reason="([a-z_]+)"\} (\d+)$/gm)) out[m[1]] = Number(m[2]);
+  return out;
+}
+
+// A Phoenix.Token is made of A-Z a-z 0-9 - _ and '.', so its base64 never
+// holds + / - or _ and both alphabets write it alike (the phoenix.js test
+// above). Other auth tokens can: "ab~cd?" is YWJ+Y2Q/ in btoa's alphabet
+// and YWJ-Y2Q_ in base64url. Either reaches the connect step, which
+// refuses it as an invalid token (counted token_invalid, not as an
+// undecodable entry).
+test('authToken entries in either base64 alphabet reach the connect step: + / (btoa) and - _ (base64url), padded or not', async () => {
+  const text = 'ab~cd?';
+  assert.equal(Buffer.from(text).toString('base64'), 'YWJ+Y2Q/');
+  assert.equal(Buffer.from(text).toString('base64url'), 'YWJ-Y2Q_');
+  for (const entry of ['YWJ+Y2Q/', 'YWJ-Y2Q_', 'YWJ+Y2Q', 'YWJ-Y2Q', 'YWJ-Yw==', 'YWJ-Yw']) {
+    const before = await refusals();
+    const st = await upgradeStatus(server.port, 'vsn=2.0.0', `Sec-WebSocket-Protocol: phoenix, base64url.bearer.phx.${entry}\r\n`);
+    assert.equal(st, 403, entry);
+    const after = await refusals();
+    assert.equal(after.token_invalid - before.token_invalid, 1, `${entry}: counted as an invalid token`);
+    assert.equal(after.origin, before.origin, entry);
+  }
+  // A real token written in base64url with '=' padding (what a client
+  // following the prefix's name may send) is accepted: 101.
+  const token = mint(42);
+  const padded = Buffer.from(token).toString('base64url').padEnd(Math.ceil(token.length / 3) * 4, '=');
+  assert.equal(await upgradeStatus(server.port, 'vsn=2.0.0', `Sec-WebSocket-Protocol: phoenix, base64url.bearer.phx.${padded}\r\n`), 101);
+});
+
+test('a bearer entry in neither base64 alphabet is refused (Phoenix fails the request)', async () => {
   const token = mint(42);
   const cases = [
     `phoenix, base64url.bearer.phx.${Buffer.from(token).toString('base64url')}~`,
     'phoenix, base64url.bearer.phx.!!!!',
-    'phoenix, base64url.bearer.phx.-_-_',
+    // The two alphabets mixed in one entry.
+    'phoenix, base64url.bearer.phx.YWJ+Y2Q_',
+    'phoenix, base64url.bearer.phx.YWJ-Y2Q/',
   ];
   for (const header of cases) {
     const st = await upgradeStatus(server.port, 'vsn=2.0.0', `Sec-WebSocket-Protocol: ${header}\r\n`);

@@ -1,4 +1,4 @@
-// The demo page phxd serves at / (src/demo/index.html) and /phoenix.js.
+// The demo page phxd serves at / (src/phxd/demo/index.html) and /phoenix.js.
 // Over plain HTTP: the page, the demo token written into it, phoenix.js from
 // the npm package, --phoenix-js / PHXD_PHOENIX_JS and a missing file. In a
 // real browser (Debian's Chromium, headless, driven by playwright-core; no

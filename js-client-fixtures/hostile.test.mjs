@@ -212,7 +212,7 @@ test('file-descriptor exhaustion (prlimit --nofile=64): phxd stays up, idles, an
   assert.doesNotMatch(err, /assert|abort/i);
 });
 
-test('SIGTERM under load: every client gets 1001, phxd exits 0 within the deadline', async () => {
+test('SIGTERM under load: every client gets 1012, phxd exits 0 within the deadline', async () => {
   const srv = await start(['--api-key', 'k', '--drain-batch', '10', '--drain-interval-ms', '100']);
   const clients = [];
   for (let i = 0; i < 40; i++) {
@@ -234,7 +234,7 @@ test('SIGTERM under load: every client gets 1001, phxd exits 0 within the deadli
   const infos = await Promise.all(clients.map((c) => c.waitClosed(10000)));
   stop = true;
   await flood;
-  for (const info of infos) assert.equal(info.code, 1001);
+  for (const info of infos) assert.equal(info.code, 1012);
   assert.equal((await withTimeout(srv.exited, 10000, 'exit')).code, 0);
   assert.ok(Date.now() - t0 < 10000);
 });

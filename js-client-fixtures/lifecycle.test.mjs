@@ -1,5 +1,6 @@
-// Connection and process lifecycle: the idle timeout, shutdown on SIGTERM /
-// SIGINT (every WebSocket closed with 1001, exit status 0), and phoenix.js
+// Connection and process lifecycle: the idle timeout, shutdown on SIGTERM
+// (a drain: every WebSocket closed with 1012, as Phoenix's drainer) and
+// SIGINT (one step: 1001), exit status 0, and phoenix.js
 // reconnecting and rejoining after phxd comes back on the same port.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -86,7 +87,7 @@ test('WebSocket pings also keep a client open past the idle timeout', async () =
   assert.ok(Date.now() - t0 >= 1500);
 });
 
-test('SIGTERM closes every client with 1001 and phxd exits 0', async () => {
+test('SIGTERM closes every client with 1012 (Phoenix 1.8.8+ drainer) and phxd exits 0', async () => {
   const srv = await server();
   const p1 = await phx(srv, 1);
   const p2 = await phx(srv, 2);
@@ -103,7 +104,7 @@ test('SIGTERM closes every client with 1001 and phxd exits 0', async () => {
   const result = await srv.stop('SIGTERM');
   const codes = (await Promise.all(closes)).map((ev) => ev.code);
   for (const r of [idle, joined, v1]) codes.push((await r.waitClosed()).code);
-  assert.deepEqual(codes, [1001, 1001, 1001, 1001, 1001]);
+  assert.deepEqual(codes, [1012, 1012, 1012, 1012, 1012]);
   assert.deepEqual(result, { code: 0, signal: null });
 });
 
@@ -136,7 +137,7 @@ test('phoenix.js reconnects and rejoins by itself after phxd restarts on the sam
     (m) => m.topic === 'room:again' && m.event === 'phx_reply' && m.ref === ch.joinRef() && m.payload.status === 'ok',
     15000, 'rejoin reply');
   assert.deepEqual(await first.stop('SIGTERM'), { code: 0, signal: null });
-  assert.equal((await closed).code, 1001);
+  assert.equal((await closed).code, 1012, 'the drain closes with 1012, and phoenix.js comes back');
 
   const second = await server([], { port: first.port });
   assert.equal(second.port, first.port);

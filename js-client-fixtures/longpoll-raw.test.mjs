@@ -229,6 +229,30 @@ test('PROTOCOL 5.9: after the session died, token=<user>&…&token=<dead session
   assert.equal(again.json.status, 410);
 });
 
+// Phoenix 1.9's client sends the session token in x-phoenix-longpoll-token
+// and only the application's params in the query: no collision (§5.9).
+test('PROTOCOL 5.2/5.9: with the session token in x-phoenix-longpoll-token, a dead session gives a fresh session (410), not 403; the preflight allows the header', async () => {
+  const user = encodeURIComponent(signToken(42));
+  const q = `token=${user}&vsn=2.0.0`;
+  const open = await lpGet(fast, q);
+  assert.equal(open.json.status, 410);
+  const hdr = { headers: { 'x-phoenix-longpoll-token': open.json.token } };
+  assert.equal((await lpPost(fast, q, ['["1","1","user:42","phx_join",{}]'], hdr)).text, '{"status":200}');
+  assert.deepEqual((await lpGet(fast, q, hdr)).json.messages.map((m) => JSON.parse(m)), [okReply('1', '1', 'user:42')]);
+  await waitFor(async () => (await lpPost(fast, q, [hb('1')], hdr)).json.status === 410, 5000, 'session expiry');
+  // The connect step sees the user token: a new session at once.
+  const g = await lpGet(fast, q, hdr);
+  assert.equal(g.json.status, 410);
+  assert.notEqual(g.json.token, open.json.token);
+  // A browser asks before sending the header cross-origin; it is allowed.
+  const pre = await lpRequest(fast, 'OPTIONS', 'vsn=2.0.0', {
+    headers: { 'access-control-request-method': 'GET', 'access-control-request-headers': 'x-phoenix-longpoll-token' },
+  });
+  assert.equal(pre.status, 200);
+  assert.equal(pre.headers.get('access-control-allow-origin'), '*');
+  assert.match(pre.headers.get('access-control-allow-headers'), /(^|, )x-phoenix-longpoll-token(,|$)/i);
+});
+
 test('an NDJSON batch of 101 lines processes only the first 100', async () => {
   const s = await session(srv);
   await joinLp(s, 'room:batch');

@@ -73,7 +73,7 @@ test('/metrics moves when traffic flows: connections, channels, messages, bytes,
   assert.equal((await metrics(srv)).phxd_channels_joined, 0);
 });
 
-test('SIGTERM drains in batches: /healthz turns 503, new sockets get 503, every socket sees 1001, exit 0', async () => {
+test('SIGTERM drains in batches: /healthz turns 503, new sockets get 503, every socket sees 1012, exit 0', async () => {
   const srv = await start(['--drain-batch', '2', '--drain-interval-ms', '300', '--drain-timeout-ms', '10000']);
   assert.equal((await fetch(`${srv.url}/healthz`)).status, 200);
   const clients = [];
@@ -86,7 +86,7 @@ test('SIGTERM drains in batches: /healthz turns 503, new sockets get 503, every 
   await waitFor(async () => (await fetch(`${srv.url}/healthz`).catch(() => ({ status: 0 }))).status === 503, 3000, '/healthz 503');
   await assert.rejects(rawWs(srv, q(99)), (e) => e.status === 503);
   const infos = await Promise.all(closedAt);
-  for (const info of infos) assert.equal(info.code, 1001);
+  for (const info of infos) assert.equal(info.code, 1012);
   // Batches of 2, 300 ms apart: the last closes at least 2 intervals later.
   const spread = Math.max(...infos.map((i) => i.at)) - Math.min(...infos.map((i) => i.at));
   assert.ok(spread >= 400, `closes spread over ${spread} ms`);

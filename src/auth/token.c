@@ -269,8 +269,9 @@ static phx_term_t **atom_key_slot(phx_term_t *map, const char *name)
 /* Applies docs/protocol.md §7.4 steps 6-8 to a decoded payload. On success
  * *data_slot points at the data inside `term`. */
 static int check_payload(phx_token_t *t, phx_term_t *term, int64_t now_ms, phx_max_age_t opt,
-                         phx_term_t ***data_slot)
+                         phx_term_t ***data_slot, int64_t *expires_ms)
 {
+    *expires_ms = INT64_MAX;
     phx_term_t **data = NULL;
     const phx_term_t *signed_t = NULL, *max_age_t = NULL;
     if (term->type == PHX_TERM_TUPLE && (term->u.seq.count == 3 || term->u.seq.count == 2)) {
@@ -304,6 +305,7 @@ static int check_payload(phx_token_t *t, phx_term_t *term, int64_t now_ms, phx_m
     if (signed_ms > now_ms && !t->allow_future_signed)
         return PHX_ERR_INVALID;
     int64_t expires = age.ms > 0 && signed_ms > INT64_MAX - age.ms ? INT64_MAX : signed_ms + age.ms;
+    *expires_ms = expires;
     return expires < now_ms ? PHX_ERR_EXPIRED : 0;
 }
 
@@ -326,6 +328,12 @@ static int header_index(const char *token, size_t len)
 
 int phx_token_verify(phx_token_t *t, const char *token, size_t len, int64_t now_ms,
                      phx_max_age_t max_age, phx_term_t **data_out)
+{
+    return phx_token_verify_until(t, token, len, now_ms, max_age, data_out, NULL);
+}
+
+int phx_token_verify_until(phx_token_t *t, const char *token, size_t len, int64_t now_ms,
+                           phx_max_age_t max_age, phx_term_t **data_out, int64_t *expires_ms)
 {
     if (token == NULL)
         return PHX_ERR_MISSING;
@@ -376,10 +384,15 @@ int phx_token_verify(phx_token_t *t, const char *token, size_t len, int64_t now_
     t->stats.etf_decodes++;
     rv = phx_etf_decode(payload, (size_t)n, &t->limits, &term);
     phx_free(payload);
+    /* PHX_ERR_DATA: the MAC is good and the term well formed, but of a kind
+     * phxd does not hold (a pid, an improper list): not a forgery. */
     if (rv != 0)
-        return rv == PHX_ERR_NOMEM ? rv : PHX_ERR_INVALID;
+        return rv == PHX_ERR_NOMEM || rv == PHX_ERR_DATA ? rv : PHX_ERR_INVALID;
     phx_term_t **data = NULL;
-    rv = check_payload(t, term, now_ms, max_age, &data);
+    int64_t expires = INT64_MAX;
+    rv = check_payload(t, term, now_ms, max_age, &data, &expires);
+    if (rv == 0 && expires_ms != NULL)
+        *expires_ms = expires;
     if (rv == 0 && data_out != NULL) {
         *data_out = *data;
         *data = NULL; /* detached: freeing the envelope keeps the data */

@@ -104,6 +104,13 @@ void phx_token_free(phx_token_t *t);
 int phx_token_verify(phx_token_t *t, const char *token, size_t len, int64_t now_ms,
                      phx_max_age_t max_age, phx_term_t **data_out);
 
+/* phx_token_verify, and on success the time the token stops being valid
+ * under the same rules (signed_at + max_age, the verify-time max_age
+ * when given), in unix milliseconds: INT64_MAX for max_age infinity.
+ * `expires_ms` may be NULL. */
+int phx_token_verify_until(phx_token_t *t, const char *token, size_t len, int64_t now_ms,
+                           phx_max_age_t max_age, phx_term_t **data_out, int64_t *expires_ms);
+
 /* Signs `data` as Phoenix.Token.sign does: HS256 over the ETF of
  * {data, signed_at_ms, max_age} (PHX_MAX_AGE_TOKEN writes 86400). Appends
  * the token text to `out` (NUL-terminated). Borrows `data`. Returns 0,

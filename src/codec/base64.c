@@ -186,3 +186,12 @@ int phx_base64_decode(phx_buf_t *out, const char *src, size_t len)
 {
     return decode_append(out, PHX_BASE64_STD, src, len);
 }
+
+int phx_base64_decode_any(phx_buf_t *out, const char *src, size_t len)
+{
+    /* A failed attempt leaves `out` as it was, so the second starts clean. */
+    int rv = decode_append(out, PHX_BASE64_STD, src, len);
+    if (rv == PHX_ERR_INVALID)
+        rv = decode_append(out, PHX_BASE64_URL, src, len);
+    return rv;
+}

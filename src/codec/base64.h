@@ -54,4 +54,11 @@ int phx_base64url_decode(phx_buf_t *out, const char *src, size_t len);
  * WebSocket auth-token subprotocol and LongPoll binary lines. */
 int phx_base64_decode(phx_buf_t *out, const char *src, size_t len);
 
+/* Same for text in either alphabet (padding optional): the standard one or
+ * base64url, but not a mix of the two ('+' with '-' or '_', '/' with '-' or
+ * '_'). Both give the same bytes for text within A-Z a-z 0-9. For the
+ * WebSocket auth-token subprotocol, whose "base64url." prefix phoenix.js
+ * fills with btoa's standard alphabet. */
+int phx_base64_decode_any(phx_buf_t *out, const char *src, size_t len);
+
 #endif /* PHX_BASE64_H */

@@ -30,7 +30,8 @@ static phx_term_t *node_new(phx_term_type_t type, size_t extra)
      * inline storage (the union members overlap). */
     if (type == PHX_TERM_INTEGER)
         t->u.integer.mag = bytes;
-    else if (type == PHX_TERM_ATOM || type == PHX_TERM_BINARY || type == PHX_TERM_CHARLIST)
+    else if (type == PHX_TERM_ATOM || type == PHX_TERM_BINARY || type == PHX_TERM_CHARLIST ||
+             type == PHX_TERM_OTHER)
         t->u.bytes.data = bytes;
     return t;
 }
@@ -339,8 +340,10 @@ static int type_rank(const phx_term_t *t)
         return 4;
     case PHX_TERM_BINARY:
         return 5;
+    case PHX_TERM_OTHER:
+        return 6; /* display only: ordered after everything, by its bytes */
     }
-    return 6;
+    return 7;
 }
 
 static int cmp_bytes(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
@@ -394,6 +397,7 @@ int phx_term_compare(const phx_term_t *a, const phx_term_t *b)
         return cmp_numbers(a, b);
     case PHX_TERM_ATOM:
     case PHX_TERM_BINARY:
+    case PHX_TERM_OTHER:
         /* UTF-8 byte order is code point order, so atoms compare by text. */
         return cmp_bytes(a->u.bytes.data, a->u.bytes.len, b->u.bytes.data, b->u.bytes.len);
     case PHX_TERM_TUPLE:
@@ -436,6 +440,7 @@ typedef struct {
     uint32_t max_nodes;
     uint32_t max_bignum_bytes;
     uint32_t nodes;
+    bool keep_other;
 } dec_t;
 
 static size_t left(const dec_t *d)
@@ -459,6 +464,28 @@ static uint32_t rd_u32(dec_t *d)
 }
 
 static int decode_term(dec_t *d, uint32_t depth, phx_term_t **out);
+
+/* decode_seq's answer for an improper list under keep_other. */
+#define IMPROPER 1
+
+/* keep_other: the term at d->p, of a kind phxd does not model, as one
+ * PHX_TERM_OTHER node holding its bytes (phx_etf_text validates them). */
+static int decode_other(dec_t *d, uint32_t depth, phx_term_t **out)
+{
+    if (depth >= d->max_depth)
+        return PHX_ERR_LIMIT;
+    ssize_t n = phx_etf_text(d->p, left(d), d->max_depth - depth, NULL);
+    if (n < 0)
+        return (int)n;
+    phx_term_t *t = node_new(PHX_TERM_OTHER, (size_t)n);
+    if (t == NULL)
+        return PHX_ERR_NOMEM;
+    memcpy(inline_bytes(t), d->p, (size_t)n);
+    t->u.bytes.len = (size_t)n;
+    d->p += n;
+    *out = t;
+    return 0;
+}
 
 static int decode_bignum(dec_t *d, size_t n, phx_term_t **out)
 {
@@ -582,9 +609,17 @@ static int decode_seq(dec_t *d, uint32_t depth, phx_term_type_t type, size_t cou
     if (rv != 0)
         return rv;
     if (type == PHX_TERM_LIST) {
-        /* Only proper lists: the tail must be NIL_EXT. */
-        if (left(d) < 1 || *d->p != 'j') {
+        /* Only proper lists: the tail must be NIL_EXT (IMPROPER tells
+         * decode_term, which may keep the list whole as PHX_TERM_OTHER). */
+        if (left(d) < 1) {
             rv = PHX_ERR_INVALID;
+            goto fail;
+        }
+        if (*d->p != 'j') {
+            /* A well-formed tail that is not [] is a term phxd does not
+             * hold (PHX_ERR_DATA); a malformed one is malformed. */
+            ssize_t n = d->keep_other ? 0 : phx_etf_text(d->p, left(d), d->max_depth - depth, NULL);
+            rv = d->keep_other ? IMPROPER : n < 0 ? (int)n : PHX_ERR_DATA;
             goto fail;
         }
         d->p++;
@@ -650,6 +685,7 @@ static int decode_term(dec_t *d, uint32_t depth, phx_term_t **out)
     d->nodes++;
     if (left(d) < 1)
         return PHX_ERR_INVALID;
+    const uint8_t *start = d->p;
     uint8_t tag = *d->p++;
     /* Bytes of fixed header after the tag, plus one; 0 marks a refused
      * tag: compressed, bitstrings, pids, ports, references, funs, exports,
@@ -659,8 +695,19 @@ static int decode_term(dec_t *d, uint32_t depth, phx_term_t **out)
         ['k'] = 3, ['n'] = 3, ['b'] = 5, ['i'] = 5,  ['l'] = 5, ['m'] = 5,
         ['t'] = 5, ['o'] = 6, ['F'] = 9, ['c'] = 32, ['j'] = 1,
     };
-    if (head_plus_one[tag] == 0)
-        return PHX_ERR_INVALID;
+    if (head_plus_one[tag] == 0) {
+        /* Pids, ports, references, funs, exports and bitstrings are terms
+         * phxd does not hold (PHX_ERR_DATA); other tags are malformed. */
+        static const char unmodeled[] = "XgYfxZrepqMu";
+        d->p = start;
+        if (!d->keep_other) {
+            if (tag == 0 || memchr(unmodeled, tag, sizeof(unmodeled) - 1) == NULL)
+                return PHX_ERR_INVALID;
+            ssize_t n = phx_etf_text(d->p, left(d), d->max_depth - depth, NULL);
+            return n < 0 ? (int)n : PHX_ERR_DATA;
+        }
+        return decode_other(d, depth, out);
+    }
     size_t head = head_plus_one[tag] - 1u;
     if (left(d) < head)
         return PHX_ERR_INVALID;
@@ -700,8 +747,13 @@ static int decode_term(dec_t *d, uint32_t depth, phx_term_t **out)
         return decode_seq(d, depth, PHX_TERM_TUPLE, *d->p++, out);
     case 'i':
         return decode_seq(d, depth, PHX_TERM_TUPLE, rd_u32(d), out);
-    case 'l':
-        return decode_seq(d, depth, PHX_TERM_LIST, rd_u32(d), out);
+    case 'l': {
+        int rv = decode_seq(d, depth, PHX_TERM_LIST, rd_u32(d), out);
+        if (rv != IMPROPER)
+            return rv;
+        d->p = start;
+        return decode_other(d, depth, out);
+    }
     case 'j':
         return new_seq(out, PHX_TERM_LIST, NULL, 0);
     case 'k': {
@@ -741,6 +793,7 @@ int phx_etf_decode(const uint8_t *data, size_t len, const phx_etf_limits_t *limi
             d.max_nodes = limits->max_nodes;
         if (limits->max_bignum_bytes)
             d.max_bignum_bytes = limits->max_bignum_bytes;
+        d.keep_other = limits->keep_other;
     }
     if (d.max_depth > PHX_ETF_HARD_MAX_DEPTH)
         d.max_depth = PHX_ETF_HARD_MAX_DEPTH;
@@ -954,6 +1007,8 @@ int phx_etf_encode_term(const phx_term_t *t, unsigned flags, phx_buf_t *out)
                 rv = phx_etf_encode_term(t->u.map.pairs[i].value, flags, out);
         }
         return rv;
+    case PHX_TERM_OTHER:
+        return phx_buf_append(out, t->u.bytes.data, t->u.bytes.len);
     }
     return PHX_ERR_INVALID;
 }

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "mem.h"
 
@@ -25,7 +26,12 @@ typedef enum {
                         * (STRING_EXT); equal to the same PHX_TERM_LIST */
     PHX_TERM_LIST,     /* proper list; count 0 is [] (NIL_EXT) */
     PHX_TERM_TUPLE,
-    PHX_TERM_MAP, /* pairs sorted by key in Erlang term order, no duplicates */
+    PHX_TERM_MAP,   /* pairs sorted by key in Erlang term order, no duplicates */
+    PHX_TERM_OTHER, /* a term phxd does not model (an improper list, a pid, a
+                     * port, a reference, a fun, an export, a bitstring),
+                     * only from a decode with keep_other: u.bytes holds its
+                     * external format (without the version byte). It has no
+                     * JSON form; phx_term_to_text prints it. */
 } phx_term_type_t;
 
 typedef struct phx_term phx_term_t;
@@ -120,6 +126,13 @@ typedef struct phx_etf_limits {
     uint32_t max_nodes;
     /* Declared magnitude bytes of one SMALL_BIG/LARGE_BIG integer. */
     uint32_t max_bignum_bytes;
+    /* Keep what the decoder would refuse as a kind phxd does not model
+     * (improper lists, pids, ports, references, NEW_FUN_EXT funs, exports,
+     * bitstrings) as PHX_TERM_OTHER nodes, for display (`phxd token
+     * verify`). Malformed input, compressed terms, old funs, LOCAL_EXT and
+     * atom cache refs stay refused. Off by default: the server never sets
+     * it. */
+    bool keep_other;
 } phx_etf_limits_t;
 
 /* Decodes one term from `len` bytes starting with the version byte 131.
@@ -175,6 +188,23 @@ int phx_etf_encode_atom(phx_buf_t *out, const char *text, size_t len, unsigned f
  * atom :a and the binary "a") are both written.
  * Borrows `t`. Returns 0 or PHX_ERR_NOMEM. */
 int phx_term_to_json(const phx_term_t *t, phx_buf_t *out);
+
+/* Appends a readable, Elixir-like text form of `t` for terms that may have
+ * no JSON form: integers and floats as JSON writes them, atoms :name (nil,
+ * true and false bare, others quoted when needed: :"a b"), binaries "text"
+ * (<<1, 2>> when not printable UTF-8), lists [1, 2] (improper: [1 | 2]),
+ * tuples {1, 2}, maps %{k => v}, pids #PID<node.id.serial>, ports
+ * #Port<node.id>, references #Reference<node.w.w.w>, funs
+ * #Function<index/arity in module>, exports &module.fun/arity,
+ * bitstrings <<1, 5::size(3)>>. Borrows `t`. Returns 0, PHX_ERR_INVALID or
+ * PHX_ERR_NOMEM (out may then hold a partial text). */
+int phx_term_to_text(const phx_term_t *t, phx_buf_t *out);
+
+/* The same from one encoded term (no version byte) at `p`: validates its
+ * structure (nested at most `max_depth` containers) and returns the bytes it
+ * takes (> 0), PHX_ERR_INVALID or PHX_ERR_LIMIT; appends its text to `out`
+ * unless `out` is NULL (then it only measures). PHX_ERR_NOMEM. */
+ssize_t phx_etf_text(const uint8_t *p, size_t len, uint32_t max_depth, phx_buf_t *out);
 
 /* Appends the "user id" form of `t` used in topics (user:42) and socket ids
  * (users_socket:42): integer -> decimal digits, binary -> its bytes as they

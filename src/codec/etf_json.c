@@ -6,6 +6,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,6 +236,8 @@ static int to_json(const phx_term_t *t, phx_buf_t *out)
                 rv = to_json(t->u.map.pairs[i].value, out);
         }
         return rv ? rv : phx_buf_append_byte(out, '}');
+    case PHX_TERM_OTHER:
+        return PHX_ERR_INVALID; /* no JSON form */
     }
     return PHX_ERR_INVALID;
 }
@@ -706,4 +709,428 @@ int phx_json_to_term(const char *json, size_t len, const phx_etf_limits_t *limit
     }
     *out = t;
     return 0;
+}
+
+/* ---- text (phx_term_to_text, phx_etf_text) ---- */
+
+typedef struct {
+    const uint8_t *p, *end;
+    phx_buf_t *out; /* NULL: measure only */
+} txt_t;
+
+static int tput(txt_t *x, const char *s)
+{
+    return x->out ? phx_buf_append_str(x->out, s) : 0;
+}
+
+__attribute__((format(printf, 2, 3))) static int tprintf(txt_t *x, const char *fmt, ...)
+{
+    if (x->out == NULL)
+        return 0;
+    char buf[64];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    return n < 0 || (size_t)n >= sizeof(buf) ? PHX_ERR_INVALID
+                                             : phx_buf_append(x->out, buf, (size_t)n);
+}
+
+static bool tneed(const txt_t *x, size_t n)
+{
+    return (size_t)(x->end - x->p) >= n;
+}
+
+static uint32_t tu16(txt_t *x)
+{
+    uint32_t v = (uint32_t)x->p[0] << 8 | x->p[1];
+    x->p += 2;
+    return v;
+}
+
+static uint32_t tu32(txt_t *x)
+{
+    uint32_t v =
+        (uint32_t)x->p[0] << 24 | (uint32_t)x->p[1] << 16 | (uint32_t)x->p[2] << 8 | x->p[3];
+    x->p += 4;
+    return v;
+}
+
+static bool is_simple_atom(const uint8_t *s, size_t n)
+{
+    if (n == 0 || !((s[0] >= 'a' && s[0] <= 'z') || s[0] == '_'))
+        return false;
+    for (size_t i = 1; i < n; i++) {
+        uint8_t c = s[i];
+        bool last = i + 1 == n && (c == '?' || c == '!');
+        if (!last && !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                       c == '_' || c == '@'))
+            return false;
+    }
+    return true;
+}
+
+/* A quoted string (UTF-8 text): \" \\ \n \t \r escaped, other controls
+ * as \x... */
+static int put_quoted(txt_t *x, const uint8_t *s, size_t n)
+{
+    int rv = tput(x, "\"");
+    for (size_t i = 0; rv == 0 && i < n; i++) {
+        uint8_t c = s[i];
+        if (c == '"' || c == '\\')
+            rv = tprintf(x, "\\%c", c);
+        else if (c == '\n')
+            rv = tput(x, "\\n");
+        else if (c == '\t')
+            rv = tput(x, "\\t");
+        else if (c == '\r')
+            rv = tput(x, "\\r");
+        else if (c < 0x20 || c == 0x7f)
+            rv = tprintf(x, "\\x%02X", c);
+        else if (x->out)
+            rv = phx_buf_append_byte(x->out, c);
+    }
+    return rv ? rv : tput(x, "\"");
+}
+
+/* An atom's text (tag already read): nil/true/false bare, :name, :"text". */
+static int text_atom(txt_t *x, uint8_t tag, bool bare)
+{
+    size_t n;
+    if (tag == 'd' || tag == 'v') {
+        if (!tneed(x, 2))
+            return PHX_ERR_INVALID;
+        n = tu16(x);
+    } else if (tag == 's' || tag == 'w') {
+        if (!tneed(x, 1))
+            return PHX_ERR_INVALID;
+        n = *x->p++;
+    } else {
+        return PHX_ERR_INVALID;
+    }
+    if (!tneed(x, n))
+        return PHX_ERR_INVALID;
+    const uint8_t *s = x->p;
+    x->p += n;
+    /* Latin-1 atoms ('d', 's') with bytes >= 0x80 print as their bytes'
+     * codes would be ambiguous; print them quoted with \x escapes. */
+    bool utf8 = (tag == 'v' || tag == 'w') ? phx_utf8_valid(s, n) : true;
+    for (size_t i = 0; utf8 && (tag == 'd' || tag == 's') && i < n; i++)
+        utf8 = s[i] < 0x80;
+    if (!utf8 && (tag == 'v' || tag == 'w'))
+        return PHX_ERR_INVALID;
+    if (bare || ((n == 3 && memcmp(s, "nil", 3) == 0) || (n == 4 && memcmp(s, "true", 4) == 0) ||
+                 (n == 5 && memcmp(s, "false", 5) == 0)))
+        return x->out ? phx_buf_append(x->out, s, n) : 0;
+    if (is_simple_atom(s, n)) {
+        int rv = tput(x, ":");
+        return rv ? rv : (x->out ? phx_buf_append(x->out, s, n) : 0);
+    }
+    int rv = tput(x, ":");
+    return rv ? rv : put_quoted(x, s, n);
+}
+
+/* The node atom of a pid, port or reference, bare. */
+static int text_node(txt_t *x)
+{
+    if (!tneed(x, 1))
+        return PHX_ERR_INVALID;
+    uint8_t tag = *x->p++;
+    return text_atom(x, tag, true);
+}
+
+static int text_term(txt_t *x, uint32_t depth);
+
+static int text_items(txt_t *x, uint32_t depth, size_t count, const char *open, const char *close)
+{
+    int rv = tput(x, open);
+    for (size_t i = 0; rv == 0 && i < count; i++) {
+        if (i > 0)
+            rv = tput(x, ", ");
+        if (rv == 0)
+            rv = text_term(x, depth);
+    }
+    return rv ? rv : tput(x, close);
+}
+
+static int text_bytes(txt_t *x, const uint8_t *s, size_t n, unsigned last_bits)
+{
+    bool printable = last_bits == 0 && phx_utf8_valid(s, n);
+    if (printable)
+        return put_quoted(x, s, n);
+    int rv = tput(x, "<<");
+    for (size_t i = 0; rv == 0 && i < n; i++) {
+        if (i > 0)
+            rv = tput(x, ", ");
+        if (rv == 0 && i + 1 == n && last_bits != 0)
+            rv = tprintf(x, "%u::size(%u)", (unsigned)(s[i] >> (8 - last_bits)), last_bits);
+        else if (rv == 0)
+            rv = tprintf(x, "%u", s[i]);
+    }
+    return rv ? rv : tput(x, ">>");
+}
+
+static int text_number(txt_t *x, phx_term_t *t, int rv)
+{
+    if (rv != 0)
+        return rv;
+    if (x->out)
+        rv = t->type == PHX_TERM_INTEGER ? phx_term_int_to_decimal(t, x->out) : to_json(t, x->out);
+    phx_term_free(t);
+    return rv;
+}
+
+static int text_term(txt_t *x, uint32_t depth)
+{
+    if (!tneed(x, 1))
+        return PHX_ERR_INVALID;
+    uint8_t tag = *x->p++;
+    phx_term_t *t = NULL;
+    int rv;
+    size_t n;
+    switch (tag) {
+    case 'a':
+        if (!tneed(x, 1))
+            return PHX_ERR_INVALID;
+        return tprintf(x, "%u", *x->p++);
+    case 'b':
+        if (!tneed(x, 4))
+            return PHX_ERR_INVALID;
+        return tprintf(x, "%d", (int32_t)tu32(x));
+    case 'n':
+    case 'o': {
+        if (!tneed(x, tag == 'n' ? 2 : 5))
+            return PHX_ERR_INVALID;
+        n = tag == 'n' ? *x->p++ : tu32(x);
+        uint8_t sign = *x->p++;
+        if (sign > 1 || n > 1024 || !tneed(x, n))
+            return PHX_ERR_INVALID;
+        x->p += n;
+        rv = phx_term_new_bigint(&t, sign == 1, x->p - n, n);
+        return text_number(x, t, rv);
+    }
+    case 'F': {
+        if (!tneed(x, 8))
+            return PHX_ERR_INVALID;
+        uint64_t bits = 0;
+        for (int i = 0; i < 8; i++)
+            bits = bits << 8 | x->p[i];
+        x->p += 8;
+        double v;
+        memcpy(&v, &bits, sizeof(v));
+        rv = phx_term_new_float(&t, v);
+        return text_number(x, t, rv);
+    }
+    case 'c': {
+        if (!tneed(x, 31))
+            return PHX_ERR_INVALID;
+        char buf[32];
+        memcpy(buf, x->p, 31);
+        buf[31] = '\0';
+        x->p += 31;
+        char *end;
+        double v = strtod(buf, &end);
+        if (end == buf)
+            return PHX_ERR_INVALID;
+        rv = phx_term_new_float(&t, v);
+        return text_number(x, t, rv);
+    }
+    case 'd':
+    case 's':
+    case 'v':
+    case 'w':
+        return text_atom(x, tag, false);
+    case 'h':
+    case 'i':
+        if (depth == 0)
+            return PHX_ERR_LIMIT;
+        if (!tneed(x, tag == 'h' ? 1 : 4))
+            return PHX_ERR_INVALID;
+        n = tag == 'h' ? *x->p++ : tu32(x);
+        if (!tneed(x, n))
+            return PHX_ERR_INVALID;
+        return text_items(x, depth - 1, n, "{", "}");
+    case 'j':
+        return tput(x, "[]");
+    case 'l': {
+        if (depth == 0)
+            return PHX_ERR_LIMIT;
+        if (!tneed(x, 4))
+            return PHX_ERR_INVALID;
+        n = tu32(x);
+        if (!tneed(x, n + 1))
+            return PHX_ERR_INVALID;
+        rv = text_items(x, depth - 1, n, "[", "");
+        if (rv == 0 && tneed(x, 1) && *x->p == 'j')
+            x->p++;
+        else if (rv == 0 && (rv = tput(x, " | ")) == 0)
+            rv = text_term(x, depth - 1);
+        return rv ? rv : tput(x, "]");
+    }
+    case 'k':
+        if (!tneed(x, 2))
+            return PHX_ERR_INVALID;
+        n = tu16(x);
+        if (!tneed(x, n))
+            return PHX_ERR_INVALID;
+        rv = tput(x, "[");
+        for (size_t i = 0; rv == 0 && i < n; i++)
+            rv = tprintf(x, i ? ", %u" : "%u", x->p[i]);
+        x->p += n;
+        return rv ? rv : tput(x, "]");
+    case 'm':
+    case 'M': {
+        if (!tneed(x, tag == 'm' ? 4 : 5))
+            return PHX_ERR_INVALID;
+        n = tu32(x);
+        unsigned bits = 0;
+        if (tag == 'M') {
+            bits = *x->p++;
+            if (bits < 1 || bits > 8 || n == 0)
+                return PHX_ERR_INVALID;
+            if (bits == 8)
+                bits = 0;
+        }
+        if (!tneed(x, n))
+            return PHX_ERR_INVALID;
+        x->p += n;
+        return text_bytes(x, x->p - n, n, bits);
+    }
+    case 't':
+        if (depth == 0)
+            return PHX_ERR_LIMIT;
+        if (!tneed(x, 4))
+            return PHX_ERR_INVALID;
+        n = tu32(x);
+        if (n > (size_t)(x->end - x->p) / 2)
+            return PHX_ERR_INVALID;
+        rv = tput(x, "%{");
+        for (size_t i = 0; rv == 0 && i < n; i++) {
+            if (i > 0)
+                rv = tput(x, ", ");
+            if (rv == 0)
+                rv = text_term(x, depth - 1);
+            if (rv == 0)
+                rv = tput(x, " => ");
+            if (rv == 0)
+                rv = text_term(x, depth - 1);
+        }
+        return rv ? rv : tput(x, "}");
+    case 'X': /* NEW_PID_EXT: node, id, serial, creation (4 bytes) */
+    case 'g': /* PID_EXT: the same with a 1-byte creation */
+        if ((rv = tput(x, "#PID<")) != 0 || (rv = text_node(x)) != 0)
+            return rv;
+        if (!tneed(x, tag == 'X' ? 12 : 9))
+            return PHX_ERR_INVALID;
+        {
+            uint32_t id = tu32(x), serial = tu32(x);
+            x->p += tag == 'X' ? 4 : 1;
+            return tprintf(x, ".%" PRIu32 ".%" PRIu32 ">", id, serial);
+        }
+    case 'Y': /* NEW_PORT_EXT: node, id (4), creation (4) */
+    case 'f': /* PORT_EXT: node, id (4), creation (1) */
+    case 'x': /* V4_PORT_EXT: node, id (8), creation (4) */
+        if ((rv = tput(x, "#Port<")) != 0 || (rv = text_node(x)) != 0)
+            return rv;
+        if (!tneed(x, tag == 'Y' ? 8 : tag == 'f' ? 5 : 12))
+            return PHX_ERR_INVALID;
+        {
+            uint64_t id = tag == 'x' ? (uint64_t)tu32(x) << 32 : 0;
+            id |= tu32(x);
+            x->p += tag == 'f' ? 1 : 4;
+            return tprintf(x, ".%" PRIu64 ">", id);
+        }
+    case 'Z': /* NEWER_REFERENCE_EXT: len (2), node, creation (4), len words */
+    case 'r': /* NEW_REFERENCE_EXT: len (2), node, creation (1), len words */
+    case 'e': /* REFERENCE_EXT: node, id (4), creation (1) */
+    {
+        size_t words = 1;
+        if (tag != 'e') {
+            if (!tneed(x, 2))
+                return PHX_ERR_INVALID;
+            words = tu16(x);
+            if (words < 1 || words > 5)
+                return PHX_ERR_INVALID;
+        }
+        if ((rv = tput(x, "#Reference<")) != 0 || (rv = text_node(x)) != 0)
+            return rv;
+        size_t creation = tag == 'Z' ? 4 : 1;
+        if (!tneed(x, words * 4 + creation))
+            return PHX_ERR_INVALID;
+        if (tag != 'e')
+            x->p += creation;
+        const uint8_t *w = x->p;
+        x->p += words * 4;
+        if (tag == 'e')
+            x->p += creation;
+        /* Erlang prints the most significant word first. */
+        for (size_t i = words; rv == 0 && i-- > 0;) {
+            const uint8_t *q = w + i * 4;
+            rv = tprintf(x, ".%" PRIu32,
+                         (uint32_t)q[0] << 24 | (uint32_t)q[1] << 16 | (uint32_t)q[2] << 8 | q[3]);
+        }
+        return rv ? rv : tput(x, ">");
+    }
+    case 'q': /* EXPORT_EXT: module, function, arity (SMALL_INTEGER_EXT) */
+        if ((rv = tput(x, "&")) != 0 || !tneed(x, 1))
+            return rv ? rv : PHX_ERR_INVALID;
+        tag = *x->p++;
+        if ((rv = text_atom(x, tag, false)) != 0 || (rv = tput(x, ".")) != 0 || !tneed(x, 1))
+            return rv ? rv : PHX_ERR_INVALID;
+        tag = *x->p++;
+        if ((rv = text_atom(x, tag, true)) != 0 || !tneed(x, 2) || x->p[0] != 'a')
+            return rv ? rv : PHX_ERR_INVALID;
+        x->p += 2;
+        return tprintf(x, "/%u", x->p[-1]);
+    case 'p': { /* NEW_FUN_EXT: size (4, counting itself), arity, uniq (16),
+                 * index (4), free count (4), module, old index, old uniq,
+                 * pid, free variables */
+        if (!tneed(x, 4))
+            return PHX_ERR_INVALID;
+        const uint8_t *s = x->p;
+        size_t size = tu32(x);
+        if (size < 4 + 1 + 16 + 4 + 4 + 2 || !tneed(x, size - 4))
+            return PHX_ERR_INVALID;
+        txt_t in = {.p = x->p, .end = s + size, .out = x->out};
+        unsigned arity = *in.p++;
+        in.p += 16;
+        uint32_t index = tu32(&in);
+        in.p += 4;
+        rv = tprintf(x, "#Function<%" PRIu32 "/%u in ", index, arity);
+        uint8_t mtag = *in.p++;
+        if (rv == 0)
+            rv = text_atom(&in, mtag, false);
+        x->p = s + size;
+        return rv ? rv : tput(x, ">");
+    }
+    }
+    /* Compressed terms, old funs, LOCAL_EXT, atom cache refs, unknown. */
+    return PHX_ERR_INVALID;
+}
+
+ssize_t phx_etf_text(const uint8_t *p, size_t len, uint32_t max_depth, phx_buf_t *out)
+{
+    txt_t x = {.p = p, .end = p + len, .out = out};
+    size_t mark = out ? out->len : 0;
+    int rv = text_term(&x, max_depth);
+    if (rv != 0) {
+        if (out && out->data) {
+            out->len = mark;
+            out->data[mark] = '\0';
+        }
+        return rv;
+    }
+    return (ssize_t)(x.p - p);
+}
+
+int phx_term_to_text(const phx_term_t *t, phx_buf_t *out)
+{
+    phx_buf_t etf = {0};
+    int rv = phx_etf_encode_term(t, 0, &etf);
+    if (rv == 0) {
+        ssize_t n = phx_etf_text(etf.data, etf.len, PHX_ETF_HARD_MAX_DEPTH, out);
+        rv = n < 0 ? (int)n : (size_t)n == etf.len ? 0 : PHX_ERR_INVALID;
+    }
+    phx_buf_dispose(&etf);
+    return rv;
 }

@@ -607,3 +607,35 @@ int phx_json_append_string(phx_buf_t *b, const uint8_t *s, size_t len)
     b->data[b->len] = '\0';
     return 0;
 }
+
+bool phx_json_member(const uint8_t *body, size_t len, const char *name, phx_buf_t *out,
+                     phx_json_span_t *raw)
+{
+    phx_json_iter_t it;
+    if (phx_json_iter_init(&it, body, len) != 0 || !phx_json_iter_is_object(&it))
+        return false;
+    phx_json_span_t key, val;
+    bool found = false;
+    /* The last occurrence wins, as with JSON.parse and Jason. */
+    while (phx_json_iter_next(&it, &key, &val)) {
+        size_t nlen = strlen(name);
+        if (key.len == nlen + 2 && memcmp(key.p + 1, name, nlen) == 0) {
+            *raw = val;
+            found = true;
+        }
+    }
+    if (!found || out == NULL)
+        return found;
+    if (raw->type != PHX_JSON_STRING)
+        return false;
+    out->len = 0;
+    if (phx_buf_reserve(out, raw->len) != 0)
+        return false;
+    size_t n;
+    bool has_nul;
+    if (phx_json_string_decode(raw->p, raw->len, out->data, &n, &has_nul) != 0 || has_nul)
+        return false;
+    out->len = n;
+    out->data[n] = '\0';
+    return true;
+}

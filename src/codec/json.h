@@ -129,4 +129,12 @@ uint8_t *phx_json_escape(uint8_t *dst, const uint8_t *s, size_t len);
  * Returns 0 or PHX_ERR_NOMEM (b is unchanged then). */
 int phx_json_append_string(phx_buf_t *b, const uint8_t *s, size_t len);
 
+/* The member `name` of the (validated) object `body`: the last one when
+ * the key repeats, as JSON.parse and Jason keep. *raw is its value span.
+ * With `out`, the member must also be a string without NUL, decoded into
+ * `out` (NUL-terminated, len without it). False when absent or, with
+ * `out`, not such a string. */
+bool phx_json_member(const uint8_t *body, size_t len, const char *name, phx_buf_t *out,
+                     phx_json_span_t *raw);
+
 #endif /* PHX_JSON_H */

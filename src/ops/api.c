@@ -80,53 +80,20 @@ bool phx_api_key_ok(const phx_config_t *cfg, const char *authorization)
     return ok;
 }
 
-/* The decoded string member `name` of the object, copied (NUL-terminated)
- * into `out`; false when absent, not a string, or containing NUL. */
-static bool member_string(const uint8_t *body, size_t len, const char *name, phx_buf_t *out,
-                          phx_json_span_t *raw)
-{
-    phx_json_iter_t it;
-    if (phx_json_iter_init(&it, body, len) != 0 || !phx_json_iter_is_object(&it))
-        return false;
-    phx_json_span_t key, val;
-    bool found = false;
-    /* The last occurrence wins, as with JSON.parse and Jason. */
-    while (phx_json_iter_next(&it, &key, &val)) {
-        size_t nlen = strlen(name);
-        if (key.len == nlen + 2 && memcmp(key.p + 1, name, nlen) == 0) {
-            *raw = val;
-            found = true;
-        }
-    }
-    if (!found || out == NULL)
-        return found;
-    if (raw->type != PHX_JSON_STRING)
-        return false;
-    out->len = 0;
-    if (phx_buf_reserve(out, raw->len) != 0)
-        return false;
-    size_t n;
-    bool has_nul;
-    if (phx_json_string_decode(raw->p, raw->len, out->data, &n, &has_nul) != 0 || has_nul)
-        return false;
-    out->len = n;
-    out->data[n] = '\0';
-    return true;
-}
-
 static void broadcast(phx_endpoint_t *ep, phx_conn_t *c, uint8_t *body, size_t len)
 {
     phx_buf_t topic = {0}, event = {0}, bin = {0};
     phx_json_span_t raw;
     phx_payload_t payload = {(const uint8_t *)"{}", 2, false};
     const char *why = NULL;
-    if (!member_string(body, len, "topic", &topic, &raw) || topic.len == 0)
+    if (!phx_json_member(body, len, "topic", &topic, &raw) || topic.len == 0)
         why = "topic must be a non-empty string";
-    else if (!member_string(body, len, "event", &event, &raw) || event.len == 0)
+    else if (!phx_json_member(body, len, "event", &event, &raw) || event.len == 0)
         why = "event must be a non-empty string";
-    else if (member_string(body, len, "payload_base64", NULL, &raw) && raw.type != PHX_JSON_STRING)
+    else if (phx_json_member(body, len, "payload_base64", NULL, &raw) &&
+             raw.type != PHX_JSON_STRING)
         why = "payload_base64 must be a string of standard base64";
-    else if (member_string(body, len, "payload_base64", &bin, &raw)) {
+    else if (phx_json_member(body, len, "payload_base64", &bin, &raw)) {
         phx_buf_t decoded = {0};
         if (phx_base64_decode(&decoded, (const char *)bin.data, bin.len) != 0) {
             phx_buf_dispose(&decoded);
@@ -138,7 +105,7 @@ static void broadcast(phx_endpoint_t *ep, phx_conn_t *c, uint8_t *body, size_t l
             payload.len = bin.len;
             payload.is_binary = true;
         }
-    } else if (member_string(body, len, "payload", NULL, &raw)) {
+    } else if (phx_json_member(body, len, "payload", NULL, &raw)) {
         if (raw.type != PHX_JSON_OBJECT)
             why = "payload must be an object";
         payload.data = raw.p;
@@ -167,7 +134,7 @@ static void disconnect(phx_endpoint_t *ep, phx_conn_t *c, uint8_t *body, size_t 
 {
     phx_buf_t id = {0};
     phx_json_span_t raw;
-    if (!member_string(body, len, "id", &id, &raw) || id.len == 0) {
+    if (!phx_json_member(body, len, "id", &id, &raw) || id.len == 0) {
         bad_request(c, "id must be a non-empty string");
     } else if (!phx_socket_id_topic(ep, (const char *)id.data, id.len)) {
         /* A room is not an id: saying so beats telling its members

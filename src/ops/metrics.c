@@ -55,6 +55,13 @@ int phx_metrics_render(const phx_metrics_t *m, phx_buf_t *out)
                  st->refused_joins);
     rv |= metric(out, "phxd_slow_consumer_disconnects_total", "counter",
                  "Sockets closed because their queued output passed the limit.", st->slow_closes);
+    rv |= metric(out, "phxd_sockets_expired_total", "counter",
+                 "Sockets closed (4001) when their token expired (--expire-sockets).",
+                 st->expired_sockets);
+    rv |= metric(out, "phxd_token_refreshes_total", "counter",
+                 "access_token pushes that moved a socket's expiry.", st->token_refreshes);
+    rv |= metric(out, "phxd_token_refresh_refusals_total", "counter",
+                 "access_token pushes refused (the socket closed 4001).", st->token_refusals);
     rv |= metric(out, "phxd_broadcasts_total", "counter", "Broadcasts published.", st->broadcasts);
     rv |= phx_buf_printf(out, "# HELP phxd_broadcast_fanout_seconds Time from a broadcast to its "
                               "last recipient's bytes being written.\n"

@@ -6,8 +6,11 @@
 #include "channel.h"
 
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "expiry.h"
+#include "json.h"
 #include "list.h"
 #include "log.h"
 #include "pubsub.h"
@@ -324,6 +327,52 @@ static void leave(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *ch)
     chan_end(ch, "left");
 }
 
+/* access_token {"access_token": T} on any joined topic, with
+ * cfg.expire_sockets: the in-band refresh (Supabase's shape). T is
+ * verified as at connect and must name the same user; then the socket's
+ * expiry moves. Anything else closes the socket with 4001 after the error
+ * reply. At most one refresh per refresh_interval_s is looked at. */
+static void refresh(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *ch)
+{
+    phx_endpoint_t *ep = s->ep;
+    phx_field_t topic = topic_field(ch);
+    phx_field_t own = phx_ref_field(&ch->own_ref);
+    if (!phx_expiry_may_refresh(&ep->expiry, s, phx_wall_ms())) {
+        send_reply(s, own, m->ref, topic, "error", "{\"reason\":\"too many refreshes\"}");
+        return;
+    }
+    phx_buf_t token = {0}, uid = {0};
+    phx_json_span_t raw;
+    int64_t expires_ms = INT64_MAX;
+    phx_refuse_t why;
+    int rv = PHX_ERR_AUTH;
+    if (!m->is_binary && phx_json_member(m->payload, m->payload_len, "access_token", &token, &raw))
+        rv = phx_endpoint_token_user(ep, (const char *)token.data, &uid, &expires_ms, &why);
+    const char *mine = phx_socket_assign(s, "user_id");
+    if (rv == 0 && (mine == NULL || strcmp(mine, (const char *)uid.data) != 0))
+        rv = PHX_ERR_AUTH; /* another user's token */
+    phx_buf_dispose(&token);
+    phx_buf_dispose(&uid);
+    if (rv == 0)
+        rv = phx_expiry_track(&ep->expiry, s, expires_ms); /* INT64_MAX: never due */
+    if (rv != 0) {
+        ep->loop->stats.token_refusals++;
+        PHX_LOG_INFO("event=token_refresh_refused socket_id=%s", s->id ? s->id : "-");
+        send_reply(s, own, m->ref, topic, "error", "{\"reason\":\"invalid token\"}");
+        phx_socket_close(s, 4001);
+        return;
+    }
+    ep->loop->stats.token_refreshes++;
+    char json[48];
+    if (expires_ms == INT64_MAX) {
+        snprintf(json, sizeof(json), "{\"expires_at\":null}");
+    } else {
+        snprintf(json, sizeof(json), "{\"expires_at\":%lld}",
+                 (long long)((expires_ms + 999) / 1000));
+    }
+    send_reply(s, own, m->ref, topic, "ok", json);
+}
+
 static void event(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *ch)
 {
     if (ch == NULL) {
@@ -333,6 +382,11 @@ static void event(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *ch)
     }
     if (m->join_ref.kind != PHX_FIELD_NULL && !is_own_join_ref(ch, &m->join_ref))
         return; /* a message for an earlier join of this topic: dropped */
+    if (s->ep->cfg->expire_sockets && ch->state == PHX_CHAN_JOINED &&
+        phx_field_eq(&m->event, "access_token")) {
+        refresh(s, m, ch);
+        return;
+    }
     const phx_channel_handler_t *h = ch->route->handler;
     phx_reply_t reply = {0};
     phx_result_t res = PHX_CRASH;

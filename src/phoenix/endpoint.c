@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "etf.h"
+#include "expiry.h"
 #include "http.h"
 #include "log.h"
 #include "origin.h"
@@ -28,32 +29,21 @@ static int token_init(phx_endpoint_t *ep, char *err)
     return rv;
 }
 
-static int64_t wall_ms(void)
+int phx_endpoint_token_user(phx_endpoint_t *ep, const char *token, phx_buf_t *uid,
+                            int64_t *expires_ms, phx_refuse_t *why)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int phx_endpoint_default_connect(phx_connect_t *c, void *user)
-{
-    phx_endpoint_t *ep = user;
+    *why = PHX_REFUSE_TOKEN_INVALID;
     if (ep->token == NULL)
-        return PHX_CONNECT_REFUSE; /* no secret configured: nobody connects */
-    /* The 1.8 authToken when the client sent one, else params.token. */
-    const char *token = c->auth_token ? c->auth_token : phx_connect_param(c, "token");
+        return PHX_ERR_AUTH; /* no secret configured: no token is valid */
     phx_term_t *data = NULL;
-    int rv = phx_token_verify(ep->token, token, token ? strlen(token) : 0, wall_ms(),
-                              ep->cfg->max_age, &data);
+    int rv = phx_token_verify_until(ep->token, token, token ? strlen(token) : 0, phx_wall_ms(),
+                                    ep->cfg->max_age, &data, expires_ms);
     if (rv != 0) {
-        c->refused = rv == PHX_ERR_EXPIRED   ? PHX_REFUSE_TOKEN_EXPIRED
-                     : rv == PHX_ERR_MISSING ? PHX_REFUSE_TOKEN_MISSING
-                                             : PHX_REFUSE_TOKEN_INVALID;
-        PHX_LOG_DEBUG("peer=%s event=connect_refused reason=token_%s", c->peer,
-                      rv == PHX_ERR_EXPIRED   ? "expired"
-                      : rv == PHX_ERR_MISSING ? "missing"
-                                              : "invalid");
-        return PHX_CONNECT_REFUSE;
+        *why = rv == PHX_ERR_EXPIRED   ? PHX_REFUSE_TOKEN_EXPIRED
+               : rv == PHX_ERR_MISSING ? PHX_REFUSE_TOKEN_MISSING
+               : rv == PHX_ERR_DATA    ? PHX_REFUSE_TOKEN_DATA
+                                       : PHX_REFUSE_TOKEN_INVALID;
+        return rv == PHX_ERR_NOMEM ? rv : PHX_ERR_AUTH;
     }
     /* With user_id_field, map data holds the user id in that field. */
     const phx_term_t *uid_term = data;
@@ -61,17 +51,44 @@ int phx_endpoint_default_connect(phx_connect_t *c, void *user)
     if (field && field[0] && data->type == PHX_TERM_MAP) {
         uid_term = phx_term_map_get(data, field, strlen(field));
         if (uid_term == NULL) {
-            PHX_LOG_DEBUG("peer=%s event=connect_refused reason=token_without_user_id", c->peer);
             phx_term_free(data);
-            return PHX_CONNECT_REFUSE;
+            *why = PHX_REFUSE_CALLBACK;
+            return PHX_ERR_AUTH;
         }
     }
-    phx_buf_t id = {0};
-    rv = phx_term_id_string(uid_term, &id);
+    uid->len = 0;
+    rv = phx_term_id_string(uid_term, uid);
     phx_term_free(data);
     if (rv == 0)
-        rv = phx_buf_append_byte(&id, 0);
+        rv = phx_buf_append_byte(uid, 0);
     if (rv != 0) {
+        /* Data that names no user (a tuple, a list) is refused as such. */
+        *why = PHX_REFUSE_TOKEN_DATA;
+        return rv == PHX_ERR_NOMEM ? rv : PHX_ERR_AUTH;
+    }
+    return 0;
+}
+
+int phx_endpoint_default_connect(phx_connect_t *c, void *user)
+{
+    phx_endpoint_t *ep = user;
+    /* The 1.8 authToken when the client sent one, else params.token. */
+    const char *token = c->auth_token ? c->auth_token : phx_connect_param(c, "token");
+    phx_buf_t id = {0};
+    int64_t expires_ms = INT64_MAX;
+    phx_refuse_t why;
+    int rv = phx_endpoint_token_user(ep, token, &id, &expires_ms, &why);
+    if (rv != 0) {
+        c->refused = (int)why;
+        static const char *const names[PHX_REFUSE_COUNT] = {
+            [PHX_REFUSE_TOKEN_EXPIRED] = "token_expired",
+            [PHX_REFUSE_TOKEN_MISSING] = "token_missing",
+            [PHX_REFUSE_TOKEN_INVALID] = "token_invalid",
+            [PHX_REFUSE_TOKEN_DATA] = "token_data",
+            [PHX_REFUSE_CALLBACK] = "token_without_user_id",
+        };
+        PHX_LOG_DEBUG("peer=%s event=connect_refused reason=%s", c->peer,
+                      names[why] ? names[why] : "token");
         phx_buf_dispose(&id);
         return PHX_CONNECT_REFUSE;
     }
@@ -82,6 +99,8 @@ int phx_endpoint_default_connect(phx_connect_t *c, void *user)
         rv = phx_connect_assign(c, "user_id", uid);
     if (rv == 0)
         rv = phx_connect_set_id(c, (const char *)sid.data);
+    if (rv == 0 && expires_ms != INT64_MAX)
+        phx_connect_set_expires_at(c, expires_ms);
     phx_buf_dispose(&id);
     phx_buf_dispose(&sid);
     return rv == 0 ? PHX_CONNECT_OK : PHX_CONNECT_REFUSE;
@@ -96,6 +115,7 @@ int phx_endpoint_init(phx_endpoint_t *ep, phx_loop_t *loop, const phx_config_t *
     ep->cfg = cfg;
     ep->connect_cb = phx_endpoint_default_connect;
     ep->connect_user = ep;
+    phx_expiry_init(&ep->expiry, loop, cfg);
     int rv = phx_pubsub_new(&ep->pubsub, loop);
     if (rv != 0) {
         snprintf(err, PHX_ERR_LEN, "cannot create server: %s", phx_strerror(rv));
@@ -110,11 +130,14 @@ int phx_endpoint_init(phx_endpoint_t *ep, phx_loop_t *loop, const phx_config_t *
         phx_endpoint_dispose(ep);
         return rv;
     }
+    if (cfg->expire_sockets)
+        phx_expiry_start(&ep->expiry);
     return 0;
 }
 
 void phx_endpoint_dispose(phx_endpoint_t *ep)
 {
+    phx_expiry_dispose(&ep->expiry);
     phx_pubsub_free(ep->pubsub);
     ep->pubsub = NULL;
     phx_origin_free(ep->origin);

@@ -12,7 +12,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "counters.h"
+#include "expiry.h"
 #include "loop.h"
+#include "mem.h"
 #include "phx.h"
 #include "tcp.h"
 
@@ -39,6 +42,7 @@ typedef struct phx_endpoint {
     void *connect_user;
     phx_route_t *routes;
     size_t nroutes;
+    phx_expiry_t expiry; /* sockets' token expiries (cfg.expire_sockets) */
 } phx_endpoint_t;
 
 /* Sets up `ep` on `loop` with `cfg` (both kept by pointer): the PubSub,
@@ -70,6 +74,14 @@ int phx_endpoint_connect(phx_endpoint_t *ep, phx_connect_t *ci);
  * (PHX_ERR_INVALID: 400; PHX_ERR_NOMEM: 503; anything else: 403 for
  * ci->refused): counts it, disposes `ci` and returns the status. */
 int phx_endpoint_refused(phx_endpoint_t *ep, phx_connect_t *ci, int rv);
+
+/* Verifies `token` as the default connect callback does (Phoenix.Token
+ * under the configured secret, salt and max_age) and gives its user id
+ * (the data, or cfg.user_id_field of map data) as a NUL-terminated string
+ * in `uid`, and its expiry in unix ms (INT64_MAX: none). Returns 0,
+ * PHX_ERR_AUTH with the reason in *why, or PHX_ERR_NOMEM. */
+int phx_endpoint_token_user(phx_endpoint_t *ep, const char *token, phx_buf_t *uid,
+                            int64_t *expires_ms, phx_refuse_t *why);
 
 /* phxd's default connect callback (`user` is the endpoint): params.token
  * (or the 1.8 authToken) verified as a Phoenix.Token; the user id becomes

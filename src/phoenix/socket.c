@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "channel.h"
+#include "expiry.h"
 #include "list.h"
 #include "log.h"
 #include "pubsub.h"
@@ -181,6 +182,11 @@ int phx_connect_set_id(phx_connect_t *c, const char *id)
     return 0;
 }
 
+void phx_connect_set_expires_at(phx_connect_t *c, int64_t unix_ms)
+{
+    c->expires_ms = unix_ms;
+}
+
 /* ---- the socket ---- */
 
 phx_msg_limits_t phx_socket_limits(const phx_config_t *cfg)
@@ -223,7 +229,10 @@ int phx_socket_new(phx_socket_t **out, phx_connect_t *c, void *transport)
     c->id = NULL;
     s->id_sub.deliver = id_deliver;
     s->id_sub.is_id = true;
-    if (s->id && phx_pubsub_subscribe(s->ep->pubsub, &s->id_sub, s->id, strlen(s->id)) != 0) {
+    if ((s->id && phx_pubsub_subscribe(s->ep->pubsub, &s->id_sub, s->id, strlen(s->id)) != 0) ||
+        (s->ep->cfg->expire_sockets && c->expires_ms > 0 &&
+         phx_expiry_track(&s->ep->expiry, s, c->expires_ms) != 0)) {
+        phx_pubsub_unsubscribe(s->ep->pubsub, &s->id_sub);
         phx_free(s->id);
         phx_free(s->assigns);
         phx_free(s);
@@ -309,9 +318,25 @@ void phx_socket_handle(phx_socket_t *s, bool is_binary, uint8_t *frame, size_t l
     phx_channel_dispatch(s, &m);
 }
 
+void phx_socket_hold(phx_socket_t *s)
+{
+    s->holds++;
+}
+
+void phx_socket_release(phx_socket_t *s)
+{
+    if (--s->holds == 0 && s->is_gone)
+        phx_socket_closed(s);
+}
+
 void phx_socket_closed(phx_socket_t *s)
 {
     s->is_closing = true;
+    if (s->holds > 0) {
+        s->is_gone = true;
+        return;
+    }
+    phx_expiry_untrack(&s->ep->expiry, s);
     phx_channel_close_all(s, "closed");
     phx_pubsub_unsubscribe(s->ep->pubsub, &s->id_sub);
     phx_free(s->id);

@@ -43,8 +43,9 @@ struct phx_connect {
     struct phx_query *params;
     phx_buf_t assigns; /* packed "key\0value\0" */
     char *id;
-    char *auth_token; /* owned, or NULL */
-    int refused;      /* phx_refuse_t of a refusal */
+    char *auth_token;           /* owned, or NULL */
+    int64_t expires_ms;         /* the credentials' expiry (unix ms), 0: none */
+    int refused;                /* phx_refuse_t of a refusal */
     phx_connect_str_t *strings; /* strings returned to the callback */
 };
 
@@ -67,10 +68,13 @@ struct phx_socket {
     uint16_t nchannels;
     uint8_t fmt;
     bool is_closing;
+    uint32_t expiry_slot; /* 1 + its index in the endpoint's expiry heap; 0: none */
     char *id;
     phx_sub_t id_sub; /* subscribed to the topic of its id (disconnect by id) */
-    char *assigns;                   /* packed "key\0value\0...", or NULL */
+    char *assigns;    /* packed "key\0value\0...", or NULL */
     uint32_t assigns_len;
+    uint8_t holds; /* phx_socket_hold depth: the free waits for the last release */
+    bool is_gone;  /* the transport is gone while held: freed at the last release */
 };
 
 /* Creates the socket of an accepted connect step (takes its assigns and
@@ -81,8 +85,14 @@ int phx_socket_new(phx_socket_t **out, phx_connect_t *c, void *transport);
  * frame buffer is borrowed and may be modified in place. May close the
  * transport (undecodable input: close 1011). */
 void phx_socket_handle(phx_socket_t *s, bool is_binary, uint8_t *frame, size_t len);
-/* The transport is gone: terminate every channel and free the socket. */
+/* The transport is gone: terminate every channel and free the socket (at
+ * the last phx_socket_release when it is held). */
 void phx_socket_closed(phx_socket_t *s);
+/* Keeps `s` allocated across calls that may close its transport (a push
+ * to a full queue): phx_socket_closed then only marks it, and the last
+ * release frees it. Check s->is_closing after each such call. */
+void phx_socket_hold(phx_socket_t *s);
+void phx_socket_release(phx_socket_t *s);
 /* Encodes `m` in the socket's format and sends it. */
 int phx_socket_send(phx_socket_t *s, const phx_out_t *m);
 /* Closes the socket's transport with `code`. */

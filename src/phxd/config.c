@@ -26,8 +26,9 @@ typedef enum {
     OPT_DIGEST,
     OPT_LOG_LEVEL,
     OPT_BOOL,
-    OPT_CONFIG, /* the config file's path: flag or environment only */
-    OPT_RULES,  /* repeatable: channel rules */
+    OPT_REFUSE_MODE, /* status | close, into a bool (close) */
+    OPT_CONFIG,      /* the config file's path: flag or environment only */
+    OPT_RULES,       /* repeatable: channel rules */
 } opt_type_t;
 
 typedef struct opt {
@@ -110,8 +111,8 @@ static const opt_t options[] = {
      "PEM certificate chain: serve https:// and wss:// (TLS 1.2+) on the same port"},
     {"tls-key", "PHXD_TLS_KEY", NULL, OPT_STRING, CFG(tls_key), "(none)", 0, 0, false,
      "PEM private key of --tls-cert"},
-    {"api-listen", "PHXD_API_LISTEN", NULL, OPT_STRING, CFG(api_listen), "(the main listener)", 0, 0,
-     false, "HOST:PORT for the API, /healthz and /metrics (then not served on the main port)"},
+    {"api-listen", "PHXD_API_LISTEN", NULL, OPT_STRING, CFG(api_listen), "(the main listener)", 0,
+     0, false, "HOST:PORT for the API, /healthz and /metrics (then not served on the main port)"},
     {"echo-path", "PHXD_ECHO_PATH", NULL, OPT_STRING, CFG(echo_path), "(none)", 0, 0, false,
      "serve a raw WebSocket echo at this path (a testing aid for RFC 6455 conformance runs)"},
     {"api-key", "PHXD_API_KEY", NULL, OPT_STRING, CFG(api_key), "(none: the API is off)", 0, 0,
@@ -131,14 +132,27 @@ static const opt_t options[] = {
      "LongPoll sessions of one user id at once (503 beyond)"},
     {"max-body-bytes", "PHXD_MAX_BODY_BYTES", NULL, OPT_SIZE, CFG(max_body_bytes), "8000000", 64,
      1LL << 31, false, "largest request body (LongPoll POST, API; 413 beyond)"},
-    {"max-body-bytes-total", "PHXD_MAX_BODY_BYTES_TOTAL", NULL, OPT_SIZE,
-     CFG(max_body_bytes_total), "67108864", 64, 1LL << 40, false,
+    {"max-body-bytes-total", "PHXD_MAX_BODY_BYTES_TOTAL", NULL, OPT_SIZE, CFG(max_body_bytes_total),
+     "67108864", 64, 1LL << 40, false,
      "request body bytes held by all connections together (503 beyond)"},
     {"max-connections", "PHXD_MAX_CONNECTIONS", NULL, OPT_INT, CFG(max_connections),
      "(file descriptor limit - 64)", 0, INT_MAX, false,
      "open connections at most; beyond, new ones get 503 before any upgrade"},
+    {"expire-sockets", "PHXD_EXPIRE_SOCKETS", NULL, OPT_BOOL, CFG(expire_sockets), "false", 0, 0,
+     false,
+     "close a socket with 4001 when its token expires (signed_at + max_age), after a "
+     "phx_token_expiring push; the client may push access_token to extend it (a bare flag "
+     "means true)"},
+    {"expiry-warning-s", "PHXD_EXPIRY_WARNING_S", NULL, OPT_INT, CFG(expiry_warning_s), "30", 0,
+     INT_MAX, false, "seconds before a token's expiry that phx_token_expiring is pushed"},
+    {"refresh-interval-s", "PHXD_REFRESH_INTERVAL_S", NULL, OPT_INT, CFG(refresh_interval_s), "5",
+     0, INT_MAX, false, "an access_token push is looked at once per this many seconds per socket"},
+    {"refuse-mode", "PHXD_REFUSE_MODE", NULL, OPT_REFUSE_MODE, CFG(refuse_close), "status", 0, 0,
+     false,
+     "a refused WebSocket connect: status (HTTP 403, as Phoenix) or close (upgrade, then close "
+     "4003 with the reason: invalid token, expired token, missing token, unauthorized)"},
     {"drain-batch", "PHXD_DRAIN_BATCH", NULL, OPT_INT, offsetof(phxd_options_t, drain_batch),
-     "10000", 1, INT_MAX, false, "sockets closed (code 1001) per drain step on SIGTERM"},
+     "10000", 1, INT_MAX, false, "sockets closed (code 1012) per drain step on SIGTERM"},
     {"drain-interval-ms", "PHXD_DRAIN_INTERVAL_MS", NULL, OPT_INT,
      offsetof(phxd_options_t, drain_interval_ms), "2000", 0, INT_MAX, false,
      "pause between drain steps (SIGINT drains in one step)"},
@@ -250,6 +264,14 @@ static int apply(phxd_options_t *o, const opt_t *opt, const char *value, const c
             return 0;
         }
         snprintf(err, PHX_ERR_LEN, "%s: %s must be true or false, got \"%s\"", source, opt->name,
+                 value);
+        return PHX_ERR_INVALID;
+    case OPT_REFUSE_MODE:
+        if (strcmp(value, "status") == 0 || strcmp(value, "close") == 0) {
+            *(bool *)(base + opt->offset) = strcmp(value, "close") == 0;
+            return 0;
+        }
+        snprintf(err, PHX_ERR_LEN, "%s: refuse-mode must be status or close, got \"%s\"", source,
                  value);
         return PHX_ERR_INVALID;
     case OPT_LOG_LEVEL: {
@@ -389,6 +411,11 @@ static int read_flag(int argc, char **argv, int *i, const opt_t **opt, const cha
         return PHX_ERR_INVALID;
     }
     *value = eq ? eq + 1 : NULL;
+    if (*value == NULL && (*opt)->type == OPT_BOOL &&
+        (*i + 1 >= argc || strncmp(argv[*i + 1], "--", 2) == 0)) {
+        *value = "true"; /* a bare boolean flag: --expire-sockets */
+        return 0;
+    }
     if (*value == NULL) {
         if (*i + 1 >= argc) {
             snprintf(err, PHX_ERR_LEN, "option --%s needs a value", (*opt)->name);
@@ -621,6 +648,8 @@ static int format_value(const phxd_options_t *o, const opt_t *opt, phx_buf_t *b)
     }
     case OPT_BOOL:
         return phx_buf_append_str(b, *(const bool *)(base + opt->offset) ? "true" : "false");
+    case OPT_REFUSE_MODE:
+        return phx_buf_append_str(b, *(const bool *)(base + opt->offset) ? "close" : "status");
     case OPT_LOG_LEVEL:
         return phx_buf_append_str(b, phx_log_level_name(*(const int *)(base + opt->offset)));
     case OPT_RULES:

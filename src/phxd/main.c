@@ -2,7 +2,8 @@
  * ignores SIGPIPE, dispatches the `token` and `publish` subcommands, reads
  * the options (`check-config` prints them), runs the server with the
  * channel rules (or phxd's built-in policy), prints the banner and stops
- * cleanly on SIGINT/SIGTERM (sockets closed with 1001, exit 0). */
+ * cleanly on SIGTERM (a drain: sockets closed with 1012) or SIGINT (one step:
+ * 1001), exit 0. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,10 @@
 #include "publish_cli.h"
 #include "token.h"
 #include "token_cli.h"
+
+/* The close code of a graceful drain: 1012 (service restart), Phoenix's
+ * drainer's since 1.8.8. */
+#define PHXD_DRAIN_CODE 1012
 
 typedef struct app {
     uv_loop_t loop;
@@ -74,11 +79,13 @@ static void on_signal(uv_signal_t *h, int signum)
         exit(1);
     }
     PHX_LOG_INFO("event=shutdown signal=%s", signum == SIGINT ? "SIGINT" : "SIGTERM");
-    /* SIGTERM drains in batches; SIGINT closes everything in one step.
-     * Either way sockets see 1001, which phoenix.js reconnects on. */
+    /* SIGTERM drains in batches with 1012 (service restart), as Phoenix's
+     * drainer does since 1.8.8; SIGINT closes everything in one step with
+     * 1001 (going away), as Bandit does when it stops without a drainer.
+     * phoenix.js reconnects on both (docs/protocol.md §6.2). */
     const phxd_options_t *o = app->opts;
     if (signum == SIGTERM)
-        phx_server_drain(app->srv, 1001, (size_t)o->drain_batch, o->drain_interval_ms,
+        phx_server_drain(app->srv, PHXD_DRAIN_CODE, (size_t)o->drain_batch, o->drain_interval_ms,
                          o->drain_timeout_ms, server_stopped);
     else
         phx_server_drain(app->srv, 1001, 0, 0, o->drain_timeout_ms, server_stopped);

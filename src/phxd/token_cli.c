@@ -29,8 +29,10 @@ static const char usage_text[] =
     "             --key-digest sha256|sha384|sha512 (sha256)\n"
     "The secret defaults to $PHXD_SECRET_KEY_BASE, then $SECRET_KEY_BASE; the salt to\n"
     "\"user socket\". sign prints the token (HS256, max_age 86400 unless given).\n"
-    "verify prints the token's data as JSON, or `invalid`, `expired` or `missing` on\n"
-    "stderr with exit status 1. --max-age on verify overrides the token's own.\n";
+    "verify prints the token's data as JSON (data with no JSON form, such as an\n"
+    "improper list or a pid, in an Elixir-like text form: [1 | 2], #PID<node.1.0>),\n"
+    "or `invalid`, `expired` or `missing` on stderr with exit status 1. --max-age on\n"
+    "verify overrides the token's own.\n";
 
 typedef struct {
     bool is_sign;
@@ -285,8 +287,13 @@ static int run_verify(phx_token_t *tok, const cli_opts_t *o, phx_max_age_t max_a
         return 1;
     }
     phx_buf_t json = {0};
-    if (rv == 0)
-        rv = phx_term_to_json(data, &json);
+    /* Data with no JSON form (an improper list, a pid, ...) is still a
+     * valid token, as Phoenix.Token.verify returns {:ok, data}: its text
+     * form is printed instead. */
+    if (rv == 0 && (rv = phx_term_to_json(data, &json)) == PHX_ERR_INVALID) {
+        phx_buf_dispose(&json);
+        rv = phx_term_to_text(data, &json);
+    }
     phx_term_free(data);
     if (rv != 0) {
         phx_buf_dispose(&json);
@@ -333,6 +340,8 @@ int phx_token_cli(int argc, char **argv)
         .salt = (const uint8_t *)o.salt,
         .salt_len = strlen(o.salt),
         .latin1_atoms = o.latin1_atoms,
+        /* verify shows data the server cannot use as well (text form). */
+        .limits = {.keep_other = true},
     };
     if (o.iterations != NULL &&
         !parse_u32(o.iterations, 1, PHX_TOKEN_MAX_ITERATIONS, &cfg.key_iterations))

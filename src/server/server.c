@@ -47,6 +47,8 @@ void phx_config_init(phx_config_t *cfg)
     cfg->max_connections = 0;
     cfg->max_queued_msgs = 4096;
     cfg->longpoll = true;
+    cfg->expiry_warning_s = 30;
+    cfg->refresh_interval_s = 5;
     cfg->longpoll_window_ms = 10000;
     cfg->longpoll_max_messages = 1000;
     cfg->longpoll_max_sessions = 10000;

@@ -287,7 +287,8 @@ static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_m
     }
     /* The socket layer may decode in place; the buffer is ours until the
      * next message starts. */
-    phx_socket_handle(w->sock, arg->opcode == WSLAY_BINARY_FRAME, w->msg.data, w->msg.len);
+    if (w->sock) /* none on a connection refused with a Close (refuse-mode close) */
+        phx_socket_handle(w->sock, arg->opcode == WSLAY_BINARY_FRAME, w->msg.data, w->msg.len);
     /* An idle socket holds no message buffer. */
     phx_buf_dispose(&w->msg);
     if (c->is_closing)
@@ -528,7 +529,8 @@ static const char *header_of(void *ctx, const char *name)
 #define BEARER_PREFIX "base64url.bearer.phx."
 
 /* Sec-WebSocket-Protocol (docs/protocol.md §1.5): the phoenix.js 1.8 authToken rides
- * in an entry "base64url.bearer.phx.<standard base64>"; the server's only
+ * in an entry "base64url.bearer.phx.<base64>", the standard alphabet (what
+ * phoenix.js's btoa writes) or base64url, padding optional; the server's only
  * subprotocol is "phoenix", selected when offered. No header: no
  * subprotocol. Offered but without "phoenix", or an undecodable token: 403.
  * Returns 0 or PHX_ERR_AUTH / PHX_ERR_NOMEM. */
@@ -555,9 +557,12 @@ static int subprotocols(const char *offered, phx_connect_t *ci, bool *select_pho
     }
     if (bearers == 1) {
         phx_buf_t tok = {0};
-        int rv = phx_base64_decode(&tok, bearer, bearer_len);
+        /* phoenix.js writes btoa's standard alphabet behind the
+         * "base64url." prefix; other clients write base64url. */
+        int rv = phx_base64_decode_any(&tok, bearer, bearer_len);
         if (rv != 0 || memchr(tok.data, 0, tok.len) != NULL) {
             phx_buf_dispose(&tok);
+            ci->refused = PHX_REFUSE_TOKEN_INVALID; /* the metrics' reason */
             return rv == PHX_ERR_NOMEM ? PHX_ERR_NOMEM : PHX_ERR_AUTH;
         }
         if (phx_buf_append_byte(&tok, 0) != 0) {
@@ -566,8 +571,10 @@ static int subprotocols(const char *offered, phx_connect_t *ci, bool *select_pho
         }
         ci->auth_token = (char *)phx_buf_detach(&tok, NULL);
     }
-    if (!has_phoenix)
+    if (!has_phoenix) {
+        ci->refused = PHX_REFUSE_SUBPROTOCOL;
         return PHX_ERR_AUTH;
+    }
     *select_phoenix = true;
     return 0;
 }
@@ -626,6 +633,29 @@ static void upgrade(phx_conn_t *c, phx_ws_t *w, bool select_phoenix, uint8_t *re
         ws_feed(c, rest, rest_len);
 }
 
+/* refuse-mode close: a refused connect is upgraded and closed at once with
+ * 4003 and a reason a page can read (phoenix.js's onClose sees both),
+ * where a 403 before the upgrade is hidden by the browser. The phoenix
+ * subprotocol is selected when offered, or the browser fails the
+ * connection without a code. */
+static void refuse_with_close(phx_conn_t *c, int refused)
+{
+    const char *reason = refused == PHX_REFUSE_TOKEN_INVALID   ? "invalid token"
+                         : refused == PHX_REFUSE_TOKEN_EXPIRED ? "expired token"
+                         : refused == PHX_REFUSE_TOKEN_MISSING ? "missing token"
+                                                               : "unauthorized";
+    bool offered =
+        phx_http_header_has_token(phx_http_header(c->http, "sec-websocket-protocol"), "phoenix");
+    phx_ws_t *w = phx_calloc(1, sizeof(*w));
+    if (w == NULL) {
+        phx_http_respond(c, 403, NULL, NULL, NULL, 0);
+        return;
+    }
+    w->conn = c;
+    upgrade(c, w, offered, NULL, 0);
+    phx_ws_close(c, 4003, reason);
+}
+
 void phx_ws_handshake(phx_endpoint_t *ep, phx_conn_t *c, uint8_t *rest, size_t rest_len)
 {
     phx_http_t *h = c->http;
@@ -657,6 +687,10 @@ void phx_ws_handshake(phx_endpoint_t *ep, phx_conn_t *c, uint8_t *rest, size_t r
         subprotocols(phx_http_header(h, "sec-websocket-protocol"), &conn_info, &select_phoenix);
     status =
         rv != 0 ? phx_endpoint_refused(ep, &conn_info, rv) : phx_endpoint_connect(ep, &conn_info);
+    if (status == 403 && ep->cfg->refuse_close && upgrade_problem(h) == NULL) {
+        refuse_with_close(c, conn_info.refused);
+        return;
+    }
     if (status != 0) {
         phx_http_respond(c, status, NULL, NULL, NULL, 0);
         return;

@@ -14,6 +14,8 @@
     X(TOKEN_INVALID, "token_invalid")                                                              \
     X(TOKEN_EXPIRED, "token_expired")                                                              \
     X(TOKEN_MISSING, "token_missing")                                                              \
+    X(TOKEN_DATA, "token_data")                                                                    \
+    X(SUBPROTOCOL, "subprotocol")                                                                  \
     X(CALLBACK, "callback")                                                                        \
     X(CAPACITY, "capacity")                                                                        \
     X(DRAINING, "draining")
@@ -36,6 +38,9 @@ typedef struct phx_stats {
     uint64_t refused[PHX_REFUSE_COUNT];
     uint64_t refused_joins;
     uint64_t slow_closes;
+    uint64_t expired_sockets; /* closed 4001 at their token's expiry */
+    uint64_t token_refreshes; /* access_token pushes accepted */
+    uint64_t token_refusals;  /* access_token pushes refused (the socket closed 4001) */
     uint64_t joined_channels; /* gauge */
     uint64_t broadcasts;
     uint64_t fanout_hist[PHX_FANOUT_BUCKETS + 1]; /* last: +Inf */

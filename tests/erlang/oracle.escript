@@ -86,10 +86,11 @@ etf_to_json() ->
     %% Limits: 2^2100 (263 bytes) is refused with the default 64-byte cap.
     {S, O} = tool(["etf2json", hex(term_to_binary(1 bsl 2100))]),
     check(bignum_default_limit, {1, "error PHX_ERR_LIMIT\n"}, {S, O}),
-    %% Refused tags: a pid, a fun, a reference, an improper list.
+    %% Terms phxd does not hold (a pid, a fun, a reference, an improper
+    %% list, a bitstring): well formed, so refused as PHX_ERR_DATA.
     [begin
          {S2, O2} = tool(["etf2json", hex(term_to_binary(Bad))]),
-         check({refused, Bad}, {1, "error PHX_ERR_INVALID\n"}, {S2, O2})
+         check({refused, Bad}, {1, "error PHX_ERR_DATA\n"}, {S2, O2})
      end || Bad <- [self(), fun() -> ok end, make_ref(), [1 | 2], <<1:3>>]],
     ok.
 
@@ -233,7 +234,18 @@ erlang_tokens_verify_in_phxd() ->
     check(stored_negative, {1, "expired\n"}, V({42, ?NOW, -5}, [])),
     check(shape_4_tuple, {1, "invalid\n"}, V({42, Signed, 86400, x}, [])),
     check(bignum_over_limit, {1, "invalid\n"}, V({1 bsl 600, Signed, 86400}, [])),
-    check(pid_refused, {1, "invalid\n"}, V({self(), Signed, 86400}, [])),
+    %% Data with no JSON form still verifies (Phoenix.Token.verify gives
+    %% {:ok, data}); verify prints an Elixir-like text form.
+    Pid = list_to_pid("<0.77.0>"),
+    Ref = make_ref(),
+    "#Ref<0." ++ RefWords = ref_to_list(Ref),
+    check(pid_data, {0, "#PID<nonode@nohost.77.0>\n"}, V({Pid, Signed, 86400}, [])),
+    check(improper_list, {0, "[1 | 2]\n"}, V({[1 | 2], Signed, 86400}, [])),
+    check(improper_nested, {0, "%{:a => [:x, \"y\" | 3.5]}\n"}, V({#{a => [x, <<"y">> | 3.5]}, Signed, 86400}, [])),
+    check(reference_data, {0, "{:ok, #Reference<nonode@nohost." ++ RefWords ++ "}\n"}, V({{ok, Ref}, Signed, 86400}, [])),
+    check(export_data, {0, "&:lists.map/2\n"}, V({fun lists:map/2, Signed, 86400}, [])),
+    check(bitstring_data, {0, "<<1, 5::size(3)>>\n"}, V({<<1, 5:3>>, Signed, 86400}, [])),
+    check(pid_in_signed_refused, {1, "invalid\n"}, V({42, Pid, 86400}, [])),
     %% Tampering and the wrong key.
     Tok = mint(sha256, Default, Salt, term_to_binary({42, Signed, 86400})),
     [P1, P2, P3] = binary:split(Tok, <<".">>, [global]),

@@ -206,6 +206,46 @@ static void decode_appends_and_keeps_buffer_on_error(void)
     phx_buf_dispose(&b);
 }
 
+/* The WebSocket auth-token subprotocol takes either alphabet: phoenix.js
+ * writes btoa's standard one behind its "base64url." prefix. */
+static void decode_any_takes_both_alphabets(void)
+{
+    static const struct {
+        const char *text;
+        const char *bytes;
+        size_t len;
+    } ok[] = {
+        {"+/8", "\xfb\xff", 2},      {"+/8=", "\xfb\xff", 2},
+        {"-_8", "\xfb\xff", 2},      {"-_8=", "\xfb\xff", 2},
+        {"++//", "\xfb\xef\xff", 3}, {"--__", "\xfb\xef\xff", 3},
+        {"Pj4+Pw", ">>>?", 4},       {"Pj4-Pw==", ">>>?", 4},
+        {"c3ViPz54", "sub?>x", 6},   {"", "", 0},
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        phx_buf_t b = {0};
+        ASSERT_EQ(phx_base64_decode_any(&b, ok[i].text, strlen(ok[i].text)), 0);
+        ASSERT_MEM_EQ(b.data, b.len, ok[i].bytes, ok[i].len);
+        phx_buf_dispose(&b);
+    }
+    /* A mix of the alphabets, bad padding, stray characters, non-canonical
+     * bits: refused, and the buffer keeps what it had. */
+    static const char *bad[] = {"+_8", "-/8", "++__", "Pj4+Pw=", "Pj4-P", "Pj4.Pw", "+/9", "-_9"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        phx_buf_t b = {0};
+        ASSERT_EQ(phx_buf_append_str(&b, "x"), 0);
+        ASSERT_EQ(phx_base64_decode_any(&b, bad[i], strlen(bad[i])), PHX_ERR_INVALID);
+        ASSERT_STR_EQ((char *)b.data, "x");
+        ASSERT_EQ(b.len, 1);
+        phx_buf_dispose(&b);
+    }
+    phx_buf_t b = {0};
+    phx_mem_reset_count();
+    phx_mem_fail_at(1);
+    ASSERT_EQ(phx_base64_decode_any(&b, "-_8", 3), PHX_ERR_NOMEM);
+    phx_mem_fail_at(0);
+    ASSERT(b.data == NULL);
+}
+
 static void allocation_failure_is_clean(void)
 {
     phx_buf_t b = {0};
@@ -238,6 +278,7 @@ const phx_test_t phx_tests_base64[] = {
     {"roundtrip_all_lengths", roundtrip_all_lengths},
     {"decode_respects_cap", decode_respects_cap},
     {"decode_appends_and_keeps_buffer_on_error", decode_appends_and_keeps_buffer_on_error},
+    {"decode_any_takes_both_alphabets", decode_any_takes_both_alphabets},
     {"allocation_failure_is_clean", allocation_failure_is_clean},
     {NULL, NULL},
 };

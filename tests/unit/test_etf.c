@@ -405,11 +405,26 @@ static void charlist_is_not_binary(void)
 static void refused_tags(void)
 {
     static const char *const bad[] = {
-        "",                                            /* empty */
-        "84 6101",                                     /* version byte */
-        "6101",                                        /* no version byte */
-        "83",                                          /* no term */
-        "83 50 00000003 789c4b040000620062",           /* compressed */
+        "",                                  /* empty */
+        "84 6101",                           /* version byte */
+        "6101",                              /* no version byte */
+        "83",                                /* no term */
+        "83 50 00000003 789c4b040000620062", /* compressed */
+        "83 70 00000010 00",                 /* NEW_FUN, cut short */
+        "83 75 00000000",                    /* FUN, cut short */
+        "83 79 0000",                        /* LOCAL */
+        "83 52 00",                          /* ATOM_CACHE_REF */
+        "83 6101 00",                        /* trailing byte */
+        "83 6a 6a",                          /* trailing term */
+        "83 00",
+        "83 ff",
+        "83 41", /* unknown tags */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        expect_err(bad[i], PHX_ERR_INVALID);
+    /* Well-formed terms of kinds phxd does not hold: PHX_ERR_DATA, so that a
+     * token carrying one is told apart from a malformed or forged one. */
+    static const char *const unheld[] = {
         "83 4d 00000001 07 80",                        /* bit binary */
         "83 58 7703616263 00000001 00000000 00000000", /* NEW_PID */
         "83 67 7703616263 00000001 00000000 00",       /* PID */
@@ -418,20 +433,11 @@ static void refused_tags(void)
         "83 59 7703616263 00000001 00000000",          /* NEW_PORT */
         "83 78 7703616263 0000000000000001 00000000",  /* V4_PORT */
         "83 71 7701 6d 7701 66 6101",                  /* EXPORT */
-        "83 70 00000010 00",                           /* NEW_FUN */
-        "83 75 00000000",                              /* FUN */
-        "83 79 0000",                                  /* LOCAL */
-        "83 52 00",                                    /* ATOM_CACHE_REF */
         "83 6c 00000001 6101 6102",                    /* improper list [1|2] */
         "83 6c 00000001 6101 6b000161",                /* tail that is not NIL_EXT */
-        "83 6101 00",                                  /* trailing byte */
-        "83 6a 6a",                                    /* trailing term */
-        "83 00",
-        "83 ff",
-        "83 41", /* unknown tags */
     };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        expect_err(bad[i], PHX_ERR_INVALID);
+    for (size_t i = 0; i < sizeof(unheld) / sizeof(unheld[0]); i++)
+        expect_err(unheld[i], PHX_ERR_DATA);
 }
 
 static void duplicate_map_keys_rejected(void)
@@ -1259,7 +1265,73 @@ static void allocation_failure_is_clean(void)
     assert_no_leaks();
 }
 
+/* keep_other: what the server refuses is kept for display as
+ * PHX_TERM_OTHER, printed by phx_term_to_text; malformed input stays
+ * refused, and without the flag nothing changes. */
+static void keep_other_for_display(void)
+{
+    static const struct {
+        const char *name;
+        uint8_t bytes[48];
+        size_t len;
+        const char *text;
+    } cases[] = {
+        {"improper list", {131, 'l', 0, 0, 0, 1, 'a', 1, 'a', 2}, 10, "[1 | 2]"},
+        {"pid", {131, 'X', 'w', 1, 'n', 0, 0, 0, 7, 0, 0, 0, 1, 0, 0, 0, 0}, 17, "#PID<n.7.1>"},
+        {"map of export",
+         {131, 't', 0,   0,   0,   1,   'w', 1,   'f', 'q', 'w', 5,
+          'l', 'i', 's', 't', 's', 'w', 3,   'm', 'a', 'p', 'a', 2},
+         24,
+         "%{:f => &:lists.map/2}"},
+        {"bitstring", {131, 'M', 0, 0, 0, 2, 3, 1, 0xa0}, 9, "<<1, 5::size(3)>>"},
+        {"reference",
+         {131, 'Z', 0, 2, 'w', 1, 'n', 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2},
+         19,
+         "#Reference<n.2.1>"},
+        {"tuple with a port",
+         {131, 'h', 2, 'w', 2, 'o', 'k', 'Y', 'w', 1, 'n', 0, 0, 0, 9, 0, 0, 0, 0},
+         19,
+         "{:ok, #Port<n.9>}"},
+    };
+    phx_etf_limits_t keep = {.keep_other = true};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        phx_term_t *t = NULL;
+        ASSERT_EQ(phx_etf_decode(cases[i].bytes, cases[i].len, NULL, &t), PHX_ERR_DATA);
+        ASSERT_EQ(phx_etf_decode(cases[i].bytes, cases[i].len, &keep, &t), 0);
+        phx_buf_t text = {0}, json = {0};
+        ASSERT_EQ(phx_term_to_json(t, &json), PHX_ERR_INVALID);
+        ASSERT_EQ(phx_term_to_text(t, &text), 0);
+        ASSERT_STR_EQ((const char *)text.data, cases[i].text);
+        /* Re-encoding gives the same bytes back. */
+        phx_buf_t enc = {0};
+        ASSERT_EQ(phx_etf_encode(t, 0, &enc), 0);
+        ASSERT_MEM_EQ(enc.data, enc.len, cases[i].bytes, cases[i].len);
+        phx_buf_dispose(&enc);
+        phx_buf_dispose(&text);
+        phx_buf_dispose(&json);
+        phx_term_free(t);
+    }
+    /* Still refused: truncations of the cases, compressed terms, old funs. */
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        for (size_t n = 1; n < cases[i].len; n++) {
+            phx_term_t *t = NULL;
+            ASSERT(phx_etf_decode(cases[i].bytes, n, &keep, &t) < 0);
+        }
+    static const uint8_t compressed[] = {131, 'P', 0, 0, 0, 1, 0x78, 0x9c};
+    phx_term_t *t = NULL;
+    ASSERT_EQ(phx_etf_decode(compressed, sizeof(compressed), &keep, &t), PHX_ERR_INVALID);
+    /* Plain terms print too. */
+    static const char json[] = "{\"a\":[1,2.5,null,\"x\"],\"b\":true}";
+    ASSERT_EQ(phx_json_to_term(json, sizeof(json) - 1, NULL, &t), 0);
+    phx_buf_t text = {0};
+    ASSERT_EQ(phx_term_to_text(t, &text), 0);
+    ASSERT_STR_EQ((const char *)text.data, "%{\"a\" => [1, 2.5, nil, \"x\"], \"b\" => true}");
+    phx_buf_dispose(&text);
+    phx_term_free(t);
+}
+
 const phx_test_t phx_tests_etf[] = {
+    {"keep_other_for_display", keep_other_for_display},
     {"integers_every_encoding", integers_every_encoding},
     {"floats_new_and_legacy", floats_new_and_legacy},
     {"atoms_every_encoding", atoms_every_encoding},

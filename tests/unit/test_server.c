@@ -13,6 +13,7 @@
 #include "server.h"
 #include "socket.h"
 #include "ws.h"
+#include "wsclient.h"
 
 static const char secret[] = "unit-test-secret-key-base-0123456789abcdefghijklmnopqrstuvwxyz01";
 
@@ -74,36 +75,12 @@ static void fx_stop(fx_t *f)
 
 static void fx_open_query(fx_t *f, rawclient_t *c, const char *query, size_t chunk)
 {
-    ASSERT_EQ(rawclient_connect(c, &f->loop, f->port), 0);
-    phx_buf_t req = {0};
-    ws_upgrade_request(&req, query);
-    rawclient_write(c, req.data, req.len, chunk);
-    phx_buf_dispose(&req);
-    ASSERT_EQ(rawclient_http_status(c, 2000), 101);
+    wsc_open(c, &f->loop, f->port, query, chunk);
 }
 
 static void fx_open(fx_t *f, rawclient_t *c, size_t chunk)
 {
-    ASSERT_EQ(rawclient_connect(c, &f->loop, f->port), 0);
-    phx_buf_t req = {0};
-    ws_upgrade_request(&req, f->query);
-    rawclient_write(c, req.data, req.len, chunk);
-    phx_buf_dispose(&req);
-    ASSERT_EQ(rawclient_http_status(c, 2000), 101);
-}
-
-static void send_frame(rawclient_t *c, uint8_t opcode, bool fin, const char *payload, size_t len,
-                       size_t chunk)
-{
-    uint8_t *frame = phx_malloc(len + 14);
-    size_t n = ws_client_frame(frame, opcode, fin, payload, len);
-    rawclient_write(c, frame, n, chunk);
-    phx_free(frame);
-}
-
-static void send_text(rawclient_t *c, const char *text, size_t chunk)
-{
-    send_frame(c, 1, true, text, strlen(text), chunk);
+    wsc_open(c, &f->loop, f->port, f->query, chunk);
 }
 
 /* Asserts the next frame is text equal to `want`. */
@@ -150,7 +127,7 @@ static void heartbeat_in_every_chunking(void)
         fx_start(&f, NULL);
         rawclient_t c;
         fx_open(&f, &c, chunks[i]);
-        send_text(&c, heartbeat, chunks[i]);
+        wsc_send_text(&c, heartbeat, chunks[i]);
         expect_text(&c, heartbeat_reply);
         /* Idle at a frame boundary: no wslay context is held. */
         ASSERT(!phx_ws_has_context(only_ws_conn(&f)));
@@ -181,15 +158,7 @@ static void pipelined_first_frame(void)
     fx_t f;
     fx_start(&f, NULL);
     rawclient_t c;
-    ASSERT_EQ(rawclient_connect(&c, &f.loop, f.port), 0);
-    phx_buf_t req = {0};
-    ws_upgrade_request(&req, f.query);
-    uint8_t frame[64];
-    size_t n = ws_client_frame(frame, 1, true, heartbeat, sizeof(heartbeat) - 1);
-    phx_buf_append(&req, frame, n);
-    rawclient_write(&c, req.data, req.len, 0);
-    phx_buf_dispose(&req);
-    ASSERT_EQ(rawclient_http_status(&c, 2000), 101);
+    wsc_open_with_text(&c, &f.loop, f.port, f.query, heartbeat);
     expect_text(&c, heartbeat_reply);
     rawclient_close(&c);
     fx_stop(&f);
@@ -203,11 +172,11 @@ static void fragmented_join_is_reassembled(void)
     fx_open(&f, &c, 0);
     const char *msg = "[\"1\",\"1\",\"room:lobby\",\"phx_join\",{}]";
     size_t len = strlen(msg);
-    send_frame(&c, 1, false, msg, 5, 1);
+    wsc_send_frame(&c, 1, false, msg, 5, 1);
     ASSERT(phx_ws_has_context(only_ws_conn(&f))); /* a message is open */
-    send_frame(&c, 0, false, msg + 5, 10, 1);
-    send_frame(&c, 9, true, "ping!", 5, 0); /* a control frame between fragments */
-    send_frame(&c, 0, true, msg + 15, len - 15, 2);
+    wsc_send_frame(&c, 0, false, msg + 5, 10, 1);
+    wsc_send_frame(&c, 9, true, "ping!", 5, 0); /* a control frame between fragments */
+    wsc_send_frame(&c, 0, true, msg + 15, len - 15, 2);
     uint8_t op;
     uint8_t *p;
     size_t plen;
@@ -236,13 +205,13 @@ static void message_over_limit_closes_1009(void)
     fx_open(&f, &c, 0);
     char big[100];
     memset(big, ' ', sizeof(big));
-    send_frame(&c, 1, true, big, sizeof(big), 0);
+    wsc_send_frame(&c, 1, true, big, sizeof(big), 0);
     expect_close(&c, 1009);
     rawclient_close(&c);
     /* Over the limit across fragments too. */
     fx_open(&f, &c, 0);
-    send_frame(&c, 1, false, big, 40, 0);
-    send_frame(&c, 0, true, big, 40, 0);
+    wsc_send_frame(&c, 1, false, big, 40, 0);
+    wsc_send_frame(&c, 0, true, big, 40, 0);
     expect_close(&c, 1009);
     rawclient_close(&c);
     /* A declared length far beyond the limit, with one payload byte. */
@@ -260,9 +229,9 @@ static void too_many_fragments_closes_1009(void)
     fx_start(&f, small_limits);
     rawclient_t c;
     fx_open(&f, &c, 0);
-    send_frame(&c, 1, false, "[", 1, 0);
+    wsc_send_frame(&c, 1, false, "[", 1, 0);
     for (int i = 0; i < 5; i++)
-        send_frame(&c, 0, false, "", 0, 0);
+        wsc_send_frame(&c, 0, false, "", 0, 0);
     expect_close(&c, 1009);
     rawclient_close(&c);
     fx_stop(&f);
@@ -274,7 +243,7 @@ static void invalid_utf8_closes_1007(void)
     fx_start(&f, NULL);
     rawclient_t c;
     fx_open(&f, &c, 0);
-    send_frame(&c, 1, true, "[\"\xc3\x28\"]", 6, 0);
+    wsc_send_frame(&c, 1, true, "[\"\xc3\x28\"]", 6, 0);
     expect_close(&c, 1007);
     rawclient_close(&c);
     fx_stop(&f);
@@ -288,7 +257,7 @@ static void undecodable_message_closes_1011(void)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         rawclient_t c;
         fx_open(&f, &c, 0);
-        send_text(&c, bad[i], 0);
+        wsc_send_text(&c, bad[i], 0);
         expect_close(&c, 1011);
         rawclient_close(&c);
     }
@@ -308,7 +277,7 @@ static void protocol_errors_get_a_close_frame(void)
     rawclient_close(&c);
     /* Reserved opcode 3 -> 1002. */
     fx_open(&f, &c, 0);
-    send_frame(&c, 3, true, "x", 1, 0);
+    wsc_send_frame(&c, 3, true, "x", 1, 0);
     expect_close(&c, 1002);
     rawclient_close(&c);
     fx_stop(&f);
@@ -320,7 +289,7 @@ static void client_close_is_answered(void)
     fx_start(&f, NULL);
     rawclient_t c;
     fx_open(&f, &c, 0);
-    send_frame(&c, 8, true, "\x03\xe8", 2, 0);
+    wsc_send_frame(&c, 8, true, "\x03\xe8", 2, 0);
     expect_close(&c, 1000);
     rawclient_close(&c);
     fx_stop(&f);
@@ -396,11 +365,11 @@ static void broadcast_reaches_every_subscriber_once_encoded(void)
     rawclient_t a, b;
     fx_open(&f, &a, 0);
     fx_open(&f, &b, 0);
-    send_text(&a, "[\"1\",\"1\",\"room:x\",\"phx_join\",{}]", 0);
-    send_text(&b, "[\"1\",\"1\",\"room:x\",\"phx_join\",{}]", 0);
+    wsc_send_text(&a, "[\"1\",\"1\",\"room:x\",\"phx_join\",{}]", 0);
+    wsc_send_text(&b, "[\"1\",\"1\",\"room:x\",\"phx_join\",{}]", 0);
     expect_text(&a, "[\"1\",\"1\",\"room:x\",\"phx_reply\",{\"response\":{},\"status\":\"ok\"}]");
     expect_text(&b, "[\"1\",\"1\",\"room:x\",\"phx_reply\",{\"response\":{},\"status\":\"ok\"}]");
-    send_text(&a, "[\"1\",\"2\",\"room:x\",\"msg\",{ \"n\" : 12345678901234567890 }]", 3);
+    wsc_send_text(&a, "[\"1\",\"2\",\"room:x\",\"msg\",{ \"n\" : 12345678901234567890 }]", 3);
     const char *want = "[null,null,\"room:x\",\"msg\",{\"n\":12345678901234567890}]";
     expect_text(&a, want);
     expect_text(&a, "[\"1\",\"2\",\"room:x\",\"phx_reply\",{\"response\":{},\"status\":\"ok\"}]");
@@ -497,23 +466,23 @@ static void channel_api_outcomes(void)
     rawclient_t c, d;
     fx_open(&f, &c, 0);
     fx_open(&f, &d, 0);
-    send_text(&c, "[\"1\",\"1\",\"api:crash\",\"phx_join\",{}]", 0);
+    wsc_send_text(&c, "[\"1\",\"1\",\"api:crash\",\"phx_join\",{}]", 0);
     expect_text(&c, "[\"1\",\"1\",\"api:crash\",\"phx_reply\",{\"response\":{\"reason\":\"join "
                     "crashed\"},\"status\":\"error\"}]");
-    send_text(&c, "[\"2\",\"2\",\"api:refuse\",\"phx_join\",{}]", 0);
+    wsc_send_text(&c, "[\"2\",\"2\",\"api:refuse\",\"phx_join\",{}]", 0);
     expect_text(&c, "[\"2\",\"2\",\"api:refuse\",\"phx_reply\",{\"response\":{\"reason\":"
                     "\"nope\"},\"status\":\"error\"}]");
-    send_text(&c, "[\"3\",\"3\",\"api:a\",\"phx_join\",{}]", 0);
+    wsc_send_text(&c, "[\"3\",\"3\",\"api:a\",\"phx_join\",{}]", 0);
     expect_text(&c, "[\"3\",\"3\",\"api:a\",\"phx_reply\",{\"response\":{\"welcome\":true},"
                     "\"status\":\"ok\"}]");
-    send_text(&d, "[\"9\",\"9\",\"api:a\",\"phx_join\",{}]", 0);
+    wsc_send_text(&d, "[\"9\",\"9\",\"api:a\",\"phx_join\",{}]", 0);
     expect_text(&d, "[\"9\",\"9\",\"api:a\",\"phx_reply\",{\"response\":{\"welcome\":true},"
                     "\"status\":\"ok\"}]");
     /* A push carries the channel's join_ref and a null ref. */
-    send_text(&c, "[\"3\",\"4\",\"api:a\",\"push\",{}]", 0);
+    wsc_send_text(&c, "[\"3\",\"4\",\"api:a\",\"push\",{}]", 0);
     expect_text(&c, "[\"3\",null,\"api:a\",\"pushed\",{\"n\":1}]");
     /* A binary push uses the 4-byte server layout, with no ref. */
-    send_text(&c, "[\"3\",\"5\",\"api:a\",\"push_bin\",{}]", 0);
+    wsc_send_text(&c, "[\"3\",\"5\",\"api:a\",\"push_bin\",{}]", 0);
     uint8_t op;
     uint8_t *p;
     size_t len;
@@ -528,29 +497,29 @@ static void channel_api_outcomes(void)
                   20);
     phx_free(p);
     /* A custom reply status. */
-    send_text(&c, "[\"3\",\"6\",\"api:a\",\"custom\",{}]", 0);
+    wsc_send_text(&c, "[\"3\",\"6\",\"api:a\",\"custom\",{}]", 0);
     expect_text(&c, "[\"3\",\"6\",\"api:a\",\"phx_reply\",{\"response\":{},\"status\":\"later\"}]");
     /* broadcast_from skips the sender. */
-    send_text(&c, "[\"3\",\"7\",\"api:a\",\"from\",{\"x\":2}]", 0);
+    wsc_send_text(&c, "[\"3\",\"7\",\"api:a\",\"from\",{\"x\":2}]", 0);
     expect_text(&d, "[null,null,\"api:a\",\"others\",{\"x\":2}]");
     expect_text(&c, "[\"3\",\"7\",\"api:a\",\"phx_reply\",{\"response\":{},\"status\":\"ok\"}]");
     /* A crash in handle_in: phx_error with the join_ref twice; the socket lives. */
-    send_text(&c, "[\"3\",\"8\",\"api:a\",\"crash\",{}]", 0);
+    wsc_send_text(&c, "[\"3\",\"8\",\"api:a\",\"crash\",{}]", 0);
     expect_text(&c, "[\"3\",\"3\",\"api:a\",\"phx_error\",{\"reason\":\"channel_crash\"}]");
     ASSERT_STR_EQ(last_reason, "crash");
-    send_text(&c, "[\"3\",\"9\",\"api:a\",\"push\",{}]", 0);
+    wsc_send_text(&c, "[\"3\",\"9\",\"api:a\",\"push\",{}]", 0);
     expect_text(&c, "[null,\"9\",\"api:a\",\"phx_reply\",{\"response\":{\"reason\":\"unmatched "
                     "topic\"},\"status\":\"error\"}]");
     /* A stop: phx_close, no rejoin needed by the client. */
-    send_text(&d, "[\"9\",\"10\",\"api:a\",\"stop\",{}]", 0);
+    wsc_send_text(&d, "[\"9\",\"10\",\"api:a\",\"stop\",{}]", 0);
     expect_text(&d, "[\"9\",\"9\",\"api:a\",\"phx_close\",{}]");
     ASSERT_STR_EQ(last_reason, "stop");
     /* No reply at all for noreply; the heartbeat after it proves the order. */
-    send_text(&c, "[\"4\",\"11\",\"api:b\",\"phx_join\",{}]", 0);
+    wsc_send_text(&c, "[\"4\",\"11\",\"api:b\",\"phx_join\",{}]", 0);
     expect_text(&c, "[\"4\",\"11\",\"api:b\",\"phx_reply\",{\"response\":{\"welcome\":true},"
                     "\"status\":\"ok\"}]");
-    send_text(&c, "[\"4\",\"12\",\"api:b\",\"noreply\",{}]", 0);
-    send_text(&c, heartbeat, 0);
+    wsc_send_text(&c, "[\"4\",\"12\",\"api:b\",\"noreply\",{}]", 0);
+    wsc_send_text(&c, heartbeat, 0);
     expect_text(&c, heartbeat_reply);
     int before = terminated;
     rawclient_close(&c);
@@ -616,7 +585,7 @@ static void expect_unmatched(rawclient_t *c, const char *ref, const char *topic)
 
 static void expect_alive(rawclient_t *c)
 {
-    send_text(c, heartbeat, 0);
+    wsc_send_text(c, heartbeat, 0);
     expect_text(c, heartbeat_reply);
 }
 
@@ -636,23 +605,23 @@ static void socket_id_topics_cannot_be_joined_and_clients_never_disconnect(void)
 
     /* The "*" route matches everything, yet ids are refused: a connected
      * socket's custom id, and the users_socket: form of anybody. */
-    send_text(&b, "[\"1\",\"1\",\"custom:a\",\"phx_join\",{}]", 0);
+    wsc_send_text(&b, "[\"1\",\"1\",\"custom:a\",\"phx_join\",{}]", 0);
     expect_unmatched(&b, "1", "custom:a");
-    send_text(&b, "[\"2\",\"2\",\"users_socket:9\",\"phx_join\",{}]", 0);
+    wsc_send_text(&b, "[\"2\",\"2\",\"users_socket:9\",\"phx_join\",{}]", 0);
     expect_unmatched(&b, "2", "users_socket:9");
-    send_text(&b, "[\"3\",\"3\",\"custom:b\",\"phx_join\",{}]", 0);
+    wsc_send_text(&b, "[\"3\",\"3\",\"custom:b\",\"phx_join\",{}]", 0);
     expect_unmatched(&b, "3", "custom:b"); /* one's own id too */
-    send_text(&b, "[\"1\",\"4\",\"custom:a\",\"disconnect\",{}]", 0);
+    wsc_send_text(&b, "[\"1\",\"4\",\"custom:a\",\"disconnect\",{}]", 0);
     expect_unmatched(&b, "4", "custom:a");
     expect_alive(&a);
 
     /* A topic joined before a socket takes it as its id: the channel stays,
      * but what it broadcasts, "disconnect" included, only delivers. */
-    send_text(&b, "[\"5\",\"5\",\"custom:late\",\"phx_join\",{}]", 0);
+    wsc_send_text(&b, "[\"5\",\"5\",\"custom:late\",\"phx_join\",{}]", 0);
     expect_ok(&b, "5", "5", "custom:late");
     fx_open_query(&f, &late, "id=custom:late&vsn=2.0.0", 0);
     ASSERT(phx_socket_id_topic(&f.srv->ep, "custom:late", 11));
-    send_text(&b, "[\"5\",\"6\",\"custom:late\",\"disconnect\",{}]", 0);
+    wsc_send_text(&b, "[\"5\",\"6\",\"custom:late\",\"disconnect\",{}]", 0);
     expect_text(&b, "[null,null,\"custom:late\",\"disconnect\",{}]");
     expect_ok(&b, "5", "6", "custom:late");
     expect_alive(&late);
