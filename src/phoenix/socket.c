@@ -244,8 +244,10 @@ int phx_socket_new(phx_socket_t **out, phx_connect_t *c, void *transport)
 
 const char *phx_socket_assign(const phx_socket_t *s, const char *key)
 {
+    if (s->assigns == NULL)
+        return NULL;
     const char *p = s->assigns, *end = s->assigns + s->assigns_len;
-    while (p && p < end) {
+    while (p < end) {
         const char *value = p + strlen(p) + 1;
         if (strcmp(p, key) == 0)
             return value;
