@@ -25,7 +25,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     phx_term_t *t = NULL;
     int rv = phx_etf_decode(data, size, NULL, &t);
     if (rv != 0) {
-        CHECK(rv == PHX_ERR_INVALID || rv == PHX_ERR_LIMIT || rv == PHX_ERR_NOMEM);
+        CHECK(rv == PHX_ERR_INVALID || rv == PHX_ERR_DATA || rv == PHX_ERR_LIMIT ||
+              rv == PHX_ERR_NOMEM);
         return 0;
     }
     CHECK(size >= 2 && data[0] == 131);
