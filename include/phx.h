@@ -101,7 +101,8 @@ typedef struct phx_config {
     size_t queue_limit_bytes; /* 8 MiB queued output: close 1008 */
     int max_queued_msgs;      /* 4096 queued messages: stop reading */
     int max_connections;      /* 0 = limited by file descriptors only */
-    /* TLS: PEM files read at phx_server_new(); both NULL = plain TCP */
+    /* TLS: PEM files read at phx_server_new() and again by
+     * phx_server_reload_tls(); both NULL = plain TCP */
     const char *tls_cert;
     const char *tls_key;
     /* a raw WebSocket echo route for conformance testing; NULL = none */
@@ -169,6 +170,15 @@ PHX_EXTERN void phx_server_drain(phx_server_t *srv, int code, size_t batch, int 
                                  int timeout_ms, void (*done)(phx_server_t *));
 /* Frees a stopped server (or one never started). NULL is a no-op. */
 PHX_EXTERN void phx_server_free(phx_server_t *srv);
+/* Reloads the TLS certificate chain and key from the tls_cert and tls_key
+ * files given at phx_server_new() (phxd does it on SIGHUP). Connections
+ * accepted from now on use them; open ones keep the certificate they were
+ * accepted with, and nothing is dropped. Reads the two files synchronously
+ * on the calling thread. Returns 0; PHX_ERR_STATE when the server has no TLS
+ * (nothing to reload); PHX_ERR_INVALID when the files cannot be loaded (the
+ * old certificate stays in use), with one line in `err` (PHX_ERR_LEN
+ * bytes). */
+PHX_EXTERN int phx_server_reload_tls(phx_server_t *srv, char *err);
 
 /* Serves `len` bytes (copied) at GET `path` ("/", "/phoenix.js") with
  * `content_type`. Meant for small assets loaded at startup (phxd's demo

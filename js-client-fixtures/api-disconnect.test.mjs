@@ -361,6 +361,88 @@ test('API validation: 400 for bad JSON or fields, 413 over --max-body-bytes', as
   assert.equal((await api(server, '/api/broadcast', fits, { key: KEY })).status, 202);
 });
 
+test('API: an unknown field is refused with 400 naming it, on both routes, and nothing is sent', async () => {
+  const r1 = await raw(70, '2.0.0', wide);
+  await rawJoinV2(r1, 'room:unk', '1');
+  const cases = [
+    ['/api/broadcast', { topic: 'room:unk', event: 'e', payload: {}, except: 'users_socket:1' }, 'unknown field "except"'],
+    ['/api/broadcast', { topic: 'room:unk', event: 'e', Payload: {} }, 'unknown field "Payload"'],
+    ['/api/disconnect', { id: 'users_socket:70', reason: 'bye' }, 'unknown field "reason"'],
+    ['/api/broadcast', '{"topic":"room:unk","event":"e","we\\"ird\\u00e9":1}', 'unknown field "we"irdé"'],
+  ];
+  for (const [path, body, error] of cases) {
+    const r = await api(wide, path, body, { key: KEY });
+    assert.equal(r.status, 400, `${path} ${JSON.stringify(body)}: ${r.text}`);
+    assert.deepEqual(r.json, { error }, r.text);
+  }
+  // A long key is named, cut short.
+  const long = await api(wide, '/api/broadcast', { topic: 'room:unk', event: 'e', ['k'.repeat(500)]: 1 }, { key: KEY });
+  assert.equal(long.status, 400);
+  assert.equal(long.json.error, `unknown field "${'k'.repeat(64)}"`);
+  // Every field accepted today still is.
+  const ok = await api(wide, '/api/broadcast', { topic: 'room:unk', event: 'ok', payload: { a: 1 } }, { key: KEY });
+  assert.deepEqual([ok.status, ok.json], [202, { recipients: 1 }]);
+  assert.deepEqual(await r1.nextJson(), [null, null, 'room:unk', 'ok', { a: 1 }]);
+  const bin = await api(wide, '/api/broadcast', { topic: 'room:unk', event: 'bin', payload_base64: 'AQID' }, { key: KEY });
+  assert.deepEqual([bin.status, bin.json], [202, { recipients: 1 }]);
+  assert.equal((await r1.next()).isBinary, true);
+  await nothingPending(r1, 'hb-unk');
+});
+
+test('API batch broadcast: {"messages":[...]} reaches the subscribers of several topics, in order', async () => {
+  const a = await raw(71, '2.0.0', wide);
+  await rawJoinV2(a, 'room:b1', '1');
+  await rawJoinV2(a, 'room:b2', '2');
+  const b = await raw(72, '2.0.0', wide);
+  await rawJoinV2(b, 'room:b2', '1');
+  const messages = [
+    { topic: 'room:b1', event: 'one', payload: { n: 1 } },
+    { topic: 'room:b2', event: 'two', payload: { n: 'BIG' } },
+    { topic: 'room:nobody', event: 'three' },
+    { topic: 'room:b1', event: 'four', payload: { n: 4 } },
+  ];
+  // Payloads go out byte for byte, big integers included.
+  const body = JSON.stringify({ messages }).replace('"BIG"', '12345678901234567890');
+  const r = await api(wide, '/api/broadcast', body, { key: KEY });
+  assert.equal(r.status, 202, r.text);
+  assert.deepEqual(r.json, { recipients: 4, messages: 4 });
+  assert.equal(await a.nextText(), '[null,null,"room:b1","one",{"n":1}]');
+  assert.equal(await a.nextText(), '[null,null,"room:b2","two",{"n":12345678901234567890}]');
+  assert.equal(await a.nextText(), '[null,null,"room:b1","four",{"n":4}]');
+  assert.equal(await b.nextText(), '[null,null,"room:b2","two",{"n":12345678901234567890}]');
+  // A batch of exactly the maximum is accepted.
+  const max = Array.from({ length: 1000 }, (_, i) => ({ topic: 'room:bmax', event: 'e', payload: { i } }));
+  const rmax = await api(wide, '/api/broadcast', { messages: max }, { key: KEY });
+  assert.deepEqual([rmax.status, rmax.json], [202, { recipients: 0, messages: 1000 }]);
+  await nothingPending(a, 'hb-b1');
+  await nothingPending(b, 'hb-b2');
+});
+
+test('API batch broadcast: over 1000 messages, an empty batch or one bad message is 400 and sends nothing', async () => {
+  const a = await raw(73, '2.0.0', wide);
+  await rawJoinV2(a, 'room:bx', '1');
+  const good = { topic: 'room:bx', event: 'e', payload: {} };
+  const bad = [
+    [{ messages: Array.from({ length: 1001 }, () => good) }, 'messages must hold 1 to 1000 messages, got 1001'],
+    [{ messages: [] }, 'messages must hold 1 to 1000 messages, got 0'],
+    [{ messages: {} }, null],
+    [{ messages: [good, good, { topic: 'room:bx', event: 'e', except: 'x' }] }, 'messages[2]: unknown field "except"'],
+    [{ messages: [good, { topic: 'room:bx', payload: {} }] }, 'messages[1]: event must be a non-empty string'],
+    [{ messages: [good, { topic: 'room:bx', event: 'e', payload: [1] }] }, 'messages[1]: payload must be an object'],
+    [{ messages: [good, { topic: 'room:bx', event: 'e', payload_base64: '!!' }] }, 'messages[1]: payload_base64 must be standard base64'],
+    [{ messages: [good, 'x'] }, 'messages[1]: must be an object'],
+    [{ messages: [good], topic: 'room:bx' }, 'unknown field "topic"'],
+    [{ messages: [good, { topic: 'room:bx', event: 'e'.repeat(300), payload_base64: 'AQ==' }] }, 'messages[1]: payload cannot be encoded'],
+  ];
+  for (const [body, error] of bad) {
+    const r = await api(wide, '/api/broadcast', body, { key: KEY });
+    assert.equal(r.status, 400, `${JSON.stringify(body).slice(0, 80)}: ${r.text}`);
+    if (error) assert.deepEqual(r.json, { error });
+  }
+  // Nothing of any refused batch reached the subscriber.
+  await nothingPending(a, 'hb-bx');
+});
+
 test('API broadcast forwards big integers and the JSON payload byte for byte (minified) to every transport', async () => {
   const topic = 'room:apibig';
   const v2 = await raw(1);

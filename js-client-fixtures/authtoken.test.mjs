@@ -232,7 +232,7 @@ test('a bearer entry in neither base64 alphabet is refused (Phoenix fails the re
   }
 });
 
-test('no token (user, authToken or LongPoll session) appears in the server log at --log-level debug', async () => {
+test('no token (user, authToken or LongPoll session) appears in the server log at --log-level debug (info lines included)', async () => {
   // Some traffic with query tokens, so every path has logged something.
   const q = mint(5);
   const s = phxSocket(server, { token: q });
@@ -246,8 +246,12 @@ test('no token (user, authToken or LongPoll session) appears in the server log a
   await closeSocket(lp);
   const log = server.stderr() + server.stdout();
   assert.match(log, /debug .*event=ws_upgrade/, 'debug logging is on');
-  assert.match(log, /event=longpoll_open/);
-  assert.match(log, /event=connect_refused/);
+  // The info lines of a socket's life are there too, for both transports.
+  assert.match(log, /info event=connect socket_id=\S+ user_id=\S+ transport=longpoll /);
+  assert.match(log, /info event=connect socket_id=\S+ user_id=\S+ transport=websocket /);
+  assert.match(log, /info event=connect_refused reason=\w+ /);
+  assert.match(log, /info event=join socket_id=\S+ topic=room:log/);
+  assert.match(log, /info event=close socket_id=\S+ transport=websocket /);
   assert.ok(minted.size >= 10 && sessionTokens.size >= 3);
   for (const t of [...minted, ...sessionTokens]) {
     const forms = [t, encodeURIComponent(t), Buffer.from(t).toString('base64').replace(/=/g, '')];

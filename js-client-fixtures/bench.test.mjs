@@ -134,7 +134,7 @@ test('V1 JSON and rotating source addresses work the same way', async () => {
 test('a socket that is refused is an error, never a counted socket', async () => {
   server = await startServer();
   const r = await runBench(['--url', `ws://127.0.0.1:${server.port}/socket`,
-    '--secret-key-base', 'not-the-server-secret', '--sockets', '3', '--duration', '1', '--quiet']);
+    '--secret-key-base', 'not-the-server-secret-key-base-0123456789abcdefghijklmnopqrstuvwxyz', '--sockets', '3', '--duration', '1', '--quiet']);
   assert.equal(r.code, 1);
   assert.equal(r.json.sockets, 0);
   assert.equal(r.json.sockets_joined, 0);

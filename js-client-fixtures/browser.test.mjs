@@ -1,6 +1,7 @@
 // The demo page phxd serves at / (src/phxd/demo/index.html) and /phoenix.js.
 // Over plain HTTP: the page, the demo token written into it, phoenix.js from
-// the npm package, --phoenix-js / PHXD_PHOENIX_JS and a missing file. In a
+// the npm package, --phoenix-js / PHXD_PHOENIX_JS and a missing file (a real
+// secret turns the page off unless --demo-page: defaults.test.mjs). In a
 // real browser (Debian's Chromium, headless, driven by playwright-core; no
 // browser is downloaded): two tabs chat over WebSocket, and a tab whose
 // WebSocket is blocked falls back to LongPoll and still chats. On a failure
@@ -76,8 +77,8 @@ test('with the demo secret, / embeds the demo token and /phoenix.js is the npm p
   }
 });
 
-test('with a real secret, / has no token (the page takes ?token=); the page uses --socket-path', async () => {
-  const server = await startServer(['--socket-path', '/live']);
+test('with a real secret and --demo-page true, / has no token (the page takes ?token=); the page uses --socket-path', async () => {
+  const server = await startServer(['--demo-page', 'true', '--socket-path', '/live']);
   try {
     const banner = await eventually(server.stdout, /^demo page: .*\n/m);
     assert.match(banner, new RegExp(`^demo page: http://127\\.0\\.0\\.1:${server.port}/\\?token=TOKEN$`, 'm'));
@@ -99,7 +100,7 @@ test('--phoenix-js and PHXD_PHOENIX_JS choose the file; the flag wins', async ()
   fs.writeFileSync(viaFlag, '/* from --phoenix-js */\n');
   try {
     for (const [args, want] of [[[], viaEnv], [['--phoenix-js', viaFlag], viaFlag]]) {
-      const server = await startServer(args, { env: { PHXD_PHOENIX_JS: viaEnv } });
+      const server = await startServer(['--demo-page', ...args], { env: { PHXD_PHOENIX_JS: viaEnv } });
       try {
         const js = await get(server, '/phoenix.js');
         assert.equal(js.status, 200);
@@ -277,7 +278,7 @@ describe('the demo page in Chromium', { skip }, () => {
 
   test('with a real secret the page connects with ?token= and joins user:<id>', async (t) => {
     // lib/server.mjs's SECRET, and a socket path of its own the page follows.
-    const real = await startServer(['--socket-path', '/live']);
+    const real = await startServer(['--demo-page', 'true', '--socket-path', '/live']);
     try {
       await withScreenshots(t, async () => {
         // An integer id and a string id: the page reads either from the token.

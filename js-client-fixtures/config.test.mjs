@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import {
   PHXD_BIN, signToken, phxSocket, connect, join, push, closeSocket, upgradeStatus, withTimeout,
+  runPhxd,
 } from './lib/server.mjs';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'phxd-config-test-'));
@@ -33,16 +34,7 @@ function conf(text) {
 // Runs phxd with `args` in an environment holding only PATH and `env`
 // (nothing leaks in from the test runner's environment).
 function run(args, { env = {}, ms = 10000 } = {}) {
-  return withTimeout(new Promise((resolve, reject) => {
-    const p = spawn(PHXD_BIN, args, { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    procs.push(p);
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => { stdout += d; });
-    p.stderr.on('data', (d) => { stderr += d; });
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-  }), ms, `phxd ${args.join(' ')}`);
+  return runPhxd(args, { env, ms, procs });
 }
 
 const checkConfig = (args, opts) => run(['check-config', ...args], opts);
@@ -145,8 +137,9 @@ host = 10.0.0.1
 salt = "file salt"
 max-channels = 7
 `);
+  // Off loopback a real secret is required (defaults.test.mjs).
   const r = await checkConfig(['--config', file, '--salt', 'flag salt'], {
-    env: { PHXD_HOST: '10.0.0.2', PHXD_SALT: 'env salt' },
+    env: { PHXD_HOST: '10.0.0.2', PHXD_SALT: 'env salt', SECRET_KEY_BASE: FILE_SECRET },
   });
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stderr, '');
@@ -159,7 +152,7 @@ max-channels = 7
 });
 
 test('PORT and SECRET_KEY_BASE as Phoenix apps use them; the PHXD_ variables win', async () => {
-  let r = await checkConfig([], { env: { PORT: '5001', SECRET_KEY_BASE: 'phoenix-secret-value' } });
+  let r = await checkConfig([], { env: { PORT: '5001', SECRET_KEY_BASE: `phoenix-secret-value-${'x'.repeat(64)}` } });
   assert.equal(line(r.stdout, 'port'), 'port = 5001 # env PORT');
   assert.equal(line(r.stdout, 'secret-key-base'), 'secret-key-base = ******** # env SECRET_KEY_BASE (masked)');
   r = await checkConfig([], { env: { PORT: '5001', PHXD_PORT: '5002' } });
@@ -189,13 +182,14 @@ test('channel rules come from the highest source that gives any', async () => {
 });
 
 test('check-config masks every secret, wherever it came from', async () => {
-  const file = conf('secret-key-base = "file-secret-value-abcdef"\n');
+  const file = conf(`secret-key-base = "file-secret-value-abcdef-${'y'.repeat(64)}"\n`);
   let r = await checkConfig(['--config', file, '--api-key', 'flag-api-key-value']);
   assert.equal(r.code, 0, r.stderr);
   assert.doesNotMatch(r.stdout, /file-secret-value-abcdef|flag-api-key-value/);
   assert.equal(line(r.stdout, 'secret-key-base'), `secret-key-base = ******** # ${file}:1 (masked)`);
   assert.equal(line(r.stdout, 'api-key'), 'api-key = ******** # flag --api-key (masked)');
-  r = await checkConfig([], { env: { PHXD_API_KEY: 'env-api-key-value', PHXD_SECRET_KEY_BASE: 'env-secret-value' } });
+  r = await checkConfig([], { env: { PHXD_API_KEY: 'env-api-key-value', PHXD_SECRET_KEY_BASE: `env-secret-value-${'z'.repeat(64)}` } });
+  assert.equal(r.code, 0, r.stderr);
   assert.doesNotMatch(r.stdout, /env-api-key-value|env-secret-value/);
   r = await checkConfig([]);
   assert.equal(line(r.stdout, 'secret-key-base'), 'secret-key-base = # default: (the public demo secret)');

@@ -115,21 +115,31 @@ test('oversized and truncated tokens are refused with 403 before any work', asyn
   await ok.close();
 });
 
-test('the secret and tokens never appear in the log, even at debug', async () => {
-  const srv = await start(['--log-level', 'debug']);
-  const tok = signToken(11);
-  const c = await rawWs(srv, `token=${tok}&vsn=2.0.0`);
-  c.sendJson(['1', '1', 'room:a', 'phx_join', { secret: 'payload-secret-xyz' }]);
-  await c.nextJson();
-  await c.close();
-  await assert.rejects(rawWs(srv, `token=${tok}x&vsn=2.0.0`));
-  await srv.stop();
-  const log = srv.stderr() + srv.stdout();
-  assert.ok(!log.includes(SECRET), 'secret in log');
-  assert.ok(!log.includes(tok.split('.')[2]), 'token signature in log');
-  assert.ok(!log.includes(tok.split('.')[1]), 'token payload in log');
-  assert.ok(!srv.stderr().includes('payload-secret-xyz'), 'payload in log');
-});
+for (const level of ['info', 'debug']) {
+  test(`the secret and tokens never appear in the log, at ${level}`, async () => {
+    const srv = await start(['--log-level', level]);
+    const tok = signToken(11);
+    const c = await rawWs(srv, `token=${tok}&vsn=2.0.0`);
+    c.sendJson(['1', '1', 'room:a', 'phx_join', { secret: 'payload-secret-xyz' }]);
+    await c.nextJson();
+    c.sendJson(['1', '2', 'user:12', 'phx_join', { secret: 'payload-secret-xyz' }]); // refused
+    await c.nextJson();
+    c.sendJson(['1', '3', 'room:a', 'shout', { secret: 'payload-secret-xyz' }]);
+    await c.nextJson();
+    await c.close();
+    await assert.rejects(rawWs(srv, `token=${tok}x&vsn=2.0.0`));
+    await srv.stop();
+    const log = srv.stderr() + srv.stdout();
+    // The socket's life is logged at info (connect, joins, close, the refusal).
+    for (const ev of ['connect', 'join', 'join_refused', 'close', 'connect_refused']) {
+      assert.match(log, new RegExp(`info event=${ev} `), `${ev} line`);
+    }
+    assert.ok(!log.includes(SECRET), 'secret in log');
+    assert.ok(!log.includes(tok.split('.')[2]), 'token signature in log');
+    assert.ok(!log.includes(tok.split('.')[1]), 'token payload in log');
+    assert.ok(!srv.stderr().includes('payload-secret-xyz'), 'payload in log');
+  });
+}
 
 test('subscribers killed mid-broadcast: phxd survives, descriptors return, others see every message', async () => {
   const srv = await start(['--api-key', 'k']);

@@ -109,7 +109,7 @@ test('a pipelined mix (GET /healthz, GET /metrics, GET /nonexistent) is answered
 // next response on the connection) ----
 
 test('HEAD /healthz, /metrics and / answer the GET\'s headers with no body; the next GET on the connection is intact', async () => {
-  const srv = await start();
+  const srv = await start(['--demo-page', 'true']); // / is the demo page
   for (const path of ['/healthz', '/metrics', '/']) {
     const c = await RawHttp.open(srv.port);
     await c.write(get(path));
@@ -144,7 +144,7 @@ test('HEAD /healthz, /metrics and / answer the GET\'s headers with no body; the 
 // take no body and for unauthenticated API calls alike) ----
 
 test('a declared 7 MB body to /, /healthz or /socket/websocket gets 413 from the head alone, and the connection is closed', async () => {
-  const srv = await start();
+  const srv = await start(['--demo-page', 'true']);
   for (const [method, path] of [['POST', '/'], ['GET', '/'], ['GET', '/healthz'], ['POST', '/socket/websocket']]) {
     const c = await RawHttp.open(srv.port);
     // The head only: no body byte is ever sent.
@@ -174,7 +174,7 @@ test('POST /api/broadcast with a wrong key and a declared 7 MB body gets 401 at 
 });
 
 test('32 unauthenticated connections sending 7 MB bodies to / do not grow the server\'s RSS past 32 MB', async () => {
-  const srv = await start();
+  const srv = await start(['--demo-page', 'true']); // / is the demo page
   const pid = srv.proc.pid;
   const body = Buffer.alloc(BIG, 0x61); // one buffer, written to every socket
   const rss0 = rssKiB(pid);
@@ -218,7 +218,7 @@ test('32 unauthenticated connections sending 7 MB bodies to / do not grow the se
 test('pipelined GET / never read: output held at the high-water mark, closed as a slow consumer; RSS bounded; others served', async () => {
   const LIMIT = 1048576;
   const srv = await start(['--queue-limit-bytes', String(LIMIT), '--queue-high-bytes', String(LIMIT / 2),
-    '--handshake-timeout-ms', '2000']);
+    '--handshake-timeout-ms', '2000', '--demo-page', 'true']);
   const pid = srv.proc.pid;
   const page = (await once(srv, '/')).body;
   assert.ok(page.length > 1000, 'the demo page');

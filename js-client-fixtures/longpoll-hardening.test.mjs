@@ -347,12 +347,12 @@ test('--max-body-bytes-total: the slow upload that would pass the total gets 503
       await sleep(5);
     }
   };
-  const bytesIn0 = await metric(srv, 'phxd_bytes_in_total');
+  const bytesIn0 = await metric(srv, 'phxd_received_bytes_total');
   // A and B: 1.4 MB each, held by the server (2.8 MB).
   for (const u of uploads.slice(0, 2)) await u.conn.write(lpPostHead(u.s, u.user, body.length));
   await send(uploads[0], 0, FIRST);
   await send(uploads[1], 0, FIRST);
-  await waitFor(async () => (await metric(srv, 'phxd_bytes_in_total')) >= bytesIn0 + 2 * FIRST, 5000, 'the server read both uploads');
+  await waitFor(async () => (await metric(srv, 'phxd_received_bytes_total')) >= bytesIn0 + 2 * FIRST, 5000, 'the server read both uploads');
   // C: its head (and as much of its body as it gets to send) passes 4 MB.
   const c = uploads[2];
   await c.conn.write(lpPostHead(c.s, c.user, body.length));

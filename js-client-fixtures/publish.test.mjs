@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import {
   PHXD_BIN, startServer, signToken, phxSocket, connect, join, nextEvent, closeSocket, nextClose,
-  withTimeout,
+  withTimeout, runPhxd,
 } from './lib/server.mjs';
 
 const KEY = 'publish-test-api-key-0123456789';
@@ -27,15 +27,7 @@ after(async () => {
 
 // Runs `phxd publish ...` with only PATH and `env` in its environment.
 function publish(args, { env = {} } = {}) {
-  return withTimeout(new Promise((resolve, reject) => {
-    const p = spawn(PHXD_BIN, ['publish', ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => { stdout += d; });
-    p.stderr.on('data', (d) => { stderr += d; });
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-  }), 15000, 'phxd publish');
+  return runPhxd(['publish', ...args], { env, ms: 15000 });
 }
 
 async function client(uid) {
@@ -110,7 +102,7 @@ test('usage errors exit 2 with one line', async () => {
     [['--api-key', KEY, 'room:x', 'e', '[1]'], {}, 'the payload must be a JSON object'],
     [['--api-key', KEY, 'room:x', 'e', '{"a":'], {}, 'the payload must be a JSON object'],
     [['--api-key', KEY, 'room:x', 'e', '{}', 'extra'], {}, 'unexpected argument "extra"'],
-    [['--api-key', KEY, '--url', 'https://127.0.0.1:4000', 'room:x', 'e'], {}, 'https:// is not supported'],
+    [['--api-key', KEY, '--insecure', 'room:x', 'e'], {}, '--insecure and --cacert are for https:// URLs'],
     [['--api-key', KEY, '--url', 'ftp://x', 'room:x', 'e'], {}, 'the URL must start with http://'],
     [['--api-key', KEY, '--url', 'http://127.0.0.1:99999', 'room:x', 'e'], {}, 'bad port in the URL'],
     [['--api-key', KEY, '--bogus', 'room:x', 'e'], {}, 'unknown option --bogus'],
@@ -128,4 +120,67 @@ test('usage errors exit 2 with one line', async () => {
   const help = await publish(['--help']);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /^usage: phxd publish/);
+});
+
+// ---- https:// ----
+
+test('publish speaks https:// with --cacert or --insecure, verifies by default, and names the protocol mix-ups', async () => {
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const { spawnSync } = await import('node:child_process');
+  const { default: WebSocket } = await import('ws');
+  const { Socket } = await import('phoenix');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'phxd-publish-tls-'));
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  const g = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-keyout', key, '-out', cert,
+    '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'], { encoding: 'utf8' });
+  assert.equal(g.status, 0, g.stderr);
+  const ca = fs.readFileSync(cert);
+  const tlsServer = await startServer(['--api-key', KEY, '--tls-cert', cert, '--tls-key', key]);
+  class TlsWebSocket extends WebSocket {
+    constructor(url, protocols) { super(url, protocols, { ca }); }
+  }
+  const socket = new Socket(tlsServer.socketUrl, { transport: TlsWebSocket, params: { token: signToken(30) } });
+  try {
+    assert.match(tlsServer.url, /^https:/);
+    await connect(socket);
+    const ch = socket.channel('room:tlspub');
+    await join(ch);
+    // --cacert: verified against the server's own certificate, by IP and by name (SNI).
+    let got = nextEvent(ch, 'hello');
+    let r = await publish(['--url', tlsServer.url, '--api-key', KEY, '--cacert', cert, 'room:tlspub', 'hello', '{"n":1}']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, '{"recipients":1}\n');
+    assert.deepEqual(await got, { n: 1 });
+    got = nextEvent(ch, 'hello');
+    r = await publish(['--url', `https://localhost:${tlsServer.port}`, '--api-key', KEY, '--cacert', cert, 'room:tlspub', 'hello', '{"n":2}']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(await got, { n: 2 });
+    // --insecure skips the check.
+    r = await publish(['--url', tlsServer.url, '--api-key', KEY, '--insecure', 'room:tlspub', 'hello', '{"n":3}']);
+    assert.equal(r.code, 0, r.stderr);
+    // By default the system store is used: a self-signed certificate fails, saying why.
+    r = await publish(['--url', tlsServer.url, '--api-key', KEY, 'room:tlspub', 'hello']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^phxd publish: the certificate of 127\.0\.0\.1:\d+ cannot be verified: self-signed certificate .*--cacert FILE.*--insecure/);
+    // http:// to the TLS port: one clear line.
+    r = await publish(['--url', `http://127.0.0.1:${tlsServer.port}`, '--api-key', KEY, 'room:tlspub', 'hello']);
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr, `phxd publish: the server at 127.0.0.1:${tlsServer.port} speaks TLS: use https://127.0.0.1:${tlsServer.port}\n`);
+    // https:// to a plain port: the handshake fails readably.
+    r = await publish(['--url', `https://127.0.0.1:${server.port}`, '--api-key', KEY, '--insecure', 'room:tlspub', 'hello']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`^phxd publish: the server at 127\\.0\\.0\\.1:${server.port} does not speak TLS \\(.*\\): use http://127\\.0\\.0\\.1:${server.port}\\n$`));
+    // The TLS server kept serving through all of it.
+    got = nextEvent(ch, 'hello');
+    r = await publish(['--url', tlsServer.url, '--api-key', KEY, '--cacert', cert, 'room:tlspub', 'hello', '{"n":4}']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(await got, { n: 4 });
+  } finally {
+    closeSocket(socket);
+    await tlsServer.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

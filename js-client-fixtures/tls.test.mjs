@@ -4,6 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import crypto from 'node:crypto';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
@@ -128,4 +129,108 @@ test('a missing or mismatched key stops start-up with exit status 2', () => {
   const r2 = spawnSync(process.env.PHXD_BIN || '../build/phxd', ['--port', '0', '--tls-cert', path.join(dir, 'cert.pem'), '--tls-key', path.join(dir, 'nope.pem')], { encoding: 'utf8' });
   assert.equal(r2.status, 2);
   assert.match(r2.stderr, /key/);
+});
+
+// ---- SIGHUP: the certificate and key are reloaded without dropping sockets ----
+
+function makeCert(dirName, cn) {
+  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
+    '-keyout', path.join(dirName, 'key.pem'), '-out', path.join(dirName, 'cert.pem'),
+    '-subj', `/CN=${cn}`, '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return { cert: fs.readFileSync(path.join(dirName, 'cert.pem')), key: fs.readFileSync(path.join(dirName, 'key.pem')) };
+}
+
+// The SHA-256 fingerprint of the certificate a new connection is shown.
+function servedFingerprint(port) {
+  return withTimeout(new Promise((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false, servername: 'localhost' }, () => {
+      const fp = s.getPeerCertificate().fingerprint256;
+      s.destroy();
+      resolve(fp);
+    });
+    s.on('error', reject);
+  }), 5000, 'TLS connect');
+}
+
+async function waitForLog(server, re, what) {
+  const deadline = Date.now() + 5000;
+  while (!re.test(server.stderr())) {
+    if (Date.now() > deadline) throw new Error(`no ${what} in the log: ${server.stderr()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+test('SIGHUP reloads the certificate: open wss sockets keep working, new ones see the new certificate', async () => {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'phxd-tls-reload-'));
+  const gen1 = path.join(d, 'gen1');
+  const gen2 = path.join(d, 'gen2');
+  fs.mkdirSync(gen1);
+  fs.mkdirSync(gen2);
+  const first = makeCert(gen1, 'first');
+  const second = makeCert(gen2, 'second');
+  const certPath = path.join(d, 'cert.pem');
+  const keyPath = path.join(d, 'key.pem');
+  fs.writeFileSync(certPath, first.cert);
+  fs.writeFileSync(keyPath, first.key);
+  const s = await startServer(['--tls-cert', certPath, '--tls-key', keyPath, '--log-level', 'info']);
+  const fp1 = new crypto.X509Certificate(first.cert).fingerprint256;
+  const fp2 = new crypto.X509Certificate(second.cert).fingerprint256;
+  class FirstWebSocket extends WebSocket {
+    constructor(url, protocols) { super(url, protocols, { ca: first.cert }); }
+  }
+  const a = new Socket(s.socketUrl, { transport: FirstWebSocket, params: { token: signToken(11) } });
+  try {
+    assert.equal(await servedFingerprint(s.port), fp1);
+    await connect(a);
+    const ch = a.channel('room:reload');
+    await join(ch);
+    fs.writeFileSync(certPath, second.cert);
+    fs.writeFileSync(keyPath, second.key);
+    s.proc.kill('SIGHUP');
+    await waitForLog(s, /event=tls_reloaded/, 'tls_reloaded');
+    assert.equal(await servedFingerprint(s.port), fp2);
+    // The socket opened with the first certificate is still there and works.
+    assert.equal(a.isConnected(), true);
+    assert.deepEqual(await push(ch, 'ping', { after: 'reload' }), { status: 'ok', response: { after: 'reload' } });
+    const got = nextEvent(ch, 'new_msg');
+    await push(ch, 'new_msg', { body: 'still here' });
+    assert.deepEqual(await got, { body: 'still here' });
+
+    // A broken certificate file: the reload fails with one warning and the
+    // second certificate stays in use.
+    fs.writeFileSync(certPath, '-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n');
+    s.proc.kill('SIGHUP');
+    await waitForLog(s, / warn [^\n]*event=tls_reload_failed/, 'tls_reload_failed');
+    assert.equal(s.stderr().match(/tls_reload_failed/g).length, 1);
+    assert.equal(await servedFingerprint(s.port), fp2);
+    // A key that does not match the certificate is refused as well.
+    fs.writeFileSync(certPath, first.cert);
+    fs.writeFileSync(keyPath, second.key);
+    s.proc.kill('SIGHUP');
+    await waitForLog(s, /tls_reload_failed[^\n]*\n[^]*tls_reload_failed/, 'second tls_reload_failed');
+    assert.equal(await servedFingerprint(s.port), fp2);
+    assert.deepEqual(await push(ch, 'ping', {}), { status: 'ok', response: {} });
+    assert.equal(s.proc.exitCode, null);
+  } finally {
+    closeSocket(a);
+    const r = await s.stop();
+    assert.equal(r.code, 0);
+    fs.rmSync(d, { recursive: true, force: true });
+  }
+});
+
+test('SIGHUP without TLS logs that there is nothing to reload and keeps running', async () => {
+  const s = await startServer(['--log-level', 'info']);
+  try {
+    s.proc.kill('SIGHUP');
+    await waitForLog(s, /nothing to reload/, 'nothing to reload');
+    const r = await fetch(`${s.url}/healthz`);
+    assert.equal(r.status, 200);
+    assert.equal(s.proc.exitCode, null);
+    assert.equal(s.proc.signalCode, null);
+  } finally {
+    const r = await s.stop();
+    assert.equal(r.code, 0);
+  }
 });

@@ -213,3 +213,19 @@ export function nextMessage(socket, pred, ms = 5000, what = 'message') {
     const ref = socket.onMessage((msg) => { if (pred(msg)) { socket.off([ref]); resolve(msg); } });
   }), ms, what);
 }
+
+// Runs phxd to its exit with `args` in an environment holding only PATH and
+// `env` (nothing leaks in from the test runner's); every child is pushed on
+// `procs` when given, so that an after() hook can kill what is left.
+export function runPhxd(args, { env = {}, ms = 10000, procs } = {}) {
+  return withTimeout(new Promise((resolve, reject) => {
+    const p = spawn(PHXD_BIN, args, { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    if (procs) procs.push(p);
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => { stdout += d; });
+    p.stderr.on('data', (d) => { stderr += d; });
+    p.on('error', reject);
+    p.on('close', (code) => resolve({ code, stdout, stderr }));
+  }), ms, `phxd ${args.join(' ')}`);
+}

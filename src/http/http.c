@@ -629,7 +629,13 @@ static bool refused_draining(phx_conn_t *c)
 {
     if (!c->loop->is_draining && !c->loop->is_stopping)
         return false;
-    phx_stats_refused(&c->loop->stats, PHX_REFUSE_DRAINING);
+    const char *path, *query;
+    size_t path_len, query_len;
+    phx_http_target(c->http, &path, &path_len, &query, &query_len);
+    const char *transport = path_len >= 9 && memcmp(path + path_len - 9, "/longpoll", 9) == 0
+                                ? "longpoll"
+                                : "websocket";
+    phx_stats_refused(&c->loop->stats, PHX_REFUSE_DRAINING, c->peer, transport);
     phx_http_respond(c, 503, "retry-after: 1\r\n", NULL, NULL, 0);
     return true;
 }

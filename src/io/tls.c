@@ -63,6 +63,9 @@ phx_tls_ctx_t *phx_tls_ctx_new(const char *cert_file, const char *key_file, char
     }
     return c;
 fail:
+    /* Leave no error queued for the next OpenSSL call on this thread to
+     * mistake for its own (a failed reload happens on the loop's thread). */
+    ERR_clear_error();
     phx_tls_ctx_free(c);
     return NULL;
 }
@@ -124,6 +127,21 @@ static int write_all(phx_tls_t *t, const uint8_t *data, size_t len)
     return 0;
 }
 
+/* A plain HTTP request on the TLS port (OpenSSL recognises GET, POST,
+ * HEAD and PUT before any handshake, and sends no alert): answered in plain
+ * HTTP, as nginx and Go do, so that curl and `phxd publish` can say what is
+ * wrong instead of seeing the connection close without a word. */
+static void answer_plain_http(phx_tls_t *t)
+{
+    static const char answer[] = "HTTP/1.1 400 Bad Request\r\n"
+                                 "content-type: text/plain\r\n"
+                                 "content-length: 41\r\n"
+                                 "connection: close\r\n"
+                                 "\r\n"
+                                 "this port speaks TLS: use https:// here\r\n";
+    BIO_write(t->wbio, answer, (int)sizeof(answer) - 1);
+}
+
 int phx_tls_feed(phx_tls_t *t, const uint8_t *data, size_t len, uint8_t *scratch,
                  size_t scratch_cap, bool (*deliver)(void *arg, uint8_t *p, size_t n), void *arg)
 {
@@ -136,6 +154,8 @@ int phx_tls_feed(phx_tls_t *t, const uint8_t *data, size_t len, uint8_t *scratch
             if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
                 return 0;
             PHX_LOG_DEBUG("event=tls_handshake_failed error=%d", e);
+            if (ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_HTTP_REQUEST)
+                answer_plain_http(t);
             ERR_clear_error();
             return PHX_ERR_PROTO;
         }

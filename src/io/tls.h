@@ -15,10 +15,14 @@
 typedef struct phx_tls_ctx phx_tls_ctx_t;
 typedef struct phx_tls phx_tls_t;
 
-/* Loads a PEM certificate chain and private key (startup only: reads
- * files). TLS 1.2 and 1.3, no renegotiation, no compression. Returns an
- * owned context or NULL with one line in `err` (PHX_ERR_LEN bytes). */
+/* Loads a PEM certificate chain and private key (reads the files
+ * synchronously: at startup and on a reload). TLS 1.2 and 1.3, no
+ * renegotiation, no compression. Returns an owned context or NULL with one
+ * line in `err` (PHX_ERR_LEN bytes). */
 phx_tls_ctx_t *phx_tls_ctx_new(const char *cert_file, const char *key_file, char *err);
+/* Frees the handle. Sessions made from it stay valid: each holds its own
+ * reference to the OpenSSL context, which lives until the last is freed
+ * (this is what lets a reload swap contexts under open connections). */
 void phx_tls_ctx_free(phx_tls_ctx_t *ctx);
 
 /* A server-side TLS session for one connection. NULL when out of memory. */
@@ -30,7 +34,8 @@ void phx_tls_free(phx_tls_t *t);
  * `scratch_cap` bytes at a time, read through `scratch`); delivery stops
  * early when `deliver` returns false. Returns 0, 1 when the peer sent
  * close_notify, or PHX_ERR_PROTO on a TLS error (the connection must close;
- * an alert may be pending in the output). */
+ * an alert may be pending in the output, or, when the peer spoke plain HTTP
+ * to the TLS port, a plain-text 400 saying to use https://). */
 int phx_tls_feed(phx_tls_t *t, const uint8_t *data, size_t len, uint8_t *scratch,
                  size_t scratch_cap, bool (*deliver)(void *arg, uint8_t *p, size_t n), void *arg);
 /* Encrypts `len` bytes of plaintext (records go to the pending output).

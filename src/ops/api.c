@@ -16,6 +16,7 @@
 #include "json.h"
 #include "log.h"
 #include "pubsub.h"
+#include "serializer.h"
 #include "socket.h"
 
 static bool path_eq(const char *path, size_t len, const char *want)
@@ -23,8 +24,28 @@ static bool path_eq(const char *path, size_t len, const char *want)
     return strlen(want) == len && memcmp(path, want, len) == 0;
 }
 
+/* Counts an answer in phxd_api_requests_total, by route and status. */
+static void api_count(phx_conn_t *c, int status)
+{
+    const char *path, *query;
+    size_t len, query_len;
+    phx_http_target(c->http, &path, &len, &query, &query_len);
+    phx_api_route_t route = path_eq(path, len, "/api/broadcast")    ? PHX_API_BROADCAST
+                            : path_eq(path, len, "/api/disconnect") ? PHX_API_DISCONNECT
+                                                                    : PHX_API_OTHER;
+    c->loop->stats.api_requests[route][phx_api_status_slot(status)]++;
+}
+
+/* An answer without a body (404, 405), counted. */
+static void reply_empty(phx_conn_t *c, int status, const char *headers)
+{
+    api_count(c, status);
+    phx_http_write(c, status, headers, NULL, NULL, 0, 0);
+}
+
 static void reply(phx_conn_t *c, int status, const char *json)
 {
+    api_count(c, status);
     phx_http_write(c, status, status == 401 ? "www-authenticate: Bearer\r\n" : NULL,
                    json ? "application/json" : NULL, json, json ? strlen(json) : 0,
                    PHX_HTTP_NO_CACHE);
@@ -32,6 +53,7 @@ static void reply(phx_conn_t *c, int status, const char *json)
 
 static void reply_close(phx_conn_t *c, int status, const char *json)
 {
+    api_count(c, status);
     phx_http_write(c, status, status == 401 ? "www-authenticate: Bearer\r\n" : NULL,
                    "application/json", json, strlen(json), PHX_HTTP_NO_CACHE | PHX_HTTP_CLOSE);
 }
@@ -80,42 +102,149 @@ bool phx_api_key_ok(const phx_config_t *cfg, const char *authorization)
     return ok;
 }
 
-static void broadcast(phx_endpoint_t *ep, phx_conn_t *c, uint8_t *body, size_t len)
+/* One message to broadcast: the topic and event decoded, the payload either
+ * a span of the body (JSON) or the decoded payload_base64 in `bin`. */
+typedef struct api_msg {
+    phx_buf_t topic, event, bin;
+    phx_payload_t payload;
+} api_msg_t;
+
+static void api_msg_dispose(api_msg_t *m)
 {
-    phx_buf_t topic = {0}, event = {0}, bin = {0};
-    phx_json_span_t raw;
-    phx_payload_t payload = {(const uint8_t *)"{}", 2, false};
-    const char *why = NULL;
-    if (!phx_json_member(body, len, "topic", &topic, &raw) || topic.len == 0)
-        why = "topic must be a non-empty string";
-    else if (!phx_json_member(body, len, "event", &event, &raw) || event.len == 0)
-        why = "event must be a non-empty string";
-    else if (phx_json_member(body, len, "payload_base64", NULL, &raw) &&
-             raw.type != PHX_JSON_STRING)
-        why = "payload_base64 must be a string of standard base64";
-    else if (phx_json_member(body, len, "payload_base64", &bin, &raw)) {
-        phx_buf_t decoded = {0};
-        if (phx_base64_decode(&decoded, (const char *)bin.data, bin.len) != 0) {
-            phx_buf_dispose(&decoded);
-            why = "payload_base64 must be standard base64";
-        } else {
-            phx_buf_dispose(&bin);
-            bin = decoded;
-            payload.data = bin.data ? bin.data : (const uint8_t *)"";
-            payload.len = bin.len;
-            payload.is_binary = true;
-        }
-    } else if (phx_json_member(body, len, "payload", NULL, &raw)) {
-        if (raw.type != PHX_JSON_OBJECT)
-            why = "payload must be an object";
-        payload.data = raw.p;
-        payload.len = raw.len;
+    phx_buf_dispose(&m->topic);
+    phx_buf_dispose(&m->event);
+    phx_buf_dispose(&m->bin);
+}
+
+/* The fields a body (or one message of a batch) may have; anything else is
+ * refused rather than ignored (a silently dropped "except" excluded no
+ * one). NULL-terminated. */
+static const char *const broadcast_fields[] = {"topic", "event", "payload", "payload_base64", NULL};
+static const char *const batch_fields[] = {"messages", NULL};
+static const char *const disconnect_fields[] = {"id", NULL};
+
+/* The first member of the (validated) object `obj` whose key is not in
+ * `allowed`, or false. *key is its key's span (with quotes). */
+static bool unknown_field(const uint8_t *obj, size_t len, const char *const *allowed,
+                          phx_json_span_t *key)
+{
+    phx_json_iter_t it;
+    phx_json_span_t val;
+    if (phx_json_iter_init(&it, obj, len) != 0)
+        return false;
+    while (phx_json_iter_next(&it, key, &val)) {
+        bool known = false;
+        for (const char *const *f = allowed; *f && !known; f++)
+            known = key->len == strlen(*f) + 2 && memcmp(key->p + 1, *f, key->len - 2) == 0;
+        if (!known)
+            return true;
     }
-    if (why == NULL) {
-        int n = phx_endpoint_broadcast(ep, (const char *)topic.data, topic.len,
-                                       (const char *)event.data, &payload, 0, 0);
+    return false;
+}
+
+/* 400 {"error":"<where>unknown field \"<key>\""}: the key decoded and
+ * escaped again (cut at 64 bytes, on a UTF-8 boundary), so that whatever
+ * the client sent comes back as valid JSON. */
+static void refuse_unknown(phx_conn_t *c, const char *where, const phx_json_span_t *key)
+{
+    uint8_t name[64 + 4];
+    size_t n = 0;
+    bool has_nul;
+    uint8_t *dec = phx_malloc(key->len);
+    if (dec != NULL && phx_json_string_decode(key->p, key->len, dec, &n, &has_nul) == 0) {
+        if (n > 64) {
+            n = 64;
+            while (n > 0 && (dec[n] & 0xc0) == 0x80)
+                n--;
+        }
+        memcpy(name, dec, n);
+    } else {
+        n = 0;
+    }
+    phx_free(dec);
+    phx_buf_t msg = {0}, body = {0};
+    if (phx_buf_printf(&msg, "%sunknown field \"", where) == 0 &&
+        phx_buf_append(&msg, name, n) == 0 && phx_buf_append_str(&msg, "\"") == 0 &&
+        phx_buf_append_str(&body, "{\"error\":") == 0 &&
+        phx_json_append_string(&body, msg.data, msg.len) == 0 &&
+        phx_buf_append_str(&body, "}") == 0 && phx_buf_append_byte(&body, '\0') == 0)
+        reply(c, 400, (const char *)body.data);
+    else
+        reply(c, 503, NULL);
+    phx_buf_dispose(&msg);
+    phx_buf_dispose(&body);
+}
+
+/* Reads one message (the body of a single broadcast, or one element of a
+ * batch's "messages") into `m`. Returns NULL, or why it is refused; an
+ * unknown field is reported through *unknown (and "" is returned). */
+static const char *parse_msg(const uint8_t *obj, size_t len, api_msg_t *m, phx_json_span_t *unknown)
+{
+    phx_json_span_t raw;
+    m->payload = (phx_payload_t){(const uint8_t *)"{}", 2, false};
+    if (unknown_field(obj, len, broadcast_fields, unknown))
+        return "";
+    if (!phx_json_member(obj, len, "topic", &m->topic, &raw) || m->topic.len == 0)
+        return "topic must be a non-empty string";
+    if (!phx_json_member(obj, len, "event", &m->event, &raw) || m->event.len == 0)
+        return "event must be a non-empty string";
+    if (phx_json_member(obj, len, "payload_base64", NULL, &raw)) {
+        phx_buf_t text = {0};
+        if (raw.type != PHX_JSON_STRING ||
+            !phx_json_member(obj, len, "payload_base64", &text, &raw))
+            return "payload_base64 must be a string of standard base64";
+        int rv = phx_base64_decode(&m->bin, (const char *)text.data, text.len);
+        phx_buf_dispose(&text);
+        if (rv != 0)
+            return "payload_base64 must be standard base64";
+        m->payload.data = m->bin.data ? m->bin.data : (const uint8_t *)"";
+        m->payload.len = m->bin.len;
+        m->payload.is_binary = true;
+    } else if (phx_json_member(obj, len, "payload", NULL, &raw)) {
+        if (raw.type != PHX_JSON_OBJECT)
+            return "payload must be an object";
+        m->payload.data = raw.p;
+        m->payload.len = raw.len;
+    }
+    /* What the encoder would refuse (a binary message's topic or event over
+     * 255 bytes, text that is not UTF-8) is refused here, before anything
+     * of a batch is sent. */
+    phx_out_t out = {
+        .kind = PHX_OUT_BROADCAST,
+        .join_ref = phx_field_null(),
+        .ref = phx_field_null(),
+        .topic = phx_field_bytes(m->topic.data, m->topic.len),
+        .event = phx_field_bytes(m->event.data, m->event.len),
+        .status = phx_field_null(),
+        .payload = m->payload.data,
+        .payload_len = m->payload.len,
+        .is_binary = m->payload.is_binary,
+    };
+    size_t size;
+    if (phx_msg_encoded_size(PHX_FMT_V2_JSON, &out, &size) != 0)
+        return "payload cannot be encoded";
+    return NULL;
+}
+
+static int send_msg(phx_endpoint_t *ep, const api_msg_t *m)
+{
+    return phx_endpoint_broadcast(ep, (const char *)m->topic.data, m->topic.len,
+                                  (const char *)m->event.data, &m->payload, 0, 0);
+}
+
+static void broadcast_one(phx_endpoint_t *ep, phx_conn_t *c, uint8_t *body, size_t len)
+{
+    api_msg_t m = {0};
+    phx_json_span_t key;
+    const char *why = parse_msg(body, len, &m, &key);
+    if (why && *why == '\0') {
+        refuse_unknown(c, "", &key);
+    } else if (why) {
+        bad_request(c, why);
+    } else {
+        int n = send_msg(ep, &m);
         if (n < 0) {
-            why = "payload cannot be encoded";
+            bad_request(c, "payload cannot be encoded");
         } else {
             char resp[48];
             snprintf(resp, sizeof(resp), "{\"recipients\":%d}", n);
@@ -123,18 +252,104 @@ static void broadcast(phx_endpoint_t *ep, phx_conn_t *c, uint8_t *body, size_t l
             reply(c, 202, resp);
         }
     }
-    if (why)
+    api_msg_dispose(&m);
+}
+
+/* {"messages":[...]}: every message is read and checked first; only a
+ * batch without a fault is sent, in order. */
+static void broadcast_batch(phx_endpoint_t *ep, phx_conn_t *c, uint8_t *body, size_t len)
+{
+    phx_json_span_t key, raw, el;
+    if (unknown_field(body, len, batch_fields, &key)) {
+        refuse_unknown(c, "", &key);
+        return;
+    }
+    phx_json_member(body, len, "messages", NULL, &raw);
+    if (raw.type != PHX_JSON_ARRAY) {
+        bad_request(c, "messages must be an array of message objects");
+        return;
+    }
+    phx_json_iter_t it;
+    size_t count = 0;
+    phx_json_iter_init(&it, raw.p, raw.len);
+    while (phx_json_iter_next(&it, NULL, &el))
+        count++;
+    if (count == 0 || count > PHX_API_MAX_BATCH) {
+        char why[96];
+        snprintf(why, sizeof(why), "messages must hold 1 to %d messages, got %zu",
+                 PHX_API_MAX_BATCH, count);
         bad_request(c, why);
-    phx_buf_dispose(&topic);
-    phx_buf_dispose(&event);
-    phx_buf_dispose(&bin);
+        return;
+    }
+    api_msg_t *msgs = phx_calloc(count, sizeof(*msgs));
+    if (msgs == NULL) {
+        reply(c, 503, NULL);
+        return;
+    }
+    size_t i = 0;
+    const char *why = NULL;
+    phx_json_iter_init(&it, raw.p, raw.len);
+    while (why == NULL && phx_json_iter_next(&it, NULL, &el)) {
+        if (el.type != PHX_JSON_OBJECT)
+            why = "must be an object";
+        else
+            why = parse_msg(el.p, el.len, &msgs[i], &key);
+        if (why == NULL)
+            i++;
+    }
+    char where[32];
+    snprintf(where, sizeof(where), "messages[%zu]: ", i);
+    if (why && *why == '\0') {
+        refuse_unknown(c, where, &key);
+    } else if (why) {
+        char msg[192];
+        snprintf(msg, sizeof(msg), "%s%s", where, why);
+        bad_request(c, msg);
+    } else {
+        long long recipients = 0;
+        size_t failed = 0;
+        for (i = 0; i < count; i++) {
+            int n = send_msg(ep, &msgs[i]);
+            if (n < 0)
+                failed++;
+            else
+                recipients += n;
+        }
+        char resp[96];
+        if (failed) {
+            PHX_LOG_WARN("event=api_broadcast_batch messages=%zu failed=%zu", count, failed);
+            snprintf(resp, sizeof(resp), "{\"error\":\"%zu of %zu messages could not be sent\"}",
+                     failed, count);
+            reply(c, 503, resp);
+        } else {
+            snprintf(resp, sizeof(resp), "{\"recipients\":%lld,\"messages\":%zu}", recipients,
+                     count);
+            PHX_LOG_DEBUG("event=api_broadcast_batch messages=%zu recipients=%lld", count,
+                          recipients);
+            reply(c, 202, resp);
+        }
+    }
+    for (size_t k = 0; k < count; k++)
+        api_msg_dispose(&msgs[k]);
+    phx_free(msgs);
+}
+
+static void broadcast(phx_endpoint_t *ep, phx_conn_t *c, uint8_t *body, size_t len)
+{
+    phx_json_span_t raw;
+    if (phx_json_member(body, len, "messages", NULL, &raw))
+        broadcast_batch(ep, c, body, len);
+    else
+        broadcast_one(ep, c, body, len);
 }
 
 static void disconnect(phx_endpoint_t *ep, phx_conn_t *c, uint8_t *body, size_t len)
 {
     phx_buf_t id = {0};
-    phx_json_span_t raw;
-    if (!phx_json_member(body, len, "id", &id, &raw) || id.len == 0) {
+    phx_json_span_t raw, key;
+    if (unknown_field(body, len, disconnect_fields, &key)) {
+        refuse_unknown(c, "", &key);
+    } else if (!phx_json_member(body, len, "id", &id, &raw) || id.len == 0) {
         bad_request(c, "id must be a non-empty string");
     } else if (!phx_socket_id_topic(ep, (const char *)id.data, id.len)) {
         /* A room is not an id: saying so beats telling its members
@@ -157,7 +372,7 @@ void phx_api_request(phx_endpoint_t *ep, phx_conn_t *c, const char *path, size_t
     const phx_config_t *cfg = ep->cfg;
     phx_http_t *h = c->http;
     if (cfg->api_key == NULL || cfg->api_key[0] == '\0') {
-        phx_http_write(c, 404, NULL, NULL, NULL, 0, 0);
+        reply_empty(c, 404, NULL);
         return;
     }
     bool is_broadcast = path_eq(path, len, "/api/broadcast");
@@ -171,7 +386,7 @@ void phx_api_request(phx_endpoint_t *ep, phx_conn_t *c, const char *path, size_t
         return;
     }
     if (phx_http_method(h) != HTTP_POST) {
-        phx_http_write(c, 405, "allow: POST\r\n", NULL, NULL, 0, 0);
+        reply_empty(c, 405, "allow: POST\r\n");
         return;
     }
     phx_json_limits_t lim = {.max_depth = (uint32_t)cfg->max_json_depth};

@@ -1,18 +1,107 @@
 /* metrics.c: /healthz and /metrics (see metrics.h). Everything is read from
- * counters the server keeps anyway; rendering costs one pass over them. */
+ * counters the server keeps anyway, plus the process_* metrics from /proc
+ * (never blocks); rendering costs one pass over them. */
 #include "metrics.h"
 
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "http.h"
 #include "longpoll.h"
 #include "pubsub.h"
 
-static const char *const refuse_labels[] = {
-#define PHX_REFUSE_LABEL(name, label) label,
-    PHX_REFUSE_MAP(PHX_REFUSE_LABEL)
-#undef PHX_REFUSE_LABEL
+static const char *const api_route_labels[PHX_API_ROUTES] = {
+    [PHX_API_BROADCAST] = "/api/broadcast",
+    [PHX_API_DISCONNECT] = "/api/disconnect",
+    [PHX_API_OTHER] = "other",
 };
+
+/* The Prometheus client libraries' process_* metrics, read from /proc
+ * (Linux); what cannot be read is left out. */
+static int process_metrics(phx_buf_t *out)
+{
+    int rv = 0;
+    long ticks = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+    char buf[1024];
+    FILE *f = fopen("/proc/self/stat", "re");
+    size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    /* Fields after the command's closing parenthesis, numbered from 3
+     * (the state) as in proc(5). */
+    char *p = strrchr(buf, ')');
+    unsigned long long field[25] = {0};
+    int k = 3;
+    if (p && p[1] == ' ' && ticks > 0 && page > 0) {
+        char *save = NULL;
+        for (char *tok = strtok_r(p + 2, " ", &save); tok && k <= 24;
+             tok = strtok_r(NULL, " ", &save), k++)
+            field[k] = strtoull(tok, NULL, 10);
+    }
+    if (k > 24) {
+        double cpu = (double)(field[14] + field[15]) / (double)ticks; /* utime, stime */
+        rv |= phx_buf_printf(out,
+                             "# HELP process_cpu_seconds_total Total user and system CPU time "
+                             "spent in seconds.\n"
+                             "# TYPE process_cpu_seconds_total counter\n"
+                             "process_cpu_seconds_total %.2f\n",
+                             cpu);
+        rv |= phx_buf_printf(out,
+                             "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n"
+                             "# TYPE process_virtual_memory_bytes gauge\n"
+                             "process_virtual_memory_bytes %llu\n"
+                             "# HELP process_resident_memory_bytes Resident memory size in "
+                             "bytes.\n"
+                             "# TYPE process_resident_memory_bytes gauge\n"
+                             "process_resident_memory_bytes %llu\n",
+                             field[23], field[24] * (unsigned long long)page);
+        /* The start time: boot time (btime of /proc/stat) plus field 22. */
+        FILE *sf = fopen("/proc/stat", "re");
+        unsigned long long btime = 0;
+        char line[256];
+        while (sf && fgets(line, sizeof(line), sf))
+            if (strncmp(line, "btime ", 6) == 0) {
+                btime = strtoull(line + 6, NULL, 10);
+                break;
+            }
+        if (sf)
+            fclose(sf);
+        if (btime)
+            rv |= phx_buf_printf(out,
+                                 "# HELP process_start_time_seconds Start time of the process "
+                                 "since unix epoch in seconds.\n"
+                                 "# TYPE process_start_time_seconds gauge\n"
+                                 "process_start_time_seconds %.2f\n",
+                                 (double)btime + (double)field[22] / (double)ticks);
+    }
+    DIR *d = opendir("/proc/self/fd");
+    if (d) {
+        unsigned long long fds = 0;
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL)
+            if (e->d_name[0] != '.')
+                fds++;
+        closedir(d);
+        rv |= phx_buf_printf(out,
+                             "# HELP process_open_fds Number of open file descriptors.\n"
+                             "# TYPE process_open_fds gauge\n"
+                             "process_open_fds %llu\n",
+                             fds > 0 ? fds - 1 : 0); /* not the directory's own */
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        rv |= phx_buf_printf(out,
+                             "# HELP process_max_fds Maximum number of open file descriptors.\n"
+                             "# TYPE process_max_fds gauge\n"
+                             "process_max_fds %llu\n",
+                             rl.rlim_cur == RLIM_INFINITY ? 0ULL : (unsigned long long)rl.rlim_cur);
+    return rv;
+}
 
 static int metric(phx_buf_t *out, const char *name, const char *type, const char *help,
                   unsigned long long value)
@@ -25,7 +114,12 @@ int phx_metrics_render(const phx_metrics_t *m, phx_buf_t *out)
 {
     const phx_loop_t *loop = m->loop;
     const phx_stats_t *st = &loop->stats;
-    int rv = 0;
+    int rv = process_metrics(out);
+    rv |= phx_buf_printf(out,
+                         "# HELP phxd_build_info The running phxd's version.\n"
+                         "# TYPE phxd_build_info gauge\n"
+                         "phxd_build_info{version=\"%s\"} 1\n",
+                         phx_version());
     rv |= phx_buf_printf(out,
                          "# HELP phxd_connections Open connections by transport.\n"
                          "# TYPE phxd_connections gauge\n"
@@ -43,16 +137,37 @@ int phx_metrics_render(const phx_metrics_t *m, phx_buf_t *out)
         metric(out, "phxd_messages_in_total", "counter", "Client messages received.", st->msgs_in);
     rv |= metric(out, "phxd_messages_out_total", "counter", "Messages queued to clients.",
                  st->msgs_out);
-    rv |= metric(out, "phxd_bytes_in_total", "counter", "Bytes read from clients.", st->bytes_in);
+    rv |= metric(out, "phxd_received_bytes_total", "counter", "Bytes read from clients.",
+                 st->bytes_in);
     rv |=
-        metric(out, "phxd_bytes_out_total", "counter", "Bytes written to clients.", st->bytes_out);
+        metric(out, "phxd_sent_bytes_total", "counter", "Bytes written to clients.", st->bytes_out);
     rv |= phx_buf_printf(out, "# HELP phxd_connects_refused_total Refused connections by reason.\n"
                               "# TYPE phxd_connects_refused_total counter\n");
     for (int i = 0; i < PHX_REFUSE_COUNT; i++)
         rv |= phx_buf_printf(out, "phxd_connects_refused_total{reason=\"%s\"} %llu\n",
-                             refuse_labels[i], (unsigned long long)st->refused[i]);
-    rv |= metric(out, "phxd_joins_refused_total", "counter", "Refused channel joins.",
-                 st->refused_joins);
+                             phx_refuse_name((phx_refuse_t)i), (unsigned long long)st->refused[i]);
+    rv |= metric(out, "phxd_joins_total", "counter", "Channel joins accepted.", st->joins);
+    rv |= phx_buf_printf(out, "# HELP phxd_joins_refused_total Refused channel joins by reason.\n"
+                              "# TYPE phxd_joins_refused_total counter\n");
+    for (int i = 0; i < PHX_JOIN_REFUSE_COUNT; i++)
+        rv |= phx_buf_printf(out, "phxd_joins_refused_total{reason=\"%s\"} %llu\n",
+                             phx_join_refuse_name((phx_join_refuse_t)i),
+                             (unsigned long long)st->refused_joins[i]);
+    /* Only the routes and statuses seen so far, as client libraries do. */
+    rv |= phx_buf_printf(out, "# HELP phxd_api_requests_total HTTP API requests answered, by "
+                              "route and status.\n"
+                              "# TYPE phxd_api_requests_total counter\n");
+    for (int r = 0; r < PHX_API_ROUTES; r++)
+        for (int k = 0; k < PHX_API_STATUSES; k++) {
+            if (st->api_requests[r][k] == 0)
+                continue;
+            int status = phx_api_slot_status(k);
+            char label[8];
+            snprintf(label, sizeof(label), "%d", status);
+            rv |= phx_buf_printf(out, "phxd_api_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
+                                 api_route_labels[r], status ? label : "other",
+                                 (unsigned long long)st->api_requests[r][k]);
+        }
     rv |= metric(out, "phxd_slow_consumer_disconnects_total", "counter",
                  "Sockets closed because their queued output passed the limit.", st->slow_closes);
     rv |= metric(out, "phxd_sockets_expired_total", "counter",

@@ -223,16 +223,51 @@ int phx_reply_set_status(phx_reply_t *r, const char *status)
 
 /* ---- join / leave / events ---- */
 
+/* The info line of a join, or of a refused one with its reason (never the
+ * params or the reply). */
+static void join_log(const phx_socket_t *s, phx_field_t topic, const char *reason)
+{
+    if (PHX_LOG_LEVEL_INFO > phx_log_level)
+        return;
+    char id[160], name[256];
+    phx_log_value(id, sizeof(id), s->id, s->id ? strlen(s->id) : 0);
+    phx_log_value(name, sizeof(name), topic.p ? (const char *)topic.p : "", topic.len);
+    if (reason)
+        PHX_LOG_INFO("event=join_refused socket_id=%s topic=%s reason=%s", id, name, reason);
+    else
+        PHX_LOG_INFO("event=join socket_id=%s topic=%s", id, name);
+}
+
+/* Counts and logs a refused join. */
+static void join_refused(phx_socket_t *s, phx_field_t topic, phx_join_refuse_t why)
+{
+    s->ep->loop->stats.refused_joins[why]++;
+    join_log(s, topic, phx_join_refuse_name(why));
+}
+
+/* A join handler's refusal: "unauthorized" when its reply is exactly
+ * {"reason":"unauthorized"} (what phxd's rules and most Phoenix apps
+ * answer), else a handler error. */
+static phx_join_refuse_t handler_refusal(const phx_reply_t *r)
+{
+    static const char unauthorized[] = "{\"reason\":\"unauthorized\"}";
+    bool is_unauthorized = r->is_set && !r->is_binary &&
+                           r->payload.len == sizeof(unauthorized) - 1 &&
+                           memcmp(r->payload.data, unauthorized, r->payload.len) == 0;
+    return is_unauthorized ? PHX_JOIN_REFUSE_UNAUTHORIZED : PHX_JOIN_REFUSE_HANDLER;
+}
+
 static void join(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *old)
 {
     phx_endpoint_t *ep = s->ep;
     const char *name = (const char *)m->topic.p;
     /* Socket-id topics are internal whatever the routes say (a '*' rule
      * matches them too): refused as if no route matched. */
-    const phx_route_t *route =
-        m->topic.kind == PHX_FIELD_STRING && !phx_socket_id_topic(ep, name, m->topic.len)
-            ? phx_endpoint_route(ep, name, m->topic.len)
-            : NULL;
+    bool is_id_topic =
+        m->topic.kind == PHX_FIELD_STRING && phx_socket_id_topic(ep, name, m->topic.len);
+    const phx_route_t *route = m->topic.kind == PHX_FIELD_STRING && !is_id_topic
+                                   ? phx_endpoint_route(ep, name, m->topic.len)
+                                   : NULL;
     phx_ref_t old_ref = {0};
     phx_field_t topic = m->topic;
     if (old) {
@@ -244,12 +279,12 @@ static void join(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *old)
         chan_end(old, "duplicate_join");
     }
     if (route == NULL) {
-        ep->loop->stats.refused_joins++;
+        join_refused(s, topic, is_id_topic ? PHX_JOIN_REFUSE_SOCKET_ID : PHX_JOIN_REFUSE_UNMATCHED);
         send_reply(s, phx_field_null(), m->ref, topic, "error", "{\"reason\":\"unmatched topic\"}");
         goto done;
     }
     if (s->nchannels >= ep->cfg->max_channels) {
-        ep->loop->stats.refused_joins++;
+        join_refused(s, topic, PHX_JOIN_REFUSE_TOO_MANY);
         send_reply(s, m->join_ref, m->ref, topic, "error",
                    "{\"reason\":\"too many channels joined\"}");
         goto done;
@@ -262,6 +297,7 @@ static void join(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *old)
         (ch->topic_name = phx_strndup((const char *)topic.p, topic.len)) == NULL) {
         if (ch)
             chan_free(ch);
+        join_refused(s, topic, PHX_JOIN_REFUSE_CRASHED);
         send_reply(s, m->join_ref, m->ref, topic, "error", "{\"reason\":\"join crashed\"}");
         goto done;
     }
@@ -282,6 +318,7 @@ static void join(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *old)
         if (phx_pubsub_subscribe(ep->pubsub, &ch->sub, ch->topic_name, topic.len) != 0) {
             phx_buf_dispose(&reply.payload);
             chan_free(ch);
+            join_refused(s, topic, PHX_JOIN_REFUSE_CRASHED);
             send_reply(s, m->join_ref, m->ref, topic, "error", "{\"reason\":\"join crashed\"}");
             goto done;
         }
@@ -289,12 +326,15 @@ static void join(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *old)
         ch->topic_name = NULL;
         ch->state = PHX_CHAN_JOINED;
         ep->loop->stats.joined_channels++;
+        ep->loop->stats.joins++;
+        join_log(s, topic, NULL);
         ch->next = s->channels;
         s->channels = ch;
         s->nchannels++;
         send_reply_obj(s, m->join_ref, m->ref, topic, &reply, "ok");
     } else {
-        ep->loop->stats.refused_joins++;
+        join_refused(s, topic,
+                     res == PHX_CRASH ? PHX_JOIN_REFUSE_CRASHED : handler_refusal(&reply));
         if (res == PHX_CRASH) {
             send_reply(s, m->join_ref, m->ref, topic, "error", "{\"reason\":\"join crashed\"}");
         } else {

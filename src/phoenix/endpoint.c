@@ -79,16 +79,8 @@ int phx_endpoint_default_connect(phx_connect_t *c, void *user)
     phx_refuse_t why;
     int rv = phx_endpoint_token_user(ep, token, &id, &expires_ms, &why);
     if (rv != 0) {
+        /* Counted and logged with this reason by phx_endpoint_refused. */
         c->refused = (int)why;
-        static const char *const names[PHX_REFUSE_COUNT] = {
-            [PHX_REFUSE_TOKEN_EXPIRED] = "token_expired",
-            [PHX_REFUSE_TOKEN_MISSING] = "token_missing",
-            [PHX_REFUSE_TOKEN_INVALID] = "token_invalid",
-            [PHX_REFUSE_TOKEN_DATA] = "token_data",
-            [PHX_REFUSE_CALLBACK] = "token_without_user_id",
-        };
-        PHX_LOG_DEBUG("peer=%s event=connect_refused reason=%s", c->peer,
-                      names[why] ? names[why] : "token");
         phx_buf_dispose(&id);
         return PHX_CONNECT_REFUSE;
     }
@@ -194,7 +186,7 @@ const phx_route_t *phx_endpoint_route(const phx_endpoint_t *ep, const char *topi
 
 /* ---- admission ---- */
 
-int phx_endpoint_check_origin(phx_endpoint_t *ep, phx_conn_t *c)
+int phx_endpoint_check_origin(phx_endpoint_t *ep, phx_conn_t *c, const char *transport)
 {
     phx_http_t *h = c->http;
     if (phx_origin_is_off(ep->origin))
@@ -205,8 +197,7 @@ int phx_endpoint_check_origin(phx_endpoint_t *ep, phx_conn_t *c)
               phx_origin_allowed(ep->origin, origin, phx_http_header(h, "host"), c->tls != NULL);
     if (ok)
         return 0;
-    PHX_LOG_DEBUG("conn=%llu peer=%s event=origin_refused", (unsigned long long)c->id, c->peer);
-    phx_stats_refused(&ep->loop->stats, PHX_REFUSE_ORIGIN);
+    phx_stats_refused(&ep->loop->stats, PHX_REFUSE_ORIGIN, c->peer, transport);
     return 403;
 }
 
@@ -219,14 +210,15 @@ int phx_endpoint_connect(phx_endpoint_t *ep, phx_connect_t *ci)
 int phx_endpoint_refused(phx_endpoint_t *ep, phx_connect_t *ci, int rv)
 {
     int why = ci->refused;
+    const char *peer = ci->peer, *transport = ci->ops->name;
     phx_connect_dispose(ci);
     if (rv == PHX_ERR_INVALID) {
-        phx_stats_refused(&ep->loop->stats, PHX_REFUSE_QUERY);
+        phx_stats_refused(&ep->loop->stats, PHX_REFUSE_QUERY, peer, transport);
         return 400;
     }
     if (rv == PHX_ERR_NOMEM)
         return 503;
-    phx_stats_refused(&ep->loop->stats, (phx_refuse_t)why);
+    phx_stats_refused(&ep->loop->stats, (phx_refuse_t)why, peer, transport);
     return 403;
 }
 

@@ -61,9 +61,10 @@ int phx_endpoint_add_route(phx_endpoint_t *ep, const char *pattern, const phx_ch
 /* The route whose pattern matches `topic`, or NULL. */
 const phx_route_t *phx_endpoint_route(const phx_endpoint_t *ep, const char *topic, size_t len);
 
-/* check_origin for the request on `c` (c->http). Returns 0, or 403 when
- * refused (counted as an origin refusal). */
-int phx_endpoint_check_origin(phx_endpoint_t *ep, phx_conn_t *c);
+/* check_origin for the request on `c` (c->http) to `transport` ("websocket",
+ * "longpoll"). Returns 0, or 403 when refused (counted and logged as an
+ * origin refusal). */
+int phx_endpoint_check_origin(phx_endpoint_t *ep, phx_conn_t *c, const char *transport);
 /* Runs the connect step `ci` (prepared with phx_connect_init and whatever
  * the transport adds: an authToken). Returns 0 when admitted, or the HTTP
  * status the transport answers: 400 (undecodable query), 403 (refused:

@@ -84,8 +84,6 @@ int phx_connect_run(phx_connect_t *c)
     int rv = phx_query_parse(&c->params, c->query, c->query_len, &lim);
     if (rv != 0) {
         c->refused = PHX_REFUSE_QUERY;
-        PHX_LOG_DEBUG("peer=%s event=connect_refused reason=query error=%s", c->peer,
-                      phx_err_name(rv));
         return rv == PHX_ERR_NOMEM ? PHX_ERR_NOMEM : PHX_ERR_INVALID;
     }
     const uint8_t *vsn = NULL;
@@ -93,14 +91,11 @@ int phx_connect_run(phx_connect_t *c)
     phx_query_kind_t kind = phx_query_get(c->params, "vsn", 3, &vsn, &vsn_len);
     if (kind == PHX_QUERY_NESTED ||
         phx_vsn_parse((const char *)vsn, vsn_len, kind == PHX_QUERY_STRING, &c->fmt) != 0) {
-        PHX_LOG_WARN("peer=%s event=connect_refused reason=unsupported_vsn", c->peer);
         c->refused = PHX_REFUSE_VSN;
         return PHX_ERR_AUTH;
     }
-    if (c->ep->connect_cb(c, c->ep->connect_user) != PHX_CONNECT_OK) {
-        PHX_LOG_DEBUG("peer=%s event=connect_refused reason=callback", c->peer);
-        return PHX_ERR_AUTH;
-    }
+    if (c->ep->connect_cb(c, c->ep->connect_user) != PHX_CONNECT_OK)
+        return PHX_ERR_AUTH; /* logged with its reason by phx_endpoint_refused */
     return 0;
 }
 
@@ -289,7 +284,27 @@ void phx_socket_close(phx_socket_t *s, int code)
 {
     if (s->is_closing)
         return;
+    phx_socket_set_close_code(s, code);
     s->ops->close(s->transport, code);
+}
+
+void phx_socket_set_close_code(phx_socket_t *s, int code)
+{
+    if (s->close_code == 0 && code > 0 && code <= UINT16_MAX)
+        s->close_code = (uint16_t)code;
+}
+
+void phx_socket_opened(phx_socket_t *s, const char *peer)
+{
+    if (s->is_open)
+        return;
+    s->is_open = true;
+    char id[160], uid[160];
+    const char *u = phx_socket_assign(s, "user_id");
+    PHX_LOG_INFO("event=connect socket_id=%s user_id=%s transport=%s peer=%s",
+                 phx_log_value(id, sizeof(id), s->id, s->id ? strlen(s->id) : 0),
+                 phx_log_value(uid, sizeof(uid), u, u ? strlen(u) : 0), s->ops->name,
+                 peer && peer[0] ? peer : "-");
 }
 
 void phx_socket_handle(phx_socket_t *s, bool is_binary, uint8_t *frame, size_t len)
@@ -337,6 +352,12 @@ void phx_socket_closed(phx_socket_t *s)
     if (s->holds > 0) {
         s->is_gone = true;
         return;
+    }
+    if (s->is_open) {
+        char id[160];
+        PHX_LOG_INFO("event=close socket_id=%s transport=%s code=%d",
+                     phx_log_value(id, sizeof(id), s->id, s->id ? strlen(s->id) : 0), s->ops->name,
+                     s->close_code ? s->close_code : 1006);
     }
     phx_expiry_untrack(&s->ep->expiry, s);
     phx_channel_close_all(s, "closed");

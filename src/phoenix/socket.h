@@ -73,14 +73,23 @@ struct phx_socket {
     phx_sub_t id_sub; /* subscribed to the topic of its id (disconnect by id) */
     char *assigns;    /* packed "key\0value\0...", or NULL */
     uint32_t assigns_len;
-    uint8_t holds; /* phx_socket_hold depth: the free waits for the last release */
-    bool is_gone;  /* the transport is gone while held: freed at the last release */
+    uint8_t holds;       /* phx_socket_hold depth: the free waits for the last release */
+    bool is_gone;        /* the transport is gone while held: freed at the last release */
+    bool is_open;        /* phx_socket_opened ran: its close is logged */
+    uint16_t close_code; /* the first close code set (0: none yet; logged as 1006) */
 };
 
 /* Creates the socket of an accepted connect step (takes its assigns and
  * id). Returns owned (*out; phx_socket_closed frees it) and 0, or
  * PHX_ERR_NOMEM. */
 int phx_socket_new(phx_socket_t **out, phx_connect_t *c, void *transport);
+/* The transport has admitted the socket for good: logs the connect line
+ * (socket id, user id, transport, peer) at info. From then on its close is
+ * logged too (phx_socket_closed). */
+void phx_socket_opened(phx_socket_t *s, const char *peer);
+/* Records the code the socket closes with, unless one is already set: the
+ * first wins (a server's Close before the peer's answer to it). */
+void phx_socket_set_close_code(phx_socket_t *s, int code);
 /* One complete client message (a WebSocket text or binary message). The
  * frame buffer is borrowed and may be modified in place. May close the
  * transport (undecodable input: close 1011). */

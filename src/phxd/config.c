@@ -3,6 +3,7 @@
  * precedence, with the source of every value kept for check-config. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -159,8 +160,12 @@ static const opt_t options[] = {
     {"drain-timeout-ms", "PHXD_DRAIN_TIMEOUT_MS", NULL, OPT_INT,
      offsetof(phxd_options_t, drain_timeout_ms), "30000", 0, INT_MAX, false,
      "whatever is still open then is closed and phxd exits"},
+    {"demo-page", "PHXD_DEMO_PAGE", NULL, OPT_BOOL, offsetof(phxd_options_t, demo_page),
+     "(true with the demo secret, else false)", 0, 0, false,
+     "serve the demo chat page at / and phoenix.js at /phoenix.js; off, both are 404 (a bare "
+     "flag means true)"},
     {"phoenix-js", "PHXD_PHOENIX_JS", NULL, OPT_STRING, offsetof(phxd_options_t, phoenix_js),
-     "(the phoenix npm package the build installed)", 0, 0, false,
+     "(DATADIR/phxd/phoenix.min.js, installed with phxd)", 0, 0, false,
      "phoenix.min.js that the demo page at / loads from /phoenix.js; read once at startup"},
     {"log-level", "PHXD_LOG_LEVEL", NULL, OPT_LOG_LEVEL, offsetof(phxd_options_t, log_level),
      "info", 0, 0, false, "error, warn, info or debug"},
@@ -592,6 +597,11 @@ int phxd_options_parse(phxd_options_t *o, int argc, char **argv, int first,
         o->cfg.secret_key_base = phxd_demo_secret;
         o->is_demo_secret = true;
     }
+    /* The demo page is on with the demo secret, off with a real one,
+     * unless asked for either way. */
+    const opt_t *demo_opt = find_option("demo-page", 9);
+    if (o->sources[demo_opt - options].kind == PHXD_SRC_DEFAULT)
+        o->demo_page = o->is_demo_secret;
     if (o->cfg.queue_high_bytes > o->cfg.queue_limit_bytes) {
         snprintf(err, PHX_ERR_LEN, "queue-high-bytes must not exceed queue-limit-bytes");
         return PHX_ERR_INVALID;
@@ -602,6 +612,49 @@ int phxd_options_parse(phxd_options_t *o, int argc, char **argv, int first,
         return PHX_ERR_INVALID;
     }
     return check_origin_syntax(o, err);
+}
+
+bool phxd_host_is_loopback(const char *host)
+{
+    if (strcasecmp(host, "localhost") == 0)
+        return true;
+    struct in_addr a4;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+    return false;
+}
+
+/* Plug refuses a secret_key_base under 64 bytes ("cookie store expects
+ * conn.secret_key_base to be at least 64 bytes"); mix phx.gen.secret makes
+ * 64. */
+#define PHXD_MIN_SECRET_BYTES 64
+
+int phxd_options_check_secret(const phxd_options_t *o, char *err)
+{
+    if (o->is_demo_secret) {
+        if (phxd_host_is_loopback(o->cfg.host))
+            return 0;
+        snprintf(err, PHX_ERR_LEN,
+                 "host %.64s is not loopback and no secret-key-base (or SECRET_KEY_BASE) is "
+                 "given: the public demo secret would let anyone sign tokens; pass your app's "
+                 "secret or listen on 127.0.0.1 or ::1",
+                 o->cfg.host);
+        return PHX_ERR_INVALID;
+    }
+    size_t len = strlen(o->cfg.secret_key_base);
+    if (len >= PHXD_MIN_SECRET_BYTES)
+        return 0;
+    const opt_t *opt = find_option("secret-key-base", 15);
+    char where[128];
+    source_text(o, &o->sources[opt - options], false, where, sizeof(where));
+    snprintf(err, PHX_ERR_LEN,
+             "%s: secret-key-base must be at least %d bytes, as Phoenix requires (mix "
+             "phx.gen.secret makes one), got %zu",
+             where, PHXD_MIN_SECRET_BYTES, len);
+    return PHX_ERR_INVALID;
 }
 
 void phxd_options_dispose(phxd_options_t *o)
@@ -769,4 +822,13 @@ void phxd_options_markdown(FILE *out)
         env_names(opt, env, sizeof(env));
         fprintf(out, "| `--%s` | `%s` | `%s` | %s |\n", opt->name, env, opt->def, opt->help);
     }
+}
+
+bool phxd_option_doc(size_t i, phxd_option_doc_t *doc)
+{
+    if (i >= NOPTIONS)
+        return false;
+    const opt_t *opt = &options[i];
+    *doc = (phxd_option_doc_t){opt->name, opt->env, opt->env2, opt->def, opt->help};
+    return true;
 }

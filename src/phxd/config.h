@@ -38,6 +38,7 @@ typedef struct phxd_options {
     phx_config_t cfg;
     int log_level;
     bool is_demo_secret;         /* no secret was given: the embedded demo secret */
+    bool demo_page;              /* --demo-page: serve / and /phoenix.js */
     int drain_batch;             /* sockets closed per drain step on SIGTERM */
     int drain_interval_ms;       /* between drain steps */
     int drain_timeout_ms;        /* everything is closed by then */
@@ -65,6 +66,16 @@ void phxd_options_init(phxd_options_t *o);
  * given (nothing else is read then). */
 int phxd_options_parse(phxd_options_t *o, int argc, char **argv, int first,
                        const char *(*get_env)(const char *), bool *help, char *err);
+/* The rules a start (and check-config) applies to the secret after
+ * parsing: the demo secret only on a loopback --host (127.0.0.0/8, ::1 or
+ * localhost; --api-listen does not matter: the API takes no user token),
+ * and a given secret_key_base of at least 64 bytes, as Phoenix (Plug)
+ * requires. Returns 0, or PHX_ERR_INVALID with one line in `err` naming
+ * where the value came from. */
+int phxd_options_check_secret(const phxd_options_t *o, char *err);
+/* True when `host` is a loopback address: 127.0.0.0/8, ::1 (also as
+ * ::ffff:127.x.y.z) or "localhost". */
+bool phxd_host_is_loopback(const char *host);
 /* Frees the config file text and the rules. `o` is unusable afterwards. */
 void phxd_options_dispose(phxd_options_t *o);
 /* The rules to install: the configured ones, or phx_rules_default().
@@ -78,5 +89,14 @@ void phxd_options_print(const phxd_options_t *o, FILE *out);
 void phxd_options_help(FILE *out);
 /* Writes the option list as a Markdown table (for the README). */
 void phxd_options_markdown(FILE *out);
+
+/* One row of the option table as documented (man.c writes phxd(1) from
+ * them): the flag without "--", its environment variables (env2 may be
+ * NULL), the default as --help shows it, the help text. */
+typedef struct phxd_option_doc {
+    const char *name, *env, *env2, *def, *help;
+} phxd_option_doc_t;
+/* Fills `doc` with row `i` of the table; false past its end. */
+bool phxd_option_doc(size_t i, phxd_option_doc_t *doc);
 
 #endif /* PHX_CONFIG_H */

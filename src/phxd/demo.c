@@ -5,10 +5,11 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <uv.h>
 
-#include "demo_config.h" /* PHXD_PHOENIX_JS_DEFAULT, from meson */
+#include "demo_config.h" /* PHXD_PHOENIX_JS_DEFAULT, PHXD_PHOENIX_JS_FROM_BINDIR (meson) */
 #include "demo_page.h"   /* phxd_demo_index_html, PHXD_DEMO_INDEX_HTML_LEN (embed.py) */
 #include "etf.h"
 #include "log.h"
@@ -23,6 +24,36 @@ static const char socket_path_placeholder[] = "__PHXD_SOCKET_PATH__";
 
 const char *phxd_demo_phoenix_js_default(void)
 {
+    return PHXD_PHOENIX_JS_DEFAULT;
+}
+
+/* The phoenix.min.js read without --phoenix-js: the first of these that
+ * exists, else the installed path (which the warning then names).
+ *  1. <the executable's folder>/PHXD_PHOENIX_JS_FROM_BINDIR
+ *     (../share/phxd/phoenix.min.js): an install, wherever its prefix was
+ *     moved or staged (DESTDIR); for a phxd where it was installed, this is
+ *     the installed path;
+ *  2. <the executable's folder>/phoenix.min.js: the build directory, where
+ *     meson copies the file next to the phxd it builds;
+ *  3. PHXD_PHOENIX_JS_DEFAULT: <prefix>/<datadir>/phxd/phoenix.min.js.
+ * No path of the source or build tree is compiled in. */
+static const char *find_phoenix_js(char *buf, size_t len)
+{
+    size_t n = len;
+    if (uv_exepath(buf, &n) == 0 && n < len) {
+        char *slash = strrchr(buf, '/');
+        if (slash != NULL) {
+            size_t dir = (size_t)(slash - buf) + 1;
+            const char *rel[] = {PHXD_PHOENIX_JS_FROM_BINDIR, "phoenix.min.js"};
+            for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+                if (rel[i][0] == '\0' || dir + strlen(rel[i]) >= len)
+                    continue;
+                memcpy(buf + dir, rel[i], strlen(rel[i]) + 1);
+                if (access(buf, R_OK) == 0)
+                    return buf;
+            }
+        }
+    }
     return PHXD_PHOENIX_JS_DEFAULT;
 }
 
@@ -152,8 +183,9 @@ static int render_page(const char *token, const char *socket_path, phx_buf_t *pa
 int phxd_demo_install(phx_server_t *srv, const phxd_options_t *o, const char *demo_token, char *err)
 {
     const char *phoenix_js_path = o->phoenix_js;
+    char found[4096];
     if (phoenix_js_path == NULL || phoenix_js_path[0] == '\0')
-        phoenix_js_path = PHXD_PHOENIX_JS_DEFAULT;
+        phoenix_js_path = find_phoenix_js(found, sizeof(found));
     phx_buf_t js = {0};
     char why[128] = "";
     int rv = read_file(phoenix_js_path, &js, why, sizeof(why));
@@ -165,8 +197,9 @@ int phxd_demo_install(phx_server_t *srv, const phxd_options_t *o, const char *de
         phx_buf_dispose(&js);
     } else if (rv != PHX_ERR_NOMEM) {
         PHX_LOG_WARN("event=phoenix_js_missing path=\"%s\" error=\"%s\" msg=\"the demo page at / "
-                     "cannot load phoenix.js: run npm ci in js-client-fixtures (tests/dev.sh "
-                     "build) or pass --phoenix-js PATH\"",
+                     "cannot load phoenix.js: pass --phoenix-js PATH, or build phxd with "
+                     "js-client-fixtures' npm packages installed (tests/dev.sh build) so that "
+                     "meson installs it\"",
                      phoenix_js_path, why);
         rv = 0;
     }
@@ -199,8 +232,9 @@ void phxd_demo_banner(FILE *out, const phxd_options_t *o, int port, const char *
         host = "::1";
     bool v6 = strchr(host, ':') != NULL;
     bool tls = o->cfg.tls_cert != NULL;
-    fprintf(out, "demo page: %s://%s%s%s:%d/%s\n", tls ? "https" : "http", v6 ? "[" : "", host,
-            v6 ? "]" : "", port, demo_token ? "" : "?token=TOKEN");
+    if (o->demo_page)
+        fprintf(out, "demo page: %s://%s%s%s:%d/%s\n", tls ? "https" : "http", v6 ? "[" : "", host,
+                v6 ? "]" : "", port, demo_token ? "" : "?token=TOKEN");
     if (demo_token)
         fprintf(out, "demo token (user_id 1, valid 24 h): %s\n", demo_token);
 }

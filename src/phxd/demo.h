@@ -11,8 +11,10 @@
 #include "config.h"
 #include "phx.h"
 
-/* The phoenix.min.js path compiled in (the source tree's
- * js-client-fixtures/node_modules/phoenix/priv/static/phoenix.min.js). */
+/* The installed phoenix.min.js path compiled in,
+ * <prefix>/<datadir>/phxd/phoenix.min.js. Without --phoenix-js, phxd first
+ * looks next to its executable (an install moved elsewhere or staged, or the
+ * build directory's copy), then there (demo.c). */
 const char *phxd_demo_phoenix_js_default(void);
 
 /* Mints the demo token (user_id 1, valid 24 h) with the options' secret and
@@ -20,8 +22,11 @@ const char *phxd_demo_phoenix_js_default(void);
  * on failure. */
 char *phxd_demo_token(const phxd_options_t *o);
 
-/* Registers GET / (the page) and GET /phoenix.js with `srv`. phoenix.js is
- * read from o->phoenix_js (NULL or "": phxd_demo_phoenix_js_default()); when
+/* Registers GET / (the page) and GET /phoenix.js with `srv` (main calls it
+ * only with --demo-page: without the page, /phoenix.js is not served
+ * either). phoenix.js is
+ * read from o->phoenix_js (NULL or "": found as phxd_demo_phoenix_js_default()
+ * says); when
  * it cannot be read a warning is logged, /phoenix.js is not served and the
  * page says so. The page connects to o->cfg.socket_path. `demo_token` (may
  * be NULL) is written into the page; without one the page takes ?token=...
@@ -30,8 +35,8 @@ char *phxd_demo_token(const phxd_options_t *o);
 int phxd_demo_install(phx_server_t *srv, const phxd_options_t *o, const char *demo_token,
                       char *err);
 
-/* Prints the banner's demo lines: the page's URL and, when there is one,
- * the demo token. `port` is the bound port. */
+/* Prints the banner's demo lines: the page's URL (with --demo-page only)
+ * and, when there is one, the demo token. `port` is the bound port. */
 void phxd_demo_banner(FILE *out, const phxd_options_t *o, int port, const char *demo_token);
 
 #endif /* PHXD_DEMO_H */

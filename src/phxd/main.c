@@ -3,7 +3,7 @@
  * the options (`check-config` prints them), runs the server with the
  * channel rules (or phxd's built-in policy), prints the banner and stops
  * cleanly on SIGTERM (a drain: sockets closed with 1012) or SIGINT (one step:
- * 1001), exit 0. */
+ * 1001), exit 0. SIGHUP reloads the TLS certificate and key. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +17,7 @@
 #include "demo.h"
 #include "etf.h"
 #include "log.h"
+#include "man.h"
 #include "mem.h"
 #include "phx.h"
 #include "policy.h"
@@ -30,7 +31,7 @@
 
 typedef struct app {
     uv_loop_t loop;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup;
     phx_server_t *srv;
     phxd_options_t *opts;
     int signals;
@@ -69,6 +70,25 @@ static void server_stopped(phx_server_t *srv)
 {
     uv_close((uv_handle_t *)&the_app.sigint, on_signal_closed);
     uv_close((uv_handle_t *)&the_app.sigterm, on_signal_closed);
+    uv_close((uv_handle_t *)&the_app.sighup, on_signal_closed);
+}
+
+/* SIGHUP: reload the TLS certificate and key (new connections get them,
+ * open ones keep theirs). Handled with or without TLS, since SIGHUP's
+ * default action would end the process. */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    app_t *app = h->data;
+    char err[PHX_ERR_LEN] = "";
+    int rv = phx_server_reload_tls(app->srv, err);
+    if (rv == 0)
+        PHX_LOG_INFO("event=tls_reloaded cert=%s key=%s", app->opts->cfg.tls_cert,
+                     app->opts->cfg.tls_key);
+    else if (rv == PHX_ERR_STATE)
+        PHX_LOG_INFO("event=sighup msg=\"TLS is off: nothing to reload\"");
+    else
+        PHX_LOG_WARN("event=tls_reload_failed msg=\"%s; the previous certificate stays in use\"",
+                     err);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -123,7 +143,7 @@ static int check_config(int argc, char **argv)
         phxd_options_dispose(&opts);
         return 0;
     }
-    if (rv == 0) {
+    if (rv == 0 && (rv = phxd_options_check_secret(&opts, err)) == 0) {
         phx_log_level = opts.log_level;
         raise_fd_limit(&opts);
         uv_loop_t loop;
@@ -161,6 +181,10 @@ int main(int argc, char **argv)
         phxd_options_markdown(stdout);
         return 0;
     }
+    if (argc > 1 && strcmp(argv[1], "options-man") == 0) {
+        phxd_man_page(stdout);
+        return 0;
+    }
     if (argc > 1 && strcmp(argv[1], "publish") == 0)
         return phx_publish_cli(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "check-config") == 0)
@@ -180,15 +204,17 @@ int main(int argc, char **argv)
         phxd_options_dispose(&opts);
         return 0;
     }
+    if (phxd_options_check_secret(&opts, err) != 0) {
+        fprintf(stderr, "phxd: %s\n", err);
+        phxd_options_dispose(&opts);
+        return 2;
+    }
     phx_log_level = opts.log_level;
     raise_fd_limit(&opts);
+    /* A short secret and the demo secret off loopback were refused above. */
     if (opts.is_demo_secret)
         PHX_LOG_WARN("event=demo_secret msg=\"no --secret-key-base or SECRET_KEY_BASE given: "
-                     "using the public demo secret; never use it in production\"");
-    else if (strlen(opts.cfg.secret_key_base) < 64)
-        PHX_LOG_WARN("event=short_secret bytes=%zu msg=\"secret_key_base is shorter than the 64 "
-                     "bytes mix phx.gen.secret makes\"",
-                     strlen(opts.cfg.secret_key_base));
+                     "using the public demo secret (loopback only); never use it in production\"");
 
     app_t *app = &the_app;
     app->opts = &opts;
@@ -203,12 +229,14 @@ int main(int argc, char **argv)
         return rv == PHX_ERR_NOMEM ? 1 : 2;
     }
     char *demo_token = opts.is_demo_secret ? phxd_demo_token(&opts) : NULL;
-    if (phxd_demo_install(app->srv, &opts, demo_token, err) != 0) {
+    if (opts.demo_page && phxd_demo_install(app->srv, &opts, demo_token, err) != 0) {
         fprintf(stderr, "phxd: %s\n", err);
+        phx_free(demo_token);
         return 1;
     }
     if ((rv = phx_server_start(app->srv, err)) != 0) {
         fprintf(stderr, "phxd: %s\n", err);
+        phx_free(demo_token);
         phx_server_stop(app->srv, 1001, NULL);
         uv_run(&app->loop, UV_RUN_DEFAULT);
         phx_server_free(app->srv);
@@ -217,7 +245,9 @@ int main(int argc, char **argv)
     }
     uv_signal_init(&app->loop, &app->sigint);
     uv_signal_init(&app->loop, &app->sigterm);
-    app->sigint.data = app->sigterm.data = app;
+    uv_signal_init(&app->loop, &app->sighup);
+    app->sigint.data = app->sigterm.data = app->sighup.data = app;
+    uv_signal_start(&app->sighup, on_sighup, SIGHUP);
     uv_signal_start(&app->sigint, on_signal, SIGINT);
     uv_signal_start(&app->sigterm, on_signal, SIGTERM);
 

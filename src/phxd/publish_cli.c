@@ -1,7 +1,8 @@
 /* publish_cli.c: `phxd publish` (see publish_cli.h). Builds the JSON body
  * with json.c's escaping, sends one request with `Connection: close` and
  * reads the answer (bounded) until its Content-Length or the end of the
- * stream. Owns nothing past return. */
+ * stream, over plain TCP or (https://) a blocking OpenSSL client that
+ * verifies the server's certificate. Owns nothing past return. */
 #include "publish_cli.h"
 
 #include <errno.h>
@@ -16,6 +17,11 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include "json.h"
 #include "mem.h"
 #include "phx.h"
@@ -26,16 +32,22 @@
 #define MAX_ANSWER_BYTES (1024 * 1024)
 
 static const char usage_text[] =
-    "usage: phxd publish [--url URL] [--api-key KEY] [--timeout-ms N] TOPIC EVENT [JSON_OBJECT]\n"
-    "       phxd publish [--url URL] [--api-key KEY] [--timeout-ms N] --disconnect SOCKET_ID\n"
+    "usage: phxd publish [--url URL] [--api-key KEY] [--timeout-ms N] [TLS options]\n"
+    "                    TOPIC EVENT [JSON_OBJECT]\n"
+    "       phxd publish [--url URL] [--api-key KEY] [--timeout-ms N] [TLS options]\n"
+    "                    --disconnect SOCKET_ID\n"
     "Broadcasts EVENT with the payload (default {}) to every subscriber of TOPIC through\n"
     "POST URL/api/broadcast, or closes every socket whose id is SOCKET_ID\n"
     "(users_socket:42) through POST URL/api/disconnect, and prints the answer\n"
     "({\"recipients\":N} or {\"sockets\":N}).\n"
-    "  --url URL         phxd's address, http:// only (default $PHXD_URL, then " DEFAULT_URL ")\n"
+    "  --url URL         phxd's address, http:// or https:// (default $PHXD_URL, then\n"
+    "                    " DEFAULT_URL ")\n"
     "  --api-key KEY     the server's --api-key (default $PHXD_API_KEY, which keeps the key\n"
     "                    out of the process list)\n"
     "  --timeout-ms N    give up after N ms without progress (default 10000)\n"
+    "  --cacert FILE     https://: trust the certificates in FILE (PEM) instead of the\n"
+    "                    system's store, e.g. a self-signed server's own certificate\n"
+    "  --insecure        https://: do not verify the server's certificate (tests only)\n"
     "Exit status: 0 on a 2xx answer, 1 otherwise (the answer on stderr), 2 on usage errors.\n";
 
 typedef struct publish_opts {
@@ -43,6 +55,8 @@ typedef struct publish_opts {
     const char *api_key;
     long timeout_ms;
     const char *disconnect;
+    const char *cacert;
+    bool insecure;
     const char *pos[3];
     int npos;
 } publish_opts_t;
@@ -52,7 +66,15 @@ typedef struct target {
     char port[8];
     char host_header[280];
     char prefix[512]; /* path before /api/..., without a trailing '/' */
+    bool tls;         /* https:// */
 } target_t;
+
+/* One connection: a socket, and for https:// its TLS session. */
+typedef struct conn {
+    int fd;
+    SSL_CTX *ctx;
+    SSL *ssl;
+} conn_t;
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
 {
@@ -97,6 +119,10 @@ static int parse_args(publish_opts_t *o, int argc, char **argv)
         }
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)
             return HELP_REQUESTED;
+        if (strcmp(arg, "--insecure") == 0) {
+            o->insecure = true;
+            continue;
+        }
         const char *eq = strchr(arg, '=');
         size_t nlen = eq ? (size_t)(eq - arg) : strlen(arg);
         const char **slot = NULL;
@@ -109,6 +135,8 @@ static int parse_args(publish_opts_t *o, int argc, char **argv)
             slot = &o->disconnect;
         else if (nlen == 12 && strncmp(arg, "--timeout-ms", 12) == 0)
             slot = &timeout;
+        else if (nlen == 8 && strncmp(arg, "--cacert", 8) == 0)
+            slot = &o->cacert;
         else
             return usage_error("unknown option %.*s", (int)nlen, arg);
         if (eq)
@@ -128,15 +156,14 @@ static int parse_args(publish_opts_t *o, int argc, char **argv)
     return 0;
 }
 
-/* Splits http://host[:port][/prefix]. Returns 0 or a usage error status. */
+/* Splits http[s]://host[:port][/prefix]. Returns 0 or a usage error
+ * status. */
 static int parse_url(const char *url, target_t *t)
 {
-    if (strncasecmp(url, "https://", 8) == 0)
-        return usage_error("https:// is not supported; give phxd's http:// address "
-                           "(loopback or a trusted network)");
-    if (strncasecmp(url, "http://", 7) != 0)
-        return usage_error("the URL must start with http://, got \"%s\"", url);
-    const char *p = url + 7, *host, *host_end;
+    t->tls = strncasecmp(url, "https://", 8) == 0;
+    if (!t->tls && strncasecmp(url, "http://", 7) != 0)
+        return usage_error("the URL must start with http:// or https://, got \"%s\"", url);
+    const char *p = url + (t->tls ? 8 : 7), *host, *host_end;
     if (*p == '[') {
         host = p + 1;
         host_end = strchr(host, ']');
@@ -153,7 +180,7 @@ static int parse_url(const char *url, target_t *t)
         return usage_error("no host in the URL \"%s\"", url);
     memcpy(t->host, host, hlen);
     t->host[hlen] = '\0';
-    long port = 80;
+    long port = t->tls ? 443 : 80;
     if (*p == ':') {
         char *end;
         errno = 0;
@@ -221,10 +248,145 @@ static int connect_to(const target_t *t, long timeout_ms, int *fd_out)
     return 0;
 }
 
-static int send_all(int fd, const uint8_t *p, size_t len)
+/* ---- TLS ---- */
+
+static void conn_close(conn_t *c)
+{
+    if (c->ssl) {
+        SSL_shutdown(c->ssl);
+        SSL_free(c->ssl);
+    }
+    SSL_CTX_free(c->ctx);
+    if (c->fd >= 0)
+        close(c->fd);
+    *c = (conn_t){.fd = -1};
+}
+
+/* The reason of the oldest queued OpenSSL error, for one line of text. */
+static const char *ssl_reason(void)
+{
+    unsigned long e = ERR_peek_error();
+    const char *r = e ? ERR_reason_error_string(e) : NULL;
+    return r ? r : "the connection was closed during the handshake";
+}
+
+/* TLS records begin with their content type (0x15 alert, 0x16 handshake)
+ * and version 3.x: what a TLS server sends back to a plain HTTP request. */
+static bool looks_like_tls(const uint8_t *p, size_t n)
+{
+    return n >= 3 && (p[0] == 0x15 || p[0] == 0x16) && p[1] == 0x03 && p[2] <= 0x04;
+}
+
+static bool contains(const char *p, size_t n, const char *want)
+{
+    size_t w = strlen(want);
+    for (size_t i = 0; i + w <= n; i++)
+        if (memcmp(p + i, want, w) == 0)
+            return true;
+    return false;
+}
+
+static int speaks_tls(const target_t *t)
+{
+    return failure("the server at %s speaks TLS: use https://%s%s", t->host_header, t->host_header,
+                   t->prefix);
+}
+
+/* Runs the TLS handshake on c->fd: the server's certificate is checked
+ * against the system's store (or --cacert) and against the URL's host (an
+ * IP address or a DNS name, which is also sent as SNI), unless --insecure. */
+static int tls_start(conn_t *c, const target_t *t, const publish_opts_t *o)
+{
+    c->ctx = SSL_CTX_new(TLS_client_method());
+    if (c->ctx == NULL)
+        return failure("cannot create a TLS context: %s", ssl_reason());
+    SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
+    if (o->insecure) {
+        SSL_CTX_set_verify(c->ctx, SSL_VERIFY_NONE, NULL);
+    } else {
+        SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
+        if (o->cacert ? SSL_CTX_load_verify_locations(c->ctx, o->cacert, NULL) != 1
+                      : SSL_CTX_set_default_verify_paths(c->ctx) != 1)
+            return failure("cannot load the trusted certificates%s%s: %s",
+                           o->cacert ? " from " : "", o->cacert ? o->cacert : "", ssl_reason());
+    }
+    c->ssl = SSL_new(c->ctx);
+    if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1)
+        return failure("cannot create a TLS session: %s", ssl_reason());
+    unsigned char ip[16];
+    bool is_ip = inet_pton(AF_INET, t->host, ip) == 1 || inet_pton(AF_INET6, t->host, ip) == 1;
+    if (!is_ip && SSL_set_tlsext_host_name(c->ssl, t->host) != 1)
+        return failure("cannot set the server name %s: %s", t->host, ssl_reason());
+    if (!o->insecure) {
+        X509_VERIFY_PARAM *param = SSL_get0_param(c->ssl);
+        if ((is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, t->host)
+                   : X509_VERIFY_PARAM_set1_host(param, t->host, 0)) != 1)
+            return failure("cannot check the server's name %s: %s", t->host, ssl_reason());
+    }
+    ERR_clear_error();
+    errno = 0;
+    int r = SSL_connect(c->ssl);
+    if (r == 1)
+        return 0;
+    long verify = SSL_get_verify_result(c->ssl);
+    if (!o->insecure && verify != X509_V_OK)
+        return failure("the certificate of %s cannot be verified: %s (give the server's CA "
+                       "with --cacert FILE, or --insecure for a test server)",
+                       t->host_header, X509_verify_cert_error_string(verify));
+    int e = SSL_get_error(c->ssl, r);
+    unsigned long reason = ERR_GET_REASON(ERR_peek_error());
+    /* A plain HTTP server reads the ClientHello as a bad request and
+     * answers in plain text, which is no TLS record. */
+    if (reason == SSL_R_WRONG_VERSION_NUMBER || reason == SSL_R_PACKET_LENGTH_TOO_LONG ||
+        reason == SSL_R_RECORD_LENGTH_MISMATCH || reason == SSL_R_HTTPS_PROXY_REQUEST ||
+        reason == SSL_R_HTTP_REQUEST)
+        return failure("the server at %s does not speak TLS (%s): use http://%s%s", t->host_header,
+                       ssl_reason(), t->host_header, t->prefix);
+    if (e == SSL_ERROR_SYSCALL && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return failure("the TLS handshake with %s timed out", t->host_header);
+    if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)
+        return failure("the TLS handshake with %s failed: the server closed the connection "
+                       "(is it serving TLS? try http://)",
+                       t->host_header);
+    return failure("the TLS handshake with %s failed: %s", t->host_header, ssl_reason());
+}
+
+/* For an http:// URL whose server closed without a word: whether a TLS
+ * handshake succeeds there (certificate unchecked: only the protocol is in
+ * question). Silent. */
+static bool probe_tls(const target_t *t, long timeout_ms)
+{
+    conn_t c = {.fd = -1};
+    bool ok = false;
+    FILE *saved = stderr;
+    FILE *null = fopen("/dev/null", "w");
+    if (null == NULL)
+        return false;
+    stderr = null; /* connect_to's failure line is not meant for a probe */
+    if (connect_to(t, timeout_ms, &c.fd) == 0 && (c.ctx = SSL_CTX_new(TLS_client_method())) &&
+        (c.ssl = SSL_new(c.ctx)) && SSL_set_fd(c.ssl, c.fd) == 1) {
+        SSL_set_verify(c.ssl, SSL_VERIFY_NONE, NULL);
+        ok = SSL_connect(c.ssl) == 1;
+    }
+    stderr = saved;
+    fclose(null);
+    conn_close(&c);
+    ERR_clear_error();
+    return ok;
+}
+
+static int send_all(conn_t *c, const uint8_t *p, size_t len)
 {
     while (len > 0) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        ssize_t n;
+        if (c->ssl) {
+            int r = SSL_write(c->ssl, p, len > INT32_MAX ? INT32_MAX : (int)len);
+            n = r > 0 ? r : -1;
+            if (r <= 0 && SSL_get_error(c->ssl, r) != SSL_ERROR_SYSCALL)
+                return failure("cannot send the request: %s", ssl_reason());
+        } else {
+            n = send(c->fd, p, len, MSG_NOSIGNAL);
+        }
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -235,6 +397,25 @@ static int send_all(int fd, const uint8_t *p, size_t len)
         len -= (size_t)n;
     }
     return 0;
+}
+
+/* recv() or SSL_read(): bytes read, 0 at the end of the stream, -1 with
+ * errno (EPROTO for a TLS error other than the peer's plain close). */
+static ssize_t conn_recv(conn_t *c, uint8_t *p, size_t cap)
+{
+    if (c->ssl == NULL)
+        return recv(c->fd, p, cap, 0);
+    errno = 0;
+    int r = SSL_read(c->ssl, p, cap > INT32_MAX ? INT32_MAX : (int)cap);
+    if (r > 0)
+        return r;
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return 0;
+    if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)
+        return errno ? -1 : 0; /* closed without close_notify: the end */
+    errno = EPROTO;
+    return -1;
 }
 
 /* The Content-Length of the answer's head, or -1 when it has none. */
@@ -257,7 +438,7 @@ static long long content_length(const char *head, size_t head_len)
 }
 
 /* Reads the whole answer into `in`; sets *status and *body. */
-static int read_answer(int fd, phx_buf_t *in, int *status, size_t *body)
+static int read_answer(conn_t *c, const target_t *t, phx_buf_t *in, int *status, size_t *body)
 {
     size_t head_end = 0;
     long long want = -1;
@@ -268,15 +449,22 @@ static int read_answer(int fd, phx_buf_t *in, int *status, size_t *body)
             return failure("the answer is larger than %d bytes", MAX_ANSWER_BYTES);
         if (phx_buf_reserve(in, 16384) != 0)
             return failure("out of memory");
-        ssize_t n = recv(fd, in->data + in->len, in->cap - in->len - 1, 0);
+        ssize_t n = conn_recv(c, in->data + in->len, in->cap - in->len - 1);
         if (n < 0 && errno == EINTR)
             continue;
+        if (n < 0 && errno == EPROTO && c->ssl)
+            return failure("cannot read the answer: %s", ssl_reason());
+        if (n < 0 && in->len == 0 && c->ssl == NULL && errno == ECONNRESET && probe_tls(t, 1000))
+            return speaks_tls(t);
         if (n < 0)
             return failure("cannot read the answer: %s",
                            errno == EAGAIN || errno == EWOULDBLOCK ? "timed out" : strerror(errno));
         if (n == 0)
             break;
         in->len += (size_t)n;
+        /* A TLS record in answer to plain HTTP: a TLS port. */
+        if (c->ssl == NULL && looks_like_tls(in->data, in->len))
+            return speaks_tls(t);
         in->data[in->len] = '\0';
         if (head_end == 0) {
             const char *h = strstr((const char *)in->data, "\r\n\r\n");
@@ -286,6 +474,9 @@ static int read_answer(int fd, phx_buf_t *in, int *status, size_t *body)
             }
         }
     }
+    /* Most TLS servers close without a word on plain HTTP: ask in TLS. */
+    if (in->len == 0 && c->ssl == NULL && probe_tls(t, 1000))
+        return speaks_tls(t);
     if (in->len == 0 || phx_buf_reserve(in, 1) != 0)
         return failure("the server closed the connection without an answer");
     in->data[in->len] = '\0';
@@ -360,6 +551,8 @@ int phx_publish_cli(int argc, char **argv)
     target_t t;
     if ((rv = parse_url(o.url, &t)) != 0)
         return rv;
+    if (!t.tls && (o.insecure || o.cacert))
+        return usage_error("--insecure and --cacert are for https:// URLs");
 
     phx_buf_t body = {0}, req = {0}, in = {0};
     rv = 1;
@@ -374,17 +567,21 @@ int phx_publish_cli(int argc, char **argv)
         failure("out of memory");
         goto done;
     }
-    int fd = -1;
-    if (connect_to(&t, o.timeout_ms, &fd) != 0)
+    conn_t conn = {.fd = -1};
+    if (connect_to(&t, o.timeout_ms, &conn.fd) != 0 || (t.tls && tls_start(&conn, &t, &o) != 0)) {
+        conn_close(&conn);
         goto done;
+    }
     int status = 0;
     size_t at = 0;
-    if (send_all(fd, req.data, req.len) == 0 && read_answer(fd, &in, &status, &at) == 0) {
+    if (send_all(&conn, req.data, req.len) == 0 && read_answer(&conn, &t, &in, &status, &at) == 0) {
         const char *answer = (const char *)in.data + at;
         int alen = (int)(in.len - at);
         if (status >= 200 && status < 300) {
             printf("%.*s\n", alen, answer);
             rv = 0;
+        } else if (!t.tls && status == 400 && contains(answer, (size_t)alen, "speaks TLS")) {
+            speaks_tls(&t); /* phxd's answer to plain HTTP on its TLS port */
         } else if (alen > 0) {
             failure("HTTP %d: %.*s", status, alen, answer);
         } else {
@@ -392,7 +589,7 @@ int phx_publish_cli(int argc, char **argv)
                     status == 404 ? " (is the API on? phxd serves it with --api-key)" : "");
         }
     }
-    close(fd);
+    conn_close(&conn);
 done:
     phx_buf_dispose(&body);
     phx_buf_dispose(&req);

@@ -1,7 +1,9 @@
 /* publish_cli.h: `phxd publish`, server-side publishing from the shell
  * through phxd's HTTP API (POST /api/broadcast and /api/disconnect with
  * `Authorization: Bearer <api-key>`, see api.h). A blocking HTTP/1.1 client
- * on a plain TCP socket: it runs instead of the server, never in a loop.
+ * over plain TCP or, for https:// URLs, OpenSSL (the server's certificate
+ * verified against the system store or --cacert, unless --insecure): it
+ * runs instead of the server, never in a loop.
  * main() dispatches to it when argv[1] is "publish". */
 #ifndef PHX_PUBLISH_CLI_H
 #define PHX_PUBLISH_CLI_H

@@ -74,7 +74,7 @@ static int refuse_conn_init(phx_conn_t *c, void *arg)
                                "retry-after: 1\r\n"
                                "connection: close\r\n\r\n";
     c->ops = &refuse_ops;
-    phx_stats_refused(&c->loop->stats, PHX_REFUSE_CAPACITY);
+    phx_stats_refused(&c->loop->stats, PHX_REFUSE_CAPACITY, c->peer, NULL);
     phx_conn_send_copy(c, resp, sizeof(resp) - 1);
     phx_conn_close(c, true);
     return 0;
@@ -500,6 +500,25 @@ void phx_server_drain(phx_server_t *srv, int code, size_t batch, int interval_ms
                  srv->loop.lists[PHX_LIST_WS].count + phx_longpoll_session_count(srv->longpoll),
                  batch, interval_ms, timeout_ms);
     drain_on_timer(&srv->drain_timer);
+}
+
+int phx_server_reload_tls(phx_server_t *srv, char *err)
+{
+    if (srv->loop.tls_ctx == NULL) {
+        snprintf(err, PHX_ERR_LEN, "TLS is off: there is no certificate to reload");
+        return PHX_ERR_STATE;
+    }
+    /* Blocking reads of two small PEM files, on the loop's thread: a rare,
+     * operator-triggered event, and a page or two read from a local disk. */
+    phx_tls_ctx_t *fresh = phx_tls_ctx_new(srv->cfg.tls_cert, srv->cfg.tls_key, err);
+    if (fresh == NULL)
+        return PHX_ERR_INVALID;
+    /* Each open connection's SSL holds its own reference to the old SSL_CTX
+     * (SSL_new takes one, SSL_free drops it): freeing our handle here only
+     * drops ours, and the old context goes with the last of them. */
+    phx_tls_ctx_free(srv->loop.tls_ctx);
+    srv->loop.tls_ctx = fresh;
+    return 0;
 }
 
 void phx_server_free(phx_server_t *srv)

@@ -382,11 +382,14 @@ static void session_free(lp_session_t *s)
 }
 
 /* Ends the session now, or when the code handling one of its messages
- * returns. */
-static void session_end(lp_session_t *s, const char *why)
+ * returns. `code` is the WebSocket close code a WebSocket would have
+ * closed with (the socket's close log line). */
+static void session_end(lp_session_t *s, const char *why, int code)
 {
     if (!s->is_ending)
         PHX_LOG_DEBUG("event=longpoll_session_end reason=%s", why);
+    if (s->sock)
+        phx_socket_set_close_code(s->sock, code);
     s->is_ending = true;
     if (s->in_dispatch == 0)
         session_free(s);
@@ -415,12 +418,12 @@ static int lp_send(void *t, phx_rcbuf_t *msg)
         ep->loop->stats.slow_closes++;
         PHX_LOG_INFO("event=slow_consumer transport=longpoll buffered=%u bytes=%zu", s->msgs.len,
                      s->mbytes);
-        session_end(s, "buffer_full");
+        session_end(s, "buffer_full", 1008);
         return PHX_ERR_LIMIT;
     }
     if (phx_ring_push(&s->msgs, msg, 8) != 0) {
         phx_rcbuf_unref(msg);
-        session_end(s, "out_of_memory");
+        session_end(s, "out_of_memory", 1011);
         return PHX_ERR_NOMEM;
     }
     s->mbytes += bytes;
@@ -436,7 +439,7 @@ static int lp_send(void *t, phx_rcbuf_t *msg)
 
 static void lp_close(void *t, int code)
 {
-    session_end(t, code == 1001 ? "disconnect" : "closed");
+    session_end(t, code == 1001 ? "disconnect" : "closed", code);
 }
 
 /* ---- requests ---- */
@@ -477,8 +480,7 @@ static void open_session(phx_longpoll_t *lp, phx_conn_t *c)
     phx_endpoint_t *ep = lp->ep;
     phx_http_t *h = c->http;
     if (lp->count >= (size_t)ep->cfg->longpoll_max_sessions) {
-        PHX_LOG_WARN("event=longpoll_sessions_full count=%zu", lp->count);
-        phx_stats_refused(&ep->loop->stats, PHX_REFUSE_CAPACITY);
+        phx_stats_refused(&ep->loop->stats, PHX_REFUSE_CAPACITY, c->peer, lp_transport.name);
         phx_http_respond(c, 503, "access-control-allow-origin: *\r\n", NULL, NULL, 0);
         return;
     }
@@ -521,14 +523,13 @@ static void open_session(phx_longpoll_t *lp, phx_conn_t *c)
         goto fail;
     const char *uid = phx_socket_assign(s->sock, "user_id");
     if (uid && user_sessions(lp, uid) >= (uint32_t)ep->cfg->longpoll_max_sessions_per_user) {
-        PHX_LOG_WARN("event=longpoll_user_sessions_full sessions=%u", user_sessions(lp, uid));
-        phx_socket_closed(s->sock);
+        phx_socket_closed(s->sock); /* never opened: no close line */
         s->sock = NULL;
         phx_term_free(data);
         phx_free(s->token);
         phx_free(s);
         phx_connect_dispose(&ci);
-        phx_stats_refused(&ep->loop->stats, PHX_REFUSE_CAPACITY);
+        phx_stats_refused(&ep->loop->stats, PHX_REFUSE_CAPACITY, c->peer, lp_transport.name);
         phx_http_respond(c, 503, "access-control-allow-origin: *\r\n", NULL, NULL, 0);
         return;
     }
@@ -546,7 +547,7 @@ static void open_session(phx_longpoll_t *lp, phx_conn_t *c)
     phx_term_free(data);
     phx_connect_dispose(&ci);
     touch(lp, s);
-    PHX_LOG_DEBUG("conn=%llu peer=%s event=longpoll_open", (unsigned long long)c->id, c->peer);
+    phx_socket_opened(s->sock, c->peer);
     answer_poll(s, c, 410);
     return;
 fail:
@@ -688,7 +689,7 @@ void phx_longpoll_request(phx_longpoll_t *lp, phx_conn_t *c)
 {
     phx_http_t *h = c->http;
     int method = phx_http_method(h);
-    if (phx_endpoint_check_origin(lp->ep, c) != 0) {
+    if (phx_endpoint_check_origin(lp->ep, c, lp_transport.name) != 0) {
         /* LongPoll answers 200 with the status in the body, even here. */
         reply_status(c, 403);
         return;
@@ -726,7 +727,7 @@ static int route_head(phx_conn_t *c, void *user)
                        PHX_HTTP_CLOSE);
         return PHX_HEAD_ANSWERED;
     }
-    if (phx_endpoint_check_origin(lp->ep, c) != 0) {
+    if (phx_endpoint_check_origin(lp->ep, c, lp_transport.name) != 0) {
         phx_http_write(c, 200, "access-control-allow-origin: *\r\n",
                        "application/json; charset=utf-8", "{\"status\":403}", 14,
                        PHX_HTTP_NO_CACHE | PHX_HTTP_CLOSE);
@@ -782,7 +783,7 @@ uint64_t phx_longpoll_sweep(phx_longpoll_t *lp, uint64_t now)
     uint64_t limit = idle_limit(lp);
     lp_session_t *s;
     while ((s = oldest(lp)) != NULL && s->last_poll + limit <= now)
-        session_end(s, "inactive");
+        session_end(s, "inactive", 1000);
     return (s = oldest(lp)) != NULL ? s->last_poll + limit : 0;
 }
 
@@ -790,7 +791,7 @@ size_t phx_longpoll_drain(phx_longpoll_t *lp, size_t n)
 {
     size_t ended = 0;
     while (lp && oldest(lp) && ended < n) {
-        session_end(oldest(lp), "drain");
+        session_end(oldest(lp), "drain", 1012);
         ended++;
     }
     return ended;
@@ -801,7 +802,7 @@ void phx_longpoll_stop(phx_longpoll_t *lp)
     if (lp == NULL)
         return;
     while (oldest(lp))
-        session_end(oldest(lp), "shutdown");
+        session_end(oldest(lp), "shutdown", 1001);
 }
 
 size_t phx_longpoll_session_count(const phx_longpoll_t *lp)

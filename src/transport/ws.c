@@ -179,6 +179,8 @@ static void fail(phx_ws_t *w, int code)
     if (w->is_failed)
         return;
     w->is_failed = true;
+    if (w->sock)
+        phx_socket_set_close_code(w->sock, code);
     wslay_event_queue_close(w->ctx, (uint16_t)code, NULL, 0);
     wslay_event_shutdown_read(w->ctx);
 }
@@ -265,6 +267,8 @@ static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_m
          * recv loop, then the connection closes. */
         PHX_LOG_DEBUG("conn=%llu event=ws_close_received code=%u", (unsigned long long)c->id,
                       arg->status_code);
+        if (w->sock) /* the peer's code, 1005 when it sent none */
+            phx_socket_set_close_code(w->sock, arg->status_code ? arg->status_code : 1005);
         return;
     }
     if (arg->opcode == WSLAY_PING) {
@@ -465,6 +469,8 @@ void phx_ws_close(phx_conn_t *c, int code, const char *reason)
     if (w == NULL || w->is_closed || c->is_closing)
         return;
     w->is_closed = true;
+    if (w->sock)
+        phx_socket_set_close_code(w->sock, code);
     size_t rlen = reason ? strlen(reason) : 0;
     if (rlen > 123)
         rlen = 123;
@@ -674,7 +680,7 @@ void phx_ws_handshake(phx_endpoint_t *ep, phx_conn_t *c, uint8_t *rest, size_t r
     const char *path, *query;
     size_t path_len, query_len;
     phx_http_target(h, &path, &path_len, &query, &query_len);
-    int status = phx_endpoint_check_origin(ep, c);
+    int status = phx_endpoint_check_origin(ep, c, ws_transport.name);
     if (status != 0) {
         phx_http_respond(c, status, NULL, NULL, NULL, 0);
         return;
@@ -716,6 +722,7 @@ void phx_ws_handshake(phx_endpoint_t *ep, phx_conn_t *c, uint8_t *rest, size_t r
         phx_http_respond(c, 503, NULL, NULL, NULL, 0);
         return;
     }
+    phx_socket_opened(w->sock, c->peer);
     upgrade(c, w, select_phoenix, rest, rest_len);
 }
 

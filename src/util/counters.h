@@ -1,10 +1,14 @@
 /* counters.h: the counters one loop keeps (connections, messages, bytes,
- * refusals, slow consumers, broadcasts and their fan-out time), read by
- * /metrics. Plain data: every layer adds to it, none owns it but the loop. */
+ * refusals, joins, API calls, slow consumers, broadcasts and their fan-out
+ * time), read by /metrics. Plain data: every layer adds to it, none owns it
+ * but the loop. A refused connect is counted and logged (one info line) in
+ * one place, phx_stats_refused. */
 #ifndef PHX_COUNTERS_H
 #define PHX_COUNTERS_H
 
 #include <stdint.h>
+
+#include "log.h"
 
 /* Why a connection was refused (metrics label "reason"). */
 #define PHX_REFUSE_MAP(X)                                                                          \
@@ -27,6 +31,35 @@ typedef enum {
         PHX_REFUSE_COUNT
 } phx_refuse_t;
 
+/* Why a channel join was refused (metrics label "reason"). */
+#define PHX_JOIN_REFUSE_MAP(X)                                                                     \
+    X(UNMATCHED, "unmatched_topic")  /* no channel route matches the topic */                      \
+    X(SOCKET_ID, "socket_id_topic")  /* a socket id's topic: never joinable */                     \
+    X(TOO_MANY, "too_many_channels") /* the socket has max_channels joined */                      \
+    X(UNAUTHORIZED, "unauthorized")  /* the join handler refused: reason "unauthorized" */         \
+    X(HANDLER, "handler_error")      /* the join handler refused with another reply */             \
+    X(CRASHED, "join_crashed")       /* the join handler crashed, or out of memory */
+
+typedef enum {
+#define PHX_JOIN_REFUSE_ENUM(name, label) PHX_JOIN_REFUSE_##name,
+    PHX_JOIN_REFUSE_MAP(PHX_JOIN_REFUSE_ENUM)
+#undef PHX_JOIN_REFUSE_ENUM
+        PHX_JOIN_REFUSE_COUNT
+} phx_join_refuse_t;
+
+/* The routes of the HTTP API (metrics label "route"). */
+typedef enum {
+    PHX_API_BROADCAST,
+    PHX_API_DISCONNECT,
+    PHX_API_OTHER,
+    PHX_API_ROUTES
+} phx_api_route_t;
+
+/* The statuses the API answers (metrics label "status"); any other is
+ * counted in the last slot, labelled "other". */
+#define PHX_API_STATUS_LIST 200, 202, 400, 401, 403, 404, 405, 408, 413, 415, 429, 500, 503
+#define PHX_API_STATUSES 14
+
 /* Fan-out time histogram bounds, in microseconds. */
 #define PHX_FANOUT_BUCKETS 12
 
@@ -36,7 +69,9 @@ typedef struct phx_stats {
     uint64_t bytes_in, bytes_out;
     uint64_t refused_connects;
     uint64_t refused[PHX_REFUSE_COUNT];
-    uint64_t refused_joins;
+    uint64_t joins; /* channel joins accepted */
+    uint64_t refused_joins[PHX_JOIN_REFUSE_COUNT];
+    uint64_t api_requests[PHX_API_ROUTES][PHX_API_STATUSES];
     uint64_t slow_closes;
     uint64_t expired_sockets; /* closed 4001 at their token's expiry */
     uint64_t token_refreshes; /* access_token pushes accepted */
@@ -48,11 +83,52 @@ typedef struct phx_stats {
     uint64_t fanout_count;
 } phx_stats_t;
 
-/* Counts a refused connection. */
-static inline void phx_stats_refused(phx_stats_t *st, phx_refuse_t why)
+static inline const char *phx_refuse_name(phx_refuse_t why)
+{
+    static const char *const names[PHX_REFUSE_COUNT] = {
+#define PHX_REFUSE_LABEL(name, label) label,
+        PHX_REFUSE_MAP(PHX_REFUSE_LABEL)
+#undef PHX_REFUSE_LABEL
+    };
+    return (unsigned)why < PHX_REFUSE_COUNT ? names[why] : "?";
+}
+
+static inline const char *phx_join_refuse_name(phx_join_refuse_t why)
+{
+    static const char *const names[PHX_JOIN_REFUSE_COUNT] = {
+#define PHX_JOIN_REFUSE_LABEL(name, label) label,
+        PHX_JOIN_REFUSE_MAP(PHX_JOIN_REFUSE_LABEL)
+#undef PHX_JOIN_REFUSE_LABEL
+    };
+    return (unsigned)why < PHX_JOIN_REFUSE_COUNT ? names[why] : "?";
+}
+
+/* The slot of an API status in api_requests (the last: any other). */
+static inline int phx_api_status_slot(int status)
+{
+    static const int known[] = {PHX_API_STATUS_LIST};
+    for (int i = 0; i < (int)(sizeof(known) / sizeof(known[0])); i++)
+        if (known[i] == status)
+            return i;
+    return PHX_API_STATUSES - 1;
+}
+
+/* The status of a slot of api_requests (0: "other"). */
+static inline int phx_api_slot_status(int slot)
+{
+    static const int known[] = {PHX_API_STATUS_LIST};
+    return slot < (int)(sizeof(known) / sizeof(known[0])) ? known[slot] : 0;
+}
+
+/* Counts a refused connection and logs it: one info line with its one
+ * reason, the peer's address and the transport ("-" where not known yet). */
+static inline void phx_stats_refused(phx_stats_t *st, phx_refuse_t why, const char *peer,
+                                     const char *transport)
 {
     st->refused_connects++;
     st->refused[why]++;
+    PHX_LOG_INFO("event=connect_refused reason=%s transport=%s peer=%s", phx_refuse_name(why),
+                 transport ? transport : "-", peer && peer[0] ? peer : "-");
 }
 
 #endif /* PHX_COUNTERS_H */

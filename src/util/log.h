@@ -14,6 +14,12 @@ extern int phx_log_level;
 int phx_log_level_parse(const char *s);
 const char *phx_log_level_name(int level);
 void phx_log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Formats `len` bytes of `s` (a topic, a socket id: anything a client may
+ * choose) as one value of a key=value line into `out` (`cap` bytes, at
+ * least 8): as is when every byte is printable ASCII other than space, '"',
+ * '\\' and '=', else in double quotes with those bytes as \xNN; cut to fit
+ * with "..." at the end. NULL is "-". Returns `out`. */
+const char *phx_log_value(char *out, size_t cap, const char *s, size_t len);
 
 #define PHX_LOG_AT(lvl, ...)                                                                       \
     do {                                                                                           \

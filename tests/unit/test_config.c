@@ -426,6 +426,66 @@ static void help_and_markdown_list_every_option(void)
     free(text);
 }
 
+static void loopback_hosts(void)
+{
+    const char *yes[] = {"127.0.0.1",       "127.1.2.3",        "127.255.255.255", "::1",
+                         "0:0:0:0:0:0:0:1", "::ffff:127.0.0.1", "localhost",       "LOCALHOST"};
+    const char *no[] = {"0.0.0.0",          "::",  "10.0.0.1",        "128.0.0.1",
+                        "126.255.255.255",  "::2", "::ffff:10.0.0.1", "example.com",
+                        "127.0.0.1.nip.io", ""};
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+        ASSERT(phxd_host_is_loopback(yes[i]));
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+        ASSERT(!phxd_host_is_loopback(no[i]));
+}
+
+static void secret_rules(void)
+{
+    char err[PHX_ERR_LEN];
+    phxd_options_t o;
+    /* The demo secret: loopback only, whatever --api-listen says. */
+    parse_ok(&o, no_env, NULL);
+    ASSERT(o.demo_page);
+    ASSERT_EQ(phxd_options_check_secret(&o, err), 0);
+    phxd_options_dispose(&o);
+    const char *wild[] = {"--host", "0.0.0.0", NULL};
+    parse_ok(&o, no_env, wild);
+    ASSERT_EQ(phxd_options_check_secret(&o, err), PHX_ERR_INVALID);
+    ASSERT(strstr(err, "host 0.0.0.0 is not loopback") == err);
+    phxd_options_dispose(&o);
+    const char *api[] = {"--api-listen", "0.0.0.0:4001", NULL};
+    parse_ok(&o, no_env, api);
+    ASSERT_EQ(phxd_options_check_secret(&o, err), 0);
+    phxd_options_dispose(&o);
+    /* 63 bytes: refused, naming the source; 64: accepted, demo page off. */
+    char s63[64], s64[65];
+    memset(s63, 'k', 63);
+    s63[63] = '\0';
+    memset(s64, 'k', 64);
+    s64[64] = '\0';
+    const char *env63[] = {"SECRET_KEY_BASE", s63, NULL};
+    parse_ok(&o, env63, NULL);
+    ASSERT_EQ(phxd_options_check_secret(&o, err), PHX_ERR_INVALID);
+    ASSERT(strstr(err, "environment SECRET_KEY_BASE: secret-key-base must be at least 64 bytes") ==
+           err);
+    ASSERT(strstr(err, s63) == NULL);
+    phxd_options_dispose(&o);
+    const char *args64[] = {"--host", "0.0.0.0", "--secret-key-base", s64, NULL};
+    parse_ok(&o, no_env, args64);
+    ASSERT_EQ(phxd_options_check_secret(&o, err), 0);
+    ASSERT(!o.demo_page);
+    phxd_options_dispose(&o);
+    const char *asked[] = {"--secret-key-base", s64, "--demo-page", NULL};
+    parse_ok(&o, no_env, asked);
+    ASSERT(o.demo_page);
+    phxd_options_dispose(&o);
+    const char *off[] = {"--demo-page", "false", NULL};
+    parse_ok(&o, no_env, off);
+    ASSERT(!o.demo_page);
+    ASSERT(o.is_demo_secret);
+    phxd_options_dispose(&o);
+}
+
 const phx_test_t phx_tests_config[] = {
     {"defaults_without_anything", defaults_without_anything},
     {"precedence_default_file_env_flag", precedence_default_file_env_flag},
@@ -440,5 +500,7 @@ const phx_test_t phx_tests_config[] = {
     {"values_from_the_file_outlive_parsing", values_from_the_file_outlive_parsing},
     {"printed_configuration_reads_back", printed_configuration_reads_back},
     {"help_and_markdown_list_every_option", help_and_markdown_list_every_option},
+    {"loopback_hosts", loopback_hosts},
+    {"secret_rules", secret_rules},
     {NULL, NULL},
 };

@@ -181,7 +181,24 @@ static void assertion_reaches_callback(void)
     ASSERT_STR_EQ(buf, "0 event=assertion_failed cond=\"1 == 2\" file=here.c line=12");
 }
 
+/* Values a client chooses (topics, ids) stay one token of the line. */
+static void values_are_quoted_and_cut(void)
+{
+    char out[16];
+    ASSERT_STR_EQ(phx_log_value(out, sizeof(out), "room:1", 6), "room:1");
+    ASSERT_STR_EQ(phx_log_value(out, sizeof(out), NULL, 0), "-");
+    ASSERT_STR_EQ(phx_log_value(out, sizeof(out), "", 0), "\"\"");
+    ASSERT_STR_EQ(phx_log_value(out, sizeof(out), "a b", 3), "\"a b\"");
+    ASSERT_STR_EQ(phx_log_value(out, sizeof(out), "k=v", 3), "\"k=v\"");
+    ASSERT_STR_EQ(phx_log_value(out, sizeof(out), "a\"\n", 3), "\"a\\x22\\x0a\"");
+    ASSERT_STR_EQ(phx_log_value(out, sizeof(out), "0123456789abcdef", 16), "0123456789ab...");
+    ASSERT_STR_EQ(phx_log_value(out, sizeof(out), "0123456789abcde", 15), "0123456789abcde");
+    ASSERT_STR_EQ(phx_log_value(out, sizeof(out), "x y 456789abcdef", 16), "\"x y 456789...\"");
+    ASSERT_STR_EQ(phx_log_value(out, sizeof(out), "x\n", 2), "\"x\\x0a\"");
+}
+
 const phx_test_t phx_tests_log[] = {
+    {"values_are_quoted_and_cut", values_are_quoted_and_cut},
     {"callback_gets_level_and_message", callback_gets_level_and_message},
     {"level_filters_lines", level_filters_lines},
     {"long_line_is_truncated", long_line_is_truncated},

@@ -441,7 +441,8 @@ static void join_of_unmatched_topic_is_an_error(void)
                                  "{\"response\":{\"reason\":\"unmatched topic\"},"
                                  "\"status\":\"error\"}]");
     ASSERT_EQ(rec.joins, 0);
-    ASSERT_EQ(f.loop.stats.refused_joins, 2);
+    ASSERT_EQ(f.loop.stats.refused_joins[PHX_JOIN_REFUSE_UNMATCHED], 2);
+    ASSERT_EQ(f.loop.stats.joins, 0);
     ASSERT_EQ(phx_pubsub_topic_count(f.ep.pubsub), 0);
     ASSERT_EQ(a.ncloses, 0);
     tx_peer_gone(&a);
@@ -527,7 +528,8 @@ static void join_refused_by_the_handler(void)
     ASSERT_STR_EQ(tx_msg(&a, 1), "[\"2\",\"2\",\"room:crash\",\"phx_reply\","
                                  "{\"response\":{\"reason\":\"join crashed\"},"
                                  "\"status\":\"error\"}]");
-    ASSERT_EQ(f.loop.stats.refused_joins, 2);
+    ASSERT_EQ(f.loop.stats.refused_joins[PHX_JOIN_REFUSE_UNAUTHORIZED], 1);
+    ASSERT_EQ(f.loop.stats.refused_joins[PHX_JOIN_REFUSE_CRASHED], 1);
     /* Events on the refused topic: not joined. */
     tx_feed(&a, "[\"1\",\"3\",\"room:secret\",\"ping\",{}]");
     ASSERT_STR_EQ(tx_msg(&a, 2), "[null,\"3\",\"room:secret\",\"phx_reply\","
@@ -984,20 +986,25 @@ static void v1_json_replies_as_objects(void)
     fx_done(&f);
 }
 
-static int warn_lines;
+static int vsn_lines, callback_lines, other_lines;
 
+/* Each refusal is one info line with its one reason. */
 static void count_log(int level, const char *line, void *user)
 {
     (void)user;
-    if (level == PHX_LOG_LEVEL_WARN && strstr(line, "reason=unsupported_vsn"))
-        warn_lines++;
+    if (level == PHX_LOG_LEVEL_INFO && strstr(line, "event=connect_refused reason=vsn "))
+        vsn_lines++;
+    else if (level == PHX_LOG_LEVEL_INFO && strstr(line, "event=connect_refused reason=callback "))
+        callback_lines++;
+    else
+        other_lines++;
 }
 
 static void connect_refusals(void)
 {
     fx_t f;
     fx_init(&f);
-    warn_lines = 0;
+    vsn_lines = callback_lines = other_lines = 0;
     phx_set_log(count_log, NULL);
     fake_tx_t a;
     /* The callback refuses: 403, counted as a callback refusal. */
@@ -1013,7 +1020,9 @@ static void connect_refusals(void)
         ASSERT_EQ(tx_connect(&f, &a, bad_vsn[i]), 403);
     ASSERT_EQ(connect_calls, 1);
     ASSERT_EQ(f.loop.stats.refused[PHX_REFUSE_VSN], 6);
-    ASSERT_EQ(warn_lines, 6);
+    ASSERT_EQ(vsn_lines, 6);
+    ASSERT_EQ(callback_lines, 1);
+    ASSERT_EQ(other_lines, 0);
     phx_set_log(NULL, NULL);
     /* Accepted variants. */
     tx_connect_ok(&f, &a, "token=x&vsn=2.0.5");
@@ -1046,7 +1055,8 @@ static void channel_limit_refuses_a_join(void)
     ASSERT_EQ(rec.joins, 2); /* the handler was not asked */
     ASSERT_EQ(subs(&f, "room:3"), 0);
     ASSERT_EQ(a.sock->nchannels, 2);
-    ASSERT_EQ(f.loop.stats.refused_joins, 1);
+    ASSERT_EQ(f.loop.stats.refused_joins[PHX_JOIN_REFUSE_TOO_MANY], 1);
+    ASSERT_EQ(f.loop.stats.joins, 2);
     ASSERT_EQ(a.ncloses, 0); /* the socket lives */
     tx_feed(&a, "[null,\"4\",\"phoenix\",\"heartbeat\",{}]");
     ASSERT_EQ(a.nmsgs, 4);
