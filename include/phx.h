@@ -135,6 +135,21 @@ typedef struct phx_config {
      * reason ("invalid token", "expired token", "missing token",
      * "unauthorized"), which a page can read. LongPoll keeps its 403. */
     bool refuse_close;
+    /* Cluster over Redis (NULL: a single node, no backend): a URL
+     * redis://[user:password@]host:port[/db], unix:///path or a socket path
+     * /path/to.sock. rediss:// (TLS) is refused: hiredis 0.14 has no TLS.
+     * Broadcasts, disconnects by id and per-topic subscriptions are shared
+     * with every phxd on the same Redis and prefix (at-most-once). */
+    const char *redis_url;
+    const char *node_name;    /* NULL: host name + '-' + pid; unique per process */
+    const char *redis_prefix; /* "phxd": the Redis channels' prefix */
+    /* With redis_url: the name of an Elixir app's Phoenix.PubSub on the same
+     * Redis ("MyApp.PubSub", its Redis adapter): its Endpoint.broadcast
+     * reaches phxd's sockets and phxd's broadcasts reach its sockets.
+     * NULL: off. */
+    const char *phoenix_pubsub;
+    /* SO_REUSEPORT on the listeners: several processes share one port. */
+    bool reuse_port;
 } phx_config_t;
 
 /* Fills `cfg` with the defaults listed above. */

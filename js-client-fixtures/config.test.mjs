@@ -6,13 +6,13 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import {
   PHXD_BIN, signToken, phxSocket, connect, join, push, closeSocket, upgradeStatus, withTimeout,
   runPhxd,
 } from './lib/server.mjs';
+import { freePort } from './lib/redis.mjs';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'phxd-config-test-'));
 const procs = [];
@@ -43,17 +43,6 @@ const checkConfig = (args, opts) => run(['check-config', ...args], opts);
 function line(stdout, name) {
   const l = stdout.split('\n').find((s) => s.startsWith(`${name} = `));
   return l === undefined ? undefined : l.replace(/ +/g, ' ');
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 // Starts phxd with only `args` (no --port or --secret-key-base from the

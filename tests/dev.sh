@@ -19,12 +19,15 @@ build=${PHXD_BUILD_DIR:-build}
 packages=(
   build-essential pkg-config meson ninja-build cmake openssl
   libuv1-dev libwslay-dev libssl-dev node-llhttp
+  zlib1g-dev  # compressed Erlang terms (src/pubsub/phoenix_pubsub.c)
+  libhiredis-dev  # the cluster backend over Redis (src/pubsub/redis.c)
 )
 # ...and those only the tests need.
 test_packages=(
   erlang-base erlang-crypto  # the Erlang oracle (tests/erlang/)
   chromium  # the demo page's browser test (js-client-fixtures/browser.test.mjs)
   clang libclang-rt-14-dev valgrind  # sanitizer tree, libFuzzer, valgrind runs
+  redis-server  # the cluster tests (js-client-fixtures/cluster.test.mjs)
 )
 
 log() { printf '==> %s\n' "$*" >&2; }

@@ -42,7 +42,7 @@ typedef struct slot {
 
 /* ---- decoding ---- */
 
-static int hexval(uint8_t c)
+int phx_hex_digit(int c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -64,7 +64,7 @@ static void form_decode(phx_query_t *q, const uint8_t *s, size_t n)
         if (c == '+') {
             c = ' ';
         } else if (c == '%' && n - i > 2) {
-            int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+            int hi = phx_hex_digit(s[i + 1]), lo = phx_hex_digit(s[i + 2]);
             if (hi >= 0 && lo >= 0) {
                 c = (uint8_t)(hi << 4 | lo);
                 i += 2;

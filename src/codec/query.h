@@ -67,4 +67,7 @@ phx_query_kind_t phx_query_get(const phx_query_t *q, const char *key, size_t key
 /* Number of top-level keys. */
 size_t phx_query_count(const phx_query_t *q);
 
+/* The value of a hexadecimal digit (either case), or -1. */
+int phx_hex_digit(int c);
+
 #endif /* PHX_QUERY_H */

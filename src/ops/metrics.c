@@ -13,6 +13,7 @@
 #include "http.h"
 #include "longpoll.h"
 #include "pubsub.h"
+#include "redis.h"
 
 static const char *const api_route_labels[PHX_API_ROUTES] = {
     [PHX_API_BROADCAST] = "/api/broadcast",
@@ -110,16 +111,76 @@ static int metric(phx_buf_t *out, const char *name, const char *type, const char
                           name, value);
 }
 
+/* The cluster backend's state and counts, labelled with the node name
+ * (which --node-name restricts to characters a label may hold). */
+static int redis_metrics(const phx_redis_t *r, phx_buf_t *out)
+{
+    const phx_redis_stats_t *st = phx_redis_stats(r);
+    const char *node = phx_redis_node(r);
+    static const struct {
+        const char *name, *type, *help;
+        size_t off;
+    } rows[] = {
+        {"phxd_redis_published_total", "counter", "Broadcasts published to Redis (answered).",
+         offsetof(phx_redis_stats_t, published)},
+        {"phxd_redis_publish_dropped_total", "counter",
+         "Broadcasts not published: Redis down, output over the cap, or lost in flight.",
+         offsetof(phx_redis_stats_t, publish_dropped)},
+        {"phxd_redis_received_total", "counter", "Broadcasts received from other nodes.",
+         offsetof(phx_redis_stats_t, received)},
+        {"phxd_redis_malformed_total", "counter", "Redis messages dropped as malformed.",
+         offsetof(phx_redis_stats_t, malformed)},
+        {"phxd_redis_reconnects_total", "counter", "Redis sessions established after the first.",
+         offsetof(phx_redis_stats_t, reconnects)},
+        {"phxd_redis_subscribe_commands_total", "counter",
+         "SUBSCRIBE commands sent (topic subscriptions are batched per loop turn).",
+         offsetof(phx_redis_stats_t, subscribe_cmds)},
+        {"phxd_phoenix_pubsub_delivered_total", "counter",
+         "Broadcasts from Phoenix.PubSub (Elixir nodes) delivered here.",
+         offsetof(phx_redis_stats_t, pps_delivered)},
+        {"phxd_phoenix_pubsub_ignored_total", "counter",
+         "Phoenix.PubSub messages not for phxd (other dispatchers, Presence, :except/:only).",
+         offsetof(phx_redis_stats_t, pps_not_for_us)},
+        {"phxd_phoenix_pubsub_skipped_total", "counter",
+         "Phoenix.PubSub broadcasts with no form phxd can send (non-UTF-8, no JSON form).",
+         offsetof(phx_redis_stats_t, pps_skipped)},
+        {"phxd_phoenix_pubsub_malformed_total", "counter",
+         "Phoenix.PubSub messages that could not be decoded or passed the limits.",
+         offsetof(phx_redis_stats_t, pps_malformed)},
+        {"phxd_phoenix_pubsub_published_total", "counter",
+         "Broadcasts published in Phoenix.PubSub's format.",
+         offsetof(phx_redis_stats_t, pps_published)},
+    };
+    int rv = phx_buf_printf(out,
+                            "# HELP phxd_redis_connected 1 while both Redis connections are up.\n"
+                            "# TYPE phxd_redis_connected gauge\n"
+                            "phxd_redis_connected{node=\"%s\"} %d\n",
+                            node, phx_redis_is_connected(r) ? 1 : 0);
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        uint64_t v;
+        memcpy(&v, (const char *)st + rows[i].off, sizeof(v));
+        rv |= phx_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s{node=\"%s\"} %llu\n",
+                             rows[i].name, rows[i].help, rows[i].name, rows[i].type, rows[i].name,
+                             node, (unsigned long long)v);
+    }
+    return rv;
+}
+
 int phx_metrics_render(const phx_metrics_t *m, phx_buf_t *out)
 {
     const phx_loop_t *loop = m->loop;
     const phx_stats_t *st = &loop->stats;
     int rv = process_metrics(out);
+    const phx_redis_t *redis = m->redis ? *m->redis : NULL;
     rv |= phx_buf_printf(out,
-                         "# HELP phxd_build_info The running phxd's version.\n"
+                         "# HELP phxd_build_info The running phxd's version (and its node "
+                         "name in a cluster).\n"
                          "# TYPE phxd_build_info gauge\n"
-                         "phxd_build_info{version=\"%s\"} 1\n",
-                         phx_version());
+                         "phxd_build_info{version=\"%s\"%s%s%s} 1\n",
+                         phx_version(), redis ? ",node=\"" : "", redis ? phx_redis_node(redis) : "",
+                         redis ? "\"" : "");
+    if (redis)
+        rv |= redis_metrics(redis, out);
     rv |= phx_buf_printf(out,
                          "# HELP phxd_connections Open connections by transport.\n"
                          "# TYPE phxd_connections gauge\n"
@@ -203,7 +264,12 @@ bool phx_metrics_request(const phx_metrics_t *m, phx_conn_t *c, const char *path
 {
     if (len == 8 && memcmp(path, "/healthz", 8) == 0) {
         bool up = !m->loop->is_draining && !m->loop->is_stopping;
-        const char *body = up ? "ok\n" : "draining\n";
+        const phx_redis_t *redis = m->redis ? *m->redis : NULL;
+        /* Degraded, still 200: local traffic is served without Redis. */
+        const char *body = !up                                       ? "draining\n"
+                           : redis && !phx_redis_is_connected(redis) ? "ok\nredis: disconnected\n"
+                           : redis                                   ? "ok\nredis: connected\n"
+                                                                     : "ok\n";
         phx_http_write(c, up ? 200 : 503, NULL, "text/plain", body, strlen(body),
                        PHX_HTTP_NO_CACHE);
         return true;

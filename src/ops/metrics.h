@@ -13,12 +13,14 @@
 #include "tcp.h"
 
 typedef struct phx_longpoll phx_longpoll_t;
+typedef struct phx_redis phx_redis_t;
 
 /* What the metrics read (all borrowed; the server fills it in). */
 typedef struct phx_metrics {
     phx_loop_t *loop;          /* statistics, lists, draining */
     phx_endpoint_t *ep;        /* the PubSub's topics */
     phx_longpoll_t **longpoll; /* the LongPoll sessions (may point to NULL) */
+    phx_redis_t **redis;       /* the cluster backend (NULL or pointing to NULL: none) */
 } phx_metrics_t;
 
 /* Appends the metrics text to `out`. Returns 0 or PHX_ERR_NOMEM. */

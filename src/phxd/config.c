@@ -114,6 +114,23 @@ static const opt_t options[] = {
      "PEM private key of --tls-cert"},
     {"api-listen", "PHXD_API_LISTEN", NULL, OPT_STRING, CFG(api_listen), "(the main listener)", 0,
      0, false, "HOST:PORT for the API, /healthz and /metrics (then not served on the main port)"},
+    {"redis", "PHXD_REDIS_URL", NULL, OPT_STRING, CFG(redis_url), "(none: a single node)", 0, 0,
+     true,
+     "cluster over Redis: redis://[user:password@]host:port[/db], unix:///path or /path.sock; "
+     "every phxd on the same Redis and prefix shares broadcasts and disconnects (rediss:// is "
+     "refused: this hiredis has no TLS)"},
+    {"node-name", "PHXD_NODE_NAME", NULL, OPT_STRING, CFG(node_name), "(host name-pid)", 0, 0,
+     false, "this node's name in the cluster (unique per process; /metrics shows it)"},
+    {"redis-prefix", "PHXD_REDIS_PREFIX", NULL, OPT_STRING, CFG(redis_prefix), "phxd", 0, 0, false,
+     "prefix of the Redis channels (<prefix>:t:<topic>); clusters apart use different ones"},
+    {"phoenix-pubsub", "PHXD_PHOENIX_PUBSUB", NULL, OPT_STRING, CFG(phoenix_pubsub), "(none)", 0, 0,
+     false,
+     "with --redis: the Elixir app's Phoenix.PubSub name (MyApp.PubSub) using its Redis adapter "
+     "on the same Redis; its Endpoint.broadcast reaches phxd's sockets and phxd's broadcasts "
+     "reach its sockets"},
+    {"reuse-port", "PHXD_REUSE_PORT", NULL, OPT_BOOL, CFG(reuse_port), "false", 0, 0, false,
+     "SO_REUSEPORT on the listeners: several phxd processes share one port (a bare flag means "
+     "true)"},
     {"echo-path", "PHXD_ECHO_PATH", NULL, OPT_STRING, CFG(echo_path), "(none)", 0, 0, false,
      "serve a raw WebSocket echo at this path (a testing aid for RFC 6455 conformance runs)"},
     {"api-key", "PHXD_API_KEY", NULL, OPT_STRING, CFG(api_key), "(none: the API is off)", 0, 0,
@@ -609,6 +626,11 @@ int phxd_options_parse(phxd_options_t *o, int argc, char **argv, int first,
     if (o->cfg.socket_path[0] != '/') {
         snprintf(err, PHX_ERR_LEN, "socket-path must start with '/', got \"%s\"",
                  o->cfg.socket_path);
+        return PHX_ERR_INVALID;
+    }
+    if (o->cfg.phoenix_pubsub && o->cfg.phoenix_pubsub[0] &&
+        (o->cfg.redis_url == NULL || o->cfg.redis_url[0] == '\0')) {
+        snprintf(err, PHX_ERR_LEN, "phoenix-pubsub needs --redis (the Redis its adapter uses)");
         return PHX_ERR_INVALID;
     }
     return check_origin_syntax(o, err);

@@ -149,6 +149,16 @@ void phx_pubsub_set_backend(phx_pubsub_t *ps, const phx_pubsub_backend_t *ops, v
     }
 }
 
+void phx_pubsub_foreach_topic(const phx_pubsub_t *ps,
+                              void (*fn)(void *arg, const char *topic, size_t len), void *arg)
+{
+    for (size_t i = 0; i < ps->cap; i++) {
+        phx_topic_t *t = ps->slots[i];
+        if (t && t != TOMB && t->live > 0)
+            fn(arg, t->name, t->len);
+    }
+}
+
 static size_t find_slot(const phx_pubsub_t *ps, const char *name, size_t len, uint64_t hash,
                         bool *found)
 {

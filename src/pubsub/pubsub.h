@@ -109,6 +109,12 @@ void phx_pubsub_free(phx_pubsub_t *ps);
  * topic_up is called at once for every topic that has subscribers. */
 void phx_pubsub_set_backend(phx_pubsub_t *ps, const phx_pubsub_backend_t *ops, void *be);
 
+/* Calls `fn` for every topic that has local subscribers (a backend that
+ * reconnected subscribes to them again). `fn` must not subscribe or
+ * unsubscribe. */
+void phx_pubsub_foreach_topic(const phx_pubsub_t *ps,
+                              void (*fn)(void *arg, const char *topic, size_t len), void *arg);
+
 /* Subscribes `sub` (deliver and is_id set by the owner) to `topic`
  * (copied). Returns 0 or PHX_ERR_NOMEM. */
 int phx_pubsub_subscribe(phx_pubsub_t *ps, phx_sub_t *sub, const char *topic, size_t len);

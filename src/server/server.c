@@ -4,8 +4,11 @@
  * channel routes, and graceful shutdown. */
 #include "server.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "api.h"
 #include "http.h"
@@ -14,6 +17,7 @@
 #include "metrics.h"
 #include "origin.h"
 #include "pubsub.h"
+#include "redis.h"
 #include "tls.h"
 #include "token.h"
 #include "ws.h"
@@ -55,6 +59,7 @@ void phx_config_init(phx_config_t *cfg)
     cfg->max_body_bytes = 8000000;
     cfg->max_body_bytes_total = 64 * 1024 * 1024;
     cfg->longpoll_max_sessions_per_user = 32;
+    cfg->redis_prefix = "phxd";
 }
 
 /* ---- accepting ---- */
@@ -186,6 +191,10 @@ int phx_server_new(phx_server_t **out, void *loop, const phx_config_t *cfg, char
     srv->cfg.tls_key = dup_opt(srv, cfg->tls_key);
     srv->cfg.echo_path = dup_opt(srv, cfg->echo_path);
     srv->cfg.api_listen = dup_opt(srv, cfg->api_listen);
+    srv->cfg.redis_url = dup_opt(srv, cfg->redis_url);
+    srv->cfg.node_name = dup_opt(srv, cfg->node_name);
+    srv->cfg.redis_prefix = dup_opt(srv, cfg->redis_prefix);
+    srv->cfg.phoenix_pubsub = dup_opt(srv, cfg->phoenix_pubsub);
     int rv = PHX_ERR_NOMEM;
     if (srv->is_cfg_nomem || srv->cfg.host == NULL || srv->cfg.socket_path == NULL)
         goto fail;
@@ -210,7 +219,13 @@ int phx_server_new(phx_server_t **out, void *loop, const phx_config_t *cfg, char
         goto fail_quiet;
     if ((rv = phx_longpoll_new(&srv->longpoll, &srv->ep, err)) != 0)
         goto fail_quiet;
-    srv->metrics = (phx_metrics_t){.loop = &srv->loop, .ep = &srv->ep, .longpoll = &srv->longpoll};
+    /* The cluster: a backend of the endpoint's PubSub (plugged in and
+     * connected by phx_server_start). */
+    if (srv->cfg.redis_url && srv->cfg.redis_url[0] &&
+        (rv = phx_redis_new(&srv->redis, &srv->loop, srv->ep.pubsub, &srv->cfg, err)) != 0)
+        goto fail_quiet;
+    srv->metrics = (phx_metrics_t){
+        .loop = &srv->loop, .ep = &srv->ep, .longpoll = &srv->longpoll, .redis = &srv->redis};
     uv_tcp_init(srv->uv, &srv->listener);
     uv_tcp_init(srv->uv, &srv->api_listener);
     uv_timer_init(srv->uv, &srv->drain_timer);
@@ -221,6 +236,7 @@ int phx_server_new(phx_server_t **out, void *loop, const phx_config_t *cfg, char
 fail:
     snprintf(err, PHX_ERR_LEN, "cannot create server: %s", phx_strerror(rv));
 fail_quiet:
+    phx_redis_free(srv->redis);
     phx_longpoll_free(srv->longpoll);
     phx_tls_ctx_free(srv->loop.tls_ctx);
     phx_endpoint_dispose(&srv->ep);
@@ -228,6 +244,27 @@ fail_quiet:
         phx_free(srv->cfg_strings[i]);
     phx_loop_dispose(&srv->loop);
     phx_free(srv);
+    return rv;
+}
+
+/* --reuse-port: the listening socket is made here with SO_REUSEPORT (this
+ * libuv's uv_tcp_bind has no flag for it) and handed to `l`; the kernel
+ * then spreads new connections over every process bound to the port. */
+static int open_reuse_port(uv_tcp_t *l, const struct sockaddr *addr)
+{
+    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int on = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0) {
+        int rv = -errno;
+        close(fd);
+        return rv;
+    }
+    int rv = uv_tcp_open(l, (uv_os_sock_t)fd);
+    if (rv != 0)
+        close(fd);
     return rv;
 }
 
@@ -246,7 +283,9 @@ static int listen_on(phx_server_t *srv, uv_tcp_t *l, const char *host, int port,
         snprintf(err, PHX_ERR_LEN, "invalid listen address %s: %s", host, uv_strerror(rv));
         return rv;
     }
-    if ((rv = uv_tcp_bind(l, (struct sockaddr *)&addr, 0)) == 0)
+    if (srv->cfg.reuse_port)
+        rv = open_reuse_port(l, (const struct sockaddr *)&addr);
+    if (rv == 0 && (rv = uv_tcp_bind(l, (struct sockaddr *)&addr, 0)) == 0)
         rv = uv_listen((uv_stream_t *)l, 4096, listener_on_connection);
     if (rv != 0) {
         snprintf(err, PHX_ERR_LEN, "cannot listen on %s:%d: %s", host, port, uv_strerror(rv));
@@ -304,6 +343,8 @@ int phx_server_start(phx_server_t *srv, char *err)
             return rv;
     }
     phx_loop_start(&srv->loop);
+    if (srv->redis)
+        phx_redis_start(srv->redis);
     return 0;
 }
 
@@ -355,6 +396,13 @@ static void loop_closed(void *owner)
     server_done(owner);
 }
 
+static void redis_closed(void *arg)
+{
+    phx_server_t *srv = arg;
+    srv->open_handles--;
+    server_done(srv);
+}
+
 static void maybe_finish_stop(phx_server_t *srv)
 {
     if (!srv->loop.is_stopping || srv->loop.nconns > 0 ||
@@ -381,6 +429,10 @@ void phx_server_stop(phx_server_t *srv, int code, void (*done)(phx_server_t *))
     if (!uv_is_closing((uv_handle_t *)&srv->api_listener))
         uv_close((uv_handle_t *)&srv->api_listener, handle_on_close);
     uv_timer_stop(&srv->drain_timer);
+    /* The cluster goes first: nothing more is published or received, and
+     * hiredis's poll handles close well before the loop's own. */
+    if (phx_redis_close(srv->redis, redis_closed, srv))
+        srv->open_handles++;
     /* LongPoll sessions end (parked polls are answered), then every
      * connection closes: upgraded ones with a Close frame. */
     phx_longpoll_stop(srv->longpoll);
@@ -525,6 +577,7 @@ void phx_server_free(phx_server_t *srv)
 {
     if (srv == NULL)
         return;
+    phx_redis_free(srv->redis);
     phx_longpoll_free(srv->longpoll);
     phx_tls_ctx_free(srv->loop.tls_ctx);
     phx_endpoint_dispose(&srv->ep);

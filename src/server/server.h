@@ -19,6 +19,7 @@
 #include "tcp.h"
 
 typedef struct phx_longpoll phx_longpoll_t;
+typedef struct phx_redis phx_redis_t;
 
 typedef struct phx_static {
     struct phx_static *next;
@@ -32,7 +33,7 @@ struct phx_server {
     uv_loop_t *uv;
     phx_loop_t loop;  /* the per-loop state: lists, flushing, stats, scratch */
     phx_config_t cfg; /* strings point into `cfg_strings` */
-    char *cfg_strings[16];
+    char *cfg_strings[24];
     size_t ncfg_strings;
     bool is_cfg_nomem;
     uv_tcp_t listener;
@@ -48,6 +49,7 @@ struct phx_server {
     int bound_port;
     phx_endpoint_t ep; /* the Phoenix layer: PubSub, admission, channel routes */
     phx_longpoll_t *longpoll;
+    phx_redis_t *redis;    /* the cluster backend (cfg.redis_url), or NULL */
     phx_metrics_t metrics; /* what /metrics and /healthz read */
     phx_static_t *statics;
     phx_router_t router;     /* the main listener's routes */

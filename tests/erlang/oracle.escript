@@ -18,6 +18,13 @@
 %%  (c) tokens phxd signs verify here: HMAC recomputed and compared,
 %%      binary_to_term(_, [safe]) equals the expected term, and the payload
 %%      equals term_to_binary of it byte for byte.
+%%  (d) Phoenix.PubSub's Redis adapter (phoenix_pubsub_redis 3.x): the
+%%      adapter's exact messages, term_to_binary({3, Mode, Node, Topic,
+%%      Message, Dispatcher}) plain and [compressed], decode in phxd to the
+%%      broadcast and the JSON Jason would write (or "not for us" / "skip"
+%%      with the adapter's :except/:only rules); what phxd's encoder
+%%      publishes is the exact term_to_binary of the Broadcast message
+%%      Endpoint.broadcast makes.
 %% Exit status 0 when every check passes, 1 otherwise (with the failures).
 
 -mode(compile).
@@ -34,6 +41,8 @@ main([Tool]) ->
     json_to_etf(),
     erlang_tokens_verify_in_phxd(),
     phxd_tokens_verify_in_erlang(),
+    phoenix_pubsub_to_phxd(),
+    phxd_to_phoenix_pubsub(),
     F = get(failures),
     io:format("~b checks, ~b failures~n", [get(checks), F]),
     halt(case F of 0 -> 0; _ -> 1 end);
@@ -303,6 +312,209 @@ phxd_token(Json, T, MaxArgs, MaxAge, KArgs, {Iter, Len, KDigest}, SignedAt, Lati
         Other ->
             check({Name, sign}, ok, Other)
     end.
+
+%% ---- (d) Phoenix.PubSub's Redis adapter ----
+
+-define(SELF, <<"phxd@host">>).
+-define(CS, 'Elixir.Phoenix.Channel.Server').
+
+bcast(T, E, P) ->
+    #{'__struct__' => 'Elixir.Phoenix.Socket.Broadcast', topic => T, event => E, payload => P}.
+
+%% Endpoint.broadcast(T, E, P) on node Node, as the adapter publishes it.
+adapter_msg(Mode, Node, T, E, P) -> {3, Mode, Node, T, bcast(T, E, P), ?CS}.
+
+pps_payloads() ->
+    [#{},
+     #{<<"body">> => <<"hello">>},
+     #{<<"a">> => #{<<"b">> => #{<<"c">> => [1, 2, #{<<"d">> => []}]}}},
+     #{user_id => 42, name => <<"José"/utf8>>, admin => true},
+     #{<<"n">> => nil, <<"t">> => true, <<"f">> => false, <<"atom">> => ok, <<"mod">> => 'Elixir.Foo'},
+     #{<<"big">> => 123456789012345678901234567890, <<"neg">> => -(1 bsl 64), <<"i">> => -7},
+     #{<<"f">> => 1.5, <<"g">> => 0.1, <<"h">> => 1.0e20, <<"z">> => -0.0, <<"e">> => 1.0e-7},
+     #{<<"u">> => <<"😀 ünïcødé \"q\" \\ \n\t"/utf8, 1, 31, 127>>, <<"ключ"/utf8>> => <<"значение"/utf8>>},
+     #{<<"list">> => [1, <<"two">>, 3.0, nil, [true]], <<"chars">> => "abc", <<"bytes">> => [0, 255]},
+     #{1 => <<"int key">>, 2.5 => <<"float key">>, a => 1, <<"a">> => 2},
+     maps:from_list([{integer_to_binary(I), I} || I <- lists:seq(1, 20)])].
+
+pps_hex(Term) -> hex(term_to_binary(Term)).
+
+pps_decode(Term, Opts) -> tool(["pps-decode", "--self", binary_to_list(?SELF), hex(term_to_binary(Term, Opts))]).
+
+deliver_line(Kind, Mode, T, E, Json) ->
+    Kind ++ "\t" ++ atom_to_list(Mode) ++ "\t" ++ unicode:characters_to_list(T) ++ "\t" ++
+        unicode:characters_to_list(E) ++ "\t" ++ Json ++ "\n".
+
+phoenix_pubsub_to_phxd() ->
+    Encodings = [[], [compressed], [{compressed, 9}], [{minor_version, 2}],
+                 [{minor_version, 2}, {compressed, 6}]],
+    T = <<"room:lobby">>,
+    %% Every payload, every encoding, from another node.
+    [check({pps_payload, P, Opts}, {0, deliver_line("deliver", except, T, <<"new_msg">>, "json\t" ++ jason(P))},
+           pps_decode(adapter_msg(except, <<"elixir@a">>, T, <<"new_msg">>, P), Opts))
+     || P <- pps_payloads(), Opts <- Encodings],
+    %% A payload big enough that [compressed] really compresses it.
+    Big = #{<<"items">> => [#{<<"id">> => I, <<"name">> => <<"item">>} || I <- lists:seq(1, 300)]},
+    BigMsg = adapter_msg(except, <<"elixir@a">>, T, <<"e">>, Big),
+    check(pps_big_is_compressed, <<131, 80>>, binary:part(term_to_binary(BigMsg, [compressed]), 0, 2)),
+    check(pps_big_compressed, {0, deliver_line("deliver", except, T, <<"e">>, "json\t" ++ jason(Big))},
+          pps_decode(BigMsg, [compressed])),
+    check(pps_inflate_bound, {1, "error PHX_ERR_LIMIT\n"},
+          tool(["pps-decode", "--max-inflated", "1000", hex(term_to_binary(BigMsg, [compressed]))])),
+    %% {:binary, data}: a binary frame's bytes.
+    Bin = <<0, 1, 2, 255, "raw">>,
+    check(pps_binary, {0, deliver_line("deliver", except, T, <<"bin">>, "binary\t" ++ hex(Bin))},
+          pps_decode(adapter_msg(except, <<"elixir@a">>, T, <<"bin">>, {binary, Bin}), [])),
+    check(pps_binary_compressed, {0, deliver_line("deliver", except, T, <<"bin">>, "binary\t" ++ hex(Bin))},
+          pps_decode(adapter_msg(except, <<"elixir@a">>, T, <<"bin">>, {binary, Bin}), [compressed])),
+    %% :except and :only with phxd's node name (a binary, or an atom of the
+    %% same text) and with others.
+    P1 = #{<<"k">> => 1},
+    Ok = fun(Mode) -> {0, deliver_line("deliver", Mode, T, <<"e">>, "json\t{\"k\":1}")} end,
+    check(pps_except_other, Ok(except), pps_decode(adapter_msg(except, <<"elixir@a">>, T, <<"e">>, P1), [])),
+    check(pps_except_other_atom, Ok(except), pps_decode(adapter_msg(except, 'elixir@a', T, <<"e">>, P1), [])),
+    check(pps_except_self, {0, "not_for_us except_self\n"}, pps_decode(adapter_msg(except, ?SELF, T, <<"e">>, P1), [])),
+    check(pps_except_self_atom, {0, "not_for_us except_self\n"}, pps_decode(adapter_msg(except, 'phxd@host', T, <<"e">>, P1), [])),
+    check(pps_only_self, Ok(only), pps_decode(adapter_msg(only, ?SELF, T, <<"e">>, P1), [])),
+    check(pps_only_self_atom, Ok(only), pps_decode(adapter_msg(only, 'phxd@host', T, <<"e">>, P1), [])),
+    check(pps_only_other, {0, "not_for_us only_other\n"}, pps_decode(adapter_msg(only, <<"elixir@a">>, T, <<"e">>, P1), [])),
+    check(pps_only_other_atom, {0, "not_for_us only_other\n"}, pps_decode(adapter_msg(only, 'elixir@a', T, <<"e">>, P1), [])),
+    %% Other traffic on the channel: Presence's tracker (dispatcher
+    %% Phoenix.PubSub, pids and references inside), a plain
+    %% PubSub.broadcast, a non-Broadcast message through Channel.Server,
+    %% another version, not a 6-tuple.
+    Pid = self(),
+    Heartbeat = {pub, heartbeat, {<<"elixir@a">>, 1700000000000},
+                 {state, #{Pid => {make_ref(), [{<<"room:1">>, <<"42">>, #{online_at => 1}}]}}, [Pid]},
+                 #{<<"elixir@a">> => 3}},
+    check(pps_presence, {0, "not_for_us dispatcher\n"},
+          pps_decode({3, except, <<"elixir@a">>, <<"phx_presence:MyAppWeb.Presence">>, Heartbeat, 'Elixir.Phoenix.PubSub'}, [])),
+    check(pps_presence_compressed, {0, "not_for_us dispatcher\n"},
+          pps_decode({3, except, <<"elixir@a">>, <<"phx_presence:MyAppWeb.Presence">>, Heartbeat, 'Elixir.Phoenix.PubSub'}, [compressed])),
+    check(pps_presence_only_self, {0, "not_for_us dispatcher\n"},
+          pps_decode({3, only, ?SELF, <<"phx_presence:MyAppWeb.Presence">>, {pub, transfer_req, make_ref(), {<<"x">>, 1}, #{}}, 'Elixir.Phoenix.PubSub'}, [])),
+    check(pps_plain_pubsub, {0, "not_for_us dispatcher\n"},
+          pps_decode({3, except, <<"elixir@a">>, T, {new_msg, Pid, #{<<"a">> => 1}}, 'Elixir.Phoenix.PubSub'}, [])),
+    check(pps_broadcast_other_dispatcher, {0, "not_for_us dispatcher\n"},
+          pps_decode({3, except, <<"elixir@a">>, T, bcast(T, <<"e">>, P1), 'Elixir.Phoenix.PubSub'}, [])),
+    check(pps_channel_server_other_message, {0, "not_for_us message\n"},
+          pps_decode({3, except, <<"elixir@a">>, T, {custom, 1}, ?CS}, [])),
+    check(pps_other_struct, {0, "not_for_us message\n"},
+          pps_decode({3, except, <<"elixir@a">>, T, #{'__struct__' => 'Elixir.Phoenix.Socket.Message', topic => T}, ?CS}, [])),
+    check(pps_vsn_2, {0, "not_for_us vsn\n"},
+          pps_decode({2, except, <<"elixir@a">>, T, bcast(T, <<"e">>, P1), ?CS}, [])),
+    check(pps_not_a_6_tuple, {0, "not_for_us shape\n"}, pps_decode({1, 2, 3}, [])),
+    check(pps_not_a_tuple, {0, "not_for_us shape\n"}, pps_decode([Pid, <<"x">>], [])),
+    %% Broadcasts phxd cannot deliver: Jason (or the fastlane) would raise.
+    Skip = fun(Name, Why, P) ->
+                   check({pps_skip, Name}, {0, "skip " ++ Why ++ "\n"},
+                         pps_decode(adapter_msg(except, <<"elixir@a">>, T, <<"e">>, P), []))
+           end,
+    Skip(tuple, "json", #{<<"t">> => {1, 2}}),
+    Skip(pid, "json", #{<<"p">> => Pid}),
+    Skip(latin1, "json", #{<<"s">> => <<"caf", 16#e9>>}),
+    Skip(latin1_key, "json", #{<<"caf", 16#e9>> => 1}),
+    Skip(struct_in_payload, "json", #{<<"at">> => #{'__struct__' => 'Elixir.Date', year => 2024, month => 1, day => 2, calendar => 'Elixir.Calendar.ISO'}}),
+    Skip(improper, "json", #{<<"l">> => [1 | 2]}),
+    Skip(list_payload, "payload", [1, 2]),
+    Skip(string_payload, "payload", <<"text">>),
+    Skip(nil_payload, "payload", nil),
+    Skip(binary_not_binary, "payload", {binary, [1, 2]}),
+    Skip(tuple_key, "json", #{{a, 1} => 1}),
+    check(pps_topic_mismatch, {0, "skip topic_mismatch\n"},
+          pps_decode({3, except, <<"elixir@a">>, T, bcast(<<"other">>, <<"e">>, P1), ?CS}, [])),
+    check(pps_event_latin1, {0, "skip event\n"},
+          pps_decode(adapter_msg(except, <<"elixir@a">>, T, <<"caf", 16#e9>>, P1), [])),
+    Long = binary:copy(<<"t">>, 256),
+    check(pps_binary_long_topic, {0, "skip binary_header\n"},
+          pps_decode(adapter_msg(except, <<"elixir@a">>, Long, <<"e">>, {binary, <<1>>}), [])),
+    %% A "disconnect" to a socket id closes it whatever its payload.
+    Id = <<"users_socket:42">>,
+    check(pps_disconnect, {0, deliver_line("deliver", except, Id, <<"disconnect">>, "json\t{}")},
+          pps_decode(adapter_msg(except, <<"elixir@a">>, Id, <<"disconnect">>, #{}), [])),
+    check(pps_disconnect_no_json, {0, deliver_line("ids_only", except, Id, <<"disconnect">>, "json\t{}")},
+          pps_decode(adapter_msg(except, <<"elixir@a">>, Id, <<"disconnect">>, #{reason => {shutdown, Pid}}), [])),
+    %% Malformed bytes: an error, never a crash.
+    Good = term_to_binary(adapter_msg(except, <<"elixir@a">>, T, <<"e">>, P1)),
+    check(pps_truncated, {1, "error PHX_ERR_INVALID\n"},
+          tool(["pps-decode", hex(binary:part(Good, 0, byte_size(Good) - 1))])),
+    check(pps_trailing, {1, "error PHX_ERR_INVALID\n"}, tool(["pps-decode", hex(<<Good/binary, 0>>)])),
+    <<131, 80, Size:32, Z/binary>> = term_to_binary(BigMsg, [compressed]),
+    check(pps_wrong_size, {1, "error PHX_ERR_INVALID\n"},
+          tool(["pps-decode", hex(<<131, 80, (Size - 1):32, Z/binary>>)])),
+    %% The channel name.
+    check(pps_channel, {0, "phx:" ++ atom_to_list('Elixir.MyApp.PubSub.Adapter') ++ "\n"},
+          tool(["pps-channel", "MyApp.PubSub"])),
+    check(pps_channel_elixir, {0, "phx:Elixir.MyApp.PubSub.Adapter\n"},
+          tool(["pps-channel", "Elixir.MyApp.PubSub"])),
+    ok.
+
+%% What phxd publishes is binary_to_term'd here and compared with the term
+%% Endpoint.broadcast would make (payload as Jason decodes the JSON), and
+%% with its term_to_binary bytes.
+phxd_to_phoenix_pubsub() ->
+    T = <<"room:lobby">>,
+    Cases = [{"{}", #{}}, {"", #{}},
+             {"{\"body\":\"hello\"}", #{<<"body">> => <<"hello">>}},
+             {"{\"a\":{\"b\":[1,2.5,null,true,false]},\"n\":123456789012345678901234567890}",
+              #{<<"a">> => #{<<"b">> => [1, 2.5, nil, true, false]}, <<"n">> => 123456789012345678901234567890}},
+             {"{\"u\":\"Jos\\u00e9 😀\",\"ключ\":[]}",
+              #{<<"u">> => <<"José 😀"/utf8>>, <<"ключ"/utf8>> => []}},
+             {"{\"x\":1,\"x\":2,\"e\":1e2,\"l\":[0,255]}",
+              #{<<"x">> => 2, <<"e">> => 100.0, <<"l">> => [0, 255]}}],
+    [begin
+         Want = adapter_msg(except, ?SELF, T, <<"new_msg">>, P),
+         pps_encoded({pps_encode, Json}, ["room:lobby", "new_msg", Json], Want)
+     end || {Json, P} <- Cases],
+    Bin = <<0, 1, 2, 255>>,
+    pps_encoded(pps_encode_binary, ["--binary", "room:lobby", "bin", hex(Bin)],
+                adapter_msg(except, ?SELF, T, <<"bin">>, {binary, Bin})),
+    pps_encoded(pps_encode_disconnect, ["users_socket:42", "disconnect", "{}"],
+                adapter_msg(except, ?SELF, <<"users_socket:42">>, <<"disconnect">>, #{})),
+    check(pps_encode_not_object, {0, "skip\n"}, tool(["pps-encode", "room:lobby", "e", "[1,2]"])),
+    check(pps_encode_client_disconnect, {0, "skip\n"},
+          tool(["pps-encode", "--client", "users_socket:42", "disconnect", "{}"])),
+    check(pps_encode_bad_json, {1, "error PHX_ERR_INVALID\n"}, tool(["pps-encode", "room:lobby", "e", "{"])),
+    ok.
+
+pps_encoded(Name, Args, Want) ->
+    %% OTP 26+ atoms by default, OTP 25's with --latin1-atoms.
+    [begin
+         case tool(["pps-encode", "--node", binary_to_list(?SELF)] ++ Flag ++ Args) of
+             {0, Out} ->
+                 Bytes = unhex(string:trim(Out)),
+                 Got = binary_to_term(Bytes),
+                 {3, except, Node, Topic, Msg, Disp} = Got,
+                 check({Name, shape}, {?SELF, ?CS, 'Elixir.Phoenix.Socket.Broadcast'},
+                       {Node, Disp, maps:get('__struct__', Msg)}),
+                 check({Name, struct}, element(5, Want), Msg),
+                 check({Name, topic}, Topic, maps:get(topic, Msg)),
+                 check({Name, term}, true, Got =:= Want),
+                 check({Name, Flag, bytes}, hex(term_to_binary(Want, TOpts)), hex(Bytes));
+             Other ->
+                 check({Name, Flag}, ok, Other)
+         end
+     end || {Flag, TOpts} <- [{[], [{minor_version, 2}]}, {["--latin1-atoms"], []}]],
+    ok.
+
+%% Jason.encode! of a term (Jason 1.x): nil/true/false, other atoms as
+%% strings, floats as :io_lib_format.fwrite_g/1, maps in maps:to_list/1
+%% order (term order up to 32 keys), keys through String.Chars.
+jason(nil) -> "null";
+jason(true) -> "true";
+jason(false) -> "false";
+jason(A) when is_atom(A) -> jstr(atom_to_binary(A, utf8));
+jason(I) when is_integer(I) -> integer_to_list(I);
+jason(F) when is_float(F) -> lists:flatten(io_lib_format:fwrite_g(F));
+jason(B) when is_binary(B) -> jstr(B);
+jason(L) when is_list(L) -> "[" ++ lists:join(",", [jason(E) || E <- L]) ++ "]";
+jason(M) when is_map(M) ->
+    "{" ++ lists:join(",", [jason_key(K) ++ ":" ++ jason(V) || {K, V} <- maps:to_list(M)]) ++ "}".
+
+jason_key(K) when is_binary(K) -> jstr(K);
+jason_key(K) when is_atom(K) -> jstr(atom_to_binary(K, utf8));
+jason_key(K) when is_integer(K) -> jstr(integer_to_binary(K));
+jason_key(K) when is_float(K) -> jstr(list_to_binary(io_lib_format:fwrite_g(K))).
 
 %% ---- the JSON rendering rules of etf.h, written in Erlang ----
 

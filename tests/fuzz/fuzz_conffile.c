@@ -12,8 +12,7 @@
 #include "mem.h"
 #include "phx.h"
 #include "rules.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz.h"
 
 static void check_rules(const char *text)
 {

@@ -10,12 +10,7 @@
 
 #include "json.h"
 #include "utf8.h"
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            abort();                                                                               \
-    } while (0)
+#include "fuzz.h"
 
 static void check_string_span(const uint8_t *p, size_t len)
 {
@@ -64,8 +59,6 @@ static void check_minified(const uint8_t *p, size_t n)
         CHECK(++count <= n);
     }
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

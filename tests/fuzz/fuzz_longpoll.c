@@ -15,14 +15,7 @@
 #include "rawclient.h"
 #include "testtoken.h"
 #include "server.h"
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "check failed: %s (line %d)\n", #cond, __LINE__);                      \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "fuzz.h"
 
 static const char secret[] = "fuzz-secret-key-base-0123456789abcdefghijklmnopqrstuvwxyz-ABCDEF";
 static uv_loop_t loop;
@@ -74,8 +67,6 @@ static bool server_idle(rawclient_t *c, void *arg)
 {
     return srv->loop.nconns == 0;
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

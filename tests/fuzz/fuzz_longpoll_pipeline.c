@@ -49,14 +49,7 @@
 #include "rawclient.h"
 #include "server.h"
 #include "testtoken.h"
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "check failed: %s (line %d)\n", #cond, __LINE__);                      \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "fuzz.h"
 
 #define MAX_OPS 64
 #define MAX_RUN_MS 80
@@ -97,10 +90,10 @@ typedef struct {
 
 /* The result of parsing what a client received. */
 typedef struct {
-    size_t nfinal;  /* final responses */
-    bool partial;   /* an incomplete response at the end */
-    bool closed;    /* a "connection: close" response was seen */
-    bool upgraded;  /* a 101: what follows is not HTTP */
+    size_t nfinal; /* final responses */
+    bool partial;  /* an incomplete response at the end */
+    bool closed;   /* a "connection: close" response was seen */
+    bool upgraded; /* a 101: what follows is not HTTP */
 } parsed_t;
 
 static void setup(void)
@@ -396,8 +389,7 @@ static void client_write(client_t *cl, size_t n, size_t chunk)
 }
 
 /* Queues a request whose head is the first `head_len` bytes of `bytes`. */
-static void client_queue(client_t *cl, uint8_t kind, const void *bytes, size_t len,
-                         size_t head_len)
+static void client_queue(client_t *cl, uint8_t kind, const void *bytes, size_t len, size_t head_len)
 {
     CHECK(phx_buf_append(&cl->queue, bytes, len) == 0);
     if (cl->nreqs < MAX_REQS) {
@@ -440,8 +432,10 @@ static void queue_post(client_t *cl, uint8_t mode, const uint8_t *body, size_t l
         phx_buf_append_byte(&payload, ' ');
     phx_buf_t b = {0};
     if (in_header)
-        phx_buf_printf(&b, "POST /socket/longpoll?vsn=2.0.0 HTTP/1.1\r\nHost: x\r\n"
-                           "X-Phoenix-LongPoll-Token: %s\r\n", session);
+        phx_buf_printf(&b,
+                       "POST /socket/longpoll?vsn=2.0.0 HTTP/1.1\r\nHost: x\r\n"
+                       "X-Phoenix-LongPoll-Token: %s\r\n",
+                       session);
     else
         phx_buf_printf(&b, "POST /socket/longpoll?vsn=2.0.0&token=%s HTTP/1.1\r\nHost: x\r\n",
                        session);
@@ -543,8 +537,7 @@ static void queue_misc(client_t *cl, uint8_t sel)
         return;
     case 9:
         snprintf(buf, sizeof(buf),
-                 "GET /socket/longpoll?token=%s&vsn=2.0.0 HTTP/1.1\r\nHost: x\r\n\r\n",
-                 user_token);
+                 "GET /socket/longpoll?token=%s&vsn=2.0.0 HTTP/1.1\r\nHost: x\r\n\r\n", user_token);
         queue_str(cl, K_NORMAL, buf);
         return;
     case 10:
@@ -740,8 +733,6 @@ static void step(input_t *in, int *run_ms, int *bcasts)
         client_write(cl, SIZE_MAX, 0);
     CHECK(srv->loop.body_bytes_held <= MAX_BODY_TOTAL);
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -10,6 +10,7 @@
 #include "mem.h"
 #include "origin.h"
 #include "phx.h"
+#include "fuzz.h"
 
 static char *line(const uint8_t **p, const uint8_t *end)
 {
@@ -21,8 +22,6 @@ static char *line(const uint8_t **p, const uint8_t *end)
     *p = nl ? nl + 1 : end;
     return s;
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -12,12 +12,7 @@
 #include "query.h"
 #include "serializer.h"
 #include "utf8.h"
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            abort();                                                                               \
-    } while (0)
+#include "fuzz.h"
 
 static void run(const char *qs, size_t len, const phx_query_limits_t *lim, uint32_t depth)
 {
@@ -53,8 +48,6 @@ static void run(const char *qs, size_t len, const phx_query_limits_t *lim, uint3
     phx_buf_dispose(&b);
     phx_query_free(q);
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

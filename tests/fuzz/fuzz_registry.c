@@ -18,14 +18,7 @@
 #include "pubsub.h"
 #include "server.h"
 #include "socket.h"
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "check failed: %s (line %d)\n", #cond, __LINE__);                      \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "fuzz.h"
 
 #define NSOCK 8
 #define NTOPIC 4
@@ -133,8 +126,6 @@ static void check_counts(phx_server_t *srv)
         CHECK(phx_pubsub_subscriber_count(srv->ep.pubsub, topic, strlen(topic)) == model_count(t));
     }
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

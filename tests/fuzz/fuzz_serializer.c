@@ -14,12 +14,7 @@
 #include "phx.h"
 #include "serializer.h"
 #include "utf8.h"
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            abort();                                                                               \
-    } while (0)
+#include "fuzz.h"
 
 static bool field_same(const phx_field_t *a, const phx_field_t *b)
 {
@@ -53,8 +48,6 @@ static uint8_t *redecode(phx_msg_t *m, phx_fmt_t fmt, const phx_rcbuf_t *b, bool
     CHECK(phx_msg_decode(m, fmt, b->is_binary, p, len, &lim) == 0);
     return p;
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

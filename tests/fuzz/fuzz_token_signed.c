@@ -18,16 +18,9 @@
 #include "mem.h"
 #include "phx.h"
 #include "token.h"
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            abort();                                                                               \
-    } while (0)
+#include "fuzz.h"
 
 #define NOW INT64_C(1700000000000)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char kb[] = "abcdefghijklmnopqrstuvwxyz012345abcdefghijklmnopqrstuvwxyz012345";
 static uint8_t key[32];

@@ -7,12 +7,7 @@
 #include <string.h>
 
 #include "utf8.h"
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            abort();                                                                               \
-    } while (0)
+#include "fuzz.h"
 
 /* Reference: take the length from the lead byte, gather the bits, then
  * reject overlongs, surrogates and values above U+10FFFF. Returns the
@@ -51,8 +46,6 @@ static size_t ref_decode(const uint8_t *s, size_t len, uint32_t *out)
     *out = cp;
     return n;
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -1,0 +1,347 @@
+// The cluster over Redis (--redis): several phxd processes on one real
+// redis-server (started here on a free loopback port) behave as one
+// endpoint. phoenix.js clients on different nodes exchange broadcasts (client
+// events, the HTTP API, `phxd publish`), broadcast_from excludes only the
+// sender, disconnect by id reaches every node, each message arrives once,
+// nodes receive nothing for topics they do not hold, subscriptions are
+// batched, and Redis going away (SIGKILL, absent at start) costs only the
+// cross-node traffic of the outage. Also --reuse-port and rediss://.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  startServer, signToken, phxSocket, connect, join, push, nextEvent, closeSocket, nextClose,
+  recordMessages, runPhxd,
+} from './lib/server.mjs';
+import { api, waitFor } from './lib/longpoll.mjs';
+import { startRedis, commandCalls, freePort } from './lib/redis.mjs';
+
+const KEY = 'cluster-api-key-0123456789';
+const RULES = ['--channel', 'room:* join=any events=broadcast',
+  '--channel', 'from:* join=any events=broadcast_from'];
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+process.setMaxListeners(100); // one exit hook per phxd and redis-server started
+
+let redis;
+const servers = [];
+const sockets = [];
+const redises = [];
+
+before(async () => {
+  redis = await startRedis();
+  redises.push(redis);
+});
+
+after(async () => {
+  await Promise.all(sockets.map((s) => closeSocket(s)));
+  await Promise.all(servers.map((s) => s.stop('SIGINT')));
+  await Promise.all(redises.map((r) => r.kill()));
+});
+
+async function node(name, { url = redis.url, extra = [] } = {}) {
+  const s = await startServer(['--redis', url, '--node-name', name, '--api-key', KEY, ...RULES, ...extra]);
+  s.name = name;
+  servers.push(s);
+  return s;
+}
+
+async function client(srv, uid, opts = {}) {
+  const s = phxSocket(srv, { token: signToken(uid) }, opts);
+  sockets.push(s);
+  await connect(s);
+  return s;
+}
+
+async function metrics(srv) {
+  const res = await fetch(`${srv.url}/metrics`, { signal: AbortSignal.timeout(5000) });
+  const out = {};
+  for (const line of (await res.text()).split('\n')) {
+    const m = line.match(/^(phxd_redis_\w+)\{node="([^"]*)"\} (\d+)/);
+    if (m) out[m[1]] = Number(m[3]);
+  }
+  return out;
+}
+
+async function healthz(srv) {
+  const res = await fetch(`${srv.url}/healthz`, { signal: AbortSignal.timeout(5000) });
+  return { status: res.status, body: await res.text() };
+}
+
+// Waits until `n` nodes subscribe to the Redis channel of `topic`.
+async function subscribed(topic, n, r = redis) {
+  await waitFor(() => {
+    const out = r.cli('PUBSUB', 'NUMSUB', `phxd:t:${topic}`) || '';
+    return Number(out.trim().split('\n')[1]) === n;
+  }, 5000, `${n} subscriptions of ${topic}`);
+}
+
+const countEvents = (log, topic, event) => log.filter((m) => m.topic === topic && m.event === event).length;
+
+async function waitConnected(srv, ms = 10000) {
+  await waitFor(async () => (await metrics(srv)).phxd_redis_connected === 1, ms, `${srv.name} connected to Redis`);
+}
+
+test('two nodes: client events, the API and phxd publish reach the other node once each', async () => {
+  const [a, b] = await Promise.all([node('a2'), node('b2')]);
+  await Promise.all([waitConnected(a), waitConnected(b)]);
+  const sa = await client(a, 1);
+  const sb = await client(b, 2);
+  const logA = recordMessages(sa);
+  const logB = recordMessages(sb);
+  const ca = sa.channel('room:two');
+  const cb = sb.channel('room:two');
+  await join(ca);
+  await join(cb);
+  await subscribed('room:two', 2);
+
+  // A client event on A (room:* events=broadcast) reaches B, and A itself.
+  const gotB = nextEvent(cb, 'shout');
+  await push(ca, 'shout', { from: 'a', n: 12345678901234567890 });
+  assert.deepEqual(await gotB, { from: 'a', n: 12345678901234567890 });
+
+  // The HTTP API on B reaches A.
+  const gotA = nextEvent(ca, 'api_msg');
+  const r = await api(b, '/api/broadcast', { topic: 'room:two', event: 'api_msg', payload: { x: 1 } }, { key: KEY });
+  assert.equal(r.status, 202, r.text);
+  assert.deepEqual(await gotA, { x: 1 });
+
+  // phxd publish against A reaches B.
+  const gotB2 = nextEvent(cb, 'cli_msg');
+  const p = await runPhxd(['publish', '--url', a.url, '--api-key', KEY, 'room:two', 'cli_msg', '{"y":2}']);
+  assert.equal(p.code, 0, p.stderr);
+  assert.deepEqual(await gotB2, { y: 2 });
+
+  await sleep(300); // anything duplicated would have arrived by now
+  for (const [log, who] of [[logA, 'A'], [logB, 'B']]) {
+    assert.equal(countEvents(log, 'room:two', 'shout'), 1, `${who} shout`);
+    assert.equal(countEvents(log, 'room:two', 'api_msg'), 1, `${who} api_msg`);
+    assert.equal(countEvents(log, 'room:two', 'cli_msg'), 1, `${who} cli_msg`);
+  }
+  const [ma, mb] = await Promise.all([metrics(a), metrics(b)]);
+  assert.equal(ma.phxd_redis_published_total, 2); // shout, cli_msg
+  assert.equal(mb.phxd_redis_published_total, 1); // api_msg
+  assert.equal(ma.phxd_redis_received_total, 1);
+  assert.equal(mb.phxd_redis_received_total, 2);
+  assert.equal(ma.phxd_redis_malformed_total, 0);
+});
+
+test('three nodes: broadcast_from excludes only the sender; a node without subscribers receives nothing', async () => {
+  const [a, b, c, idle] = await Promise.all([node('a3'), node('b3'), node('c3'), node('idle3')]);
+  await Promise.all([a, b, c, idle].map((s) => waitConnected(s)));
+  const sender = await client(a, 10);
+  const peers = [await client(a, 11), await client(b, 12), await client(c, 13), await client(c, 14)];
+  const logs = [sender, ...peers].map(recordMessages);
+  const chans = [sender, ...peers].map((s) => s.channel('from:three'));
+  for (const ch of chans) await join(ch);
+  await subscribed('from:three', 3);
+  const got = chans.slice(1).map((ch) => nextEvent(ch, 'hello'));
+  await push(chans[0], 'hello', { n: 1 });
+  for (const g of got) assert.deepEqual(await g, { n: 1 });
+  await sleep(300);
+  assert.equal(countEvents(logs[0], 'from:three', 'hello'), 0, 'the sender is excluded');
+  for (let i = 1; i < logs.length; i++) assert.equal(countEvents(logs[i], 'from:three', 'hello'), 1, `peer ${i}`);
+
+  // The idle node published nothing and holds no topic: Redis sent it nothing.
+  const r = await api(idle, '/api/broadcast', { topic: 'from:three', event: 'from_idle', payload: {} }, { key: KEY });
+  assert.equal(r.status, 202);
+  await waitFor(() => countEvents(logs[4], 'from:three', 'from_idle') === 1, 5000, 'from_idle on c');
+  const m = await metrics(idle);
+  assert.equal(m.phxd_redis_received_total, 0);
+  assert.equal(m.phxd_redis_published_total, 1);
+  const channels = (redis.cli('PUBSUB', 'CHANNELS', 'phxd:t:*') || '').trim().split('\n').filter(Boolean);
+  assert.ok(channels.includes('phxd:t:from:three'), channels.join(','));
+  assert.equal((redis.cli('PUBSUB', 'NUMSUB', 'phxd:t:from:three') || '').trim().split('\n')[1], '3');
+});
+
+test('disconnect by id across nodes: /api/disconnect and a server-side "disconnect" broadcast', async () => {
+  const [a, b, c] = await Promise.all([node('a4'), node('b4'), node('c4')]);
+  await Promise.all([a, b, c].map((s) => waitConnected(s)));
+  const onB = await client(b, 42);
+  const onC = await client(c, 42);
+  const other = await client(b, 43);
+  await subscribed('users_socket:42', 2);
+  const closes = [nextClose(onB), nextClose(onC)];
+  const r = await api(a, '/api/disconnect', { id: 'users_socket:42' }, { key: KEY });
+  assert.equal(r.status, 202, r.text);
+  assert.deepEqual(r.json, { sockets: 0 }); // local count: none on A
+  for (const ev of await Promise.all(closes)) assert.equal(ev.code, 1001);
+  assert.equal(other.isConnected(), true);
+
+  // The same through a broadcast of "disconnect" to the id topic.
+  const again = await client(c, 43);
+  await subscribed('users_socket:43', 2);
+  const closes2 = [nextClose(other), nextClose(again)];
+  const r2 = await api(a, '/api/broadcast', { topic: 'users_socket:43', event: 'disconnect', payload: {} }, { key: KEY });
+  assert.equal(r2.status, 202, r2.text);
+  for (const ev of await Promise.all(closes2)) assert.equal(ev.code, 1001);
+  onB.disconnect(); onC.disconnect(); other.disconnect(); again.disconnect();
+});
+
+test('a join storm to 200 topics costs few SUBSCRIBE commands; leaving unsubscribes', async () => {
+  const a = await node('storm', { extra: ['--max-channels', '300'] });
+  await waitConnected(a);
+  const s = await client(a, 7);
+  const before = commandCalls(redis, 'subscribe');
+  const chans = [];
+  for (let i = 0; i < 200; i++) chans.push(s.channel(`room:storm-${i}`));
+  await Promise.all(chans.map((ch) => join(ch, 10000)));
+  await waitFor(() => {
+    const ch = (redis.cli('PUBSUB', 'CHANNELS', 'phxd:t:room:storm-*') || '').trim().split('\n').filter(Boolean);
+    return ch.length === 200;
+  }, 5000, '200 channels subscribed');
+  const calls = commandCalls(redis, 'subscribe') - before;
+  assert.ok(calls >= 1 && calls <= 20, `SUBSCRIBE calls: ${calls}`);
+  const m = await metrics(a);
+  assert.ok(m.phxd_redis_subscribe_commands_total <= 21, JSON.stringify(m));
+  const unsubBefore = commandCalls(redis, 'unsubscribe');
+  await Promise.all(chans.map((ch) => new Promise((resolve) => ch.leave().receive('ok', resolve).receive('timeout', resolve))));
+  await waitFor(() => (redis.cli('PUBSUB', 'CHANNELS', 'phxd:t:room:storm-*') || '').trim() === '', 5000, 'unsubscribed');
+  const unsubCalls = commandCalls(redis, "unsubscribe") - unsubBefore;
+  assert.ok(unsubCalls >= 1 && unsubCalls <= 20, `UNSUBSCRIBE calls: ${unsubCalls}`);
+  // A clean stop closes hiredis's handles too: uv_loop_close succeeds (exit 0).
+  assert.deepEqual(await a.stop('SIGINT'), { code: 0, signal: null });
+});
+
+test('Redis killed and restarted mid-traffic: local delivery goes on, the cluster comes back', async () => {
+  const r2 = await startRedis();
+  redises.push(r2);
+  const [a, b] = await Promise.all([node('a5', { url: r2.url }), node('b5', { url: r2.url })]);
+  await Promise.all([waitConnected(a), waitConnected(b)]);
+  const a1 = await client(a, 1, { reconnectAfterMs: () => 20 });
+  const a2 = await client(a, 2);
+  const b1 = await client(b, 3);
+  const logA2 = recordMessages(a2);
+  const logB1 = recordMessages(b1);
+  const [ca1, ca2, cb1] = [a1, a2, b1].map((s) => s.channel('room:outage'));
+  for (const ch of [ca1, ca2, cb1]) await join(ch);
+  await subscribed('room:outage', 2, r2);
+  let n = 0;
+  await push(ca1, 'tick', { n: n++ });
+  await waitFor(() => countEvents(logB1, 'room:outage', 'tick') === 1, 5000, 'tick before the outage');
+
+  await r2.kill();
+  await waitFor(async () => (await healthz(a)).body.includes('redis: disconnected'), 5000, 'degraded healthz');
+  const h = await healthz(a);
+  assert.equal(h.status, 200);
+  assert.equal(h.body, 'ok\nredis: disconnected\n');
+  // Local delivery continues during the outage; the other node misses it.
+  for (let i = 0; i < 5; i++) await push(ca1, 'tick', { n: n++ });
+  await waitFor(() => countEvents(logA2, 'room:outage', 'tick') === 6, 5000, 'local ticks during the outage');
+  const during = await metrics(a);
+  assert.equal(during.phxd_redis_connected, 0);
+  assert.ok(during.phxd_redis_publish_dropped_total >= 5, JSON.stringify(during));
+
+  const r3 = await startRedis({ port: r2.port });
+  redises.push(r3);
+  await Promise.all([waitConnected(a), waitConnected(b)]);
+  await subscribed('room:outage', 2, r3); // restored without a rejoin
+  await push(ca1, 'tick', { n: n++ });
+  await waitFor(() => countEvents(logB1, 'room:outage', 'tick') === 2, 5000, 'tick after the restart');
+  const after = await metrics(a);
+  assert.ok(after.phxd_redis_reconnects_total >= 1, JSON.stringify(after));
+  assert.equal((await healthz(a)).body, 'ok\nredis: connected\n');
+  // Topics joined after the restart are subscribed too.
+  const cNew = b1.channel('room:after');
+  const aNew = a2.channel('room:after');
+  await join(cNew); await join(aNew);
+  await subscribed('room:after', 2, r3);
+  const got = nextEvent(cNew, 'late');
+  await api(a, '/api/broadcast', { topic: 'room:after', event: 'late', payload: {} }, { key: KEY });
+  assert.deepEqual(await got, {});
+});
+
+test('Redis absent at start: phxd serves locally, says degraded, then joins the cluster', async () => {
+  const port = await freePort();
+  const a = await node('a6', { url: `redis://127.0.0.1:${port}` });
+  const h = await healthz(a);
+  assert.equal(h.status, 200);
+  assert.equal(h.body, 'ok\nredis: disconnected\n');
+  const s1 = await client(a, 1);
+  const s2 = await client(a, 2);
+  const c1 = s1.channel('room:absent');
+  const c2 = s2.channel('room:absent');
+  await join(c1); await join(c2);
+  const got = nextEvent(c2, 'local');
+  await push(c1, 'local', { ok: true });
+  assert.deepEqual(await got, { ok: true });
+  const r = await startRedis({ port });
+  redises.push(r);
+  await waitConnected(a, 15000);
+  assert.equal((await healthz(a)).body, 'ok\nredis: connected\n');
+  await subscribed('room:absent', 1, r);
+  const b = await node('b6', { url: r.url });
+  await waitConnected(b);
+  const sb = await client(b, 3);
+  const cb = sb.channel('room:absent');
+  await join(cb);
+  await subscribed('room:absent', 2, r);
+  const gotB = nextEvent(cb, 'cross');
+  await push(c1, 'cross', {});
+  assert.deepEqual(await gotB, {});
+  // Stopping while Redis is unreachable (a reconnect timer pending) is clean too.
+  const lone = await node('a6-lone', { url: `redis://127.0.0.1:${await freePort()}` });
+  await sleep(300);
+  assert.deepEqual(await lone.stop(), { code: 0, signal: null });
+});
+
+test('--reuse-port: two processes share one port and both accept', async () => {
+  const port = await freePort();
+  const a = await startServer(['--reuse-port', '--redis', redis.url, '--node-name', 'rp-a'], { port });
+  servers.push(a);
+  const b = await startServer(['--reuse-port', '--redis', redis.url, '--node-name', 'rp-b'], { port });
+  servers.push(b);
+  assert.equal(a.port, b.port);
+  // A third without the flag cannot bind.
+  await assert.rejects(startServer([], { port }), /exited|address already in use/i);
+  const socks = [];
+  for (let i = 0; i < 40; i++) {
+    const s = phxSocket(a, { token: signToken(100 + i) });
+    sockets.push(s);
+    socks.push(connect(s));
+  }
+  await Promise.all(socks);
+  // Each process counts the sockets it accepted; /metrics itself lands on
+  // either process, so ask through the shared port until both answered.
+  const seen = new Map();
+  for (let i = 0; i < 200 && seen.size < 2; i++) {
+    const res = await fetch(`http://127.0.0.1:${port}/metrics`, { headers: { connection: 'close' } });
+    const text = await res.text();
+    const node = text.match(/phxd_build_info\{version="[^"]*",node="([^"]*)"\}/)[1];
+    const ws = Number(text.match(/phxd_connections\{transport="websocket"\} (\d+)/)[1]);
+    seen.set(node, ws);
+  }
+  assert.equal(seen.size, 2, `metrics answered by ${[...seen.keys()]}`);
+  assert.ok(seen.get('rp-a') > 0 && seen.get('rp-b') > 0, JSON.stringify([...seen]));
+  assert.equal(seen.get('rp-a') + seen.get('rp-b'), 40);
+});
+
+test('rediss:// is refused with one line, exit 2; bad URLs too', async () => {
+  const r = await runPhxd(['--redis', 'rediss://127.0.0.1:6380', '--port', '0']);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /rediss:\/\/ \(TLS\) is not supported/);
+  assert.equal(r.stderr.trim().split('\n').filter((l) => /rediss/.test(l)).length, 1);
+  const bad = await runPhxd(['--redis', 'http://x', '--port', '0']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--redis/);
+  const badName = await runPhxd(['--redis', redis.url, '--node-name', 'a b', '--port', '0']);
+  assert.equal(badName.code, 2);
+  assert.match(badName.stderr, /--node-name/);
+});
+
+test('malformed messages on a topic channel are counted and dropped', async () => {
+  const a = await node('mal');
+  await waitConnected(a);
+  const s = await client(a, 1);
+  const log = recordMessages(s);
+  const ch = s.channel('room:mal');
+  await join(ch);
+  await subscribed('room:mal', 1);
+  for (const junk of ['', 'x', '\u0001', '\u0001\u0005other', 'garbage that is long enough to pass the first checks']) {
+    redis.cli('PUBLISH', 'phxd:t:room:mal', junk);
+  }
+  await waitFor(async () => (await metrics(a)).phxd_redis_malformed_total === 5, 5000, 'malformed counted');
+  assert.equal(countEvents(log, 'room:mal', 'shout'), 0);
+  // Still working.
+  const got = nextEvent(ch, 'fine');
+  await api(a, '/api/broadcast', { topic: 'room:mal', event: 'fine', payload: {} }, { key: KEY });
+  assert.deepEqual(await got, {});
+});

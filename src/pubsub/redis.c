@@ -1,0 +1,1239 @@
+/* redis.c: the cluster backend over Redis (see redis.h). */
+#include "redis.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#include "log.h"
+#include "phoenix_pubsub.h"
+#include "query.h"
+#include "utf8.h"
+
+/* One topic's pending change in this loop turn. */
+typedef struct pend {
+    char *name;
+    size_t len;
+    int op; /* +1 subscribe, -1 unsubscribe, 0 cancelled */
+} pend_t;
+
+struct phx_redis {
+    phx_loop_t *loop;
+    phx_pubsub_t *ps;
+    const phx_config_t *cfg;
+    phx_redis_url_t url;
+    char node[PHX_REDIS_NODE_MAX + 1];
+    size_t node_len;
+    char *prefix;
+    size_t prefix_len;
+    phx_json_limits_t lim;
+    redisAsyncContext *sub; /* subscriber mode */
+    redisAsyncContext *pub; /* PUBLISH */
+    bool sub_ok, pub_ok;    /* connected */
+    bool is_up;             /* both connected, subscriptions sent */
+    bool ever_up;
+    bool is_started;
+    bool is_closing;
+    bool timer_init;
+    int open_timers;
+    int open_polls;         /* our poll handles not yet closed (one per context) */
+    bool is_resolving;      /* gai in flight: closing waits for it */
+    uv_getaddrinfo_t gai;   /* the host name's address, looked up off the loop */
+    char addr[64];          /* the address connected to (an IP literal) */
+    uv_timer_t timer;       /* reconnect */
+    uv_timer_t batch_timer; /* the next (UN)SUBSCRIBE batch */
+    uint64_t last_batch;    /* loop time of the last batch sent */
+    uint32_t attempt;
+    uint64_t rng;
+    size_t pending_cmds, pending_bytes;
+    /* Channels of the (UN)SUBSCRIBE commands sent and not yet confirmed:
+     * while some are, the next changes wait (and batch). */
+    size_t sub_inflight;
+    bool dropped_logged; /* one line per outage */
+    pend_t *pend;
+    size_t npend, pend_cap;
+    uint32_t *idx; /* pend index + 1; 0 = empty */
+    size_t idx_cap;
+    phx_buf_t pps_chan; /* --phoenix-pubsub: the adapter's channel, or empty */
+    phx_buf_t pps_out;  /* scratch: a broadcast in the adapter's format */
+    phx_pps_limits_t pps_lim;
+    phx_buf_t chan; /* scratch: a channel name */
+    phx_buf_t msg;  /* scratch: an encoded message */
+    phx_redis_stats_t st;
+    void (*done)(void *arg);
+    void *done_arg;
+};
+
+/* ---- the message format ---- */
+
+int phx_redis_msg_encode(phx_buf_t *out, const char *node, size_t node_len, const phx_bcast_t *b)
+{
+    if (node_len == 0 || node_len > PHX_REDIS_NODE_MAX || b->event_len > 0xffff)
+        return PHX_ERR_INVALID;
+    const phx_payload_t *p = b->payload;
+    uint8_t kind = p == NULL      ? PHX_REDIS_PAYLOAD_NONE
+                   : p->is_binary ? PHX_REDIS_PAYLOAD_BINARY
+                                  : PHX_REDIS_PAYLOAD_JSON;
+    size_t plen = p ? p->len : 0;
+    if (phx_buf_reserve(out, 1 + 1 + node_len + 8 + 1 + 2 + b->event_len + 1 + plen) != 0)
+        return PHX_ERR_NOMEM;
+    uint8_t head[2] = {PHX_REDIS_MSG_VERSION, (uint8_t)node_len};
+    phx_buf_append(out, head, 2);
+    phx_buf_append(out, node, node_len);
+    uint8_t mid[11];
+    for (int i = 0; i < 8; i++)
+        mid[i] = (uint8_t)(b->origin.sender >> (56 - 8 * i));
+    mid[8] = (uint8_t)(b->origin.flags & (PHX_ORIGIN_CLIENT | PHX_ORIGIN_IDS_ONLY));
+    mid[9] = (uint8_t)(b->event_len >> 8);
+    mid[10] = (uint8_t)b->event_len;
+    phx_buf_append(out, mid, sizeof(mid));
+    phx_buf_append(out, b->event, b->event_len);
+    phx_buf_append_byte(out, kind);
+    if (plen)
+        phx_buf_append(out, p->data, plen);
+    return 0;
+}
+
+int phx_redis_msg_decode(const uint8_t *data, size_t len, const phx_json_limits_t *lim,
+                         phx_redis_msg_t *m)
+{
+    memset(m, 0, sizeof(*m));
+    size_t at = 0;
+    if (len < 2 || data[0] != PHX_REDIS_MSG_VERSION)
+        return PHX_ERR_PROTO;
+    size_t nlen = data[1];
+    at = 2;
+    if (nlen == 0 || len - at < nlen)
+        return PHX_ERR_PROTO;
+    m->node = (const char *)data + at;
+    m->node_len = nlen;
+    at += nlen;
+    if (len - at < 8 + 1 + 2)
+        return PHX_ERR_PROTO;
+    for (int i = 0; i < 8; i++)
+        m->sender = m->sender << 8 | data[at + i];
+    at += 8;
+    uint8_t flags = data[at++];
+    if (flags & ~(PHX_ORIGIN_CLIENT | PHX_ORIGIN_IDS_ONLY))
+        return PHX_ERR_PROTO;
+    m->flags = flags;
+    size_t elen = (size_t)data[at] << 8 | data[at + 1];
+    at += 2;
+    if (elen == 0 || len - at < elen + 1)
+        return PHX_ERR_PROTO;
+    m->event = (const char *)data + at;
+    m->event_len = elen;
+    if (!phx_utf8_valid(data + at, elen) || memchr(data + at, 0, elen))
+        return PHX_ERR_PROTO;
+    at += elen;
+    uint8_t kind = data[at++];
+    const uint8_t *p = data + at;
+    size_t plen = len - at;
+    switch (kind) {
+    case PHX_REDIS_PAYLOAD_NONE:
+        if (plen != 0)
+            return PHX_ERR_PROTO;
+        break;
+    case PHX_REDIS_PAYLOAD_JSON:
+        if (phx_json_validate(p, plen, lim) != 0)
+            return PHX_ERR_PROTO;
+        m->has_payload = true;
+        m->payload = (phx_payload_t){.data = p, .len = plen, .is_binary = false};
+        break;
+    case PHX_REDIS_PAYLOAD_BINARY:
+        m->has_payload = true;
+        m->payload = (phx_payload_t){.data = p, .len = plen, .is_binary = true};
+        break;
+    default:
+        return PHX_ERR_PROTO;
+    }
+    return 0;
+}
+
+/* ---- the URL ---- */
+
+void phx_redis_url_dispose(phx_redis_url_t *u)
+{
+    phx_free(u->host);
+    phx_free(u->path);
+    phx_free(u->user);
+    phx_free(u->password);
+    memset(u, 0, sizeof(*u));
+}
+
+/* A percent-decoded copy of s[0..len), or NULL (bad escape: *bad set). */
+static char *pct_dup(const char *s, size_t len, bool *bad)
+{
+    char *out = phx_malloc(len + 1);
+    if (out == NULL)
+        return NULL;
+    size_t j = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '%') {
+            int hi = i + 1 < len ? phx_hex_digit((unsigned char)s[i + 1]) : -1;
+            int lo = i + 2 < len ? phx_hex_digit((unsigned char)s[i + 2]) : -1;
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+                *bad = true;
+                phx_free(out);
+                return NULL;
+            }
+            out[j++] = (char)(hi << 4 | lo);
+            i += 2;
+            continue;
+        }
+        out[j++] = s[i];
+    }
+    out[j] = '\0';
+    return out;
+}
+
+int phx_redis_url_parse(const char *url, phx_redis_url_t *out, char *err)
+{
+    memset(out, 0, sizeof(*out));
+    out->port = 6379;
+    if (strncmp(url, "rediss://", 9) == 0) {
+        snprintf(err, PHX_ERR_LEN,
+                 "--redis: rediss:// (TLS) is not supported: this build's hiredis has no TLS; "
+                 "reach Redis over a local TLS tunnel (stunnel) with redis://");
+        return PHX_ERR_INVALID;
+    }
+    const char *path = NULL;
+    if (strncmp(url, "unix://", 7) == 0)
+        path = url + 7;
+    else if (url[0] == '/')
+        path = url;
+    if (path) {
+        if (path[0] != '/' || path[1] == '\0') {
+            snprintf(err, PHX_ERR_LEN, "--redis: a unix socket needs an absolute path, got \"%s\"",
+                     url);
+            return PHX_ERR_INVALID;
+        }
+        out->path = phx_strdup(path);
+        return out->path ? 0 : PHX_ERR_NOMEM;
+    }
+    if (strncmp(url, "redis://", 8) != 0) {
+        snprintf(err, PHX_ERR_LEN,
+                 "--redis must be redis://[user:password@]host[:port][/db], unix:///path or "
+                 "/path.sock");
+        return PHX_ERR_INVALID;
+    }
+    const char *s = url + 8;
+    const char *end = s + strcspn(s, "/?#");
+    const char *at = NULL;
+    for (const char *q = s; q < end; q++)
+        if (*q == '@')
+            at = q;
+    bool bad = false;
+    if (at) {
+        const char *colon = memchr(s, ':', (size_t)(at - s));
+        if (colon) {
+            if (colon > s && (out->user = pct_dup(s, (size_t)(colon - s), &bad)) == NULL && !bad)
+                goto nomem;
+            if (!bad &&
+                (out->password = pct_dup(colon + 1, (size_t)(at - colon - 1), &bad)) == NULL &&
+                !bad)
+                goto nomem;
+        } else if (at > s && (out->password = pct_dup(s, (size_t)(at - s), &bad)) == NULL && !bad) {
+            goto nomem;
+        }
+        if (bad)
+            goto invalid;
+        s = at + 1;
+    }
+    const char *hs = s, *he;
+    const char *portp = NULL;
+    if (*s == '[') {
+        const char *rb = memchr(s, ']', (size_t)(end - s));
+        if (rb == NULL)
+            goto invalid;
+        hs = s + 1;
+        he = rb;
+        if (rb + 1 < end) {
+            if (rb[1] != ':')
+                goto invalid;
+            portp = rb + 2;
+        }
+    } else {
+        const char *colon = memchr(s, ':', (size_t)(end - s));
+        he = colon ? colon : end;
+        if (colon)
+            portp = colon + 1;
+    }
+    if (he == hs)
+        goto invalid;
+    if (portp) {
+        long p = 0;
+        if (portp == end)
+            goto invalid;
+        for (const char *q = portp; q < end; q++) {
+            if (*q < '0' || *q > '9' || p > 65535)
+                goto invalid;
+            p = p * 10 + (*q - '0');
+        }
+        if (p < 1 || p > 65535)
+            goto invalid;
+        out->port = (int)p;
+    }
+    out->host = phx_malloc((size_t)(he - hs) + 1);
+    if (out->host == NULL)
+        goto nomem;
+    memcpy(out->host, hs, (size_t)(he - hs));
+    out->host[he - hs] = '\0';
+    if (*end == '/') {
+        const char *d = end + 1;
+        long db = 0;
+        if (*d) {
+            for (; *d; d++) {
+                if (*d < '0' || *d > '9' || db > 100000)
+                    goto invalid;
+                db = db * 10 + (*d - '0');
+            }
+        }
+        out->db = (int)db;
+    } else if (*end) {
+        goto invalid;
+    }
+    return 0;
+invalid:
+    phx_redis_url_dispose(out);
+    snprintf(err, PHX_ERR_LEN,
+             "--redis: cannot parse the URL (redis://[user:password@]host[:port][/db], "
+             "unix:///path or /path.sock)");
+    return PHX_ERR_INVALID;
+nomem:
+    phx_redis_url_dispose(out);
+    snprintf(err, PHX_ERR_LEN, "out of memory");
+    return PHX_ERR_NOMEM;
+}
+
+/* ---- pending subscription changes of this loop turn ---- */
+
+static uint64_t fnv1a(const char *s, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)s[i]) * 1099511628211ULL;
+    return h;
+}
+
+static bool pend_reindex(phx_redis_t *r, size_t cap)
+{
+    uint32_t *idx = phx_calloc(cap, sizeof(*idx));
+    if (idx == NULL)
+        return false;
+    for (size_t k = 0; k < r->npend; k++) {
+        size_t i = (size_t)fnv1a(r->pend[k].name, r->pend[k].len) & (cap - 1);
+        while (idx[i])
+            i = (i + 1) & (cap - 1);
+        idx[i] = (uint32_t)k + 1;
+    }
+    phx_free(r->idx);
+    r->idx = idx;
+    r->idx_cap = cap;
+    return true;
+}
+
+/* The pending entry of `name`, created with op 0 when absent (NULL: out of
+ * memory). */
+static pend_t *pend_get(phx_redis_t *r, const char *name, size_t len)
+{
+    if (r->idx_cap) {
+        size_t i = (size_t)fnv1a(name, len) & (r->idx_cap - 1);
+        while (r->idx[i]) {
+            pend_t *p = &r->pend[r->idx[i] - 1];
+            if (p->len == len && memcmp(p->name, name, len) == 0)
+                return p;
+            i = (i + 1) & (r->idx_cap - 1);
+        }
+    }
+    if (r->npend == r->pend_cap) {
+        size_t cap = r->pend_cap ? r->pend_cap * 2 : 64;
+        pend_t *np = phx_realloc(r->pend, cap * sizeof(*np));
+        if (np == NULL)
+            return NULL;
+        r->pend = np;
+        r->pend_cap = cap;
+    }
+    if ((r->npend + 1) * 2 > r->idx_cap && !pend_reindex(r, r->idx_cap ? r->idx_cap * 2 : 128))
+        return NULL;
+    char *copy = phx_malloc(len + 1);
+    if (copy == NULL)
+        return NULL;
+    memcpy(copy, name, len);
+    copy[len] = '\0';
+    pend_t *p = &r->pend[r->npend];
+    *p = (pend_t){.name = copy, .len = len, .op = 0};
+    size_t i = (size_t)fnv1a(name, len) & (r->idx_cap - 1);
+    while (r->idx[i])
+        i = (i + 1) & (r->idx_cap - 1);
+    r->idx[i] = (uint32_t)r->npend + 1;
+    r->npend++;
+    return p;
+}
+
+static void pend_clear(phx_redis_t *r)
+{
+    for (size_t k = 0; k < r->npend; k++)
+        phx_free(r->pend[k].name);
+    r->npend = 0;
+    if (r->idx)
+        memset(r->idx, 0, r->idx_cap * sizeof(*r->idx));
+}
+
+/* ---- commands ---- */
+
+static int channel_name(phx_redis_t *r, const char *kind, const char *topic, size_t len)
+{
+    r->chan.len = 0;
+    int rv = phx_buf_append(&r->chan, r->prefix, r->prefix_len);
+    rv |= phx_buf_append_str(&r->chan, kind);
+    rv |= phx_buf_append(&r->chan, topic, len);
+    return rv ? PHX_ERR_NOMEM : 0;
+}
+
+static void on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata);
+
+/* A (UN)SUBSCRIBE being built: the channel names are owned copies. */
+typedef struct cmd {
+    const char *name; /* "SUBSCRIBE" / "UNSUBSCRIBE" */
+    char **argv;
+    size_t *lens;
+    int argc, cap;
+} cmd_t;
+
+static void cmd_send(phx_redis_t *r, cmd_t *c)
+{
+    if (c->argc > 1 && r->sub) {
+        int rv = redisAsyncCommandArgv(r->sub, on_sub_reply, r, c->argc, (const char **)c->argv,
+                                       c->lens);
+        if (rv != REDIS_OK) {
+            PHX_LOG_WARN("event=redis_command_failed command=%s", c->name);
+        } else {
+            r->sub_inflight += (size_t)c->argc - 1;
+            if (c->name[0] == 'S')
+                r->st.subscribe_cmds++;
+        }
+    }
+    for (int i = 1; i < c->argc; i++)
+        phx_free(c->argv[i]);
+    c->argc = c->argv ? 1 : 0;
+}
+
+static void cmd_dispose(cmd_t *c)
+{
+    phx_free(c->argv);
+    phx_free(c->lens);
+}
+
+static void cmd_add_raw(phx_redis_t *r, cmd_t *c, const void *chan, size_t len);
+
+/* Adds channel <prefix><kind><topic>; sends every 1000 channels. */
+static void cmd_add(phx_redis_t *r, cmd_t *c, const char *kind, const char *topic, size_t len)
+{
+    if (channel_name(r, kind, topic, len) == 0)
+        cmd_add_raw(r, c, r->chan.data, r->chan.len);
+}
+
+/* Adds the channel `chan` (copied) to a (UN)SUBSCRIBE command. */
+static void cmd_add_raw(phx_redis_t *r, cmd_t *c, const void *chan, size_t len)
+{
+    if (c->argv == NULL) {
+        c->cap = 1001;
+        c->argv = phx_calloc((size_t)c->cap, sizeof(*c->argv));
+        c->lens = phx_calloc((size_t)c->cap, sizeof(*c->lens));
+        if (c->argv == NULL || c->lens == NULL) {
+            phx_free(c->argv);
+            phx_free(c->lens);
+            c->argv = NULL;
+            c->lens = NULL;
+            return;
+        }
+        c->argv[0] = (char *)c->name;
+        c->lens[0] = strlen(c->name);
+        c->argc = 1;
+    }
+    char *copy = phx_malloc(len ? len : 1);
+    if (copy == NULL)
+        return;
+    memcpy(copy, chan, len);
+    c->argv[c->argc] = copy;
+    c->lens[c->argc] = len;
+    c->argc++;
+    if (c->argc == c->cap)
+        cmd_send(r, c);
+}
+
+static void resubscribe_one(void *arg, const char *topic, size_t len)
+{
+    void **a = arg;
+    cmd_add(a[0], a[1], ":t:", topic, len);
+}
+
+/* ---- hiredis on the loop ----
+ * Our own adapter rather than <hiredis/adapters/libuv.h>: hiredis 0.14's
+ * ignores a poll error status, and libuv reports a refused connect or a
+ * reset connection as one (POLLERR), so hiredis would never learn that its
+ * connection failed. Here an error status lets hiredis read (or finish the
+ * connect) and find the error itself. The poll handles are counted, so
+ * that closing waits for them. */
+
+typedef struct uvev {
+    redisAsyncContext *ac; /* NULL once hiredis cleaned up */
+    phx_redis_t *r;
+    uv_poll_t h;
+    int events;
+} uvev_t;
+
+static void maybe_closed(phx_redis_t *r);
+
+static void ev_poll(uv_poll_t *h, int status, int events)
+{
+    uvev_t *p = h->data;
+    if (status != 0 && p->ac) {
+        /* libuv stopped the handle: hiredis finds the socket's error. */
+        if (p->ac->c.flags & REDIS_CONNECTED)
+            redisAsyncHandleRead(p->ac);
+        else
+            redisAsyncHandleWrite(p->ac);
+        if (p->ac && p->events)
+            uv_poll_start(&p->h, p->events, ev_poll);
+        return;
+    }
+    if (p->ac && (events & UV_READABLE))
+        redisAsyncHandleRead(p->ac);
+    if (p->ac && (events & UV_WRITABLE))
+        redisAsyncHandleWrite(p->ac);
+}
+
+static void ev_update(uvev_t *p, int add, int del)
+{
+    p->events = (p->events | add) & ~del;
+    if (p->events)
+        uv_poll_start(&p->h, p->events, ev_poll);
+    else
+        uv_poll_stop(&p->h);
+}
+
+static void ev_add_read(void *d)
+{
+    ev_update(d, UV_READABLE, 0);
+}
+
+static void ev_del_read(void *d)
+{
+    ev_update(d, 0, UV_READABLE);
+}
+
+static void ev_add_write(void *d)
+{
+    ev_update(d, UV_WRITABLE, 0);
+}
+
+static void ev_del_write(void *d)
+{
+    ev_update(d, 0, UV_WRITABLE);
+}
+
+static void ev_closed(uv_handle_t *h)
+{
+    uvev_t *p = h->data;
+    phx_redis_t *r = p->r;
+    phx_free(p);
+    r->open_polls--;
+    maybe_closed(r);
+}
+
+static void ev_cleanup(void *d)
+{
+    uvev_t *p = d;
+    p->ac = NULL;
+    uv_close((uv_handle_t *)&p->h, ev_closed);
+}
+
+static int ev_attach(phx_redis_t *r, redisAsyncContext *ac)
+{
+    uvev_t *p = phx_calloc(1, sizeof(*p));
+    if (p == NULL)
+        return PHX_ERR_NOMEM;
+    int rv = uv_poll_init(r->loop->uv, &p->h, ac->c.fd);
+    if (rv != 0) {
+        phx_free(p);
+        return rv;
+    }
+    p->ac = ac;
+    p->r = r;
+    p->h.data = p;
+    r->open_polls++;
+    ac->ev.addRead = ev_add_read;
+    ac->ev.delRead = ev_del_read;
+    ac->ev.addWrite = ev_add_write;
+    ac->ev.delWrite = ev_del_write;
+    ac->ev.cleanup = ev_cleanup;
+    ac->ev.data = p;
+    return 0;
+}
+
+/* ---- connection lifecycle ---- */
+
+static void connect_now(phx_redis_t *r);
+
+static void on_timer(uv_timer_t *t)
+{
+    phx_redis_t *r = t->data;
+    if (!r->is_closing)
+        connect_now(r);
+}
+
+static uint64_t next_rand(phx_redis_t *r)
+{
+    r->rng ^= r->rng << 13;
+    r->rng ^= r->rng >> 7;
+    r->rng ^= r->rng << 17;
+    return r->rng;
+}
+
+/* Frees both contexts (their callbacks see them as stale). */
+static void drop_contexts(phx_redis_t *r)
+{
+    redisAsyncContext *s = r->sub, *p = r->pub;
+    r->sub = r->pub = NULL;
+    r->sub_ok = r->pub_ok = false;
+    if (s)
+        redisAsyncFree(s);
+    if (p)
+        redisAsyncFree(p);
+    r->pending_cmds = r->pending_bytes = 0;
+    r->sub_inflight = 0;
+}
+
+/* The session failed (or never came up): drop it and retry later. */
+static void session_failed(phx_redis_t *r, const char *why)
+{
+    bool was_up = r->is_up;
+    r->is_up = false;
+    drop_contexts(r);
+    pend_clear(r);
+    if (r->is_closing)
+        return;
+    uint64_t d = PHX_REDIS_BACKOFF_MIN_MS;
+    for (uint32_t i = 0; i < r->attempt && d < PHX_REDIS_BACKOFF_MAX_MS; i++)
+        d *= 2;
+    if (d > PHX_REDIS_BACKOFF_MAX_MS)
+        d = PHX_REDIS_BACKOFF_MAX_MS;
+    d = d / 2 + next_rand(r) % (d / 2 + 1);
+    PHX_LOG_DEBUG("event=redis_retry node=%s error=\"%s\" attempt=%u retry_ms=%llu", r->node, why,
+                  r->attempt + 1, (unsigned long long)d);
+    if (was_up)
+        PHX_LOG_WARN("event=redis_down node=%s error=\"%s\" retry_ms=%llu", r->node, why,
+                     (unsigned long long)d);
+    else if (r->attempt == 0 || r->attempt % 20 == 0)
+        PHX_LOG_WARN("event=redis_unreachable node=%s error=\"%s\" attempt=%u retry_ms=%llu",
+                     r->node, why, r->attempt + 1, (unsigned long long)d);
+    r->attempt++;
+    uv_timer_start(&r->timer, on_timer, d, 0);
+}
+
+static void session_up(phx_redis_t *r)
+{
+    r->is_up = true;
+    r->attempt = 0;
+    r->dropped_logged = false;
+    if (r->ever_up)
+        r->st.reconnects++;
+    r->ever_up = true;
+    pend_clear(r);
+    /* The node's own channel first: the subscription count never drops to
+     * 0 afterwards (hiredis 0.14 leaves subscriber mode at 0). */
+    cmd_t c = {.name = "SUBSCRIBE"};
+    cmd_add(r, &c, ":n:", r->node, r->node_len);
+    if (r->pps_chan.len)
+        cmd_add_raw(r, &c, r->pps_chan.data, r->pps_chan.len);
+    void *arg[2] = {r, &c};
+    phx_pubsub_foreach_topic(r->ps, resubscribe_one, arg);
+    cmd_send(r, &c);
+    cmd_dispose(&c);
+    PHX_LOG_INFO("event=redis_up node=%s topics=%zu reconnects=%llu", r->node,
+                 phx_pubsub_topic_count(r->ps), (unsigned long long)r->st.reconnects);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    phx_redis_t *r = ac->data;
+    if (r == NULL || (ac != r->sub && ac != r->pub))
+        return; /* stale */
+    if (status != REDIS_OK) {
+        /* hiredis frees `ac` after this callback. */
+        char why[128];
+        snprintf(why, sizeof(why), "%s", ac->errstr);
+        if (ac == r->sub)
+            r->sub = NULL;
+        else
+            r->pub = NULL;
+        session_failed(r, why);
+        return;
+    }
+    if (ac == r->sub)
+        r->sub_ok = true;
+    else
+        r->pub_ok = true;
+    if (r->sub_ok && r->pub_ok && !r->is_up)
+        session_up(r);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    phx_redis_t *r = ac->data;
+    if (r == NULL || (ac != r->sub && ac != r->pub))
+        return;
+    char why[128];
+    snprintf(why, sizeof(why), "%s", ac->err ? ac->errstr : "connection closed");
+    if (ac == r->sub)
+        r->sub = NULL;
+    else
+        r->pub = NULL;
+    session_failed(r, why);
+}
+
+/* AUTH (and SELECT) answers: an error ends the session. */
+static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    phx_redis_t *r = privdata;
+    redisReply *rep = reply;
+    if (rep == NULL || ac->data == NULL || (ac != r->sub && ac != r->pub))
+        return;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        PHX_LOG_ERROR("event=redis_auth_failed node=%s error=\"%.*s\"", r->node,
+                      (int)(rep->len > 200 ? 200 : rep->len), rep->str);
+        redisAsyncDisconnect(ac);
+    }
+}
+
+static redisAsyncContext *open_one(phx_redis_t *r, bool is_sub, char *why, size_t cap)
+{
+    /* hiredis resolves names with a blocking getaddrinfo: it only ever
+     * gets an IP literal (connect_now looked the name up off the loop). */
+    redisAsyncContext *ac =
+        r->url.path ? redisAsyncConnectUnix(r->url.path) : redisAsyncConnect(r->addr, r->url.port);
+    if (ac == NULL) {
+        snprintf(why, cap, "out of memory");
+        return NULL;
+    }
+    if (ac->err) {
+        snprintf(why, cap, "%s", ac->errstr);
+        redisAsyncFree(ac);
+        return NULL;
+    }
+    if (ev_attach(r, ac) != 0) {
+        snprintf(why, cap, "cannot attach to the loop");
+        redisAsyncFree(ac);
+        return NULL;
+    }
+    if (!r->url.path)
+        redisEnableKeepAlive(&ac->c);
+    ac->data = r;
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    if (r->url.password) {
+        if (r->url.user)
+            redisAsyncCommand(ac, on_setup_reply, r, "AUTH %s %s", r->url.user, r->url.password);
+        else
+            redisAsyncCommand(ac, on_setup_reply, r, "AUTH %s", r->url.password);
+    }
+    if (!is_sub && r->url.db)
+        redisAsyncCommand(ac, on_setup_reply, r, "SELECT %d", r->url.db);
+    return ac;
+}
+
+static void maybe_closed(phx_redis_t *r);
+static void open_both(phx_redis_t *r);
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    phx_redis_t *r = req->data;
+    r->is_resolving = false;
+    int rv = status;
+    if (rv == 0 && res != NULL)
+        rv = res->ai_family == AF_INET6
+                 ? uv_ip6_name((const struct sockaddr_in6 *)res->ai_addr, r->addr, sizeof(r->addr))
+                 : uv_ip4_name((const struct sockaddr_in *)res->ai_addr, r->addr, sizeof(r->addr));
+    uv_freeaddrinfo(res);
+    if (r->is_closing) {
+        maybe_closed(r);
+        return;
+    }
+    if (rv != 0) {
+        char why[128];
+        snprintf(why, sizeof(why), "cannot resolve %s: %s", r->url.host, uv_strerror(rv));
+        session_failed(r, why);
+        return;
+    }
+    open_both(r);
+}
+
+/* Connects both contexts; a host name is looked up first, off the loop. */
+static void connect_now(phx_redis_t *r)
+{
+    if (r->url.path == NULL) {
+        unsigned char buf[sizeof(struct in6_addr)];
+        const char *h = r->url.host;
+        if (uv_inet_pton(AF_INET, h, buf) == 0 || uv_inet_pton(AF_INET6, h, buf) == 0) {
+            snprintf(r->addr, sizeof(r->addr), "%s", h);
+        } else {
+            struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+            r->gai.data = r;
+            int rv = uv_getaddrinfo(r->loop->uv, &r->gai, on_resolved, h, NULL, &hints);
+            if (rv == 0) {
+                r->is_resolving = true;
+                return;
+            }
+            char why[128];
+            snprintf(why, sizeof(why), "cannot resolve %s: %s", h, uv_strerror(rv));
+            session_failed(r, why);
+            return;
+        }
+    }
+    open_both(r);
+}
+
+static void open_both(phx_redis_t *r)
+{
+    char why[128] = "";
+    r->sub = open_one(r, true, why, sizeof(why));
+    if (r->sub)
+        r->pub = open_one(r, false, why, sizeof(why));
+    if (r->sub == NULL || r->pub == NULL)
+        session_failed(r, why);
+}
+
+/* ---- the backend ---- */
+
+static void on_pub_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    phx_redis_t *r = ac->data;
+    size_t bytes = (size_t)(uintptr_t)privdata;
+    if (r == NULL)
+        return;
+    if (ac == r->pub) {
+        r->pending_cmds -= r->pending_cmds ? 1 : 0;
+        r->pending_bytes -= r->pending_bytes >= bytes ? bytes : r->pending_bytes;
+    }
+    redisReply *rep = reply;
+    if (rep == NULL || rep->type == REDIS_REPLY_ERROR)
+        r->st.publish_dropped++;
+    else
+        r->st.published++;
+}
+
+static int publish_raw(phx_redis_t *r, const phx_buf_t *chan, const phx_buf_t *msg, bool is_pps);
+
+static int be_publish(void *be, const phx_bcast_t *b)
+{
+    phx_redis_t *r = be;
+    if (!r->is_up || r->pub == NULL) {
+        r->st.publish_dropped++;
+        if (!r->dropped_logged && !r->is_closing) {
+            r->dropped_logged = true;
+            PHX_LOG_WARN("event=redis_publish_dropped node=%s reason=disconnected", r->node);
+        }
+        return 0;
+    }
+    r->msg.len = 0;
+    int rv;
+    /* With --phoenix-pubsub a broadcast the adapter's format can carry goes
+     * out once, in that format, to the Elixir nodes and the phxd nodes
+     * alike (each delivers it: the mode is :except this node). Only what it
+     * cannot carry (a client's "disconnect" event) takes phxd's own. */
+    if (r->pps_chan.len) {
+        r->pps_out.len = 0;
+        rv = phx_pps_encode(b, r->node, 0, &r->pps_lim.etf, &r->pps_out);
+        if (rv == 0)
+            return publish_raw(r, &r->pps_chan, &r->pps_out, true);
+    }
+    rv = phx_redis_msg_encode(&r->msg, r->node, r->node_len, b);
+    if (rv == 0)
+        rv = channel_name(r, ":t:", b->topic, b->topic_len);
+    if (rv != 0) {
+        r->st.publish_dropped++;
+        return rv;
+    }
+    return publish_raw(r, &r->chan, &r->msg, false);
+}
+
+/* PUBLISH `chan` `msg` on the publish connection, within the output cap. */
+static int publish_raw(phx_redis_t *r, const phx_buf_t *chan, const phx_buf_t *msg, bool is_pps)
+{
+    size_t bytes = msg->len + chan->len + 32;
+    if (r->pending_cmds >= PHX_REDIS_MAX_PENDING_CMDS ||
+        r->pending_bytes + bytes > PHX_REDIS_MAX_PENDING_BYTES) {
+        r->st.publish_dropped++;
+        if (!r->dropped_logged) {
+            r->dropped_logged = true;
+            PHX_LOG_WARN("event=redis_publish_dropped node=%s reason=backlog pending_bytes=%zu",
+                         r->node, r->pending_bytes);
+        }
+        return 0;
+    }
+    const char *argv[3] = {"PUBLISH", (const char *)chan->data, (const char *)msg->data};
+    size_t lens[3] = {7, chan->len, msg->len};
+    if (redisAsyncCommandArgv(r->pub, on_pub_reply, (void *)(uintptr_t)bytes, 3, argv, lens) !=
+        REDIS_OK) {
+        r->st.publish_dropped++;
+        return 0;
+    }
+    r->pending_cmds++;
+    r->pending_bytes += bytes;
+    if (is_pps)
+        r->st.pps_published++;
+    if (r->pending_cmds < PHX_REDIS_MAX_PENDING_CMDS / 2 &&
+        r->pending_bytes < PHX_REDIS_MAX_PENDING_BYTES / 2)
+        r->dropped_logged = false;
+    return 0;
+}
+
+static void be_topic(phx_redis_t *r, const char *topic, size_t len, int op)
+{
+    if (!r->is_up)
+        return; /* subscribed again from the PubSub on reconnect */
+    pend_t *p = pend_get(r, topic, len);
+    if (p == NULL) {
+        PHX_LOG_WARN("event=redis_subscribe_lost reason=nomem");
+        return;
+    }
+    /* An up and a down in one turn cancel. */
+    p->op = p->op == -op ? 0 : op;
+}
+
+static void be_topic_up(void *be, const char *topic, size_t len)
+{
+    be_topic(be, topic, len, 1);
+}
+
+static void be_topic_down(void *be, const char *topic, size_t len)
+{
+    be_topic(be, topic, len, -1);
+}
+
+static const phx_pubsub_backend_t redis_backend = {
+    .publish = be_publish,
+    .topic_up = be_topic_up,
+    .topic_down = be_topic_down,
+};
+
+static void before_flush(void *arg);
+
+static void on_batch_timer(uv_timer_t *t)
+{
+    before_flush(t->data);
+}
+
+/* Once per loop turn: the subscription changes, batched. One batch is in
+ * flight at a time, and batches are at least PHX_REDIS_BATCH_MS apart:
+ * changes made meanwhile wait and join the next one, so a storm of joins
+ * costs a few commands however its frames are spread over loop turns,
+ * while a lone join on an idle node is subscribed at once. */
+static void before_flush(void *arg)
+{
+    phx_redis_t *r = arg;
+    if (r->npend == 0)
+        return;
+    if (!r->is_up || r->sub == NULL) {
+        pend_clear(r);
+        return;
+    }
+    if (r->sub_inflight > 0)
+        return;
+    uint64_t now = uv_now(r->loop->uv);
+    if (r->last_batch && now < r->last_batch + PHX_REDIS_BATCH_MS) {
+        if (!uv_is_active((uv_handle_t *)&r->batch_timer))
+            uv_timer_start(&r->batch_timer, on_batch_timer,
+                           r->last_batch + PHX_REDIS_BATCH_MS - now, 0);
+        return;
+    }
+    r->last_batch = now;
+    cmd_t unsub = {.name = "UNSUBSCRIBE"}, sub = {.name = "SUBSCRIBE"};
+    for (size_t k = 0; k < r->npend; k++) {
+        pend_t *p = &r->pend[k];
+        if (p->op > 0)
+            cmd_add(r, &sub, ":t:", p->name, p->len);
+        else if (p->op < 0)
+            cmd_add(r, &unsub, ":t:", p->name, p->len);
+    }
+    pend_clear(r);
+    cmd_send(r, &unsub);
+    cmd_send(r, &sub);
+    cmd_dispose(&unsub);
+    cmd_dispose(&sub);
+}
+
+/* A message on Phoenix.PubSub's adapter channel: Elixir's broadcasts for
+ * phxd's subscribers; everything else is counted and let go. */
+static void on_pps_message(phx_redis_t *r, const redisReply *data)
+{
+    phx_pps_msg_t m = {0};
+    int rc = phx_pps_decode((const uint8_t *)data->str, data->len, r->node, &r->pps_lim, &m);
+    if (rc == PHX_PPS_DELIVER) {
+        phx_bcast_t b;
+        phx_pps_msg_bcast(&m, &b);
+        if (m.ids_only)
+            b.origin.flags |= PHX_ORIGIN_IDS_ONLY;
+        r->st.pps_delivered++;
+        int rv = phx_pubsub_deliver(r->ps, &b);
+        if (rv < 0)
+            PHX_LOG_DEBUG("event=phoenix_pubsub_deliver_failed code=%d", rv);
+    } else if (rc == PHX_PPS_NOT_FOR_US) {
+        r->st.pps_not_for_us++;
+    } else if (rc == PHX_PPS_SKIP) {
+        r->st.pps_skipped++;
+        PHX_LOG_DEBUG("event=phoenix_pubsub_skipped reason=%s", m.reason ? m.reason : "-");
+    } else {
+        r->st.pps_malformed++;
+        if (r->st.pps_malformed == 1 || r->st.pps_malformed % 1000 == 0)
+            PHX_LOG_WARN("event=phoenix_pubsub_malformed node=%s count=%llu error=%s", r->node,
+                         (unsigned long long)r->st.pps_malformed, phx_err_name(rc));
+    }
+    phx_pps_msg_dispose(&m);
+}
+
+static void on_message(phx_redis_t *r, const redisReply *chan, const redisReply *data)
+{
+    if (chan->type != REDIS_REPLY_STRING || data->type != REDIS_REPLY_STRING)
+        goto malformed;
+    if (r->pps_chan.len && chan->len == r->pps_chan.len &&
+        memcmp(chan->str, r->pps_chan.data, chan->len) == 0) {
+        on_pps_message(r, data);
+        return;
+    }
+    size_t plen = r->prefix_len + 3;
+    if (chan->len < plen || memcmp(chan->str, r->prefix, r->prefix_len) != 0)
+        goto malformed;
+    if (memcmp(chan->str + r->prefix_len, ":n:", 3) == 0)
+        return; /* the node channel: reserved */
+    if (memcmp(chan->str + r->prefix_len, ":t:", 3) != 0)
+        goto malformed;
+    phx_redis_msg_t m;
+    if (phx_redis_msg_decode((const uint8_t *)data->str, data->len, &r->lim, &m) != 0)
+        goto malformed;
+    if (m.node_len == r->node_len && memcmp(m.node, r->node, r->node_len) == 0)
+        return; /* ours: delivered locally already */
+    char node[PHX_REDIS_NODE_MAX + 1];
+    memcpy(node, m.node, m.node_len);
+    node[m.node_len] = '\0';
+    phx_bcast_t b = {
+        .topic = chan->str + plen,
+        .topic_len = chan->len - plen,
+        .event = m.event,
+        .event_len = m.event_len,
+        .payload = m.has_payload ? &m.payload : NULL,
+        .origin = {.node = node, .sender = m.sender, .flags = m.flags},
+    };
+    r->st.received++;
+    int rv = phx_pubsub_deliver(r->ps, &b);
+    if (rv < 0)
+        PHX_LOG_DEBUG("event=redis_deliver_failed code=%d", rv);
+    return;
+malformed:
+    r->st.malformed++;
+    if (r->st.malformed == 1 || r->st.malformed % 1000 == 0)
+        PHX_LOG_WARN("event=redis_malformed node=%s count=%llu", r->node,
+                     (unsigned long long)r->st.malformed);
+}
+
+static void on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    phx_redis_t *r = privdata;
+    const redisReply *rep = reply;
+    if (rep == NULL || ac->data == NULL || ac != r->sub)
+        return;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        PHX_LOG_WARN("event=redis_error node=%s error=\"%.*s\"", r->node,
+                     (int)(rep->len > 200 ? 200 : rep->len), rep->str);
+        return;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 ||
+        rep->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    const redisReply *kind = rep->element[0];
+    if (kind->len == 7 && memcmp(kind->str, "message", 7) == 0) {
+        on_message(r, rep->element[1], rep->element[2]);
+    } else if ((kind->len == 9 && memcmp(kind->str, "subscribe", 9) == 0) ||
+               (kind->len == 11 && memcmp(kind->str, "unsubscribe", 11) == 0)) {
+        if (r->sub_inflight > 0)
+            r->sub_inflight--;
+    }
+}
+
+/* ---- creation ---- */
+
+static bool node_name_ok(const char *s, size_t len)
+{
+    if (len == 0 || len > 200)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-' || c == '@' || c == ':' || c == '+'))
+            return false;
+    }
+    return true;
+}
+
+int phx_redis_new(phx_redis_t **out, phx_loop_t *loop, phx_pubsub_t *ps, const phx_config_t *cfg,
+                  char *err)
+{
+    phx_redis_t *r = phx_calloc(1, sizeof(*r));
+    if (r == NULL) {
+        snprintf(err, PHX_ERR_LEN, "out of memory");
+        return PHX_ERR_NOMEM;
+    }
+    r->loop = loop;
+    r->ps = ps;
+    r->cfg = cfg;
+    int rv = phx_redis_url_parse(cfg->redis_url ? cfg->redis_url : "", &r->url, err);
+    if (rv != 0) {
+        phx_free(r);
+        return rv;
+    }
+    if (cfg->node_name) {
+        r->node_len = strlen(cfg->node_name);
+        if (!node_name_ok(cfg->node_name, r->node_len)) {
+            snprintf(err, PHX_ERR_LEN,
+                     "--node-name must be 1 to 200 of A-Z a-z 0-9 . _ - @ : +, got \"%.60s\"",
+                     cfg->node_name);
+            phx_redis_free(r);
+            return PHX_ERR_INVALID;
+        }
+        memcpy(r->node, cfg->node_name, r->node_len + 1);
+    } else {
+        char host[128] = "phxd";
+        if (gethostname(host, sizeof(host)) != 0)
+            snprintf(host, sizeof(host), "phxd");
+        host[sizeof(host) - 1] = '\0';
+        for (char *c = host; *c; c++)
+            if (!node_name_ok(c, 1))
+                *c = '_';
+        snprintf(r->node, sizeof(r->node), "%s-%ld", host[0] ? host : "phxd", (long)getpid());
+        r->node_len = strlen(r->node);
+    }
+    if (cfg->phoenix_pubsub && cfg->phoenix_pubsub[0]) {
+        if (phx_pps_channel(cfg->phoenix_pubsub, strlen(cfg->phoenix_pubsub), &r->pps_chan) != 0) {
+            snprintf(err, PHX_ERR_LEN, "--phoenix-pubsub: not a module name: \"%.60s\"",
+                     cfg->phoenix_pubsub);
+            phx_redis_free(r);
+            return PHX_ERR_INVALID;
+        }
+        r->pps_lim.max_inflated = cfg->max_message_bytes;
+    }
+    const char *prefix = cfg->redis_prefix && cfg->redis_prefix[0] ? cfg->redis_prefix : "phxd";
+    r->prefix_len = strlen(prefix);
+    if (r->prefix_len > 100 || strpbrk(prefix, " \t\r\n*?[]")) {
+        snprintf(err, PHX_ERR_LEN,
+                 "--redis-prefix must be at most 100 bytes without spaces or "
+                 "glob characters");
+        phx_redis_free(r);
+        return PHX_ERR_INVALID;
+    }
+    r->prefix = phx_strdup(prefix);
+    if (r->prefix == NULL) {
+        snprintf(err, PHX_ERR_LEN, "out of memory");
+        phx_redis_free(r);
+        return PHX_ERR_NOMEM;
+    }
+    r->lim = PHX_JSON_LIMITS_DEFAULT;
+    if (cfg->max_json_depth > 0)
+        r->lim.max_depth = (uint32_t)cfg->max_json_depth;
+    r->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ULL;
+    if (r->rng == 0)
+        r->rng = 1;
+    *out = r;
+    return 0;
+}
+
+void phx_redis_start(phx_redis_t *r)
+{
+    if (r->is_started)
+        return;
+    r->is_started = true;
+    uv_timer_init(r->loop->uv, &r->timer);
+    uv_timer_init(r->loop->uv, &r->batch_timer);
+    r->timer.data = r->batch_timer.data = r;
+    r->timer_init = true;
+    r->open_timers = 2;
+    phx_loop_hook_t hook = {.before_flush = before_flush, .arg = r};
+    phx_loop_add_hook(r->loop, &hook);
+    phx_pubsub_set_backend(r->ps, &redis_backend, r);
+    PHX_LOG_INFO("event=redis_connecting node=%s target=%s%s%s prefix=%s", r->node,
+                 r->url.path ? "unix:" : "", r->url.path ? r->url.path : r->url.host,
+                 r->url.path ? "" : "", r->prefix);
+    connect_now(r);
+}
+
+static void maybe_closed(phx_redis_t *r)
+{
+    if (!r->is_closing || r->open_timers > 0 || r->open_polls > 0 || r->is_resolving ||
+        r->done == NULL)
+        return;
+    void (*done)(void *) = r->done;
+    r->done = NULL;
+    done(r->done_arg);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    phx_redis_t *r = h->data;
+    r->open_timers--;
+    maybe_closed(r);
+}
+
+bool phx_redis_close(phx_redis_t *r, void (*done)(void *arg), void *arg)
+{
+    if (r == NULL || r->is_closing)
+        return false;
+    r->is_closing = true;
+    r->is_up = false;
+    phx_pubsub_set_backend(r->ps, NULL, NULL);
+    drop_contexts(r);
+    pend_clear(r);
+    if (!r->timer_init)
+        return false;
+    phx_loop_remove_hook(r->loop, r);
+    r->done = done;
+    r->done_arg = arg;
+    uv_close((uv_handle_t *)&r->timer, on_timer_closed);
+    uv_close((uv_handle_t *)&r->batch_timer, on_timer_closed);
+    return true;
+}
+
+void phx_redis_free(phx_redis_t *r)
+{
+    if (r == NULL)
+        return;
+    pend_clear(r);
+    phx_free(r->pend);
+    phx_free(r->idx);
+    phx_buf_dispose(&r->chan);
+    phx_buf_dispose(&r->msg);
+    phx_buf_dispose(&r->pps_chan);
+    phx_buf_dispose(&r->pps_out);
+    phx_free(r->prefix);
+    phx_redis_url_dispose(&r->url);
+    phx_free(r);
+}
+
+bool phx_redis_is_connected(const phx_redis_t *r)
+{
+    return r->is_up;
+}
+
+const char *phx_redis_node(const phx_redis_t *r)
+{
+    return r->node;
+}
+
+const phx_redis_stats_t *phx_redis_stats(const phx_redis_t *r)
+{
+    return &r->st;
+}
