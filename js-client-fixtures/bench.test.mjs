@@ -1,18 +1,28 @@
 // Runs phxd-bench (PHXD_BENCH_BIN) against the real phxd: each scenario
 // small and short, then checks the one JSON object it prints on stdout.
-// Figures are checked for presence and sign, never against timings.
+// Figures are checked for presence and sign, never against timings. The
+// cluster options (--url repeated, --publish-url) run against two phxd
+// nodes on a real redis-server, as tests/bench-cluster.sh uses them.
 import { test, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { startServer, SECRET, withTimeout } from './lib/server.mjs';
+import { waitFor } from './lib/longpoll.mjs';
+import { startRedis } from './lib/redis.mjs';
 
 const BENCH = process.env.PHXD_BENCH_BIN ||
   new URL('../build/phxd-bench', import.meta.url).pathname;
 
 let server = null;
+let cluster = null; // { redis, nodes }
 afterEach(async () => {
   if (server) await server.stop();
   server = null;
+  if (cluster) {
+    await Promise.all(cluster.nodes.map((n) => n.stop()));
+    await cluster.redis.kill();
+  }
+  cluster = null;
 });
 
 // Runs the bench to completion; resolves { code, json, stderr }.
@@ -141,4 +151,80 @@ test('a socket that is refused is an error, never a counted socket', async () =>
   assert.equal(r.json.errors, 3);
   assert.equal(r.json.error_kinds.handshake, 3);
   assert.match(r.stderr, /403/);
+});
+
+// Two phxd nodes on one real redis-server, as tests/bench-cluster.sh runs them.
+async function startCluster() {
+  const redis = await startRedis();
+  cluster = { redis, nodes: [] };
+  for (const name of ['A', 'B']) {
+    cluster.nodes.push(await startServer(['--redis', redis.url, '--node-name', name]));
+  }
+  for (const n of cluster.nodes) {
+    await waitFor(async () => {
+      const res = await fetch(`${n.url}/metrics`, { signal: AbortSignal.timeout(5000) });
+      return /^phxd_redis_connected\{[^}]*\} 1$/m.test(await res.text());
+    }, 10000, 'node connected to Redis');
+  }
+  return cluster.nodes.map((n) => `ws://127.0.0.1:${n.port}/socket`);
+}
+
+function clusterBench(args) {
+  return runBench(['--secret-key-base', SECRET, '--scenario', 'fanout', '--duration', '1',
+    '--settle-ms', '300', '--drain-ms', '3000', '--quiet', ...args]);
+}
+
+test('--url repeated spreads the sockets round-robin and reports each server; one URL is unchanged', async () => {
+  const [urlA, urlB] = await startCluster();
+  const r = await clusterBench(['--url', urlA, '--url', urlB, '--sockets', '9', '--rate', '10',
+    '--server-pid', String(cluster.nodes[0].proc.pid)]);
+  assert.equal(r.code, 0, r.stderr);
+  const j = r.json;
+  assert.equal(j.errors, 0, r.stderr);
+  assert.equal(j.url, urlA);
+  assert.deepEqual(j.urls, [urlA, urlB]);
+  assert.equal(j.publish_url, urlA, 'the publisher joins the first --url');
+  assert.equal(j.subscribers, 9);
+  assert.ok(j.broadcasts >= 5, `broadcasts ${j.broadcasts}`);
+  assert.equal(j.broadcasts_complete, j.broadcasts);
+  assert.equal(j.deliveries, j.broadcasts * 9, 'every broadcast reached both nodes\' subscribers');
+  assert.equal(j.per_url.length, 2);
+  const [a, b] = j.per_url;
+  assert.deepEqual([a.url, a.publisher, a.sockets, a.subscribers], [urlA, true, 5, 5]);
+  assert.deepEqual([b.url, b.publisher, b.sockets, b.subscribers], [urlB, false, 4, 4]);
+  for (const u of j.per_url) {
+    assert.equal(u.broadcasts_complete, j.broadcasts);
+    assert.equal(u.deliveries, j.broadcasts * u.subscribers);
+    assert.ok(u.fanout_p50_ms > 0 && u.fanout_p50_ms <= u.fanout_p99_ms && u.fanout_p99_ms <= u.fanout_max_ms);
+    assert.ok(u.fanout_max_ms <= j.fanout_max_ms, 'the overall figure is to the last subscriber anywhere');
+  }
+  assert.match(r.stderr, /on ws:\/\/127\.0\.0\.1:\d+\/socket \(the publisher's\): 5 subscribers/);
+
+  // One URL: no per-server figures, the list holds it alone.
+  const one = await clusterBench(['--url', urlB, '--sockets', '3', '--rate', '10']);
+  assert.equal(one.json.errors, 0, one.stderr);
+  assert.deepEqual(one.json.urls, [urlB]);
+  assert.equal(one.json.publish_url, urlB);
+  assert.equal(one.json.per_url, null);
+  assert.equal(one.json.deliveries, one.json.broadcasts * 3);
+});
+
+test('--publish-url publishes on one node while every subscriber is on another', async () => {
+  const [urlA, urlB] = await startCluster();
+  const r = await clusterBench(['--url', urlB, '--publish-url', urlA, '--sockets', '4', '--rate', '10']);
+  assert.equal(r.code, 0, r.stderr);
+  const j = r.json;
+  assert.equal(j.errors, 0, r.stderr);
+  assert.deepEqual(j.urls, [urlB]);
+  assert.equal(j.publish_url, urlA);
+  assert.equal(j.deliveries, j.broadcasts * 4, 'every delivery crossed Redis');
+  assert.deepEqual(j.per_url.map((u) => [u.url, u.publisher, u.subscribers]), [[urlB, false, 4], [urlA, true, 0]]);
+  assert.equal(j.per_url[1].fanout_p50_ms, null);
+  assert.equal(j.per_url[0].fanout_p50_ms, j.fanout_p50_ms);
+  assert.ok(Number(cluster.redis.cli('INFO', 'commandstats').match(/cmdstat_publish:calls=(\d+)/)[1]) >= j.broadcasts);
+
+  const bad = spawnSync(BENCH, ['--secret-key-base', SECRET, '--url', urlB, '--publish-url', urlA,
+    '--scenario', 'echo', '--quiet'], { encoding: 'utf8' });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /--publish-url is for --scenario fanout/);
 });

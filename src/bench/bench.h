@@ -50,8 +50,14 @@ typedef enum {
         PHX_BENCH_ERR_COUNT
 } phx_bench_err_t;
 
+/* Servers one run may spread its sockets over (--url repeated). */
+#define PHX_BENCH_MAX_URLS 16
+
 typedef struct phx_bench_opts {
-    const char *url;             /* ws://host:port/socket */
+    const char *url;                      /* ws://host:port/socket: the first --url */
+    const char *urls[PHX_BENCH_MAX_URLS]; /* every --url; sockets round-robin over them */
+    uint32_t n_urls;
+    const char *publish_url;     /* fanout: the publisher's server (default: the first --url) */
     const char *secret_key_base; /* mints one token per socket */
     const char *salt;            /* default "user socket" */
     const char *token;           /* or one fixed token for every socket */
@@ -117,6 +123,7 @@ typedef struct phx_bench_conn {
     uint64_t t_start_ns;        /* connect started (churn: cycle started) */
     uint64_t deadline_ms;       /* uv_now deadline of the current step; 0 = none */
     uint32_t index;             /* position in b->conns */
+    uint32_t target;            /* index in b->targets: the server this socket talks to */
     uint32_t next_seq;          /* fanout: next broadcast sequence expected */
     uint64_t received;          /* fanout: broadcasts received */
     uint32_t echo_sent;         /* echo: pings sent; their refs are p<n> */
@@ -151,6 +158,27 @@ typedef struct phx_bench_bcast {
     uint32_t expected;
 } phx_bench_bcast_t;
 
+/* The same figures for the subscribers of one server (several targets
+ * only): entry seq * n_targets + target of b->bnodes. */
+typedef struct phx_bench_bnode {
+    uint64_t last_ns;
+    uint32_t count;
+    uint32_t expected;
+} phx_bench_bnode_t;
+
+/* One server: where the sockets of one --url (or --publish-url) go. */
+typedef struct phx_bench_target {
+    const char *url;
+    struct sockaddr_storage dst;
+    char *request_head; /* "GET <path>?<params>" before the token */
+    char *request_tail; /* "&vsn=... HTTP/1.1\r\nHost: ...\r\n" up to the key header */
+    size_t request_head_len;
+    size_t request_tail_len;
+    uint32_t sockets;     /* scenario sockets (not the publisher) sent here */
+    uint32_t subscribers; /* fanout: of them, joined when broadcasting started */
+    uint64_t deliveries;
+} phx_bench_target_t;
+
 typedef enum {
     PHX_PHASE_RAMP = 0,
     PHX_PHASE_SETTLE, /* after the ramp, before measuring */
@@ -165,12 +193,11 @@ struct phx_bench {
     phx_bench_opts_t opts;
     int exit_code;
 
-    /* target */
-    struct sockaddr_storage dst;
-    char *request_head; /* "GET <path>?<params>" before the token */
-    char *request_tail; /* "&vsn=... HTTP/1.1\r\nHost: ...\r\n" up to the key header */
-    size_t request_head_len;
-    size_t request_tail_len;
+    /* targets: the --url servers in order, then --publish-url when it is
+     * none of them; socket i of the scenario talks to target i % n_urls */
+    phx_bench_target_t targets[PHX_BENCH_MAX_URLS + 1];
+    uint32_t n_targets;
+    uint32_t publish_target;      /* fanout: the publisher's target */
     struct sockaddr_storage *src; /* --source-ips */
     size_t n_src;
     size_t next_src;
@@ -229,6 +256,7 @@ struct phx_bench {
 
     /* fanout */
     phx_bench_bcast_t *bcasts;
+    phx_bench_bnode_t *bnodes; /* per target, when there are several targets */
     size_t n_bcasts;
     size_t cap_bcasts;
     size_t bcasts_complete;
@@ -310,7 +338,7 @@ void phx_bench_conn_flush(phx_bench_conn_t *c);
 void phx_bench_conn_ws_close(phx_bench_conn_t *c);
 /* Frees buffers kept across cycles. */
 void phx_bench_conn_dispose(phx_bench_conn_t *c);
-/* Sets up the target from --url and --source-ips. Returns 0 or writes a
+/* Sets up the targets from --url, --publish-url and --source-ips. Returns 0 or writes a
  * message into err and returns PHX_ERR_INVALID. */
 int phx_bench_target_init(phx_bench_t *b, char *err, size_t err_len);
 void phx_bench_target_dispose(phx_bench_t *b);

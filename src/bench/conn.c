@@ -1,6 +1,7 @@
-/* conn.c: phxd-bench's client sockets. Connects (optionally from a
- * rotating --source-ips address), sends the HTTP upgrade, checks the 101
- * and Sec-WebSocket-Accept, then runs wslay in client mode without message
+/* conn.c: phxd-bench's client sockets. Connects to the socket's server
+ * (one of the --url targets, optionally from a rotating --source-ips
+ * address), sends the HTTP upgrade, checks the 101 and
+ * Sec-WebSocket-Accept, then runs wslay in client mode without message
  * buffering: frames are handed to scenario.c straight from wslay's input
  * buffer. Reads use one loop-wide buffer; writes go out with uv_try_write
  * and fall back to one uv_write per socket. Owns every uv handle of a
@@ -102,9 +103,12 @@ bad:
     return PHX_ERR_INVALID;
 }
 
-int phx_bench_target_init(phx_bench_t *b, char *err, size_t err_len)
+/* Parses one URL into `t`: resolves the host and builds the request
+ * around the token. */
+static int target_parse(phx_bench_t *b, phx_bench_target_t *t, char *err, size_t err_len)
 {
-    const char *url = b->opts.url;
+    const char *url = t->url;
+    const char *what = url == b->opts.publish_url ? "--publish-url" : "--url";
     int rv = PHX_ERR_INVALID;
     const char *rest;
     int default_port;
@@ -115,7 +119,7 @@ int phx_bench_target_init(phx_bench_t *b, char *err, size_t err_len)
         rest = url + 7;
         default_port = 80;
     } else {
-        snprintf(err, err_len, "--url must start with ws:// (wss is not supported): %s", url);
+        snprintf(err, err_len, "%s must start with ws:// (wss is not supported): %s", what, url);
         return PHX_ERR_INVALID;
     }
     const char *slash = strchr(rest, '/');
@@ -157,7 +161,7 @@ int phx_bench_target_init(phx_bench_t *b, char *err, size_t err_len)
         snprintf(err, err_len, "cannot resolve %s:%s: %s", host, port, gai_strerror(gai));
         return PHX_ERR_INVALID;
     }
-    memcpy(&b->dst, ai->ai_addr, ai->ai_addrlen);
+    memcpy(&t->dst, ai->ai_addr, ai->ai_addrlen);
     freeaddrinfo(ai);
 
     /* The path is the socket prefix; like phoenix.js the bench appends
@@ -173,23 +177,56 @@ int phx_bench_target_init(phx_bench_t *b, char *err, size_t err_len)
         (b->opts.params && b->opts.params[0] && phx_buf_printf(&head, "%s&", b->opts.params)) ||
         phx_buf_append_str(&head, "token="))
         goto fail;
-    const char *host_open = b->dst.ss_family == AF_INET6 ? "[" : "";
-    const char *host_close = b->dst.ss_family == AF_INET6 ? "]" : "";
+    const char *host_open = t->dst.ss_family == AF_INET6 ? "[" : "";
+    const char *host_close = t->dst.ss_family == AF_INET6 ? "]" : "";
     if (phx_buf_printf(&tail,
                        "&vsn=%s HTTP/1.1\r\nHost: %s%s%s:%s\r\nUpgrade: websocket\r\n"
                        "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
                        "Sec-WebSocket-Key: ",
                        b->opts.vsn, host_open, host, host_close, port))
         goto fail;
-    b->request_head = (char *)phx_buf_detach(&head, &b->request_head_len);
-    b->request_tail = (char *)phx_buf_detach(&tail, &b->request_tail_len);
+    t->request_head = (char *)phx_buf_detach(&head, &t->request_head_len);
+    t->request_tail = (char *)phx_buf_detach(&tail, &t->request_tail_len);
+    return 0;
+fail:
+    phx_buf_dispose(&head);
+    phx_buf_dispose(&tail);
+    snprintf(err, err_len, "out of memory");
+    return rv;
+bad_url:
+    snprintf(err, err_len, "bad %s '%s' (want ws://host:port/socket)", what, url);
+    return PHX_ERR_INVALID;
+}
 
-    if (b->opts.source_ips != NULL) {
-        if (b->dst.ss_family != AF_INET) {
-            snprintf(err, err_len, "--source-ips needs an IPv4 --url");
-            return PHX_ERR_INVALID;
+int phx_bench_target_init(phx_bench_t *b, char *err, size_t err_len)
+{
+    const phx_bench_opts_t *o = &b->opts;
+    int rv;
+    b->n_targets = 0;
+    for (uint32_t i = 0; i < o->n_urls; i++)
+        b->targets[b->n_targets++].url = o->urls[i];
+    b->publish_target = 0;
+    if (o->publish_url != NULL) {
+        /* The publisher joins a listed server when its URL is one of them. */
+        uint32_t i = 0;
+        while (i < o->n_urls && strcmp(o->urls[i], o->publish_url) != 0)
+            i++;
+        if (i == o->n_urls)
+            b->targets[b->n_targets++].url = o->publish_url;
+        b->publish_target = i;
+    }
+    for (uint32_t i = 0; i < b->n_targets; i++)
+        if ((rv = target_parse(b, &b->targets[i], err, err_len)) != 0)
+            return rv;
+
+    if (o->source_ips != NULL) {
+        for (uint32_t i = 0; i < b->n_targets; i++) {
+            if (b->targets[i].dst.ss_family != AF_INET) {
+                snprintf(err, err_len, "--source-ips needs IPv4 servers (%s)", b->targets[i].url);
+                return PHX_ERR_INVALID;
+            }
         }
-        if ((rv = parse_source_ips(b, b->opts.source_ips, err, err_len)) != 0)
+        if ((rv = parse_source_ips(b, o->source_ips, err, err_len)) != 0)
             return rv;
     }
     b->sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
@@ -198,23 +235,17 @@ int phx_bench_target_init(phx_bench_t *b, char *err, size_t err_len)
         return PHX_ERR_INVALID;
     }
     return 0;
-fail:
-    phx_buf_dispose(&head);
-    phx_buf_dispose(&tail);
-    snprintf(err, err_len, "out of memory");
-    return rv;
-bad_url:
-    snprintf(err, err_len, "bad --url '%s' (want ws://host:port/socket)", url);
-    return PHX_ERR_INVALID;
 }
 
 void phx_bench_target_dispose(phx_bench_t *b)
 {
-    phx_free(b->request_head);
-    phx_free(b->request_tail);
+    for (uint32_t i = 0; i < b->n_targets; i++) {
+        phx_free(b->targets[i].request_head);
+        phx_free(b->targets[i].request_tail);
+        b->targets[i].request_head = b->targets[i].request_tail = NULL;
+    }
     phx_free(b->src);
     EVP_MD_free(b->sha1);
-    b->request_head = b->request_tail = NULL;
     b->src = NULL;
     b->sha1 = NULL;
 }
@@ -617,18 +648,19 @@ static void conn_on_connect(uv_connect_t *req, int status)
     const char *token = (const char *)b->tokens.data + b->token_off[c->index % b->n_tokens];
     size_t tl = strlen(token);
     size_t kl = strlen(c->ws_key);
-    size_t need = b->request_head_len + tl + b->request_tail_len + kl + 4;
+    const phx_bench_target_t *t = &b->targets[c->target];
+    size_t need = t->request_head_len + tl + t->request_tail_len + kl + 4;
     if (need > sizeof(b->msg_buf)) {
         conn_fail(c, PHX_BENCH_ERR_RESOURCE, "request too long", 0);
         return;
     }
     char *p = b->msg_buf;
-    memcpy(p, b->request_head, b->request_head_len);
-    p += b->request_head_len;
+    memcpy(p, t->request_head, t->request_head_len);
+    p += t->request_head_len;
     memcpy(p, token, tl);
     p += tl;
-    memcpy(p, b->request_tail, b->request_tail_len);
-    p += b->request_tail_len;
+    memcpy(p, t->request_tail, t->request_tail_len);
+    p += t->request_tail_len;
     memcpy(p, c->ws_key, kl);
     p += kl;
     memcpy(p, "\r\n\r\n", 4);
@@ -674,8 +706,8 @@ int phx_bench_conn_start(phx_bench_conn_t *c)
     }
     (void)uv_tcp_nodelay(&c->tcp, 1);
     c->connect_req.data = c;
-    rv =
-        uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&b->dst, conn_on_connect);
+    rv = uv_tcp_connect(&c->connect_req, &c->tcp,
+                        (const struct sockaddr *)&b->targets[c->target].dst, conn_on_connect);
     if (rv != 0)
         goto fail;
     return 0;

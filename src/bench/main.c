@@ -32,7 +32,11 @@ static const char usage_text[] =
     "A human summary goes to stderr, one JSON object to stdout.\n"
     "\n"
     "  --url URL              socket endpoint, ws://host:port/socket (default "
-    "ws://127.0.0.1:4000/socket)\n"
+    "ws://127.0.0.1:4000/socket);\n"
+    "                         repeat it to spread the sockets round-robin over several servers\n"
+    "                         (socket i goes to URL i mod the number of URLs, at most 16)\n"
+    "  --publish-url URL      fanout: the server the publisher joins and pushes to (default:\n"
+    "                         the first --url); with several servers, figures also per server\n"
     "  --secret-key-base K    mint one token per socket (user id = --first-id + index);\n"
     "                         env SECRET_KEY_BASE when absent\n"
     "  --salt S               token salt (default \"user socket\")\n"
@@ -65,6 +69,7 @@ static const char usage_text[] =
 
 enum {
     OPT_URL = 256,
+    OPT_PUBLISH_URL,
     OPT_SECRET,
     OPT_SALT,
     OPT_TOKEN,
@@ -93,6 +98,7 @@ enum {
 
 static const struct option long_opts[] = {
     {"url", required_argument, NULL, OPT_URL},
+    {"publish-url", required_argument, NULL, OPT_PUBLISH_URL},
     {"secret-key-base", required_argument, NULL, OPT_SECRET},
     {"salt", required_argument, NULL, OPT_SALT},
     {"token", required_argument, NULL, OPT_TOKEN},
@@ -180,7 +186,12 @@ static int parse_opts(int argc, char **argv, phx_bench_opts_t *o)
     while ((ch = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
         switch (ch) {
         case OPT_URL:
-            o->url = optarg;
+            if (o->n_urls == PHX_BENCH_MAX_URLS)
+                return usage_error("at most %d --url", PHX_BENCH_MAX_URLS);
+            o->urls[o->n_urls++] = optarg;
+            break;
+        case OPT_PUBLISH_URL:
+            o->publish_url = optarg;
             break;
         case OPT_SECRET:
             o->secret_key_base = optarg;
@@ -300,6 +311,11 @@ static int parse_opts(int argc, char **argv, phx_bench_opts_t *o)
     }
     if (optind < argc)
         return usage_error("unexpected argument '%s'", argv[optind]);
+    if (o->n_urls == 0)
+        o->urls[o->n_urls++] = o->url;
+    o->url = o->urls[0];
+    if (o->publish_url != NULL && o->scenario != PHX_BENCH_FANOUT)
+        return usage_error("%s", "--publish-url is for --scenario fanout");
     if (o->secret_key_base == NULL && o->token == NULL)
         o->secret_key_base = getenv("SECRET_KEY_BASE");
     if (o->secret_key_base == NULL && o->token == NULL)
@@ -398,10 +414,14 @@ static int setup(phx_bench_t *b)
         c->b = b;
         c->index = i;
         c->role = (uint8_t)roles[o->scenario];
+        c->target = i % o->n_urls;
+        if (i < o->sockets)
+            b->targets[c->target].sockets++;
     }
     if (o->scenario == PHX_BENCH_FANOUT) {
         b->publisher = &b->conns[o->sockets];
         b->publisher->role = PHX_ROLE_PUBLISHER;
+        b->publisher->target = b->publish_target;
     }
     if (o->scenario == PHX_BENCH_ECHO) {
         b->echo_ts = phx_calloc((size_t)b->n_conns * o->window, sizeof(*b->echo_ts));
@@ -427,6 +447,7 @@ static void teardown(phx_bench_t *b)
     phx_free(b->echo_ts);
     phx_free(b->idle);
     phx_free(b->bcasts);
+    phx_free(b->bnodes);
     phx_free(b->token_off);
     phx_buf_dispose(&b->tokens);
     phx_buf_dispose(&b->wscratch);
@@ -460,18 +481,28 @@ int main(int argc, char **argv)
         return 2;
     }
     static const char *const names[] = {"hold", "fanout", "echo", "churn"};
-    if (!b->opts.is_quiet)
-        fprintf(stderr, "phxd-bench: %s, %u sockets -> %s (vsn %s)%s\n", names[b->opts.scenario],
-                b->opts.sockets, b->opts.url, b->opts.vsn,
+    if (!b->opts.is_quiet) {
+        fprintf(stderr, "phxd-bench: %s, %u sockets -> %s", names[b->opts.scenario],
+                b->opts.sockets, b->opts.url);
+        for (uint32_t i = 1; i < b->opts.n_urls; i++)
+            fprintf(stderr, ", %s", b->opts.urls[i]);
+        if (b->publisher != NULL && b->n_targets > 1)
+            fprintf(stderr, "; publisher -> %s", b->targets[b->publish_target].url);
+        fprintf(stderr, " (vsn %s)%s\n", b->opts.vsn,
                 b->opts.server_pid ? "" : "; no --server-pid: server figures are null");
+    }
 
-    if (b->opts.source_ips == NULL && b->opts.sockets > 12000 && b->dst.ss_family == AF_INET) {
-        /* Linux looks for a free ephemeral port with a scan that slows down
-         * sharply once half of the range is in use for one destination. */
-        fprintf(stderr,
-                "phxd-bench: warning: %u sockets from one source address: connect() slows "
-                "down past about 14000; use --source-ips 127.0.0.2-127.0.0.9\n",
-                b->opts.sockets);
+    for (uint32_t i = 0; i < b->n_targets; i++) {
+        const phx_bench_target_t *t = &b->targets[i];
+        if (b->opts.source_ips == NULL && t->sockets > 12000 && t->dst.ss_family == AF_INET) {
+            /* Linux looks for a free ephemeral port with a scan that slows
+             * down sharply once half of the range is in use for one
+             * destination. */
+            fprintf(stderr,
+                    "phxd-bench: warning: %u sockets from one source address: connect() slows "
+                    "down past about 14000; use --source-ips 127.0.0.2-127.0.0.9\n",
+                    t->sockets);
+        }
     }
     uv_loop_t loop;
     if ((rv = uv_loop_init(&loop)) != 0) {

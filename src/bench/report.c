@@ -40,23 +40,29 @@ static void j_u64(json_t *j, const char *key, uint64_t v, bool present)
         phx_buf_append_str(&j->buf, "null");
 }
 
+/* Appends `v` as a JSON string (null for NULL). */
+static void j_strval(phx_buf_t *buf, const char *v)
+{
+    if (v == NULL) {
+        phx_buf_append_str(buf, "null");
+        return;
+    }
+    phx_buf_append_byte(buf, '"');
+    for (const char *p = v; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            phx_buf_printf(buf, "\\%c", *p);
+        else if ((unsigned char)*p < 0x20)
+            phx_buf_printf(buf, "\\u%04x", (unsigned char)*p);
+        else
+            phx_buf_append_byte(buf, (uint8_t)*p);
+    }
+    phx_buf_append_byte(buf, '"');
+}
+
 static void j_str(json_t *j, const char *key, const char *v)
 {
     j_key(j, key);
-    if (v == NULL) {
-        phx_buf_append_str(&j->buf, "null");
-        return;
-    }
-    phx_buf_append_byte(&j->buf, '"');
-    for (const char *p = v; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            phx_buf_printf(&j->buf, "\\%c", *p);
-        else if ((unsigned char)*p < 0x20)
-            phx_buf_printf(&j->buf, "\\u%04x", (unsigned char)*p);
-        else
-            phx_buf_append_byte(&j->buf, (uint8_t)*p);
-    }
-    phx_buf_append_byte(&j->buf, '"');
+    j_strval(&j->buf, v);
 }
 
 static double ms(uint64_t ns)
@@ -75,6 +81,12 @@ static const char *scenario_name(phx_bench_scenario_t s)
     return names[s];
 }
 
+/* Latency to the last subscriber of one server (several targets only). */
+typedef struct target_figures {
+    size_t n_complete;
+    uint64_t p50, p99, max;
+} target_figures_t;
+
 /* The figures, computed once and used by both outputs. */
 typedef struct figures {
     double ramp_s, measure_s, run_s;
@@ -89,6 +101,7 @@ typedef struct figures {
     uint64_t fan_p50, fan_p99, fan_max;
     double busy_s, deliveries_per_s, deliveries_per_s_wall;
     uint64_t expected_deliveries;
+    target_figures_t per[PHX_BENCH_MAX_URLS + 1];
     /* echo */
     double echo_per_s;
     /* churn */
@@ -171,8 +184,20 @@ static void compute(phx_bench_t *b, figures_t *f)
             f->fan_p50 = phx_percentile_sorted(lat, f->n_complete, 50);
             f->fan_p99 = phx_percentile_sorted(lat, f->n_complete, 99);
             f->fan_max = f->n_complete ? lat[f->n_complete - 1] : 0;
-            phx_free(lat);
         }
+        for (uint32_t t = 0; b->n_targets > 1 && lat != NULL && t < b->n_targets; t++) {
+            target_figures_t *tf = &f->per[t];
+            for (size_t i = 0; i < b->n_bcasts; i++) {
+                const phx_bench_bnode_t *bn = &b->bnodes[i * b->n_targets + t];
+                if (bn->count == bn->expected && bn->expected > 0)
+                    lat[tf->n_complete++] = bn->last_ns - b->bcasts[i].sent_ns;
+            }
+            phx_sort_u64(lat, tf->n_complete);
+            tf->p50 = phx_percentile_sorted(lat, tf->n_complete, 50);
+            tf->p99 = phx_percentile_sorted(lat, tf->n_complete, 99);
+            tf->max = tf->n_complete ? lat[tf->n_complete - 1] : 0;
+        }
+        phx_free(lat);
         f->busy_s = secs(busy_ns);
         if (f->busy_s > 0)
             f->deliveries_per_s = (double)b->deliveries / f->busy_s;
@@ -190,7 +215,12 @@ static void summary(const phx_bench_t *b, const figures_t *f)
 {
     FILE *o = stderr;
     const phx_bench_opts_t *op = &b->opts;
-    fprintf(o, "\nphxd-bench %s: %s, vsn %s\n", scenario_name(op->scenario), op->url, op->vsn);
+    fprintf(o, "\nphxd-bench %s: %s", scenario_name(op->scenario), op->url);
+    for (uint32_t i = 1; i < op->n_urls; i++)
+        fprintf(o, ", %s", op->urls[i]);
+    if (b->publisher != NULL && b->n_targets > 1)
+        fprintf(o, "; publisher on %s", b->targets[b->publish_target].url);
+    fprintf(o, ", vsn %s\n", op->vsn);
     if (op->scenario != PHX_BENCH_CHURN) {
         fprintf(o, "  sockets          %u joined and open at the end (%u requested, %u joined)\n",
                 b->sockets_final, op->sockets, b->joined);
@@ -227,6 +257,18 @@ static void summary(const phx_bench_t *b, const figures_t *f)
                 b->deliveries, f->expected_deliveries, f->deliveries_per_s, f->busy_s,
                 f->deliveries_per_s_wall, ms(phx_hist_percentile(&b->delivery_hist, 50)),
                 ms(phx_hist_percentile(&b->delivery_hist, 99)));
+        for (uint32_t t = 0; b->n_targets > 1 && t < b->n_targets; t++) {
+            const phx_bench_target_t *tg = &b->targets[t];
+            const target_figures_t *tf = &f->per[t];
+            fprintf(o, "  on %s%s: %u subscribers", tg->url,
+                    t == b->publish_target ? " (the publisher's)" : "", tg->subscribers);
+            if (tg->subscribers > 0)
+                fprintf(o,
+                        ", %zu complete; to the last subscriber p50 %.2f ms, p99 %.2f ms, "
+                        "max %.2f ms; %" PRIu64 " deliveries",
+                        tf->n_complete, ms(tf->p50), ms(tf->p99), ms(tf->max), tg->deliveries);
+            fprintf(o, "\n");
+        }
         break;
     case PHX_BENCH_ECHO:
         fprintf(o,
@@ -308,6 +350,15 @@ void phx_bench_report(phx_bench_t *b)
     phx_buf_append_str(&j.buf, "{");
     j_str(&j, "scenario", scenario_name(op->scenario));
     j_str(&j, "url", op->url);
+    j_key(&j, "urls");
+    phx_buf_append_str(&j.buf, "[");
+    for (uint32_t i = 0; i < op->n_urls; i++) {
+        if (i > 0)
+            phx_buf_append_str(&j.buf, ", ");
+        j_strval(&j.buf, op->urls[i]);
+    }
+    phx_buf_append_str(&j.buf, "]");
+    j_str(&j, "publish_url", fan ? b->targets[b->publish_target].url : NULL);
     j_str(&j, "vsn", op->vsn);
     j_u64(&j, "sockets_requested", op->sockets, true);
     j_u64(&j, "sockets", b->sockets_final, true);
@@ -339,6 +390,45 @@ void phx_bench_report(phx_bench_t *b)
           fan && b->delivery_hist.total);
     j_num(&j, "delivery_p99_ms", ms(phx_hist_percentile(&b->delivery_hist, 99)), 3,
           fan && b->delivery_hist.total);
+    /* Fanout over several servers: the same figures per server. */
+    j_key(&j, "per_url");
+    if (!fan || b->n_targets < 2) {
+        phx_buf_append_str(&j.buf, "null");
+    } else {
+        phx_buf_append_str(&j.buf, "[\n    ");
+        for (uint32_t t = 0; t < b->n_targets; t++) {
+            const phx_bench_target_t *tg = &b->targets[t];
+            const target_figures_t *tf = &f.per[t];
+            bool has = tf->n_complete > 0;
+            json_t item = {{0}, false};
+            phx_buf_append_str(&item.buf, "{");
+            j_str(&item, "url", tg->url);
+            j_key(&item, "publisher");
+            phx_buf_append_str(&item.buf, t == b->publish_target ? "true" : "false");
+            j_u64(&item, "sockets", tg->sockets, true);
+            j_u64(&item, "subscribers", tg->subscribers, true);
+            j_u64(&item, "broadcasts_complete", tf->n_complete, true);
+            j_u64(&item, "deliveries", tg->deliveries, true);
+            j_num(&item, "fanout_p50_ms", ms(tf->p50), 3, has);
+            j_num(&item, "fanout_p99_ms", ms(tf->p99), 3, has);
+            j_num(&item, "fanout_max_ms", ms(tf->max), 3, has);
+            phx_buf_append_str(&item.buf, "}");
+            if (t > 0)
+                phx_buf_append_str(&j.buf, ",\n    ");
+            /* One line per server: the members' "\n  " become one space
+             * (strings are escaped, so a raw newline is only ever that). */
+            for (size_t k = 0; k < item.buf.len; k++) {
+                if (item.buf.data[k] != '\n') {
+                    phx_buf_append_byte(&j.buf, item.buf.data[k]);
+                } else {
+                    phx_buf_append_byte(&j.buf, ' ');
+                    k += 2;
+                }
+            }
+            phx_buf_dispose(&item.buf);
+        }
+        phx_buf_append_str(&j.buf, "]");
+    }
     j_u64(&j, "echo_round_trips", b->echo_replies, echo);
     j_num(&j, "echo_per_s", f.echo_per_s, 1, echo);
     j_num(&j, "echo_p50_ms", ms(phx_hist_percentile(&b->echo_hist, 50)), 3,

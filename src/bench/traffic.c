@@ -1,6 +1,7 @@
 /* traffic.c: the measured phase of fanout, echo and churn. Fanout: one
  * publisher socket pushes sequence-numbered, timestamped events at --rate
- * and every subscriber's delivery is checked and timed. Echo: sockets keep
+ * and every subscriber's delivery is checked and timed (also per server
+ * when the sockets are spread over several). Echo: sockets keep
  * --window pings outstanding (or --rate pings/s overall). Churn: workers
  * loop connect, join, ping, leave, close. scenario.c runs the phases and
  * hands replies and broadcasts here. */
@@ -37,12 +38,25 @@ static void publish(phx_bench_t *b)
             return;
         }
         b->bcasts = n;
+        if (b->n_targets > 1) {
+            phx_bench_bnode_t *nn = phx_realloc(b->bnodes, cap * b->n_targets * sizeof(*nn));
+            if (nn == NULL) {
+                phx_bench_error(b, PHX_BENCH_ERR_RESOURCE, NULL, "out of memory");
+                return;
+            }
+            b->bnodes = nn;
+        }
         b->cap_bcasts = cap;
     }
     uint64_t seq = b->n_bcasts;
     phx_bench_bcast_t *bc = &b->bcasts[seq];
     memset(bc, 0, sizeof(*bc));
     bc->expected = b->subscribers;
+    if (b->n_targets > 1) {
+        phx_bench_bnode_t *bn = &b->bnodes[seq * b->n_targets];
+        for (uint32_t i = 0; i < b->n_targets; i++)
+            bn[i] = (phx_bench_bnode_t){.expected = b->targets[i].subscribers};
+    }
     char ref[24];
     phx_bench_ref(ref, 'b', seq);
     bc->sent_ns = uv_hrtime();
@@ -122,6 +136,12 @@ void phx_fanout_on_broadcast(phx_bench_conn_t *c, const phx_bench_msg_t *m)
     bc->count++;
     bc->last_ns = now;
     b->deliveries++;
+    if (b->n_targets > 1) {
+        phx_bench_bnode_t *bn = &b->bnodes[seq * b->n_targets + c->target];
+        bn->count++;
+        bn->last_ns = now;
+        b->targets[c->target].deliveries++;
+    }
     if (b->phase == PHX_PHASE_MEASURE)
         b->deliveries_in_window++;
     phx_hist_record(&b->delivery_hist, now - bc->sent_ns);
@@ -320,6 +340,11 @@ int phx_fanout_start(phx_bench_t *b)
         return PHX_ERR_STATE;
     }
     b->subscribers = b->alive;
+    for (uint32_t i = 0; i < b->n_conns; i++) {
+        const phx_bench_conn_t *c = &b->conns[i];
+        if (c->role == PHX_ROLE_SUBSCRIBER && c->is_joined)
+            b->targets[c->target].subscribers++;
+    }
     publish_on_timer(&b->pace_timer);
     if (b->opts.rate <= 0)
         uv_timer_start(&b->pace_timer, publish_on_timer, b->opts.timeout_ms, 0);
