@@ -150,6 +150,12 @@ typedef struct phx_config {
     const char *phoenix_pubsub;
     /* SO_REUSEPORT on the listeners: several processes share one port. */
     bool reuse_port;
+    /* Presence (phx_presence_track): a topic's joins and leaves within this
+     * many ms leave as one presence_diff (20; 0: one per loop turn). */
+    int presence_diff_ms;
+    int presence_max_keys;          /* 10000 keys (users) per topic; 0: no cap */
+    int presence_max_metas;         /* 32 metas per key (one per tab); 0: no cap */
+    size_t presence_max_meta_bytes; /* 1024: a meta's JSON */
 } phx_config_t;
 
 /* Fills `cfg` with the defaults listed above. */
@@ -306,6 +312,23 @@ PHX_EXTERN int phx_channel_push(phx_channel_t *ch, const char *event, const phx_
  * how client events are broadcast. */
 PHX_EXTERN int phx_channel_broadcast(phx_channel_t *ch, const char *event,
                                      const phx_payload_t *payload);
+/* Presence, as Phoenix.Presence (docs/protocol.md, "Presence").
+ * phx_presence_track tracks the channel under `key` (a non-empty UTF-8
+ * string) with `meta_json` (a JSON object without phx_ref; NULL: {}): in
+ * the join callback it takes effect right after the join reply, else at
+ * once (a second track of the same key is an update: new phx_ref, with
+ * phx_ref_prev). The channel then gets presence_state after every join,
+ * and the topic's subscribers a presence_diff. A channel holds one
+ * presence; it leaves when the channel ends. Returns 0, PHX_ERR_LIMIT (a
+ * bound: keys per topic, metas per key, meta bytes), PHX_ERR_INVALID (key
+ * or meta), PHX_ERR_STATE (channel ended) or PHX_ERR_NOMEM. */
+PHX_EXTERN int phx_presence_track(phx_channel_t *ch, const char *key, const char *meta_json);
+/* Leaves the channel's presence (PHX_ERR_NOTFOUND when it has none). */
+PHX_EXTERN int phx_presence_untrack(phx_channel_t *ch);
+/* Asks for presence_state on this channel: after the join reply when
+ * called from the join callback (and after every later join), else now.
+ * Returns 0 or a negative code. */
+PHX_EXTERN int phx_presence_sync(phx_channel_t *ch);
 /* Sends to every subscriber of the channel's topic except this one. */
 PHX_EXTERN int phx_channel_broadcast_from(phx_channel_t *ch, const char *event,
                                           const phx_payload_t *payload);

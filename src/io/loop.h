@@ -49,7 +49,7 @@ typedef struct phx_loop_hook {
     void *arg;
 } phx_loop_hook_t;
 
-#define PHX_LOOP_HOOKS 4
+#define PHX_LOOP_HOOKS 8
 
 typedef struct phx_loop phx_loop_t;
 

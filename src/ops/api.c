@@ -15,8 +15,11 @@
 #include "http.h"
 #include "json.h"
 #include "log.h"
+#include "presence.h"
 #include "pubsub.h"
+#include "query.h"
 #include "serializer.h"
+#include "utf8.h"
 #include "socket.h"
 
 static bool path_eq(const char *path, size_t len, const char *want)
@@ -32,6 +35,7 @@ static void api_count(phx_conn_t *c, int status)
     phx_http_target(c->http, &path, &len, &query, &query_len);
     phx_api_route_t route = path_eq(path, len, "/api/broadcast")    ? PHX_API_BROADCAST
                             : path_eq(path, len, "/api/disconnect") ? PHX_API_DISCONNECT
+                            : path_eq(path, len, "/api/presence")   ? PHX_API_PRESENCE
                                                                     : PHX_API_OTHER;
     c->loop->stats.api_requests[route][phx_api_status_slot(status)]++;
 }
@@ -188,6 +192,10 @@ static const char *parse_msg(const uint8_t *obj, size_t len, api_msg_t *m, phx_j
         return "topic must be a non-empty string";
     if (!phx_json_member(obj, len, "event", &m->event, &raw) || m->event.len == 0)
         return "event must be a non-empty string";
+    /* phx_* and presence_* are the protocol's and phxd's own: a forged
+     * phx_close or presence_diff would fool every member's phoenix.js. */
+    if (phx_event_is_reserved((const char *)m->event.data, m->event.len))
+        return "reserved event";
     if (phx_json_member(obj, len, "payload_base64", NULL, &raw)) {
         phx_buf_t text = {0};
         if (raw.type != PHX_JSON_STRING ||
@@ -367,6 +375,38 @@ static void disconnect(phx_endpoint_t *ep, phx_conn_t *c, uint8_t *body, size_t 
     phx_buf_dispose(&id);
 }
 
+/* GET /api/presence?topic=T: {"topic":T,"presences":{...}} in the
+ * presence_state shape. */
+static void presence(phx_endpoint_t *ep, phx_conn_t *c)
+{
+    const char *path, *query;
+    size_t len, query_len;
+    phx_http_target(c->http, &path, &len, &query, &query_len);
+    phx_query_t *q = NULL;
+    const uint8_t *topic = NULL;
+    size_t topic_len = 0;
+    if (phx_query_parse(&q, query ? query : "", query ? query_len : 0, NULL) != 0 ||
+        phx_query_get(q, "topic", 5, &topic, &topic_len) != PHX_QUERY_STRING || topic_len == 0 ||
+        !phx_utf8_valid(topic, topic_len)) {
+        phx_query_free(q);
+        bad_request(c, "topic must be given: /api/presence?topic=T");
+        return;
+    }
+    phx_buf_t b = {0};
+    int rv = phx_buf_append_str(&b, "{\"topic\":");
+    rv |= phx_json_append_string(&b, topic, topic_len);
+    rv |= phx_buf_append_str(&b, ",\"presences\":");
+    rv |= phx_presence_list_json(ep->presence, (const char *)topic, topic_len, &b);
+    rv |= phx_buf_append_str(&b, "}");
+    rv |= phx_buf_append_byte(&b, '\0');
+    phx_query_free(q);
+    if (rv != 0)
+        reply(c, 503, NULL);
+    else
+        reply(c, 200, (const char *)b.data);
+    phx_buf_dispose(&b);
+}
+
 void phx_api_request(phx_endpoint_t *ep, phx_conn_t *c, const char *path, size_t len)
 {
     const phx_config_t *cfg = ep->cfg;
@@ -376,13 +416,22 @@ void phx_api_request(phx_endpoint_t *ep, phx_conn_t *c, const char *path, size_t
         return;
     }
     bool is_broadcast = path_eq(path, len, "/api/broadcast");
-    if (!is_broadcast && !path_eq(path, len, "/api/disconnect")) {
+    bool is_presence = path_eq(path, len, "/api/presence");
+    if (!is_broadcast && !is_presence && !path_eq(path, len, "/api/disconnect")) {
         reply(c, 404, NULL);
         return;
     }
     if (!phx_api_key_ok(cfg, phx_http_header(h, "authorization"))) {
         PHX_LOG_INFO("peer=%s event=api_refused reason=bad_key", c->peer);
         reply(c, 401, "{\"error\":\"a valid bearer key is required\"}");
+        return;
+    }
+    if (is_presence) {
+        int m = phx_http_method(h);
+        if (m != HTTP_GET && m != HTTP_HEAD)
+            reply_empty(c, 405, "allow: GET, HEAD\r\n");
+        else
+            presence(ep, c);
         return;
     }
     if (phx_http_method(h) != HTTP_POST) {

@@ -12,12 +12,14 @@
 
 #include "http.h"
 #include "longpoll.h"
+#include "presence.h"
 #include "pubsub.h"
 #include "redis.h"
 
 static const char *const api_route_labels[PHX_API_ROUTES] = {
     [PHX_API_BROADCAST] = "/api/broadcast",
     [PHX_API_DISCONNECT] = "/api/disconnect",
+    [PHX_API_PRESENCE] = "/api/presence",
     [PHX_API_OTHER] = "other",
 };
 
@@ -192,6 +194,15 @@ int phx_metrics_render(const phx_metrics_t *m, phx_buf_t *out)
     rv |= metric(out, "phxd_channels_joined", "gauge", "Joined channels.", st->joined_channels);
     rv |= metric(out, "phxd_topics", "gauge", "Topics with subscribers or socket ids.",
                  phx_pubsub_topic_count(m->ep->pubsub));
+    rv |= metric(out, "phxd_presences", "gauge",
+                 "Presence metas tracked (one per tracked channel).", st->presences);
+    rv |= metric(out, "phxd_presence_topics", "gauge", "Topics with presences or a pending diff.",
+                 phx_presence_topic_count(m->ep->presence));
+    rv |= metric(out, "phxd_presence_diffs_total", "counter", "presence_diff broadcasts sent.",
+                 st->presence_diffs);
+    rv |= metric(out, "phxd_presence_refusals_total", "counter",
+                 "Presence tracks refused (bounds, invalid key or meta); the join still succeeds.",
+                 st->presence_refusals);
     rv |= metric(out, "phxd_connections_accepted_total", "counter", "TCP connections accepted.",
                  st->accepted);
     rv |=

@@ -13,10 +13,17 @@
 #include "json.h"
 #include "list.h"
 #include "log.h"
+#include "presence.h"
 #include "pubsub.h"
 #include "socket.h"
 
 static bool chan_deliver(phx_sub_t *sub, phx_fanout_t *f);
+
+/* A channel's route: an index, since the routes array may grow (realloc). */
+static const phx_route_t *chan_route(const phx_channel_t *ch)
+{
+    return &ch->sock->ep->routes[ch->route];
+}
 
 static const char empty_object[] = "{}";
 
@@ -76,6 +83,8 @@ static const char *chan_topic(const phx_channel_t *ch, size_t *len)
 
 static void chan_free(phx_channel_t *ch)
 {
+    if (ch->presence)
+        phx_presence_end(ch); /* the leave diff (or the pending track dropped) */
     phx_free(ch->own_ref.bytes);
     phx_free(ch->topic_name);
     phx_free(ch);
@@ -113,8 +122,9 @@ static void chan_end(phx_channel_t *ch, const char *reason)
     if (ch->state == PHX_CHAN_JOINED)
         s->ep->loop->stats.joined_channels--;
     ch->state = PHX_CHAN_CLOSED;
-    if (was_live && ch->route->handler->terminate)
-        ch->route->handler->terminate(ch, reason, ch->route->user);
+    const phx_route_t *route = chan_route(ch);
+    if (was_live && route->handler->terminate)
+        route->handler->terminate(ch, reason, route->user);
     /* Keep the name for messages sent after unsubscribing. */
     if (ch->sub.topic && ch->topic_name == NULL) {
         size_t len;
@@ -303,7 +313,7 @@ static void join(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *old)
     }
     ch->join_ref_is_null = join_ref_is_null;
     ch->sock = s;
-    ch->route = route;
+    ch->route = (uint16_t)(route - ep->routes);
     ch->state = PHX_CHAN_JOINING;
     phx_reply_t reply = {0};
     phx_payload_t params = {m->payload, m->payload_len, m->is_binary};
@@ -332,6 +342,10 @@ static void join(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *old)
         s->channels = ch;
         s->nchannels++;
         send_reply_obj(s, m->join_ref, m->ref, topic, &reply, "ok");
+        /* After the reply, as Phoenix's after_join: the track goes in and
+         * presence_state follows (on every join, rejoins too). */
+        if (ch->presence || ch->wants_presence)
+            phx_presence_joined(ch);
     } else {
         join_refused(s, topic,
                      res == PHX_CRASH ? PHX_JOIN_REFUSE_CRASHED : handler_refusal(&reply));
@@ -427,14 +441,15 @@ static void event(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *ch)
         refresh(s, m, ch);
         return;
     }
-    const phx_channel_handler_t *h = ch->route->handler;
+    const phx_route_t *route = chan_route(ch);
+    const phx_channel_handler_t *h = route->handler;
     phx_reply_t reply = {0};
     phx_result_t res = PHX_CRASH;
     if (h->handle_in && m->event.kind == PHX_FIELD_STRING) {
         char *name = phx_strndup((const char *)m->event.p, m->event.len);
         if (name) {
             phx_payload_t payload = {m->payload, m->payload_len, m->is_binary};
-            res = h->handle_in(ch, name, &payload, &reply, ch->route->user);
+            res = h->handle_in(ch, name, &payload, &reply, route->user);
             phx_free(name);
         }
     }

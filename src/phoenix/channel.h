@@ -33,12 +33,14 @@ struct phx_channel {
     phx_sub_t sub;       /* sub.topic is set while subscribed */
     uint8_t state;
     bool join_ref_is_null; /* the phx_join had no join_ref */
-    const phx_route_t *route;
+    bool wants_presence;   /* gets presence_state after each join */
+    uint16_t route;        /* index of its route in the endpoint's (stable when routes grow) */
     void *data;
     char *topic_name; /* only while not subscribed (joining) */
     /* The join_ref as the phx_join sent it, or the join's ref when that was
      * null (then join_ref_is_null): the ref of this instance's replies. */
     phx_ref_t own_ref;
+    struct phx_pmeta *presence; /* its tracked presence (presence.c), or NULL */
 };
 
 struct phx_reply {

@@ -12,6 +12,7 @@
 #include "http.h"
 #include "log.h"
 #include "origin.h"
+#include "presence.h"
 #include "pubsub.h"
 #include "socket.h"
 #include "token.h"
@@ -113,6 +114,11 @@ int phx_endpoint_init(phx_endpoint_t *ep, phx_loop_t *loop, const phx_config_t *
         snprintf(err, PHX_ERR_LEN, "cannot create server: %s", phx_strerror(rv));
         return rv;
     }
+    if ((rv = phx_presence_new(&ep->presence, ep)) != 0) {
+        snprintf(err, PHX_ERR_LEN, "cannot create server: %s", phx_strerror(rv));
+        phx_endpoint_dispose(ep);
+        return rv;
+    }
     ep->origin = phx_origin_parse(cfg->check_origin, cfg->url_host, err);
     if (ep->origin == NULL) {
         phx_endpoint_dispose(ep);
@@ -130,6 +136,8 @@ int phx_endpoint_init(phx_endpoint_t *ep, phx_loop_t *loop, const phx_config_t *
 void phx_endpoint_dispose(phx_endpoint_t *ep)
 {
     phx_expiry_dispose(&ep->expiry);
+    phx_presence_free(ep->presence);
+    ep->presence = NULL;
     phx_pubsub_free(ep->pubsub);
     ep->pubsub = NULL;
     phx_origin_free(ep->origin);
@@ -154,8 +162,8 @@ void phx_endpoint_on_connect(phx_endpoint_t *ep, phx_connect_cb cb, void *user)
 int phx_endpoint_add_route(phx_endpoint_t *ep, const char *pattern, const phx_channel_handler_t *h,
                            void *user)
 {
-    if (pattern == NULL || h == NULL || h->join == NULL)
-        return PHX_ERR_INVALID;
+    if (pattern == NULL || h == NULL || h->join == NULL || ep->nroutes >= UINT16_MAX)
+        return PHX_ERR_INVALID; /* a channel keeps its route as a 16-bit index */
     phx_route_t *r = phx_realloc(ep->routes, (ep->nroutes + 1) * sizeof(*r));
     if (r == NULL)
         return PHX_ERR_NOMEM;

@@ -22,6 +22,7 @@
 typedef struct phx_pubsub phx_pubsub_t;
 typedef struct phx_token phx_token_t;
 typedef struct phx_origin_policy phx_origin_policy_t;
+typedef struct phx_presence phx_presence_t;
 
 /* A channel route: an exact topic or a prefix ("room:*"). */
 typedef struct phx_route {
@@ -42,7 +43,8 @@ typedef struct phx_endpoint {
     void *connect_user;
     phx_route_t *routes;
     size_t nroutes;
-    phx_expiry_t expiry; /* sockets' token expiries (cfg.expire_sockets) */
+    phx_expiry_t expiry;      /* sockets' token expiries (cfg.expire_sockets) */
+    phx_presence_t *presence; /* Phoenix.Presence of this loop (presence.h) */
 } phx_endpoint_t;
 
 /* Sets up `ep` on `loop` with `cfg` (both kept by pointer): the PubSub,

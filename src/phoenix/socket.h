@@ -74,8 +74,8 @@ struct phx_socket {
     char *assigns;    /* packed "key\0value\0...", or NULL */
     uint32_t assigns_len;
     uint8_t holds;       /* phx_socket_hold depth: the free waits for the last release */
-    bool is_gone;        /* the transport is gone while held: freed at the last release */
-    bool is_open;        /* phx_socket_opened ran: its close is logged */
+    bool is_gone : 1;    /* the transport is gone while held: freed at the last release */
+    bool is_open : 1;    /* phx_socket_opened ran: its close is logged */
     uint16_t close_code; /* the first close code set (0: none yet; logged as 1006) */
 };
 

@@ -81,7 +81,9 @@ static const opt_t options[] = {
     {"channel", "PHXD_CHANNEL", NULL, OPT_RULES, 0, "(built-in: user:* and room:*)", 0, 0, false,
      "channel rule, repeatable: PATTERN join=any|user|none events=broadcast|broadcast_from|"
      "reply|refuse [event:NAME=ACTION] [max-payload-bytes=N] [max-subscribers=N] "
-     "[user-segment=N]; rules replace the built-in policy (environment: rules separated by ';')"},
+     "[user-segment=N] [presence=user|none]; presence=user tracks each join in Phoenix.Presence "
+     "under the user id (presence_state, presence_diff); rules replace the built-in policy "
+     "(environment: rules separated by ';')"},
     {"idle-timeout-ms", "PHXD_IDLE_TIMEOUT_MS", NULL, OPT_INT, CFG(idle_timeout_ms), "60000", 100,
      INT_MAX, false, "close a WebSocket that sent nothing for this long"},
     {"handshake-timeout-ms", "PHXD_HANDSHAKE_TIMEOUT_MS", NULL, OPT_INT, CFG(handshake_timeout_ms),
@@ -131,10 +133,23 @@ static const opt_t options[] = {
     {"reuse-port", "PHXD_REUSE_PORT", NULL, OPT_BOOL, CFG(reuse_port), "false", 0, 0, false,
      "SO_REUSEPORT on the listeners: several phxd processes share one port (a bare flag means "
      "true)"},
+    {"presence-diff-ms", "PHXD_PRESENCE_DIFF_MS", NULL, OPT_INT, CFG(presence_diff_ms), "20", 0,
+     60000, false,
+     "a topic's presence joins and leaves within this window go out as one presence_diff (a "
+     "join and its own leave cancel); 0: one diff per loop turn"},
+    {"presence-max-keys", "PHXD_PRESENCE_MAX_KEYS", NULL, OPT_INT, CFG(presence_max_keys), "10000",
+     0, INT_MAX, false,
+     "presence keys (users) per topic; beyond, a join succeeds untracked (0: no cap)"},
+    {"presence-max-metas", "PHXD_PRESENCE_MAX_METAS", NULL, OPT_INT, CFG(presence_max_metas), "32",
+     0, INT_MAX, false,
+     "presence metas per key (the same user's sockets); beyond, a join succeeds untracked (0: no "
+     "cap)"},
+    {"presence-max-meta-bytes", "PHXD_PRESENCE_MAX_META_BYTES", NULL, OPT_SIZE,
+     CFG(presence_max_meta_bytes), "1024", 16, 1 << 20, false, "largest presence meta (JSON)"},
     {"echo-path", "PHXD_ECHO_PATH", NULL, OPT_STRING, CFG(echo_path), "(none)", 0, 0, false,
      "serve a raw WebSocket echo at this path (a testing aid for RFC 6455 conformance runs)"},
     {"api-key", "PHXD_API_KEY", NULL, OPT_STRING, CFG(api_key), "(none: the API is off)", 0, 0,
-     true, "bearer key of the HTTP API (POST /api/broadcast, /api/disconnect)"},
+     true, "bearer key of the HTTP API (POST /api/broadcast, /api/disconnect, GET /api/presence)"},
     {"longpoll", "PHXD_LONGPOLL", NULL, OPT_BOOL, CFG(longpoll), "true", 0, 0, false,
      "serve the LongPoll transport at <socket-path>/longpoll"},
     {"longpoll-window-ms", "PHXD_LONGPOLL_WINDOW_MS", NULL, OPT_INT, CFG(longpoll_window_ms),
@@ -804,6 +819,8 @@ void phxd_options_help(FILE *out)
             "       phxd publish [...] TOPIC EVENT [JSON]  broadcast through the HTTP API\n"
             "       phxd publish [...] --disconnect ID     close the sockets with that id\n"
             "                                       (phxd publish --help)\n"
+            "       phxd presence [...] TOPIC       who is present on TOPIC, through the API\n"
+            "                                       (phxd presence --help)\n"
             "       phxd token sign|verify ...      mint or check a Phoenix.Token\n"
             "                                       (phxd token --help)\n"
             "       phxd --version\n\n"

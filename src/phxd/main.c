@@ -187,6 +187,8 @@ int main(int argc, char **argv)
     }
     if (argc > 1 && strcmp(argv[1], "publish") == 0)
         return phx_publish_cli(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "presence") == 0)
+        return phx_presence_cli(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "check-config") == 0)
         return check_config(argc, argv);
     /* The server's rules point into `opts`: it lives until main returns. */

@@ -2,7 +2,11 @@
  * Each route's user pointer is its phx_rule_t; nothing here allocates. */
 #include "policy.h"
 
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
+
+#include "presence.h"
 
 static phx_result_t refuse(phx_reply_t *reply, const char *json)
 {
@@ -12,6 +16,27 @@ static phx_result_t refuse(phx_reply_t *reply, const char *json)
 }
 
 static const char unauthorized[] = "{\"reason\":\"unauthorized\"}";
+
+/* presence=user: the socket is tracked under its user id with Phoenix's
+ * generator's meta, and gets presence_state after the join reply whether
+ * tracked or not (a socket without a user id only watches). A refused
+ * track still joins: the reply says why it is not in the list. */
+static void track_user(phx_channel_t *ch, phx_reply_t *reply)
+{
+    const char *uid = phx_socket_assign(phx_channel_socket(ch), "user_id");
+    phx_presence_sync(ch);
+    if (uid == NULL)
+        return;
+    char meta[48];
+    snprintf(meta, sizeof(meta), "{\"online_at\":\"%lld\"}", (long long)time(NULL));
+    const char *why = NULL;
+    if (phx_presence_track_why(ch, uid, meta, &why) != 0 && why) {
+        char json[160];
+        snprintf(json, sizeof(json), "{\"presence\":\"not tracked\",\"reason\":\"%s\"}", why);
+        phx_payload_t p = {(const uint8_t *)json, strlen(json), false};
+        phx_reply_set(reply, &p);
+    }
+}
 
 static phx_result_t rule_join(phx_channel_t *ch, const char *topic, const phx_payload_t *params,
                               phx_reply_t *reply, void *user)
@@ -31,6 +56,8 @@ static phx_result_t rule_join(phx_channel_t *ch, const char *topic, const phx_pa
      * others. */
     if (r->max_subscribers && phx_channel_subscriber_count(ch) >= r->max_subscribers)
         return refuse(reply, "{\"reason\":\"too many subscribers\"}");
+    if (r->presence == PHX_RULE_PRESENCE_USER)
+        track_user(ch, reply);
     return PHX_REPLY_OK;
 }
 
@@ -41,6 +68,12 @@ static phx_result_t rule_in(phx_channel_t *ch, const char *event, const phx_payl
     if (r->max_payload_bytes && payload->len > r->max_payload_bytes)
         return refuse(reply, "{\"reason\":\"payload too large\"}");
     phx_rule_action_t action = phx_rule_action(r, event);
+    /* Events of the protocol and of phxd itself (phx_*, presence_*) are
+     * never relayed from a client: every member's phoenix.js would take a
+     * forged phx_close or presence_diff for the real one. */
+    if ((action == PHX_RULE_BROADCAST || action == PHX_RULE_BROADCAST_FROM) &&
+        phx_event_is_reserved(event, strlen(event)))
+        return refuse(reply, "{\"reason\":\"reserved event\"}");
     int rv;
     switch (action) {
     case PHX_RULE_REFUSE:

@@ -50,6 +50,16 @@ static const char usage_text[] =
     "  --insecure        https://: do not verify the server's certificate (tests only)\n"
     "Exit status: 0 on a 2xx answer, 1 otherwise (the answer on stderr), 2 on usage errors.\n";
 
+static const char presence_usage_text[] =
+    "usage: phxd presence [--url URL] [--api-key KEY] [--timeout-ms N] [TLS options] TOPIC\n"
+    "Prints who is present on TOPIC (GET URL/api/presence?topic=TOPIC):\n"
+    "{\"topic\":TOPIC,\"presences\":{KEY:{\"metas\":[...]},...}}, the shape of presence_state.\n"
+    "Options as for phxd publish (see phxd publish --help).\n"
+    "Exit status: 0 on a 2xx answer, 1 otherwise (the answer on stderr), 2 on usage errors.\n";
+
+/* "publish" or "presence": the subcommand running (messages name it). */
+static const char *cmd = "publish";
+
 typedef struct publish_opts {
     const char *url;
     const char *api_key;
@@ -80,10 +90,10 @@ __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ..
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("phxd publish: ", stderr);
+    fprintf(stderr, "phxd %s: ", cmd);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fputs(" (see phxd publish --help)\n", stderr);
+    fprintf(stderr, " (see phxd %s --help)\n", cmd);
     return 2;
 }
 
@@ -91,7 +101,7 @@ __attribute__((format(printf, 1, 2))) static int failure(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("phxd publish: ", stderr);
+    fprintf(stderr, "phxd %s: ", cmd);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
@@ -515,12 +525,35 @@ static bool text_ok(const char *s)
     return *s && header_safe(s) && phx_utf8_valid((const uint8_t *)s, strlen(s));
 }
 
+/* The query value `s` percent-encoded (everything but unreserved bytes). */
+static int append_query_value(phx_buf_t *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                     c == '-' || c == '_' || c == '.' || c == '~';
+        int rv = plain ? phx_buf_append_byte(b, c)
+                       : phx_buf_printf(b, "%%%c%c", hex[c >> 4], hex[c & 15]);
+        if (rv != 0)
+            return rv;
+    }
+    return 0;
+}
+
+int phx_presence_cli(int argc, char **argv)
+{
+    cmd = "presence";
+    return phx_publish_cli(argc, argv);
+}
+
 int phx_publish_cli(int argc, char **argv)
 {
+    bool is_presence = strcmp(cmd, "presence") == 0;
     publish_opts_t o = {.timeout_ms = DEFAULT_TIMEOUT_MS};
     int rv = parse_args(&o, argc, argv);
     if (rv == HELP_REQUESTED) {
-        fputs(usage_text, stdout);
+        fputs(is_presence ? presence_usage_text : usage_text, stdout);
         return 0;
     }
     if (rv != 0)
@@ -535,7 +568,14 @@ int phx_publish_cli(int argc, char **argv)
         return usage_error("an API key is needed (--api-key or PHXD_API_KEY)");
     if (!header_safe(o.api_key))
         return usage_error("the API key contains control characters");
-    if (o.disconnect) {
+    if (is_presence) {
+        if (o.disconnect)
+            return usage_error("unknown option --disconnect");
+        if (o.npos != 1)
+            return usage_error("one TOPIC is required");
+        if (!text_ok(o.pos[0]))
+            return usage_error("TOPIC must be non-empty UTF-8 text");
+    } else if (o.disconnect) {
         if (o.npos != 0)
             return usage_error("--disconnect takes no TOPIC or EVENT");
         if (!text_ok(o.disconnect))
@@ -556,14 +596,24 @@ int phx_publish_cli(int argc, char **argv)
 
     phx_buf_t body = {0}, req = {0}, in = {0};
     rv = 1;
-    if (build_body(&o, &body) != 0 ||
-        phx_buf_printf(&req,
-                       "POST %s/api/%s HTTP/1.1\r\nhost: %s\r\nauthorization: Bearer %s\r\n"
-                       "content-type: application/json\r\ncontent-length: %zu\r\n"
-                       "user-agent: phxd-publish/%s\r\nconnection: close\r\n\r\n",
-                       t.prefix, o.disconnect ? "disconnect" : "broadcast", t.host_header,
-                       o.api_key, body.len, PHX_VERSION) != 0 ||
-        phx_buf_append(&req, body.data, body.len) != 0) {
+    if (is_presence) {
+        if (phx_buf_printf(&req, "GET %s/api/presence?topic=", t.prefix) != 0 ||
+            append_query_value(&req, o.pos[0]) != 0 ||
+            phx_buf_printf(&req,
+                           " HTTP/1.1\r\nhost: %s\r\nauthorization: Bearer %s\r\n"
+                           "user-agent: phxd-presence/%s\r\nconnection: close\r\n\r\n",
+                           t.host_header, o.api_key, PHX_VERSION) != 0) {
+            failure("out of memory");
+            goto done;
+        }
+    } else if (build_body(&o, &body) != 0 ||
+               phx_buf_printf(&req,
+                              "POST %s/api/%s HTTP/1.1\r\nhost: %s\r\nauthorization: Bearer %s\r\n"
+                              "content-type: application/json\r\ncontent-length: %zu\r\n"
+                              "user-agent: phxd-publish/%s\r\nconnection: close\r\n\r\n",
+                              t.prefix, o.disconnect ? "disconnect" : "broadcast", t.host_header,
+                              o.api_key, body.len, PHX_VERSION) != 0 ||
+               phx_buf_append(&req, body.data, body.len) != 0) {
         failure("out of memory");
         goto done;
     }

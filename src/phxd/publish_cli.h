@@ -16,4 +16,8 @@
  * topic, payload, or no API key). */
 int phx_publish_cli(int argc, char **argv);
 
+/* `phxd presence TOPIC`: GET /api/presence?topic=TOPIC with the same
+ * options, environment and exit statuses; prints the answer. */
+int phx_presence_cli(int argc, char **argv);
+
 #endif /* PHX_PUBLISH_CLI_H */

@@ -133,6 +133,7 @@ enum {
     SET_MAX_PAYLOAD = 4,
     SET_MAX_SUBS = 8,
     SET_SEGMENT = 16,
+    SET_PRESENCE = 32,
 };
 
 static int add_override(phx_rule_t *r, const char *name, phx_rule_action_t a, const char **why)
@@ -211,9 +212,18 @@ static int apply_setting(phx_rule_t *r, char *word, unsigned *seen, const char *
         ok = parse_count(val, false, PHX_RULE_MAX_SEGMENT, &seg);
         r->user_segment = ok ? (unsigned)seg : 0;
         *why = "user-segment must be from 1 to 64";
+    } else if (strcmp(key, "presence") == 0) {
+        bit = SET_PRESENCE;
+        if (strcmp(val, "none") == 0)
+            r->presence = PHX_RULE_PRESENCE_NONE;
+        else if (strcmp(val, "user") == 0)
+            r->presence = PHX_RULE_PRESENCE_USER;
+        else
+            ok = false;
+        *why = "presence must be none or user";
     } else {
         *why = "unknown setting (join, events, event:NAME, max-payload-bytes, max-subscribers, "
-               "user-segment)";
+               "user-segment, presence)";
         return PHX_ERR_INVALID;
     }
     if (!ok)
@@ -435,6 +445,8 @@ int phx_rule_format(const phx_rule_t *r, phx_buf_t *out)
     if (r->max_subscribers && phx_buf_printf(out, " max-subscribers=%zu", r->max_subscribers) != 0)
         goto nomem;
     if (r->user_segment && phx_buf_printf(out, " user-segment=%u", r->user_segment) != 0)
+        goto nomem;
+    if (r->presence == PHX_RULE_PRESENCE_USER && phx_buf_append_str(out, " presence=user") != 0)
         goto nomem;
     phx_buf_dispose(&word);
     return 0;

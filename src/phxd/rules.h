@@ -25,6 +25,10 @@
  *                   {"reason":"too many subscribers"}
  * user-segment=N    join=user compares with the N-th ':'-separated part of
  *                   the topic (1 = the first) instead of the '*' part
+ * presence=         none (default) or user: every join of a matching topic
+ *                   is tracked in Phoenix.Presence under the socket's
+ *                   user_id with meta {"online_at": "<unix seconds>"}, and
+ *                   gets presence_state after its reply (presence.h)
  *
  * Words may be quoted as in the config file ("..." or '...'). */
 #ifndef PHX_RULES_H
@@ -53,6 +57,11 @@ typedef enum {
     PHX_RULE_REFUSE,
 } phx_rule_action_t;
 
+typedef enum {
+    PHX_RULE_PRESENCE_NONE = 0,
+    PHX_RULE_PRESENCE_USER,
+} phx_rule_presence_t;
+
 typedef struct phx_rule_event {
     const char *name; /* owned by the rule (const only for static rules) */
     phx_rule_action_t action;
@@ -69,6 +78,7 @@ typedef struct phx_rule {
     size_t max_payload_bytes; /* 0: no limit */
     size_t max_subscribers;   /* 0: no limit */
     unsigned user_segment;    /* 0: the part matched by '*' */
+    phx_rule_presence_t presence;
 } phx_rule_t;
 
 /* A list of rules; the first that matches a topic wins. */

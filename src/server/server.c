@@ -60,6 +60,10 @@ void phx_config_init(phx_config_t *cfg)
     cfg->max_body_bytes_total = 64 * 1024 * 1024;
     cfg->longpoll_max_sessions_per_user = 32;
     cfg->redis_prefix = "phxd";
+    cfg->presence_diff_ms = 20;
+    cfg->presence_max_keys = 10000;
+    cfg->presence_max_metas = 32;
+    cfg->presence_max_meta_bytes = 1024;
 }
 
 /* ---- accepting ---- */

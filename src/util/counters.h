@@ -51,6 +51,7 @@ typedef enum {
 typedef enum {
     PHX_API_BROADCAST,
     PHX_API_DISCONNECT,
+    PHX_API_PRESENCE,
     PHX_API_OTHER,
     PHX_API_ROUTES
 } phx_api_route_t;
@@ -73,10 +74,13 @@ typedef struct phx_stats {
     uint64_t refused_joins[PHX_JOIN_REFUSE_COUNT];
     uint64_t api_requests[PHX_API_ROUTES][PHX_API_STATUSES];
     uint64_t slow_closes;
-    uint64_t expired_sockets; /* closed 4001 at their token's expiry */
-    uint64_t token_refreshes; /* access_token pushes accepted */
-    uint64_t token_refusals;  /* access_token pushes refused (the socket closed 4001) */
-    uint64_t joined_channels; /* gauge */
+    uint64_t expired_sockets;   /* closed 4001 at their token's expiry */
+    uint64_t token_refreshes;   /* access_token pushes accepted */
+    uint64_t token_refusals;    /* access_token pushes refused (the socket closed 4001) */
+    uint64_t joined_channels;   /* gauge */
+    uint64_t presences;         /* gauge: metas tracked */
+    uint64_t presence_diffs;    /* presence_diff broadcasts */
+    uint64_t presence_refusals; /* tracks refused (bounds, bad meta) */
     uint64_t broadcasts;
     uint64_t fanout_hist[PHX_FANOUT_BUCKETS + 1]; /* last: +Inf */
     double fanout_sum_s;

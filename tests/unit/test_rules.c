@@ -100,7 +100,12 @@ static void errors_name_the_rule_and_the_word(void)
                                         "must be broadcast, broadcast_from, reply or refuse");
     expect_error("room:* jion=any", "channel rule (room:* jion=any): jion=any: unknown setting "
                                     "(join, events, event:NAME, max-payload-bytes, "
-                                    "max-subscribers, user-segment)");
+                                    "max-subscribers, user-segment, presence)");
+    expect_error("room:* presence=all",
+                 "channel rule (room:* presence=all): presence=all: presence must be none or user");
+    expect_error("room:* presence=user presence=none", "channel rule (room:* presence=user "
+                                                       "presence=none): presence=none: setting "
+                                                       "given twice");
     expect_error("room:* join", "channel rule (room:* join): join: expected setting=value");
     expect_error("room:* =any", "channel rule (room:* =any): =any: expected setting=value");
     expect_error("room:* join=any join=none",
@@ -230,6 +235,7 @@ static void rules_equal(const phx_rule_t *a, const phx_rule_t *b)
     ASSERT_STR_EQ(a->pattern, b->pattern);
     ASSERT_EQ(a->is_prefix, b->is_prefix);
     ASSERT_EQ(a->prefix_len, b->prefix_len);
+    ASSERT_EQ(a->presence, b->presence);
     ASSERT_EQ(a->join, b->join);
     ASSERT_EQ(a->events, b->events);
     ASSERT_EQ(a->max_payload_bytes, b->max_payload_bytes);
@@ -250,6 +256,8 @@ static void format_parses_back(void)
         "p:* join=user events=broadcast_from event:ping=reply \"event:new msg=refuse\" "
         "max-payload-bytes=1m max-subscribers=3",
         "inbox:* join=user user-segment=2 event:a=b=reply",
+        "room:* join=any presence=user",
+        "room:* presence=none",
     };
     for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
         phx_rules_t a = {0}, b = {0};
