@@ -129,6 +129,42 @@ test('churn connects, joins, pings, leaves and closes in a loop and compares mem
   assert.equal(j.server_rss_per_socket_bytes, null);
 });
 
+test('presence joins every socket to one presence topic and measures when every view is complete', async () => {
+  server = await startServer(['--channel', 'room:* join=any events=broadcast presence=user']);
+  const r = await runBench(['--url', `ws://127.0.0.1:${server.port}/socket`, '--secret-key-base', SECRET,
+    '--server-pid', String(server.proc.pid), '--scenario', 'presence', '--sockets', '50',
+    '--concurrency', '50', '--settle-ms', '100', '--duration', '5']);
+  const j = r.json;
+  assert.equal(j.errors, 0, `errors: ${JSON.stringify(j.error_kinds)}\n${r.stderr}`);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(j.sockets, 50);
+  assert.equal(j.scenario, 'presence');
+  // The measured phase only waits for the views: over at once when they filled during the ramp.
+  assert.ok(j.duration_s >= 0 && j.duration_s < 5);
+  assert.equal(j.presence_views_complete, 50);
+  assert.equal(typeof j.presence_converge_ms, 'number');
+  assert.ok(j.presence_converge_ms >= 0 && j.presence_converge_p50_ms <= j.presence_converge_ms);
+  // Every socket got one presence_state and at least one diff (the last joiner's own join
+  // reaches the others as a diff; the last joiner sees everyone in its state or a diff).
+  assert.ok(j.presence_msgs_mean >= 1 && j.presence_msgs_max >= 2, JSON.stringify(j));
+  assert.ok(j.presence_bytes_mean > 0 && j.presence_bytes_max >= j.presence_bytes_mean);
+  assert.equal(j.presence_diffs_one_per_join, 49);
+  assert.ok(j.presence_diffs_max < 49, 'joins are coalesced');
+  assert.equal(j.presence_diff_ratio.toFixed(3), (j.presence_diffs_mean / 49).toFixed(3));
+  assert.equal(typeof j.server_cpu_presence_s, 'number');
+  assert.equal(j.fanout_p99_ms, null);
+  assert.match(r.stderr, /every view held all 50 users/);
+
+  // Without presence on the topic the views never fill: counted, never a clean run.
+  await server.stop();
+  server = await startServer();
+  const none = await runBench(['--url', `ws://127.0.0.1:${server.port}/socket`, '--secret-key-base', SECRET,
+    '--scenario', 'presence', '--sockets', '3', '--settle-ms', '50', '--duration', '0.3', '--quiet']);
+  assert.equal(none.code, 1);
+  assert.equal(none.json.presence_views_complete, 0);
+  assert.equal(none.json.error_kinds.missing, 3);
+});
+
 test('V1 JSON and rotating source addresses work the same way', async () => {
   const r = await bench('echo', ['--sockets', '6', '--vsn', '1.0.0', '--source-ips', '127.0.0.2-127.0.0.3']);
   assertClean(r, 6);

@@ -3,8 +3,10 @@
 // V1; several metas per key; leaves on leave and close; the list rebuilt
 // after a server restart; a join storm coalesced into few presence_diff
 // messages; GET /api/presence and `phxd presence`; reserved events refused
-// from clients (both transports) and from the API; the bounds; and the
-// presence_state / presence_diff frames byte for byte in V2 and V1.
+// from clients (both transports) and from the API; the bounds (the
+// --presence-max-* options, a rule's presence-max=N, the /metrics presence
+// gauges); and the presence_state / presence_diff frames byte for byte in
+// V2 and V1.
 //
 // The frames follow the shapes of Phoenix 1.7 (Phoenix.Presence over
 // phoenix_pubsub 2.1's Phoenix.Tracker, as documented in Phoenix.Presence
@@ -264,6 +266,48 @@ test('bounds: metas per key and keys per topic; the join succeeds untracked and 
     const m = await (await fetch(`${srv.url}/metrics`)).text();
     assert.match(m, /phxd_presence_refusals_total 2/);
     assert.match(srv.stderr(), /event=presence_refused topic=room:b key=dup reason=too many metas/);
+  } finally {
+    await srv.stop();
+  }
+});
+
+const metric = (text, name) => Number((text.match(new RegExp(`^${name} (\\d+)$`, 'm')) || [])[1]);
+
+test('presence-max=2 on the rule: the third user joins untracked, the reply and /metrics say so', async () => {
+  const srv = await startServer(['--channel', 'cap:* join=any events=broadcast presence=user presence-max=2']);
+  try {
+    const before = await (await fetch(`${srv.url}/metrics`)).text();
+    assert.equal(metric(before, 'phxd_presences'), 0);
+    assert.equal(metric(before, 'phxd_presence_topics'), 0);
+    assert.equal(metric(before, 'phxd_presence_refusals_total'), 0);
+    const a = tracked(await client('ua', { srv }), 'cap:room');
+    const b = tracked(await client('ub', { srv }), 'cap:room');
+    assert.deepEqual(await join(a.channel), {});
+    assert.deepEqual(await join(b.channel), {});
+    const c = tracked(await client('uc', { srv }), 'cap:room');
+    assert.deepEqual(await join(c.channel), { presence: 'not tracked', reason: 'too many presences on this topic' });
+    assert.equal(c.channel.state, 'joined');
+    // The refused socket still gets presence_state, and the others' lists hold 2.
+    await waitFor(() => keys(c.presence).join() === 'ua,ub', 5000, 'the refused socket sees the two');
+    await waitFor(() => keys(a.presence).join() === 'ua,ub' && keys(b.presence).join() === 'ua,ub', 5000, 'two in the list');
+    // A known key still takes another meta (the cap counts users, not sockets).
+    const a2 = await client('ua', { srv });
+    assert.deepEqual(await join(a2.channel('cap:room')), {});
+    await waitFor(() => metaCount(b.presence, 'ua') === 2, 5000, 'a second tab of ua');
+    // Each topic of the rule has its own cap.
+    assert.deepEqual(await join((await client('uc', { srv })).channel('cap:other')), {});
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(keys(a.presence), ['ua', 'ub'], 'uc never appears');
+    const m = await (await fetch(`${srv.url}/metrics`)).text();
+    assert.equal(metric(m, 'phxd_presence_refusals_total'), 1);
+    assert.equal(metric(m, 'phxd_presences'), 4, 'ua twice, ub, uc on cap:other');
+    assert.equal(metric(m, 'phxd_presence_topics'), 2);
+    assert.match(srv.stderr(), /event=presence_refused topic=cap:room key=uc reason=too many presences on this topic/);
+    // A leave frees a place.
+    b.channel.leave();
+    await waitFor(() => keys(a.presence).join() === 'ua', 5000, 'ub left');
+    assert.deepEqual(await join((await client('ud', { srv })).channel('cap:room')), {});
+    await waitFor(() => keys(a.presence).join() === 'ua,ud', 5000, 'ud tracked in the freed place');
   } finally {
     await srv.stop();
   }

@@ -14,7 +14,8 @@ ips=127.0.0.2-127.0.0.9
 phxd_pid=
 start_phxd() {
   local port=$1
-  taskset -c 0 "$build/phxd" --port "$port" --secret-key-base "$secret" --log-level warn \
+  shift
+  taskset -c 0 "$build/phxd" --port "$port" --secret-key-base "$secret" --log-level warn "$@" \
     >/dev/null 2>"$out/phxd-$port.log" &
   phxd_pid=$!
   for _ in $(seq 50); do
@@ -51,5 +52,15 @@ start_phxd 4704
 # the second is the 60 s measurement, starting from where the first ended.
 bench churn-warmup 4704 --scenario churn --sockets 100 --duration 5
 bench churn 4704 --scenario churn --sockets 100 --duration 60
+stop_phxd
+
+# Presence: every socket joins one presence topic as fast as the ramp goes
+# (default --presence-diff-ms); a fresh phxd per size.
+presence_rule='room:* join=any events=broadcast presence=user'
+start_phxd 4705 --channel "$presence_rule"
+bench presence-2000 4705 --scenario presence --sockets 2000
+stop_phxd
+start_phxd 4706 --channel "$presence_rule"
+bench presence-5000 4706 --scenario presence --sockets 5000
 stop_phxd
 echo "results in $out/" >&2

@@ -26,6 +26,7 @@ typedef enum {
     PHX_BENCH_FANOUT,
     PHX_BENCH_ECHO,
     PHX_BENCH_CHURN,
+    PHX_BENCH_PRESENCE,
 } phx_bench_scenario_t;
 
 /* Error kinds: every failure is counted under one, and `errors` is their
@@ -97,6 +98,7 @@ typedef enum {
     PHX_ROLE_PUBLISHER,
     PHX_ROLE_ECHO,
     PHX_ROLE_CHURN,
+    PHX_ROLE_PRESENCE,
 } phx_conn_role_t;
 
 /* Channel-level progress of a socket (scenario.c). */
@@ -129,6 +131,11 @@ typedef struct phx_bench_conn {
     uint32_t echo_sent;         /* echo: pings sent; their refs are p<n> */
     uint32_t echo_acked;        /* echo: replies received */
     uint32_t hb_count;          /* heartbeats sent; refs are h<n> */
+    uint32_t pres_keys;         /* presence: keys in this client's view */
+    uint32_t pres_msgs;         /* presence: presence_state and presence_diff received */
+    uint32_t pres_diffs;        /* presence: of them, presence_diff */
+    uint64_t pres_bytes;        /* presence: their bytes (message text) */
+    uint64_t pres_full_ns;      /* presence: when the view first held every user; 0 = not yet */
     uint64_t frame_len;         /* payload length of the data frame being received */
     uint64_t frame_off;         /* bytes of it received so far */
     char ws_key[25];            /* Sec-WebSocket-Key sent */
@@ -146,8 +153,9 @@ typedef struct phx_bench_conn {
     bool frame_is_ctrl;         /* the frame being received is a control frame */
     bool frame_is_fin;
     bool msg_is_text;
-    bool msg_is_done; /* delivered straight from the frame buffer */
-    bool is_eof;      /* the server ended TCP */
+    bool msg_is_done;    /* delivered straight from the frame buffer */
+    bool is_eof;         /* the server ended TCP */
+    bool has_pres_state; /* presence: presence_state received */
 } phx_bench_conn_t;
 
 /* Figures of one fanout broadcast. */
@@ -288,6 +296,15 @@ struct phx_bench {
     uint32_t workers_cycled; /* workers that completed at least one cycle */
     phx_hist_t cycle_hist;
 
+    /* presence: one bit per (client, user) of every client's view; row i
+     * is conns[i], bit k is user first_id + k */
+    uint64_t *pres_bits;
+    size_t pres_words;          /* words per row */
+    uint32_t pres_converged;    /* clients whose view holds every user */
+    uint64_t pres_all_ns;       /* when the last of them did; 0 = not yet */
+    uint64_t pres_early;        /* diffs that arrived before their client's state */
+    phx_proc_sample_t srv_conv; /* the server when every view was complete */
+
     /* messages */
     uint64_t heartbeats;
     uint64_t other_msgs;
@@ -400,6 +417,13 @@ void phx_churn_cycle_done(phx_bench_conn_t *c);
 void phx_churn_on_closed(phx_bench_conn_t *c);
 /* The drain ran out: closes the cycles still running (errors). */
 void phx_churn_cut(phx_bench_t *b);
+/* A presence_state (`is_state`) or presence_diff for the room: applied to
+ * the client's view of the users present. */
+void phx_presence_on_message(phx_bench_conn_t *c, const phx_bench_msg_t *m, bool is_state);
+/* True once every client's view holds every user. */
+bool phx_presence_is_done(const phx_bench_t *b);
+/* Called by traffic.c when the last view completes (scenario.c). */
+void phx_bench_on_presence_done(phx_bench_t *b);
 
 /* ---- report.c ---- */
 

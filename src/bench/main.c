@@ -42,14 +42,18 @@ static const char usage_text[] =
     "  --salt S               token salt (default \"user socket\")\n"
     "  --token T              use this token for every socket instead (no user:<id> joins)\n"
     "  --params QS            extra query parameters, URL-encoded (a=1&b=2)\n"
-    "  --scenario NAME        hold | fanout | echo | churn (default hold)\n"
+    "  --scenario NAME        hold | fanout | echo | churn | presence (default hold)\n"
+    "                         presence: every socket joins --topic (a presence topic) and\n"
+    "                         keeps the set of users present; measures when every view holds\n"
+    "                         all of them and the presence messages each socket received\n"
     "  --sockets N            sockets (churn: concurrent workers) (default 100)\n"
     "  --topic T              the shared room (default room:bench)\n"
     "  --event E              event the fanout publisher pushes (default bench)\n"
     "  --rate R               fanout: broadcasts/s (default 5; 0 = next when the last arrived)\n"
     "                         echo: pings/s overall (default 0 = each socket keeps --window out)\n"
     "                         churn: cycles/s (default 0 = as fast as the workers go)\n"
-    "  --duration S           seconds of the measured phase (default 10)\n"
+    "  --duration S           seconds of the measured phase (default 10; presence: the\n"
+    "                         longest wait for every view to complete after the ramp)\n"
     "  --server-pid PID       read the server's RSS and CPU time from /proc\n"
     "  --source-ips RANGE     bind sockets to rotating source addresses, e.g. 127.0.0.2-127.0.0.9\n"
     "  --vsn V                protocol version sent: 2.0.0 (default) or 1.0.0\n"
@@ -214,8 +218,11 @@ static int parse_opts(int argc, char **argv, phx_bench_opts_t *o)
                 o->scenario = PHX_BENCH_ECHO;
             else if (strcmp(optarg, "churn") == 0)
                 o->scenario = PHX_BENCH_CHURN;
+            else if (strcmp(optarg, "presence") == 0)
+                o->scenario = PHX_BENCH_PRESENCE;
             else
-                return usage_error("bad --scenario '%s' (hold, fanout, echo or churn)", optarg);
+                return usage_error("bad --scenario '%s' (hold, fanout, echo, churn or presence)",
+                                   optarg);
             break;
         case OPT_SOCKETS:
             if (!parse_u64(optarg, 1, 10000000, &u))
@@ -324,6 +331,10 @@ static int parse_opts(int argc, char **argv, phx_bench_opts_t *o)
         return usage_error("bad --topic '%s'", o->topic);
     if (!phx_bench_json_safe(o->event) || o->event[0] == '\0' || strncmp(o->event, "phx_", 4) == 0)
         return usage_error("bad --event '%s'", o->event);
+    if (o->token != NULL && o->scenario == PHX_BENCH_PRESENCE)
+        return usage_error("%s",
+                           "--scenario presence needs --secret-key-base (one user per socket), "
+                           "not --token");
     if (o->token != NULL && strpbrk(o->token, " &#\r\n") != NULL)
         return usage_error("%s", "--token must be URL-safe");
     if (o->params != NULL && strpbrk(o->params, " #\r\n") != NULL)
@@ -408,7 +419,7 @@ static int setup(phx_bench_t *b)
         phx_hist_init(&b->echo_hist) || phx_hist_init(&b->cycle_hist))
         return PHX_ERR_NOMEM;
     static const phx_conn_role_t roles[] = {PHX_ROLE_HOLD, PHX_ROLE_SUBSCRIBER, PHX_ROLE_ECHO,
-                                            PHX_ROLE_CHURN};
+                                            PHX_ROLE_CHURN, PHX_ROLE_PRESENCE};
     for (uint32_t i = 0; i < b->n_conns; i++) {
         phx_bench_conn_t *c = &b->conns[i];
         c->b = b;
@@ -426,6 +437,12 @@ static int setup(phx_bench_t *b)
     if (o->scenario == PHX_BENCH_ECHO) {
         b->echo_ts = phx_calloc((size_t)b->n_conns * o->window, sizeof(*b->echo_ts));
         if (b->echo_ts == NULL)
+            return PHX_ERR_NOMEM;
+    }
+    if (o->scenario == PHX_BENCH_PRESENCE) {
+        b->pres_words = ((size_t)o->sockets + 63) / 64;
+        b->pres_bits = phx_calloc((size_t)b->n_conns * b->pres_words, sizeof(*b->pres_bits));
+        if (b->pres_bits == NULL)
             return PHX_ERR_NOMEM;
     }
     if (o->scenario == PHX_BENCH_CHURN) {
@@ -446,6 +463,7 @@ static void teardown(phx_bench_t *b)
     phx_free(b->payload_buf);
     phx_free(b->echo_ts);
     phx_free(b->idle);
+    phx_free(b->pres_bits);
     phx_free(b->bcasts);
     phx_free(b->bnodes);
     phx_free(b->token_off);
@@ -480,7 +498,7 @@ int main(int argc, char **argv)
         teardown(b);
         return 2;
     }
-    static const char *const names[] = {"hold", "fanout", "echo", "churn"};
+    static const char *const names[] = {"hold", "fanout", "echo", "churn", "presence"};
     if (!b->opts.is_quiet) {
         fprintf(stderr, "phxd-bench: %s, %u sockets -> %s", names[b->opts.scenario],
                 b->opts.sockets, b->opts.url);

@@ -223,6 +223,7 @@ int phx_bench_msg_decode(const char *data, size_t len, bool is_v1, phx_bench_msg
         return rv;
     if (!out->topic.is_string || !out->event.is_string)
         return PHX_ERR_PROTO;
+    out->len = len;
     return 0;
 }
 
@@ -250,6 +251,34 @@ bool phx_bench_json_get(const phx_bench_span_t *obj, const char *key, phx_bench_
         p = skip_ws(p + 1, end);
     }
     return false;
+}
+
+int phx_bench_json_next(const phx_bench_span_t *obj, size_t *pos, phx_bench_span_t *key,
+                        phx_bench_span_t *val)
+{
+    if (obj->is_string || obj->is_null || obj->len < 2 || obj->p[0] != '{')
+        return -1;
+    const char *end = obj->p + obj->len;
+    const char *p = obj->p + (*pos == 0 ? 1 : *pos);
+    p = skip_ws(p, end);
+    if (*pos != 0) {
+        if (p < end && *p == ',')
+            p = skip_ws(p + 1, end);
+        else
+            return p < end && *p == '}' ? 0 : -1;
+    } else if (p < end && *p == '}') {
+        return 0;
+    }
+    if (p >= end || *p != '"' || (p = scan_value(p, end, 1, key)) == NULL)
+        return -1;
+    p = skip_ws(p, end);
+    if (p >= end || *p != ':')
+        return -1;
+    p = skip_ws(p + 1, end);
+    if ((p = scan_value(p, end, 1, val)) == NULL)
+        return -1;
+    *pos = (size_t)(p - obj->p);
+    return 1;
 }
 
 bool phx_bench_span_u64(const phx_bench_span_t *s, uint64_t *out)

@@ -31,6 +31,7 @@ typedef struct phx_bench_msg {
     phx_bench_span_t topic;
     phx_bench_span_t event;
     phx_bench_span_t payload;
+    size_t len; /* bytes of the whole frame (the message's text) */
 } phx_bench_msg_t;
 
 /* Decodes one text frame: a V2 array `[join_ref, ref, topic, event,
@@ -45,6 +46,13 @@ int phx_bench_msg_decode(const char *data, size_t len, bool is_v1, phx_bench_msg
  * JSON value span). Borrows both. Returns true with the member's value in
  * *out, false when `obj` is not an object or has no such key. */
 bool phx_bench_json_get(const phx_bench_span_t *obj, const char *key, phx_bench_span_t *out);
+
+/* Iterates the top-level members of the object in `obj`: *pos starts at 0
+ * and is advanced past each member. Returns 1 with the member's key (a
+ * string span, escapes not decoded) and value, 0 after the last member, or
+ * -1 when `obj` is not a well-formed object. Borrows `obj`. */
+int phx_bench_json_next(const phx_bench_span_t *obj, size_t *pos, phx_bench_span_t *key,
+                        phx_bench_span_t *val);
 
 /* Parses a span holding a non-negative decimal integer (a JSON number, or
  * the contents of a string) into *out. Returns false on anything else or

@@ -77,7 +77,7 @@ static double secs(uint64_t ns)
 
 static const char *scenario_name(phx_bench_scenario_t s)
 {
-    static const char *const names[] = {"hold", "fanout", "echo", "churn"};
+    static const char *const names[] = {"hold", "fanout", "echo", "churn", "presence"};
     return names[s];
 }
 
@@ -106,8 +106,56 @@ typedef struct figures {
     double echo_per_s;
     /* churn */
     double churn_per_s, rss_return_pct;
+    /* presence: per client, times from the last join reply */
+    bool has_conv;
+    uint64_t conv_p50, conv_p99, conv_max;
+    double pres_msgs_mean, pres_bytes_mean, pres_diffs_mean, pres_ratio;
+    uint64_t pres_msgs_max, pres_bytes_max, pres_diffs_max, pres_one_per_join;
+    bool has_srv_conv;
+    double srv_cpu_conv_s;
     uint64_t errors;
 } figures_t;
+
+/* Presence: convergence of every client's view, the presence messages
+ * each received, against N - 1 diffs (one diff per join of another user). */
+static void compute_presence(const phx_bench_t *b, figures_t *f)
+{
+    uint32_t n = b->opts.sockets;
+    uint64_t *conv = phx_calloc(n, sizeof(*conv));
+    size_t n_conv = 0;
+    uint64_t msgs = 0, bytes = 0, diffs = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const phx_bench_conn_t *c = &b->conns[i];
+        msgs += c->pres_msgs;
+        bytes += c->pres_bytes;
+        diffs += c->pres_diffs;
+        if (c->pres_msgs > f->pres_msgs_max)
+            f->pres_msgs_max = c->pres_msgs;
+        if (c->pres_bytes > f->pres_bytes_max)
+            f->pres_bytes_max = c->pres_bytes;
+        if (c->pres_diffs > f->pres_diffs_max)
+            f->pres_diffs_max = c->pres_diffs;
+        if (c->pres_full_ns != 0 && conv != NULL)
+            conv[n_conv++] =
+                c->pres_full_ns > b->last_join_ns ? c->pres_full_ns - b->last_join_ns : 0;
+    }
+    f->pres_msgs_mean = (double)msgs / n;
+    f->pres_bytes_mean = (double)bytes / n;
+    f->pres_diffs_mean = (double)diffs / n;
+    f->pres_one_per_join = n - 1;
+    f->pres_ratio = n > 1 ? f->pres_diffs_mean / (double)(n - 1) : 0;
+    if (conv != NULL && n_conv == n) {
+        phx_sort_u64(conv, n_conv);
+        f->conv_p50 = phx_percentile_sorted(conv, n_conv, 50);
+        f->conv_p99 = phx_percentile_sorted(conv, n_conv, 99);
+        f->conv_max = conv[n_conv - 1];
+        f->has_conv = true;
+    }
+    phx_free(conv);
+    f->has_srv_conv = b->srv_base.is_ok && b->srv_conv.is_ok;
+    if (f->has_srv_conv)
+        f->srv_cpu_conv_s = b->srv_conv.cpu_s - b->srv_base.cpu_s;
+}
 
 static void compute(phx_bench_t *b, figures_t *f)
 {
@@ -208,6 +256,8 @@ static void compute(phx_bench_t *b, figures_t *f)
         f->echo_per_s = (double)b->echo_in_window / f->measure_s;
     if (is_churn && f->measure_s > 0)
         f->churn_per_s = (double)b->cycles_in_window / f->measure_s;
+    if (b->opts.scenario == PHX_BENCH_PRESENCE)
+        compute_presence(b, f);
     f->errors = phx_bench_error_total(b);
 }
 
@@ -281,6 +331,33 @@ static void summary(const phx_bench_t *b, const figures_t *f)
             fprintf(o, "  echo skipped     %" PRIu64 " pings (every window full)\n",
                     b->echo_skipped);
         break;
+    case PHX_BENCH_PRESENCE:
+        if (f->has_conv)
+            fprintf(o,
+                    "  presence         every view held all %u users %.1f ms after the last join "
+                    "reply (per view p50 %.1f ms, p99 %.1f ms)\n",
+                    op->sockets, ms(f->conv_max), ms(f->conv_p50), ms(f->conv_p99));
+        else
+            fprintf(o, "  presence         %u/%u views held every user (not converged)\n",
+                    b->pres_converged, op->sockets);
+        fprintf(o,
+                "  presence msgs    per socket mean %.1f, max %" PRIu64 " (state + diffs); "
+                "bytes mean %.0f, max %" PRIu64 "\n",
+                f->pres_msgs_mean, f->pres_msgs_max, f->pres_bytes_mean, f->pres_bytes_max);
+        fprintf(o,
+                "  presence diffs   per socket mean %.1f, max %" PRIu64 " vs %" PRIu64
+                " for one diff per join: ratio %.4f (1/%.0f)\n",
+                f->pres_diffs_mean, f->pres_diffs_max, f->pres_one_per_join, f->pres_ratio,
+                f->pres_ratio > 0 ? 1.0 / f->pres_ratio : 0.0);
+        if (f->has_srv_conv)
+            fprintf(o,
+                    "  presence cpu     server %.2f s from the first connect until every view "
+                    "was complete\n",
+                    f->srv_cpu_conv_s);
+        if (b->pres_early)
+            fprintf(o, "  presence early   %" PRIu64 " diffs arrived before their state\n",
+                    b->pres_early);
+        break;
     case PHX_BENCH_CHURN:
         fprintf(o,
                 "  churn            %" PRIu64 " cycles, %.0f/s with %u workers (%u cycled); "
@@ -307,7 +384,9 @@ static void summary(const phx_bench_t *b, const figures_t *f)
             "  bench cpu        %.2f s total, %.2f s in the ramp, %.0f%% of a core while "
             "measuring%s\n",
             f->bench_cpu_s, f->bench_cpu_ramp_s, f->bench_cpu_pct,
-            f->bench_cpu_pct >= 95 ? "  (generator-bound: the figures are the bench's limit)" : "");
+            f->bench_cpu_pct >= 95 && f->measure_s >= 0.5
+                ? "  (generator-bound: the figures are the bench's limit)"
+                : "");
     const phx_host_sample_t *h0 = &b->host_measure_start, *h1 = &b->host_measure_end;
     if (h0->is_ok && h1->is_ok && h1->total[0] > h0->total[0]) {
         fprintf(o, "  host cpu busy    ");
@@ -443,6 +522,21 @@ void phx_bench_report(phx_bench_t *b)
           churn && b->cycle_hist.total);
     j_num(&j, "churn_cycle_p99_ms", ms(phx_hist_percentile(&b->cycle_hist, 99)), 3,
           churn && b->cycle_hist.total);
+    bool pres = op->scenario == PHX_BENCH_PRESENCE;
+    j_u64(&j, "presence_views_complete", b->pres_converged, pres);
+    j_num(&j, "presence_converge_ms", ms(f.conv_max), 3, pres && f.has_conv);
+    j_num(&j, "presence_converge_p50_ms", ms(f.conv_p50), 3, pres && f.has_conv);
+    j_num(&j, "presence_converge_p99_ms", ms(f.conv_p99), 3, pres && f.has_conv);
+    j_num(&j, "presence_msgs_mean", f.pres_msgs_mean, 2, pres);
+    j_u64(&j, "presence_msgs_max", f.pres_msgs_max, pres);
+    j_num(&j, "presence_bytes_mean", f.pres_bytes_mean, 0, pres);
+    j_u64(&j, "presence_bytes_max", f.pres_bytes_max, pres);
+    j_num(&j, "presence_diffs_mean", f.pres_diffs_mean, 2, pres);
+    j_u64(&j, "presence_diffs_max", f.pres_diffs_max, pres);
+    j_u64(&j, "presence_diffs_one_per_join", f.pres_one_per_join, pres);
+    j_num(&j, "presence_diff_ratio", f.pres_ratio, 5, pres);
+    j_u64(&j, "presence_diffs_before_state", b->pres_early, pres);
+    j_num(&j, "server_cpu_presence_s", f.srv_cpu_conv_s, 3, pres && f.has_srv_conv);
     j_u64(&j, "heartbeats", b->heartbeats, true);
     j_num(&j, "server_cpu_s", f.srv_cpu_s, 3, srv);
     j_num(&j, "server_cpu_ramp_s", f.srv_cpu_ramp_s, 3, srv && !churn);

@@ -323,6 +323,10 @@ void phx_bench_on_message(phx_bench_conn_t *c, const phx_bench_msg_t *m)
         on_reply(c, m);
     } else if (phx_bench_span_eq(&m->event, b->opts.event)) {
         phx_fanout_on_broadcast(c, m);
+    } else if (phx_bench_span_eq(&m->event, "presence_diff")) {
+        phx_presence_on_message(c, m, false);
+    } else if (phx_bench_span_eq(&m->event, "presence_state")) {
+        phx_presence_on_message(c, m, true);
     } else if (phx_bench_span_eq(&m->event, "phx_close") ||
                phx_bench_span_eq(&m->event, "phx_error")) {
         /* After a leave the server closes the channel; anything else is the
@@ -483,6 +487,11 @@ static void progress_on_timer(uv_timer_t *t)
                 el, b->echo_replies, (double)(count - b->last_progress_count) / dt,
                 b->echo_outstanding, errs, srv);
         break;
+    case PHX_BENCH_PRESENCE:
+        count = b->pres_converged;
+        fprintf(stderr, "[%6.1fs] presence %u/%u views complete  errors %" PRIu64 "%s\n", el,
+                b->pres_converged, b->opts.sockets, errs, srv);
+        break;
     default:
         count = b->cycles;
         fprintf(stderr,
@@ -550,6 +559,14 @@ static void measure_start(phx_bench_t *b)
         break;
     case PHX_BENCH_CHURN:
         phx_churn_start(b);
+        break;
+    case PHX_BENCH_PRESENCE:
+        /* The joins were the load; the phase only waits (at most
+         * --duration) for every view to hold every user. */
+        if (phx_presence_is_done(b)) {
+            measure_end(b);
+            return;
+        }
         break;
     }
     uint64_t ms = (uint64_t)(b->opts.duration_s * 1000.0 + 0.5);
@@ -624,6 +641,12 @@ void phx_bench_finish(phx_bench_t *b)
             b->errors[PHX_BENCH_ERR_MISSING] += missing - 1;
         }
     }
+    if (b->opts.scenario == PHX_BENCH_PRESENCE && b->pres_converged < b->opts.sockets) {
+        uint32_t missing = b->opts.sockets - b->pres_converged;
+        phx_bench_error(b, PHX_BENCH_ERR_MISSING, NULL,
+                        "%u of %u presence views never held every user", missing, b->opts.sockets);
+        b->errors[PHX_BENCH_ERR_MISSING] += missing - 1;
+    }
     close_timer(&b->progress_timer);
     close_timer(&b->sweep_timer);
     close_timer(&b->hb_timer);
@@ -633,6 +656,19 @@ void phx_bench_finish(phx_bench_t *b)
         uv_close((uv_handle_t *)&b->sigint, NULL);
     for (uint32_t i = 0; i < b->n_conns; i++)
         phx_bench_conn_close(&b->conns[i]);
+}
+
+void phx_bench_on_presence_done(phx_bench_t *b)
+{
+    sample_server(b, &b->srv_conv);
+    if (!b->opts.is_quiet)
+        fprintf(stderr,
+                "phxd-bench: every presence view holds all %u users, %.3f s after the "
+                "last join reply\n",
+                b->opts.sockets,
+                b->pres_all_ns > b->last_join_ns ? secs(b->pres_all_ns - b->last_join_ns) : 0.0);
+    if (b->phase == PHX_PHASE_MEASURE)
+        measure_end(b);
 }
 
 static void sigint_on_signal(uv_signal_t *s, int signum)

@@ -414,3 +414,84 @@ void phx_churn_cut(phx_bench_t *b)
     if (b->active == 0)
         phx_bench_rest(b);
 }
+
+/* ---- presence ---- */
+
+/* Adds (`is_join`) or removes every key of the object `set` (a
+ * presence_state or a diff's joins or leaves) in c's view. A simple set of
+ * keys: the bench's users have one meta each, so a key's leave empties it.
+ * Returns false on a malformed object or a key that is no bench user. */
+static bool pres_apply(phx_bench_conn_t *c, const phx_bench_span_t *set, bool is_join)
+{
+    phx_bench_t *b = c->b;
+    uint64_t *row = b->pres_bits + (size_t)c->index * b->pres_words;
+    size_t pos = 0;
+    phx_bench_span_t key, val;
+    int rv;
+    while ((rv = phx_bench_json_next(set, &pos, &key, &val)) == 1) {
+        uint64_t id;
+        if (!phx_bench_span_u64(&key, &id) || id < b->opts.first_id ||
+            id - b->opts.first_id >= b->opts.sockets)
+            return false;
+        uint64_t k = id - b->opts.first_id;
+        uint64_t bit = 1ull << (k % 64);
+        uint64_t *w = &row[k / 64];
+        if (is_join && !(*w & bit)) {
+            *w |= bit;
+            c->pres_keys++;
+        } else if (!is_join && (*w & bit)) {
+            *w &= ~bit;
+            c->pres_keys--;
+        }
+    }
+    return rv == 0;
+}
+
+bool phx_presence_is_done(const phx_bench_t *b)
+{
+    return b->pres_all_ns != 0;
+}
+
+void phx_presence_on_message(phx_bench_conn_t *c, const phx_bench_msg_t *m, bool is_state)
+{
+    phx_bench_t *b = c->b;
+    if (c->role != PHX_ROLE_PRESENCE || !phx_bench_span_eq(&m->topic, b->opts.topic)) {
+        b->other_msgs++;
+        return;
+    }
+    c->pres_msgs++;
+    c->pres_bytes += m->len;
+    bool is_ok;
+    if (is_state) {
+        memset(b->pres_bits + (size_t)c->index * b->pres_words, 0, b->pres_words * 8);
+        c->pres_keys = 0;
+        c->has_pres_state = true;
+        is_ok = pres_apply(c, &m->payload, true);
+    } else {
+        c->pres_diffs++;
+        if (!c->has_pres_state)
+            b->pres_early++;
+        /* phoenix.js applies a diff's joins, then its leaves. */
+        phx_bench_span_t joins, leaves;
+        is_ok = phx_bench_json_get(&m->payload, "joins", &joins) &&
+                phx_bench_json_get(&m->payload, "leaves", &leaves) && pres_apply(c, &joins, true) &&
+                pres_apply(c, &leaves, false);
+    }
+    if (!is_ok) {
+        phx_bench_error(b, PHX_BENCH_ERR_PROTOCOL, c, "malformed %s or an unknown key",
+                        is_state ? "presence_state" : "presence_diff");
+        return;
+    }
+    bool is_full = c->has_pres_state && c->pres_keys == b->opts.sockets;
+    if (is_full && c->pres_full_ns == 0) {
+        c->pres_full_ns = uv_hrtime();
+        if (++b->pres_converged == b->opts.sockets && b->pres_all_ns == 0) {
+            b->pres_all_ns = c->pres_full_ns;
+            phx_bench_on_presence_done(b);
+        }
+    } else if (!is_full && c->pres_full_ns != 0) {
+        /* Someone left again: this view is incomplete until it refills. */
+        c->pres_full_ns = 0;
+        b->pres_converged--;
+    }
+}

@@ -413,8 +413,10 @@ static const char *refusal_log(const phx_channel_t *ch, const char *key, const c
 }
 
 /* The bounds for one more meta of `key` on the channel's topic (a meta the
- * channel holds already does not count). */
-static int check_bounds(phx_presence_t *p, phx_channel_t *ch, const char *key, const char **why)
+ * channel holds already does not count); `max_keys` (0: none) caps the keys
+ * as well as cfg.presence_max_keys. */
+static int check_bounds(phx_presence_t *p, phx_channel_t *ch, const char *key, size_t max_keys,
+                        const char **why)
 {
     const phx_config_t *cfg = p->ep->cfg;
     const char *name = phx_channel_topic(ch);
@@ -423,7 +425,9 @@ static int check_bounds(phx_presence_t *p, phx_channel_t *ch, const char *key, c
         return 0;
     hnode_t *kn = hmap_find(&t->keys, key, strlen(key));
     pkey_t *k = kn ? PHX_CONTAINER_OF(kn, pkey_t, node) : NULL;
-    if (k == NULL && cfg->presence_max_keys > 0 && t->nkeys >= (uint32_t)cfg->presence_max_keys) {
+    if (cfg->presence_max_keys > 0 && (max_keys == 0 || (size_t)cfg->presence_max_keys < max_keys))
+        max_keys = (size_t)cfg->presence_max_keys;
+    if (k == NULL && max_keys > 0 && t->nkeys >= max_keys) {
         *why = refusal_log(ch, key, "too many presences on this topic");
         return PHX_ERR_LIMIT;
     }
@@ -450,6 +454,12 @@ static bool has_reserved_member(const uint8_t *meta, size_t len)
 
 int phx_presence_track_why(phx_channel_t *ch, const char *key, const char *meta_json,
                            const char **why)
+{
+    return phx_presence_track_max(ch, key, meta_json, 0, why);
+}
+
+int phx_presence_track_max(phx_channel_t *ch, const char *key, const char *meta_json,
+                           size_t max_keys, const char **why)
 {
     static const char *unused;
     if (why == NULL)
@@ -492,7 +502,7 @@ int phx_presence_track_why(phx_channel_t *ch, const char *key, const char *meta_
     phx_pmeta_t *old = ch->presence;
     bool same_key = old && strcmp(old->topic ? old->key->node.name : old->pending_key, key) == 0;
     if (!same_key) {
-        int rv = check_bounds(p, ch, key, why);
+        int rv = check_bounds(p, ch, key, max_keys, why);
         if (rv != 0) {
             meta_free(m);
             return rv;

@@ -49,6 +49,12 @@ void phx_presence_end(phx_channel_t *ch);
  * key", "meta too large", ...), or NULL. */
 int phx_presence_track_why(phx_channel_t *ch, const char *key, const char *meta_json,
                            const char **why);
+/* phx_presence_track_why with a cap of `max_keys` keys (presences) on the
+ * topic as well as cfg.presence_max_keys (the smaller applies; 0: only the
+ * config's): a channel rule's presence-max=N. A new key beyond it is
+ * refused as beyond the config's ("too many presences on this topic"). */
+int phx_presence_track_max(phx_channel_t *ch, const char *key, const char *meta_json,
+                           size_t max_keys, const char **why);
 
 /* Sends every topic's pending diff now (tests; the loop does it by
  * itself). */

@@ -81,8 +81,9 @@ static const opt_t options[] = {
     {"channel", "PHXD_CHANNEL", NULL, OPT_RULES, 0, "(built-in: user:* and room:*)", 0, 0, false,
      "channel rule, repeatable: PATTERN join=any|user|none events=broadcast|broadcast_from|"
      "reply|refuse [event:NAME=ACTION] [max-payload-bytes=N] [max-subscribers=N] "
-     "[user-segment=N] [presence=user|none]; presence=user tracks each join in Phoenix.Presence "
-     "under the user id (presence_state, presence_diff); rules replace the built-in policy "
+     "[user-segment=N] [presence=user|none] [presence-max=N]; presence=user tracks each join in "
+     "Phoenix.Presence under the user id (presence_state, presence_diff), at most presence-max "
+     "users per topic; rules replace the built-in policy "
      "(environment: rules separated by ';')"},
     {"idle-timeout-ms", "PHXD_IDLE_TIMEOUT_MS", NULL, OPT_INT, CFG(idle_timeout_ms), "60000", 100,
      INT_MAX, false, "close a WebSocket that sent nothing for this long"},
@@ -841,6 +842,10 @@ void phxd_options_help(FILE *out)
             "  event:NAME=ACTION  the same for one event (event:ping=reply)\n"
             "  max-payload-bytes=N  error {\"reason\":\"payload too large\"} beyond\n"
             "  max-subscribers=N  joins beyond N subscribers of a topic are refused\n"
+            "  user-segment=N     join=user compares with the N-th ':'-separated part\n"
+            "  presence=user      track each join in Presence under the user id\n"
+            "  presence-max=N     at most N users tracked per topic; beyond, the join\n"
+            "                     succeeds untracked (reply {\"presence\":\"not tracked\"})\n"
             "  example: --channel 'private:* join=user events=broadcast_from'\n\n"
             "options:\n");
     for (size_t i = 0; i < NOPTIONS; i++) {

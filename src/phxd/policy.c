@@ -20,8 +20,9 @@ static const char unauthorized[] = "{\"reason\":\"unauthorized\"}";
 /* presence=user: the socket is tracked under its user id with Phoenix's
  * generator's meta, and gets presence_state after the join reply whether
  * tracked or not (a socket without a user id only watches). A refused
- * track still joins: the reply says why it is not in the list. */
-static void track_user(phx_channel_t *ch, phx_reply_t *reply)
+ * track (beyond the rule's presence-max or a --presence-max-* bound) still
+ * joins: the reply says why it is not in the list. */
+static void track_user(phx_channel_t *ch, const phx_rule_t *r, phx_reply_t *reply)
 {
     const char *uid = phx_socket_assign(phx_channel_socket(ch), "user_id");
     phx_presence_sync(ch);
@@ -30,7 +31,7 @@ static void track_user(phx_channel_t *ch, phx_reply_t *reply)
     char meta[48];
     snprintf(meta, sizeof(meta), "{\"online_at\":\"%lld\"}", (long long)time(NULL));
     const char *why = NULL;
-    if (phx_presence_track_why(ch, uid, meta, &why) != 0 && why) {
+    if (phx_presence_track_max(ch, uid, meta, r->presence_max, &why) != 0 && why) {
         char json[160];
         snprintf(json, sizeof(json), "{\"presence\":\"not tracked\",\"reason\":\"%s\"}", why);
         phx_payload_t p = {(const uint8_t *)json, strlen(json), false};
@@ -57,7 +58,7 @@ static phx_result_t rule_join(phx_channel_t *ch, const char *topic, const phx_pa
     if (r->max_subscribers && phx_channel_subscriber_count(ch) >= r->max_subscribers)
         return refuse(reply, "{\"reason\":\"too many subscribers\"}");
     if (r->presence == PHX_RULE_PRESENCE_USER)
-        track_user(ch, reply);
+        track_user(ch, r, reply);
     return PHX_REPLY_OK;
 }
 

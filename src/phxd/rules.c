@@ -134,6 +134,7 @@ enum {
     SET_MAX_SUBS = 8,
     SET_SEGMENT = 16,
     SET_PRESENCE = 32,
+    SET_PRESENCE_MAX = 64,
 };
 
 static int add_override(phx_rule_t *r, const char *name, phx_rule_action_t a, const char **why)
@@ -221,9 +222,13 @@ static int apply_setting(phx_rule_t *r, char *word, unsigned *seen, const char *
         else
             ok = false;
         *why = "presence must be none or user";
+    } else if (strcmp(key, "presence-max") == 0) {
+        bit = SET_PRESENCE_MAX;
+        ok = parse_count(val, false, 100000000, &r->presence_max);
+        *why = "presence-max must be from 1 to 100000000";
     } else {
         *why = "unknown setting (join, events, event:NAME, max-payload-bytes, max-subscribers, "
-               "user-segment, presence)";
+               "user-segment, presence, presence-max)";
         return PHX_ERR_INVALID;
     }
     if (!ok)
@@ -294,6 +299,12 @@ static int parse_one(const char **p, phx_rule_t *r, phx_buf_t *w, const char **w
         return rv;
     if (r->join == PHX_RULE_JOIN_USER && !r->is_prefix && r->user_segment == 0) {
         *why = "join=user needs a pattern ending in '*' or user-segment=N";
+        *at = rule_start;
+        *at_len = 0;
+        return PHX_ERR_INVALID;
+    }
+    if (r->presence_max && r->presence != PHX_RULE_PRESENCE_USER) {
+        *why = "presence-max=N needs presence=user";
         *at = rule_start;
         *at_len = 0;
         return PHX_ERR_INVALID;
@@ -447,6 +458,8 @@ int phx_rule_format(const phx_rule_t *r, phx_buf_t *out)
     if (r->user_segment && phx_buf_printf(out, " user-segment=%u", r->user_segment) != 0)
         goto nomem;
     if (r->presence == PHX_RULE_PRESENCE_USER && phx_buf_append_str(out, " presence=user") != 0)
+        goto nomem;
+    if (r->presence_max && phx_buf_printf(out, " presence-max=%zu", r->presence_max) != 0)
         goto nomem;
     phx_buf_dispose(&word);
     return 0;

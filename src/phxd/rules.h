@@ -29,6 +29,10 @@
  *                   is tracked in Phoenix.Presence under the socket's
  *                   user_id with meta {"online_at": "<unix seconds>"}, and
  *                   gets presence_state after its reply (presence.h)
+ * presence-max=N    with presence=user: at most N presences (user ids) per
+ *                   topic; a join beyond still succeeds, untracked, its
+ *                   reply {"presence":"not tracked","reason":"too many
+ *                   presences on this topic"} (as --presence-max-keys)
  *
  * Words may be quoted as in the config file ("..." or '...'). */
 #ifndef PHX_RULES_H
@@ -79,6 +83,7 @@ typedef struct phx_rule {
     size_t max_subscribers;   /* 0: no limit */
     unsigned user_segment;    /* 0: the part matched by '*' */
     phx_rule_presence_t presence;
+    size_t presence_max; /* presences per topic; 0: only --presence-max-keys */
 } phx_rule_t;
 
 /* A list of rules; the first that matches a topic wins. */

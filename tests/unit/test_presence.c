@@ -321,6 +321,43 @@ static void bounds_are_refused(void)
     fx_done(&f);
 }
 
+/* A channel rule's presence-max=N: phx_presence_track_max caps the keys
+ * of the topic as well as cfg.presence_max_keys, the smaller winning; a
+ * key already there still takes another meta. */
+static void per_call_key_cap(void)
+{
+    fx_t f;
+    fx_init(&f, 0, 3);
+    tx_t t[5];
+    connect_tx(&f, &t[0]);
+    feed(&t[0], "[\"1\",\"1\",\"room:6\",\"phx_join\",{\"key\":\"a\",\"meta\":{}}]");
+    ASSERT_EQ(track_rv, 0);
+    connect_tx(&f, &t[1]);
+    feed(&t[1], "[\"1\",\"1\",\"room:6\",\"phx_join\",{\"key\":\"b\",\"meta\":{}}]");
+    ASSERT_EQ(track_rv, 0);
+    phx_channel_t *ch[5];
+    for (int i = 2; i < 5; i++) {
+        connect_tx(&f, &t[i]);
+        feed(&t[i], "[\"1\",\"1\",\"room:6\",\"phx_join\",{\"watch\":1}]");
+        ch[i] = t[i].sock->channels;
+        ASSERT(ch[i] != NULL);
+    }
+    const char *why = NULL;
+    ASSERT_EQ(phx_presence_track_max(ch[2], "c", "{}", 2, &why), PHX_ERR_LIMIT);
+    ASSERT_STR_EQ(why, "too many presences on this topic");
+    ASSERT_EQ(phx_presence_track_max(ch[2], "a", "{}", 2, &why), 0); /* a known key */
+    ASSERT(why == NULL);
+    ASSERT_EQ(phx_presence_track_max(ch[3], "c", "{}", 5, &why), 0);
+    ASSERT_EQ(phx_presence_track_max(ch[4], "d", "{}", 5, &why), PHX_ERR_LIMIT); /* cfg's 3 */
+    ASSERT_STR_EQ(why, "too many presences on this topic");
+    ASSERT_EQ(phx_presence_track_max(ch[4], "d", "{}", 0, &why), PHX_ERR_LIMIT);
+    ASSERT_EQ(f.loop.stats.presence_refusals, 3);
+    ASSERT_EQ(phx_presence_count(f.ep.presence), 4);
+    for (int i = 0; i < 5; i++)
+        gone(&t[i]);
+    fx_done(&f);
+}
+
 static void reserved_events(void)
 {
     const char *yes[] = {"phx_join",  "phx_leave",      "phx_reply",
@@ -340,6 +377,7 @@ const phx_test_t phx_tests_presence[] = {
     {"several_metas_per_key", several_metas_per_key},
     {"update_has_phx_ref_prev", update_has_phx_ref_prev},
     {"bounds_are_refused", bounds_are_refused},
+    {"per_call_key_cap", per_call_key_cap},
     {"reserved_events", reserved_events},
     {NULL, NULL},
 };

@@ -66,6 +66,7 @@ static void every_setting(void)
     ASSERT_EQ(r->max_payload_bytes, 65536);
     ASSERT_EQ(r->max_subscribers, 2);
     ASSERT_EQ(r->user_segment, 2);
+    ASSERT_EQ(r->presence_max, 0);
     phx_rules_dispose(&rules);
 }
 
@@ -100,12 +101,32 @@ static void errors_name_the_rule_and_the_word(void)
                                         "must be broadcast, broadcast_from, reply or refuse");
     expect_error("room:* jion=any", "channel rule (room:* jion=any): jion=any: unknown setting "
                                     "(join, events, event:NAME, max-payload-bytes, "
-                                    "max-subscribers, user-segment, presence)");
+                                    "max-subscribers, user-segment, presence, presence-max)");
     expect_error("room:* presence=all",
                  "channel rule (room:* presence=all): presence=all: presence must be none or user");
     expect_error("room:* presence=user presence=none", "channel rule (room:* presence=user "
                                                        "presence=none): presence=none: setting "
                                                        "given twice");
+    expect_error("room:* presence=user presence-max=0",
+                 "channel rule (room:* presence=user presence-max=0): presence-max=0: "
+                 "presence-max must be from 1 to 100000000");
+    expect_error("room:* presence=user presence-max=100000001",
+                 "channel rule (room:* presence=user presence-max=100000001): "
+                 "presence-max=100000001: presence-max must be from 1 to 100000000");
+    expect_error("room:* presence=user presence-max=2k",
+                 "channel rule (room:* presence=user presence-max=2k): presence-max=2k: "
+                 "presence-max must be from 1 to 100000000");
+    expect_error("room:* presence=user presence-max=", "channel rule (room:* presence=user "
+                                                       "presence-max=): presence-max=: "
+                                                       "presence-max must be from 1 to 100000000");
+    expect_error("room:* presence=user presence-max=2 presence-max=3",
+                 "channel rule (room:* presence=user presence-max=2 presence-max=3): "
+                 "presence-max=3: setting given twice");
+    expect_error("room:* presence-max=2",
+                 "channel rule (room:* presence-max=2): presence-max=N needs presence=user");
+    expect_error("room:* presence=none presence-max=2", "channel rule (room:* presence=none "
+                                                        "presence-max=2): presence-max=N needs "
+                                                        "presence=user");
     expect_error("room:* join", "channel rule (room:* join): join: expected setting=value");
     expect_error("room:* =any", "channel rule (room:* =any): =any: expected setting=value");
     expect_error("room:* join=any join=none",
@@ -236,6 +257,7 @@ static void rules_equal(const phx_rule_t *a, const phx_rule_t *b)
     ASSERT_EQ(a->is_prefix, b->is_prefix);
     ASSERT_EQ(a->prefix_len, b->prefix_len);
     ASSERT_EQ(a->presence, b->presence);
+    ASSERT_EQ(a->presence_max, b->presence_max);
     ASSERT_EQ(a->join, b->join);
     ASSERT_EQ(a->events, b->events);
     ASSERT_EQ(a->max_payload_bytes, b->max_payload_bytes);
@@ -258,6 +280,7 @@ static void format_parses_back(void)
         "inbox:* join=user user-segment=2 event:a=b=reply",
         "room:* join=any presence=user",
         "room:* presence=none",
+        "room:* presence-max=2 presence=user",
     };
     for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
         phx_rules_t a = {0}, b = {0};
@@ -279,6 +302,15 @@ static void format_parses_back(void)
     ASSERT_EQ(phx_buf_append_byte(&out, 0), 0);
     ASSERT_STR_EQ((const char *)out.data,
                   "\"room:*\" join=any events=broadcast event:ping=reply max-payload-bytes=65536");
+    phx_buf_dispose(&out);
+    phx_rules_dispose(&r);
+    parse_ok(&r, "lobby:* presence=user presence-max=100000000");
+    ASSERT_EQ(r.items[0].presence_max, 100000000);
+    out = (phx_buf_t){0};
+    ASSERT_EQ(phx_rule_format(&r.items[0], &out), 0);
+    ASSERT_EQ(phx_buf_append_byte(&out, 0), 0);
+    ASSERT_STR_EQ((const char *)out.data,
+                  "\"lobby:*\" join=any events=broadcast presence=user presence-max=100000000");
     phx_buf_dispose(&out);
     phx_rules_dispose(&r);
 }
