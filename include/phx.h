@@ -309,9 +309,15 @@ PHX_EXTERN size_t phx_channel_subscriber_count(const phx_channel_t *ch);
 PHX_EXTERN int phx_channel_push(phx_channel_t *ch, const char *event, const phx_payload_t *payload);
 /* Sends to every subscriber of the channel's topic, including this one.
  * These two never disconnect, even with the event "disconnect": they are
- * how client events are broadcast. */
+ * how client events are broadcast. Events of the protocol and of phxd
+ * itself (phx_*, presence_state, presence_diff) are never relayed through
+ * them: PHX_ERR_PROTO, and nothing is sent (a forged phx_close or
+ * presence_diff would be taken for the real one by every member). */
 PHX_EXTERN int phx_channel_broadcast(phx_channel_t *ch, const char *event,
                                      const phx_payload_t *payload);
+/* Sends to every subscriber of the channel's topic except this one. */
+PHX_EXTERN int phx_channel_broadcast_from(phx_channel_t *ch, const char *event,
+                                          const phx_payload_t *payload);
 /* Presence, as Phoenix.Presence (docs/protocol.md, "Presence").
  * phx_presence_track tracks the channel under `key` (a non-empty UTF-8
  * string) with `meta_json` (a JSON object without phx_ref; NULL: {}): in
@@ -329,9 +335,6 @@ PHX_EXTERN int phx_presence_untrack(phx_channel_t *ch);
  * called from the join callback (and after every later join), else now.
  * Returns 0 or a negative code. */
 PHX_EXTERN int phx_presence_sync(phx_channel_t *ch);
-/* Sends to every subscriber of the channel's topic except this one. */
-PHX_EXTERN int phx_channel_broadcast_from(phx_channel_t *ch, const char *event,
-                                          const phx_payload_t *payload);
 /* Broadcasts from anywhere (server-side publishing). The payload is encoded
  * once per wire format in use. Returns the number of recipients or a
  * negative code. The event "disconnect" on a socket id topic closes every

@@ -13,7 +13,7 @@ import {
   recordMessages, runPhxd,
 } from './lib/server.mjs';
 import { api, waitFor } from './lib/longpoll.mjs';
-import { startRedis, commandCalls, freePort } from './lib/redis.mjs';
+import { startRedis, commandCalls, freePort, respConnect } from './lib/redis.mjs';
 
 const KEY = 'cluster-api-key-0123456789';
 const RULES = ['--channel', 'room:* join=any events=broadcast',
@@ -344,4 +344,41 @@ test('malformed messages on a topic channel are counted and dropped', async () =
   const got = nextEvent(ch, 'fine');
   await api(a, '/api/broadcast', { topic: 'room:mal', event: 'fine', payload: {} }, { key: KEY });
   assert.deepEqual(await got, {});
+});
+
+// One message in phxd's Redis format (docs/architecture.md): version 1,
+// node, sender, flags, event, payload kind 1 (JSON) and the payload.
+function wireMessage(node, event, json) {
+  const n = Buffer.from(node);
+  const e = Buffer.from(event);
+  const head = Buffer.alloc(1 + 1 + n.length + 8 + 1 + 2);
+  let o = 0;
+  head[o++] = 1;
+  head[o++] = n.length;
+  n.copy(head, o); o += n.length;
+  o += 8; // sender 0
+  head[o++] = 0; // flags
+  head.writeUInt16BE(e.length, o);
+  return Buffer.concat([head, e, Buffer.from([1]), Buffer.from(json)]);
+}
+
+test('a message from another node larger than any input phxd accepts is dropped as malformed, unparsed; one within the bound is delivered', async () => {
+  const a = await node('big', { extra: ['--max-body-bytes', '4096', '--max-message-bytes', '4096'] });
+  await waitConnected(a);
+  const s = await client(a, 1);
+  const ch = s.channel('room:big');
+  await join(ch);
+  await subscribed('room:big', 1);
+  const pub = await respConnect(redis.port);
+  const small = wireMessage('other-node', 'fits', JSON.stringify({ x: 'y'.repeat(1000) }));
+  const got = nextEvent(ch, 'fits');
+  await pub.send('PUBLISH', 'phxd:t:room:big', small);
+  assert.equal((await got).x.length, 1000);
+  const before = (await metrics(a)).phxd_redis_malformed_total;
+  const seen = [];
+  ch.on('huge', (p) => seen.push(p));
+  await pub.send('PUBLISH', 'phxd:t:room:big', wireMessage('other-node', 'huge', JSON.stringify({ x: 'y'.repeat(20000) })));
+  await waitFor(async () => (await metrics(a)).phxd_redis_malformed_total === before + 1, 5000, 'oversized counted');
+  assert.equal(seen.length, 0);
+  pub.close();
 });

@@ -547,9 +547,12 @@ int phx_channel_push(phx_channel_t *ch, const char *event_name, const phx_payloa
 static int chan_broadcast(phx_channel_t *ch, const char *event_name, const phx_payload_t *payload,
                           const phx_channel_t *exclude)
 {
+    /* A client event: never one of the protocol's or phxd's own, and it
+     * never disconnects, whatever its name. */
+    if (phx_event_is_reserved(event_name, strlen(event_name)))
+        return PHX_ERR_PROTO;
     size_t len;
     const char *topic = chan_topic(ch, &len);
-    /* A client event: it never disconnects, whatever its name. */
     return phx_endpoint_broadcast(ch->sock->ep, topic, len, event_name, payload,
                                   exclude ? phx_sub_origin_id(&exclude->sub) : 0,
                                   PHX_ORIGIN_CLIENT);

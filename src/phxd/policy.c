@@ -69,12 +69,6 @@ static phx_result_t rule_in(phx_channel_t *ch, const char *event, const phx_payl
     if (r->max_payload_bytes && payload->len > r->max_payload_bytes)
         return refuse(reply, "{\"reason\":\"payload too large\"}");
     phx_rule_action_t action = phx_rule_action(r, event);
-    /* Events of the protocol and of phxd itself (phx_*, presence_*) are
-     * never relayed from a client: every member's phoenix.js would take a
-     * forged phx_close or presence_diff for the real one. */
-    if ((action == PHX_RULE_BROADCAST || action == PHX_RULE_BROADCAST_FROM) &&
-        phx_event_is_reserved(event, strlen(event)))
-        return refuse(reply, "{\"reason\":\"reserved event\"}");
     int rv;
     switch (action) {
     case PHX_RULE_REFUSE:
@@ -91,6 +85,9 @@ static phx_result_t rule_in(phx_channel_t *ch, const char *event, const phx_payl
     default:
         return PHX_CRASH;
     }
+    /* The library never relays phx_* or presence_* from a client. */
+    if (rv == PHX_ERR_PROTO)
+        return refuse(reply, "{\"reason\":\"reserved event\"}");
     /* Phoenix refuses to broadcast a payload that is not a map. */
     if (rv == PHX_ERR_INVALID)
         return refuse(reply, "{\"reason\":\"payload must be an object\"}");

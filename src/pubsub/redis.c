@@ -1014,8 +1014,14 @@ static void on_message(phx_redis_t *r, const redisReply *chan, const redisReply 
         return; /* the node channel: reserved */
     if (memcmp(chan->str + r->prefix_len, ":t:", 3) != 0)
         goto malformed;
+    /* No node publishes more than its largest accepted input (an API body
+     * or a client message) plus the header: anything larger is dropped
+     * before it is parsed or fanned out. */
+    size_t max_in = r->cfg->max_body_bytes > r->cfg->max_message_bytes ? r->cfg->max_body_bytes
+                                                                       : r->cfg->max_message_bytes;
     phx_redis_msg_t m;
-    if (phx_redis_msg_decode((const uint8_t *)data->str, data->len, &r->lim, &m) != 0)
+    if (data->len > max_in + PHX_REDIS_NODE_MAX + 64 ||
+        phx_redis_msg_decode((const uint8_t *)data->str, data->len, &r->lim, &m) != 0)
         goto malformed;
     if (m.node_len == r->node_len && memcmp(m.node, r->node, r->node_len) == 0)
         return; /* ours: delivered locally already */

@@ -128,9 +128,9 @@ typedef struct rec {
     char last_topic[64];
     char last_event[64];
     char last_params[128];
-    char user_id[32];   /* the socket's user_id assign seen in join */
-    int push_in_join;   /* phx_channel_push's answer inside join */
-    int bcast_rv;       /* the last broadcast's answer */
+    char user_id[32];    /* the socket's user_id assign seen in join */
+    int push_in_join;    /* phx_channel_push's answer inside join */
+    int bcast_rv;        /* the last broadcast's answer */
     size_t subs_in_join; /* phx_channel_subscriber_count inside join */
 } rec_t;
 
@@ -204,6 +204,11 @@ static phx_result_t room_in(phx_channel_t *ch, const char *event, const phx_payl
     }
     if (strcmp(event, "shout_from") == 0) {
         rec.bcast_rv = phx_channel_broadcast_from(ch, "shout", payload);
+        return PHX_NOREPLY;
+    }
+    if (strncmp(event, "relay:", 6) == 0) {
+        /* A careless embedder relaying whatever name the client chose. */
+        rec.bcast_rv = phx_channel_broadcast(ch, event + 6, payload);
         return PHX_NOREPLY;
     }
     if (strcmp(event, "disconnect") == 0) {
@@ -730,6 +735,20 @@ static void broadcasts_between_sockets(void)
     ASSERT_STR_EQ(tx_msg(&c, 1),
                   "{\"event\":\"shout\",\"payload\":{\"m\":1},\"ref\":null,\"topic\":\"room:1\"}");
 
+    /* The protocol's and phxd's own events are never relayed, even by a
+     * handler that would: the library refuses them. */
+    static const char *const forged[] = {"relay:phx_close", "relay:phx_error", "relay:phx_reply",
+                                         "relay:presence_diff", "relay:presence_state"};
+    for (size_t i = 0; i < sizeof(forged) / sizeof(forged[0]); i++) {
+        char frame[128];
+        snprintf(frame, sizeof(frame), "[\"1\",\"3\",\"room:1\",\"%s\",{}]", forged[i]);
+        tx_feed(&a, frame);
+        ASSERT_EQ(rec.bcast_rv, PHX_ERR_PROTO);
+        ASSERT_EQ(a.nmsgs, 2);
+        ASSERT_EQ(b.nmsgs, 2);
+        ASSERT_EQ(c.nmsgs, 2);
+    }
+
     /* broadcast_from: everybody but the sender. */
     tx_feed(&b, "[\"4\",\"5\",\"room:1\",\"shout_from\",{\"m\":2}]");
     ASSERT_EQ(rec.bcast_rv, 2);
@@ -911,7 +930,7 @@ static void undecodable_input_closes_with_1011(void)
     static const char *bad[] = {
         "not json",
         "{\"topic\":\"room:1\",\"event\":\"phx_join\",\"payload\":{},\"ref\":\"1\"}", /* V1 on V2 */
-        "[\"1\",\"1\",\"room:1\",\"phx_join\"]", /* four elements */
+        "[\"1\",\"1\",\"room:1\",\"phx_join\"]",   /* four elements */
         "[\"1\",\"1\",\"room:1\",\"phx_join\",{}", /* truncated */
         "",
     };
@@ -1013,9 +1032,9 @@ static void connect_refusals(void)
     ASSERT_EQ(f.loop.stats.refused[PHX_REFUSE_CALLBACK], 1);
     /* A vsn no serializer matches, or no version at all: 403 before the
      * callback runs. */
-    static const char *bad_vsn[] = {"vsn=3.0.0&token=x", "vsn=2.1.0&token=x", "vsn=&token=x",
-                                    "vsn=v2.0.0&token=x", "vsn[x]=1&token=x",
-                                    "vsn=2.0.0-rc.1&token=x"};
+    static const char *bad_vsn[] = {"vsn=3.0.0&token=x", "vsn=2.1.0&token=x",
+                                    "vsn=&token=x",      "vsn=v2.0.0&token=x",
+                                    "vsn[x]=1&token=x",  "vsn=2.0.0-rc.1&token=x"};
     for (size_t i = 0; i < sizeof(bad_vsn) / sizeof(bad_vsn[0]); i++)
         ASSERT_EQ(tx_connect(&f, &a, bad_vsn[i]), 403);
     ASSERT_EQ(connect_calls, 1);
