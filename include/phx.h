@@ -156,6 +156,32 @@ typedef struct phx_config {
     int presence_max_keys;          /* 10000 keys (users) per topic; 0: no cap */
     int presence_max_metas;         /* 32 metas per key (one per tab); 0: no cap */
     size_t presence_max_meta_bytes; /* 1024: a meta's JSON */
+    /* In a cluster: other nodes' presence metas held here, in all
+     * (1000000; 0: no cap); beyond, their joins are dropped and counted. */
+    int presence_max_remote;
+    /* Deferred answers (phx_channel_defer): client messages that wait for a
+     * channel's answer, per channel (1024) and on the whole server (16 MiB
+     * of them); beyond, error {"reason":"unavailable"}. */
+    int max_waiting_msgs;
+    size_t max_waiting_bytes;
+    /* Backend callbacks over HTTP (docs/backend.md): the application's
+     * endpoint (http:// or https://) that phxd's channel rules with
+     * join=backend / events=backend, and connect with backend_connect, POST
+     * JSON calls to; NULL: only rules naming their own backend=URL. */
+    const char *backend_url;
+    const char *backend_secret;      /* signs every call (x-phxd-signature); NULL: unsigned */
+    bool backend_connect;            /* the connect step is a backend call too */
+    int backend_timeout_ms;          /* 5000: a call's answer, from the call on */
+    int backend_max_inflight;        /* 256 calls in flight (keep-alive connections) per URL */
+    int backend_max_queue;           /* 4096 calls waiting for one; beyond: "unavailable" at once */
+    size_t backend_max_answer_bytes; /* 1 MiB: an answer (head and body) */
+    /* The circuit breaker: when at least half (breaker_percent) of the
+     * last breaker_calls calls to a URL failed, its calls fail at once for
+     * breaker_open_ms, then one probe call decides (0 ms: no breaker). */
+    int backend_breaker_calls;   /* 20 */
+    int backend_breaker_percent; /* 50 */
+    int backend_breaker_open_ms; /* 5000 */
+    const char *backend_ca_file; /* https: CA bundle (NULL: the system's) */
 } phx_config_t;
 
 /* Fills `cfg` with the defaults listed above. */
@@ -213,9 +239,22 @@ PHX_EXTERN int phx_server_static(phx_server_t *srv, const char *path, const char
  * info. Return PHX_CONNECT_OK to accept (after optionally storing assigns and
  * a socket id) or PHX_CONNECT_REFUSE (WebSocket: HTTP 403, empty body). The
  * phx_connect_t and every string it returns are valid only during the call. */
-enum { PHX_CONNECT_OK = 0, PHX_CONNECT_REFUSE = 1 };
+enum { PHX_CONNECT_OK = 0, PHX_CONNECT_REFUSE = 1, PHX_CONNECT_DEFER = 2 };
 typedef int (*phx_connect_cb)(phx_connect_t *c, void *user);
 PHX_EXTERN void phx_server_on_connect(phx_server_t *srv, phx_connect_cb cb, void *user);
+/* Answering later (a connect checked by another process): the callback
+ * calls phx_connect_defer(c) and returns PHX_CONNECT_DEFER. The handle it
+ * gets stays valid until it calls phx_connect_resume(handle,
+ * PHX_CONNECT_OK or PHX_CONNECT_REFUSE), which it must do exactly once
+ * (even when the client has gone meanwhile: the answer is then dropped).
+ * Between the two, phx_connect_assign, phx_connect_set_id and
+ * phx_connect_set_expires_at work on the handle, and the strings the
+ * callback was given stay valid; the request's own accessors (params,
+ * headers, peer) do not. The request waits on hold, at most the LongPoll
+ * window (longpoll_window_ms), after which it is answered 503. Returns
+ * NULL when out of memory or called twice (answer now instead). */
+PHX_EXTERN phx_connect_t *phx_connect_defer(phx_connect_t *c);
+PHX_EXTERN void phx_connect_resume(phx_connect_t *deferred, int result);
 
 /* A top-level connect param as a string, or NULL when absent or not a
  * string (nested map). Includes "vsn" (and "token"). */
@@ -268,6 +307,7 @@ typedef enum {
     PHX_NOREPLY = 2,     /* handle_in only: no reply */
     PHX_STOP = 3,        /* handle_in only: reply (if set), then phx_close */
     PHX_CRASH = 4,       /* join: {"reason":"join crashed"}; else phx_error */
+    PHX_DEFER = 5,       /* join and handle_in: answered later (phx_channel_defer) */
 } phx_result_t;
 
 /* The reply a callback may fill: a JSON object text or binary bytes (copied
@@ -318,6 +358,30 @@ PHX_EXTERN int phx_channel_broadcast(phx_channel_t *ch, const char *event,
 /* Sends to every subscriber of the channel's topic except this one. */
 PHX_EXTERN int phx_channel_broadcast_from(phx_channel_t *ch, const char *event,
                                           const phx_payload_t *payload);
+/* Answering later (a join or an event handled by another process): the
+ * join or handle_in callback calls phx_channel_defer(ch) and, when it
+ * returns 0, returns PHX_DEFER; the answer is given later with
+ * phx_channel_resolve. Until then the channel's later client messages
+ * (events, a leave, a rejoin) wait, in order, as a Phoenix channel's
+ * mailbox does: at most cfg.max_waiting_msgs per channel and
+ * cfg.max_waiting_bytes on the server, beyond which a message is answered
+ * error {"reason":"unavailable"} at once. A deferred join holds the
+ * channel in the socket's list (counted in max_channels) but subscribes
+ * only when resolved ok. A channel that ends before it is resolved (the
+ * socket closes) gets its terminate callback, even from a deferred join:
+ * the handler must then forget `ch`. Returns 0, PHX_ERR_STATE (not inside
+ * a join or handle_in callback of `ch`, or already deferred) or
+ * PHX_ERR_NOMEM (answer now instead). */
+PHX_EXTERN int phx_channel_defer(phx_channel_t *ch);
+/* Gives a deferred answer: `result` as a join or handle_in callback
+ * returns it (PHX_REPLY_OK, PHX_REPLY_ERROR, PHX_NOREPLY and PHX_STOP for
+ * an event, PHX_CRASH), with `status` (NULL: "ok" / "error" by result) and
+ * `response` (NULL: {}) as the reply, then handles the messages that
+ * waited. A join resolved ok subscribes and replies; pushes may follow.
+ * Returns 0, PHX_ERR_STATE (nothing deferred) or PHX_ERR_CLOSED (the
+ * socket is closing: nothing is sent). */
+PHX_EXTERN int phx_channel_resolve(phx_channel_t *ch, phx_result_t result, const char *status,
+                                   const phx_payload_t *response);
 /* Presence, as Phoenix.Presence (docs/protocol.md, "Presence").
  * phx_presence_track tracks the channel under `key` (a non-empty UTF-8
  * string) with `meta_json` (a JSON object without phx_ref; NULL: {}): in

@@ -2,10 +2,13 @@
 // small and short, then checks the one JSON object it prints on stdout.
 // Figures are checked for presence and sign, never against timings. The
 // cluster options (--url repeated, --publish-url) run against two phxd
-// nodes on a real redis-server, as tests/bench-cluster.sh uses them.
+// nodes on a real redis-server, as tests/bench-cluster.sh uses them. The
+// backend scenario runs against phxd with --backend-url pointing at the
+// bench's own backend (--backend-listen), as tests/bench-backend.sh does.
 import { test, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import net from 'node:net';
 import { startServer, SECRET, withTimeout } from './lib/server.mjs';
 import { waitFor } from './lib/longpoll.mjs';
 import { startRedis } from './lib/redis.mjs';
@@ -187,6 +190,72 @@ test('a socket that is refused is an error, never a counted socket', async () =>
   assert.equal(r.json.errors, 3);
   assert.equal(r.json.error_kinds.handshake, 3);
   assert.match(r.stderr, /403/);
+});
+
+// A free loopback port for the bench's built-in backend (phxd needs its URL first).
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// bench() with the server already started (its channel rule and backend URL).
+function backendBench(extra) {
+  return runBench(['--url', `ws://127.0.0.1:${server.port}/socket`, '--secret-key-base', SECRET,
+    '--server-pid', String(server.proc.pid), '--scenario', 'backend', '--duration', '1',
+    '--settle-ms', '200', '--drain-ms', '3000', ...extra]);
+}
+
+test('backend pushes events that phxd hands to the built-in backend and reports its figures', async () => {
+  const port = await freePort();
+  server = await startServer(['--backend-url', `http://127.0.0.1:${port}/phxd`,
+    '--channel', '"room:*" join=any events=backend']);
+  const r = await backendBench(['--sockets', '4', '--inflight', '2',
+    '--backend-listen', `127.0.0.1:${port}`]);
+  assertClean(r, 4);
+  const j = r.json;
+  assert.equal(j.scenario, 'backend');
+  assert.equal(j.backend_listen, `127.0.0.1:${port}`);
+  assert.equal(j.backend_inflight, 2);
+  assert.ok(j.backend_callbacks > 0);
+  assert.ok(j.backend_callbacks_per_s > 0);
+  // Every push was answered by the built-in backend (nothing outstanding after the drain).
+  assert.equal(j.backend_calls, j.backend_callbacks, r.stderr);
+  assert.equal(j.backend_timed, j.backend_callbacks);
+  for (const k of ['rtt', 'own', 'added']) {
+    for (const p of ['p50', 'p90', 'p99', 'max']) {
+      assert.equal(typeof j[`backend_${k}_${p}_ms`], 'number', `backend_${k}_${p}_ms`);
+    }
+    assert.ok(j[`backend_${k}_p50_ms`] <= j[`backend_${k}_p99_ms`]);
+    assert.ok(j[`backend_${k}_p99_ms`] <= j[`backend_${k}_max_ms`]);
+  }
+  assert.ok(j.backend_added_p50_ms <= j.backend_rtt_p50_ms, 'added is the round trip minus the backend');
+  for (const k of ['backend_calls_per_s', 'backend_cpu_s', 'server_cpu_us_per_callback']) {
+    assert.equal(typeof j[k], 'number', k);
+  }
+  assert.equal(j.echo_per_s, null);
+  assert.match(r.stderr, /callbacks +\d+ replies/);
+
+  // The baseline: phxd answers the same pushes itself (events=reply), no backend anywhere.
+  await server.stop();
+  server = await startServer(['--channel', '"room:*" join=any events=reply']);
+  const base = await backendBench(['--sockets', '2', '--rate', '200']);
+  assertClean(base, 2);
+  assert.ok(base.json.backend_callbacks > 0);
+  assert.equal(typeof base.json.backend_rtt_p99_ms, 'number');
+  assert.equal(base.json.backend_calls, null);
+  assert.equal(base.json.backend_timed, 0);
+  assert.equal(base.json.backend_added_p99_ms, null);
+
+  const bad = spawnSync(BENCH, ['--secret-key-base', SECRET, '--scenario', 'echo',
+    '--backend-listen', `127.0.0.1:${port}`, '--quiet'], { encoding: 'utf8' });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /--backend-listen is for --scenario backend/);
 });
 
 // Two phxd nodes on one real redis-server, as tests/bench-cluster.sh runs them.

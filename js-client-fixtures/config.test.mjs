@@ -210,7 +210,7 @@ const badCases = [
   { name: 'bad log level', env: { PHXD_LOG_LEVEL: 'loud' }, want: 'environment PHXD_LOG_LEVEL: log-level must be error, warn, info or debug' },
   { name: 'bad max-age', file: 'max-age = soon\n', want: ":1: max-age must be seconds or 'infinity'" },
   { name: 'bad check-origin', file: 'check-origin = "ftp:/"\n', want: ':1: check-origin: "ftp:/" is not like https://host' },
-  { name: 'bad channel rule', args: ['--channel', 'room:* join=maybe'], want: 'option --channel: channel rule (room:* join=maybe): join=maybe: join must be any, user or none' },
+  { name: 'bad channel rule', args: ['--channel', 'room:* join=maybe'], want: 'option --channel: channel rule (room:* join=maybe): join=maybe: join must be any, user, none or backend' },
   { name: 'bad channel rule (file)', file: 'channel = "room:*x" join=any\n', want: ":1: channel rule (\"room:*x\" join=any): \"room:*x\": '*' may only end a topic pattern" },
   { name: 'bad socket path', args: ['--socket-path', 'socket'], want: "socket-path must start with '/'" },
   { name: 'queue bounds', args: ['--queue-high-bytes', '2m', '--queue-limit-bytes', '1m'], want: 'queue-high-bytes must not exceed queue-limit-bytes' },

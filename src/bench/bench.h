@@ -3,7 +3,9 @@
  * wslay in client mode, writes), scenario.c owns what they say and when
  * (ramp, hold, fanout, echo, churn, heartbeats, timeouts), report.c prints
  * the figures, main.c parses options and mints tokens. Everything hangs off
- * one phx_bench_t; the loop is single-threaded. */
+ * one phx_bench_t; the loop is single-threaded. The one other thread is the
+ * built-in backend's (minibackend.h, --backend-listen), which shares nothing
+ * with the loop but a few atomic counters. */
 #ifndef PHX_BENCH_H
 #define PHX_BENCH_H
 
@@ -17,6 +19,7 @@
 #include <openssl/evp.h>
 #include <wslay/wslay.h>
 
+#include "minibackend.h"
 #include "mem.h"
 #include "proto.h"
 #include "stats.h"
@@ -27,6 +30,7 @@ typedef enum {
     PHX_BENCH_ECHO,
     PHX_BENCH_CHURN,
     PHX_BENCH_PRESENCE,
+    PHX_BENCH_BACKEND, /* echo's traffic on a channel whose events go to a backend */
 } phx_bench_scenario_t;
 
 /* Error kinds: every failure is counted under one, and `errors` is their
@@ -64,7 +68,9 @@ typedef struct phx_bench_opts {
     const char *token;           /* or one fixed token for every socket */
     const char *params;          /* extra query parameters, already encoded */
     const char *topic;           /* the shared room, default "room:bench" */
-    const char *event;           /* fanout event, default "bench" */
+    const char *event;           /* fanout and backend event, default "bench" */
+    const char *backend_listen;  /* backend: HOST:PORT of the built-in backend, or NULL */
+    uint32_t backend_delay_us;   /* backend: the built-in backend's answer delay */
     const char *vsn;             /* "2.0.0" or "1.0.0" */
     const char *source_ips;      /* "127.0.0.2-127.0.0.9" or a comma list */
     phx_bench_scenario_t scenario;
@@ -73,7 +79,7 @@ typedef struct phx_bench_opts {
     double duration_s;      /* the measured phase */
     int server_pid;         /* 0 = none */
     uint32_t concurrency;   /* handshakes in flight during the ramp */
-    uint32_t window;        /* echo: pings outstanding per socket */
+    uint32_t window;        /* echo: pings outstanding per socket (backend: --inflight) */
     uint32_t payload_bytes; /* padding added to fanout and echo payloads */
     uint32_t timeout_ms;    /* per step: connect+upgrade+join, a reply, a close */
     uint32_t heartbeat_ms;  /* Phoenix heartbeat interval per socket */
@@ -284,6 +290,15 @@ struct phx_bench {
     uint32_t echo_cursor;
     phx_hist_t echo_hist;
 
+    /* backend: the echo counters count the pushes and their replies */
+    phx_bench_backend_t *backend; /* the built-in backend, or NULL */
+    uint64_t backend_timed;       /* replies that carried the backend's own time */
+    phx_hist_t added_hist;        /* per reply: round trip minus the backend's own time */
+    uint64_t be_events_start;     /* the backend's event calls at the measured phase's start */
+    uint64_t be_events_end;       /* ... and end */
+    double be_cpu_start;          /* its thread's CPU at the phase's start */
+    double be_cpu_end;
+
     /* churn */
     uint32_t *idle; /* ring of workers waiting for the rate limit */
     uint32_t idle_head;
@@ -407,7 +422,10 @@ void phx_bench_rest(phx_bench_t *b);
 int phx_fanout_start(phx_bench_t *b);
 void phx_fanout_on_broadcast(phx_bench_conn_t *c, const phx_bench_msg_t *m);
 void phx_echo_start(phx_bench_t *b);
-void phx_echo_on_reply(phx_bench_conn_t *c, const phx_bench_msg_t *m, bool is_ok);
+/* A reply to a ping (echo) or event push (backend); `resp` is its response
+ * (the backend's time is read from its "backend_ns"). */
+void phx_echo_on_reply(phx_bench_conn_t *c, const phx_bench_msg_t *m, bool is_ok,
+                       const phx_bench_span_t *resp);
 void phx_echo_on_closed(phx_bench_conn_t *c);
 void phx_churn_start(phx_bench_t *b);
 void phx_churn_on_ping_reply(phx_bench_conn_t *c, bool is_ok);

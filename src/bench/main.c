@@ -42,15 +42,20 @@ static const char usage_text[] =
     "  --salt S               token salt (default \"user socket\")\n"
     "  --token T              use this token for every socket instead (no user:<id> joins)\n"
     "  --params QS            extra query parameters, URL-encoded (a=1&b=2)\n"
-    "  --scenario NAME        hold | fanout | echo | churn | presence (default hold)\n"
+    "  --scenario NAME        hold | fanout | echo | churn | presence | backend (default hold)\n"
     "                         presence: every socket joins --topic (a presence topic) and\n"
     "                         keeps the set of users present; measures when every view holds\n"
     "                         all of them and the presence messages each socket received\n"
+    "                         backend: every socket joins --topic and pushes --event as echo\n"
+    "                         pushes pings, for a channel whose events a backend answers\n"
+    "                         (phxd: events=backend); reports callbacks/s, the round trip,\n"
+    "                         the backend's own time and the round trip minus it\n"
     "  --sockets N            sockets (churn: concurrent workers) (default 100)\n"
     "  --topic T              the shared room (default room:bench)\n"
-    "  --event E              event the fanout publisher pushes (default bench)\n"
+    "  --event E              event the fanout publisher and backend sockets push (default bench)\n"
     "  --rate R               fanout: broadcasts/s (default 5; 0 = next when the last arrived)\n"
-    "                         echo: pings/s overall (default 0 = each socket keeps --window out)\n"
+    "                         echo, backend: pushes/s overall (default 0 = each socket keeps\n"
+    "                         --window out)\n"
     "                         churn: cycles/s (default 0 = as fast as the workers go)\n"
     "  --duration S           seconds of the measured phase (default 10; presence: the\n"
     "                         longest wait for every view to complete after the ramp)\n"
@@ -58,7 +63,12 @@ static const char usage_text[] =
     "  --source-ips RANGE     bind sockets to rotating source addresses, e.g. 127.0.0.2-127.0.0.9\n"
     "  --vsn V                protocol version sent: 2.0.0 (default) or 1.0.0\n"
     "  --concurrency N        handshakes in flight while ramping up (default 500)\n"
-    "  --window N             echo: pings outstanding per socket (default 1)\n"
+    "  --window N             echo, backend: pushes outstanding per socket (default 1)\n"
+    "  --inflight N           the same as --window\n"
+    "  --backend-listen H:P   backend: run the bench's own minimal backend on HOST:PORT (its\n"
+    "                         own thread); point the server's backend URL at it\n"
+    "  --backend-delay-us US  the built-in backend answers each call US microseconds after\n"
+    "                         its first byte arrived (default 0)\n"
     "  --payload-bytes N      padding added to fanout and echo payloads (default 0)\n"
     "  --timeout-ms MS        limit of one step: connect+join, a reply, a close (default 10000)\n"
     "  --heartbeat-ms MS      Phoenix heartbeat interval per socket (default 30000)\n"
@@ -89,6 +99,8 @@ enum {
     OPT_VSN,
     OPT_CONCURRENCY,
     OPT_WINDOW,
+    OPT_BACKEND_LISTEN,
+    OPT_BACKEND_DELAY,
     OPT_PAYLOAD,
     OPT_TIMEOUT,
     OPT_HEARTBEAT,
@@ -118,6 +130,9 @@ static const struct option long_opts[] = {
     {"vsn", required_argument, NULL, OPT_VSN},
     {"concurrency", required_argument, NULL, OPT_CONCURRENCY},
     {"window", required_argument, NULL, OPT_WINDOW},
+    {"inflight", required_argument, NULL, OPT_WINDOW},
+    {"backend-listen", required_argument, NULL, OPT_BACKEND_LISTEN},
+    {"backend-delay-us", required_argument, NULL, OPT_BACKEND_DELAY},
     {"payload-bytes", required_argument, NULL, OPT_PAYLOAD},
     {"timeout-ms", required_argument, NULL, OPT_TIMEOUT},
     {"heartbeat-ms", required_argument, NULL, OPT_HEARTBEAT},
@@ -220,9 +235,11 @@ static int parse_opts(int argc, char **argv, phx_bench_opts_t *o)
                 o->scenario = PHX_BENCH_CHURN;
             else if (strcmp(optarg, "presence") == 0)
                 o->scenario = PHX_BENCH_PRESENCE;
+            else if (strcmp(optarg, "backend") == 0)
+                o->scenario = PHX_BENCH_BACKEND;
             else
-                return usage_error("bad --scenario '%s' (hold, fanout, echo, churn or presence)",
-                                   optarg);
+                return usage_error(
+                    "bad --scenario '%s' (hold, fanout, echo, churn, presence or backend)", optarg);
             break;
         case OPT_SOCKETS:
             if (!parse_u64(optarg, 1, 10000000, &u))
@@ -271,6 +288,14 @@ static int parse_opts(int argc, char **argv, phx_bench_opts_t *o)
             if (!parse_u64(optarg, 1, MAX_WINDOW, &u))
                 return usage_error("bad --window '%s' (1-1024)", optarg);
             o->window = (uint32_t)u;
+            break;
+        case OPT_BACKEND_LISTEN:
+            o->backend_listen = optarg;
+            break;
+        case OPT_BACKEND_DELAY:
+            if (!parse_u64(optarg, 0, 60000000, &u))
+                return usage_error("bad --backend-delay-us '%s' (0-60000000)", optarg);
+            o->backend_delay_us = (uint32_t)u;
             break;
         case OPT_PAYLOAD:
             if (!parse_u64(optarg, 0, MAX_PAYLOAD_BYTES, &u))
@@ -323,6 +348,10 @@ static int parse_opts(int argc, char **argv, phx_bench_opts_t *o)
     o->url = o->urls[0];
     if (o->publish_url != NULL && o->scenario != PHX_BENCH_FANOUT)
         return usage_error("%s", "--publish-url is for --scenario fanout");
+    if (o->backend_listen != NULL && o->scenario != PHX_BENCH_BACKEND)
+        return usage_error("%s", "--backend-listen is for --scenario backend");
+    if (o->backend_delay_us > 0 && o->backend_listen == NULL)
+        return usage_error("%s", "--backend-delay-us needs --backend-listen");
     if (o->secret_key_base == NULL && o->token == NULL)
         o->secret_key_base = getenv("SECRET_KEY_BASE");
     if (o->secret_key_base == NULL && o->token == NULL)
@@ -416,10 +445,11 @@ static int setup(phx_bench_t *b)
     if (b->conns == NULL || b->rbuf == NULL || b->payload_buf == NULL)
         return PHX_ERR_NOMEM;
     if (phx_hist_init(&b->connect_hist) || phx_hist_init(&b->delivery_hist) ||
-        phx_hist_init(&b->echo_hist) || phx_hist_init(&b->cycle_hist))
+        phx_hist_init(&b->echo_hist) || phx_hist_init(&b->cycle_hist) ||
+        phx_hist_init(&b->added_hist))
         return PHX_ERR_NOMEM;
-    static const phx_conn_role_t roles[] = {PHX_ROLE_HOLD, PHX_ROLE_SUBSCRIBER, PHX_ROLE_ECHO,
-                                            PHX_ROLE_CHURN, PHX_ROLE_PRESENCE};
+    static const phx_conn_role_t roles[] = {PHX_ROLE_HOLD,  PHX_ROLE_SUBSCRIBER, PHX_ROLE_ECHO,
+                                            PHX_ROLE_CHURN, PHX_ROLE_PRESENCE,   PHX_ROLE_ECHO};
     for (uint32_t i = 0; i < b->n_conns; i++) {
         phx_bench_conn_t *c = &b->conns[i];
         c->b = b;
@@ -434,7 +464,7 @@ static int setup(phx_bench_t *b)
         b->publisher->role = PHX_ROLE_PUBLISHER;
         b->publisher->target = b->publish_target;
     }
-    if (o->scenario == PHX_BENCH_ECHO) {
+    if (o->scenario == PHX_BENCH_ECHO || o->scenario == PHX_BENCH_BACKEND) {
         b->echo_ts = phx_calloc((size_t)b->n_conns * o->window, sizeof(*b->echo_ts));
         if (b->echo_ts == NULL)
             return PHX_ERR_NOMEM;
@@ -473,6 +503,9 @@ static void teardown(phx_bench_t *b)
     phx_hist_dispose(&b->delivery_hist);
     phx_hist_dispose(&b->echo_hist);
     phx_hist_dispose(&b->cycle_hist);
+    phx_hist_dispose(&b->added_hist);
+    phx_bench_backend_free(b->backend);
+    b->backend = NULL;
     phx_bench_target_dispose(b);
 }
 
@@ -498,7 +531,7 @@ int main(int argc, char **argv)
         teardown(b);
         return 2;
     }
-    static const char *const names[] = {"hold", "fanout", "echo", "churn", "presence"};
+    static const char *const names[] = {"hold", "fanout", "echo", "churn", "presence", "backend"};
     if (!b->opts.is_quiet) {
         fprintf(stderr, "phxd-bench: %s, %u sockets -> %s", names[b->opts.scenario],
                 b->opts.sockets, b->opts.url);
@@ -522,6 +555,19 @@ int main(int argc, char **argv)
                     t->sockets);
         }
     }
+    if (b->opts.backend_listen != NULL) {
+        rv = phx_bench_backend_start(&b->backend, b->opts.backend_listen, b->opts.backend_delay_us,
+                                     err, sizeof(err));
+        if (rv != 0) {
+            fprintf(stderr, "phxd-bench: %s\n", err);
+            teardown(b);
+            return 2;
+        }
+        if (!b->opts.is_quiet)
+            fprintf(stderr, "phxd-bench: backend listening on %s (port %d), delay %u us\n",
+                    b->opts.backend_listen, phx_bench_backend_port(b->backend),
+                    b->opts.backend_delay_us);
+    }
     uv_loop_t loop;
     if ((rv = uv_loop_init(&loop)) != 0) {
         fprintf(stderr, "phxd-bench: uv_loop_init: %s\n", uv_strerror(rv));
@@ -531,6 +577,8 @@ int main(int argc, char **argv)
     b->loop = &loop;
     phx_bench_run_start(b);
     uv_run(&loop, UV_RUN_DEFAULT);
+    /* The backend's histogram is read only once its thread has ended. */
+    phx_bench_backend_stop(b->backend);
     phx_bench_report(b);
     int close_rv = uv_loop_close(&loop);
     if (close_rv != 0)

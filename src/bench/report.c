@@ -77,7 +77,7 @@ static double secs(uint64_t ns)
 
 static const char *scenario_name(phx_bench_scenario_t s)
 {
-    static const char *const names[] = {"hold", "fanout", "echo", "churn", "presence"};
+    static const char *const names[] = {"hold", "fanout", "echo", "churn", "presence", "backend"};
     return names[s];
 }
 
@@ -102,8 +102,12 @@ typedef struct figures {
     double busy_s, deliveries_per_s, deliveries_per_s_wall;
     uint64_t expected_deliveries;
     target_figures_t per[PHX_BENCH_MAX_URLS + 1];
-    /* echo */
+    /* echo, backend */
     double echo_per_s;
+    /* backend: the built-in backend's event calls per second and its
+     * thread's CPU over the measured phase; server CPU per callback */
+    bool has_be;
+    double be_calls_per_s, be_cpu_s, srv_us_per_callback;
     /* churn */
     double churn_per_s, rss_return_pct;
     /* presence: per client, times from the last join reply */
@@ -252,8 +256,16 @@ static void compute(phx_bench_t *b, figures_t *f)
         if (f->measure_s > 0)
             f->deliveries_per_s_wall = (double)b->deliveries_in_window / f->measure_s;
     }
-    if (b->opts.scenario == PHX_BENCH_ECHO && f->measure_s > 0)
+    bool is_backend = b->opts.scenario == PHX_BENCH_BACKEND;
+    if ((b->opts.scenario == PHX_BENCH_ECHO || is_backend) && f->measure_s > 0)
         f->echo_per_s = (double)b->echo_in_window / f->measure_s;
+    f->has_be = is_backend && b->backend != NULL;
+    if (f->has_be && f->measure_s > 0) {
+        f->be_calls_per_s = (double)(b->be_events_end - b->be_events_start) / f->measure_s;
+        f->be_cpu_s = b->be_cpu_end - b->be_cpu_start;
+    }
+    if (is_backend && f->has_srv && b->echo_in_window > 0)
+        f->srv_us_per_callback = 1e6 * f->srv_cpu_measure_s / (double)b->echo_in_window;
     if (is_churn && f->measure_s > 0)
         f->churn_per_s = (double)b->cycles_in_window / f->measure_s;
     if (b->opts.scenario == PHX_BENCH_PRESENCE)
@@ -331,6 +343,41 @@ static void summary(const phx_bench_t *b, const figures_t *f)
             fprintf(o, "  echo skipped     %" PRIu64 " pings (every window full)\n",
                     b->echo_skipped);
         break;
+    case PHX_BENCH_BACKEND: {
+        const phx_hist_t *rt = &b->echo_hist, *ad = &b->added_hist;
+        fprintf(o,
+                "  callbacks        %" PRIu64
+                " replies, %.0f/s (in flight per socket %u, rate %s); "
+                "round trip p50 %.3f ms, p90 %.3f, p99 %.3f, max %.3f\n",
+                b->echo_replies, f->echo_per_s, op->window, op->rate > 0 ? "fixed" : "as fast",
+                ms(phx_hist_percentile(rt, 50)), ms(phx_hist_percentile(rt, 90)),
+                ms(phx_hist_percentile(rt, 99)), ms(rt->max));
+        if (f->has_be) {
+            const phx_hist_t *own = phx_bench_backend_hist(b->backend);
+            fprintf(o,
+                    "  backend          %" PRIu64 " event calls, %.0f/s, delay %u us, thread cpu "
+                    "%.2f s; its own time p50 %.4f ms, p90 %.4f, p99 %.4f, max %.4f\n",
+                    own->total, f->be_calls_per_s, op->backend_delay_us, f->be_cpu_s,
+                    ms(phx_hist_percentile(own, 50)), ms(phx_hist_percentile(own, 90)),
+                    ms(phx_hist_percentile(own, 99)), ms(own->max));
+        }
+        if (ad->total)
+            fprintf(o,
+                    "  added            round trip minus the backend's own time, per reply "
+                    "(%" PRIu64 " timed): p50 %.3f ms, p90 %.3f, p99 %.3f, max %.3f\n",
+                    b->backend_timed, ms(phx_hist_percentile(ad, 50)),
+                    ms(phx_hist_percentile(ad, 90)), ms(phx_hist_percentile(ad, 99)), ms(ad->max));
+        else
+            fprintf(o, "  added            no reply carried a backend time (\"backend_ns\"): "
+                       "the server answered itself, or another backend\n");
+        if (f->srv_us_per_callback > 0)
+            fprintf(o, "  server per call  %.1f us of server CPU per callback\n",
+                    f->srv_us_per_callback);
+        if (b->echo_skipped)
+            fprintf(o, "  skipped          %" PRIu64 " pushes (every socket's window full)\n",
+                    b->echo_skipped);
+        break;
+    }
     case PHX_BENCH_PRESENCE:
         if (f->has_conv)
             fprintf(o,
@@ -515,6 +562,37 @@ void phx_bench_report(phx_bench_t *b)
     j_num(&j, "echo_p99_ms", ms(phx_hist_percentile(&b->echo_hist, 99)), 3,
           echo && b->echo_hist.total);
     j_num(&j, "echo_max_ms", ms(b->echo_hist.max), 3, echo && b->echo_hist.total);
+    bool be = op->scenario == PHX_BENCH_BACKEND;
+    const phx_hist_t *rt = &b->echo_hist, *ad = &b->added_hist;
+    const phx_hist_t *own = f.has_be ? phx_bench_backend_hist(b->backend) : NULL;
+    bool has_own = own != NULL && own->total > 0;
+    j_str(&j, "backend_listen", be ? op->backend_listen : NULL);
+    j_u64(&j, "backend_delay_us", op->backend_delay_us, f.has_be);
+    j_num(&j, "backend_rate", op->rate, 1, be);
+    j_u64(&j, "backend_inflight", op->window, be);
+    j_u64(&j, "backend_callbacks", b->echo_replies, be);
+    j_num(&j, "backend_callbacks_per_s", f.echo_per_s, 1, be);
+    j_u64(&j, "backend_pushes_skipped", b->echo_skipped, be);
+    j_num(&j, "backend_rtt_p50_ms", ms(phx_hist_percentile(rt, 50)), 4, be && rt->total);
+    j_num(&j, "backend_rtt_p90_ms", ms(phx_hist_percentile(rt, 90)), 4, be && rt->total);
+    j_num(&j, "backend_rtt_p99_ms", ms(phx_hist_percentile(rt, 99)), 4, be && rt->total);
+    j_num(&j, "backend_rtt_max_ms", ms(rt->max), 4, be && rt->total);
+    j_num(&j, "backend_rtt_mean_ms", rt->total ? rt->sum / (double)rt->total / 1e6 : 0, 4,
+          be && rt->total);
+    j_u64(&j, "backend_calls", has_own ? own->total : 0, f.has_be);
+    j_num(&j, "backend_calls_per_s", f.be_calls_per_s, 1, f.has_be);
+    j_num(&j, "backend_cpu_s", f.be_cpu_s, 3, f.has_be);
+    j_num(&j, "backend_own_p50_ms", has_own ? ms(phx_hist_percentile(own, 50)) : 0, 4, has_own);
+    j_num(&j, "backend_own_p90_ms", has_own ? ms(phx_hist_percentile(own, 90)) : 0, 4, has_own);
+    j_num(&j, "backend_own_p99_ms", has_own ? ms(phx_hist_percentile(own, 99)) : 0, 4, has_own);
+    j_num(&j, "backend_own_max_ms", has_own ? ms(own->max) : 0, 4, has_own);
+    j_u64(&j, "backend_timed", b->backend_timed, be);
+    j_num(&j, "backend_added_p50_ms", ms(phx_hist_percentile(ad, 50)), 4, be && ad->total);
+    j_num(&j, "backend_added_p90_ms", ms(phx_hist_percentile(ad, 90)), 4, be && ad->total);
+    j_num(&j, "backend_added_p99_ms", ms(phx_hist_percentile(ad, 99)), 4, be && ad->total);
+    j_num(&j, "backend_added_max_ms", ms(ad->max), 4, be && ad->total);
+    j_num(&j, "server_cpu_us_per_callback", f.srv_us_per_callback, 2,
+          be && f.srv_us_per_callback > 0);
     j_u64(&j, "churn_cycles", b->cycles, churn);
     j_u64(&j, "churn_cycles_mid", b->cycles_mid, churn && b->srv_mid.is_ok);
     j_num(&j, "churn_per_s", f.churn_per_s, 1, churn);

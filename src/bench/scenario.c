@@ -132,6 +132,15 @@ uint64_t phx_bench_user_id(const phx_bench_conn_t *c)
     return c->b->opts.first_id + c->index;
 }
 
+/* The built-in backend's event calls and CPU at a phase boundary. */
+static void sample_backend(phx_bench_t *b, uint64_t *events, double *cpu_s)
+{
+    if (b->backend == NULL)
+        return;
+    *events = phx_bench_backend_events(b->backend);
+    *cpu_s = phx_bench_backend_cpu_s(b->backend);
+}
+
 static void sample_server(phx_bench_t *b, phx_proc_sample_t *out)
 {
     if (b->opts.server_pid <= 0) {
@@ -297,7 +306,7 @@ static void on_reply(phx_bench_conn_t *c, const phx_bench_msg_t *m)
         if (c->role == PHX_ROLE_CHURN)
             phx_churn_on_ping_reply(c, is_ok);
         else if (c->role == PHX_ROLE_ECHO)
-            phx_echo_on_reply(c, m, is_ok);
+            phx_echo_on_reply(c, m, is_ok, &resp);
         else
             phx_bench_error(b, PHX_BENCH_ERR_PROTOCOL, c, "unexpected ping reply");
         return;
@@ -487,6 +496,16 @@ static void progress_on_timer(uv_timer_t *t)
                 el, b->echo_replies, (double)(count - b->last_progress_count) / dt,
                 b->echo_outstanding, errs, srv);
         break;
+    case PHX_BENCH_BACKEND:
+        count = b->echo_replies;
+        fprintf(stderr,
+                "[%6.1fs] backend %" PRIu64 " callbacks (+%.0f/s)  outstanding %" PRIu64
+                "  backend calls %" PRIu64 "  errors %" PRIu64 "%s\n",
+                el, b->echo_replies, (double)(count - b->last_progress_count) / dt,
+                b->echo_outstanding,
+                b->backend != NULL ? phx_bench_backend_events(b->backend) : b->backend_timed, errs,
+                srv);
+        break;
     case PHX_BENCH_PRESENCE:
         count = b->pres_converged;
         fprintf(stderr, "[%6.1fs] presence %u/%u views complete  errors %" PRIu64 "%s\n", el,
@@ -557,6 +576,10 @@ static void measure_start(phx_bench_t *b)
     case PHX_BENCH_ECHO:
         phx_echo_start(b);
         break;
+    case PHX_BENCH_BACKEND:
+        sample_backend(b, &b->be_events_start, &b->be_cpu_start);
+        phx_echo_start(b);
+        break;
     case PHX_BENCH_CHURN:
         phx_churn_start(b);
         break;
@@ -581,6 +604,7 @@ static void measure_end(phx_bench_t *b)
     b->cpu_measure_end = phx_self_cpu_s();
     sample_server(b, &b->srv_measure_end);
     phx_host_sample(&b->host_measure_end);
+    sample_backend(b, &b->be_events_end, &b->be_cpu_end);
     b->phase = PHX_PHASE_DRAIN;
     uv_timer_stop(&b->pace_timer);
     bool is_done;
@@ -589,6 +613,7 @@ static void measure_end(phx_bench_t *b)
         is_done = b->bcasts_complete == b->n_bcasts;
         break;
     case PHX_BENCH_ECHO:
+    case PHX_BENCH_BACKEND:
         is_done = b->echo_outstanding == 0;
         break;
     case PHX_BENCH_CHURN:
@@ -622,6 +647,7 @@ void phx_bench_finish(phx_bench_t *b)
         b->cpu_measure_end = phx_self_cpu_s();
         sample_server(b, &b->srv_measure_end);
         phx_host_sample(&b->host_measure_end);
+        sample_backend(b, &b->be_events_end, &b->be_cpu_end);
     }
     b->phase = PHX_PHASE_DONE;
     b->sockets_final = b->opts.scenario == PHX_BENCH_CHURN ? b->workers_cycled : b->alive;
@@ -640,6 +666,12 @@ void phx_bench_finish(phx_bench_t *b)
                             b->opts.drain_ms);
             b->errors[PHX_BENCH_ERR_MISSING] += missing - 1;
         }
+    }
+    uint64_t bad = b->backend != NULL ? phx_bench_backend_bad(b->backend) : 0;
+    if (bad > 0) {
+        phx_bench_error(b, PHX_BENCH_ERR_PROTOCOL, NULL,
+                        "the built-in backend got %" PRIu64 " requests that were no call", bad);
+        b->errors[PHX_BENCH_ERR_PROTOCOL] += bad - 1;
     }
     if (b->opts.scenario == PHX_BENCH_PRESENCE && b->pres_converged < b->opts.sockets) {
         uint32_t missing = b->opts.sockets - b->pres_converged;

@@ -1,8 +1,11 @@
-/* traffic.c: the measured phase of fanout, echo and churn. Fanout: one
- * publisher socket pushes sequence-numbered, timestamped events at --rate
- * and every subscriber's delivery is checked and timed (also per server
- * when the sockets are spread over several). Echo: sockets keep
- * --window pings outstanding (or --rate pings/s overall). Churn: workers
+/* traffic.c: the measured phase of fanout, echo, backend and churn.
+ * Fanout: one publisher socket pushes sequence-numbered, timestamped events
+ * at --rate and every subscriber's delivery is checked and timed (also per
+ * server when the sockets are spread over several). Echo: sockets keep
+ * --window pings outstanding (or --rate pings/s overall). Backend: the
+ * same with --event pushes, whose replies a backend makes; a reply carrying
+ * the backend's own time ("backend_ns", the built-in backend's) also gives
+ * the round trip minus that time. Churn: workers
  * loop connect, join, ping, leave, close. scenario.c runs the phases and
  * hands replies and broadcasts here. */
 #include "bench.h"
@@ -166,7 +169,8 @@ static int echo_send(phx_bench_conn_t *c)
     char ref[24];
     phx_bench_ref(ref, 'p', c->echo_sent);
     size_t n = phx_bench_payload(b, "n", c->echo_sent, now);
-    int rv = phx_bench_conn_push(c, PHX_JR_ROOM, ref, b->opts.topic, "ping", b->payload_buf, n);
+    const char *event = b->opts.scenario == PHX_BENCH_BACKEND ? b->opts.event : "ping";
+    int rv = phx_bench_conn_push(c, PHX_JR_ROOM, ref, b->opts.topic, event, b->payload_buf, n);
     if (rv != 0)
         return rv;
     b->echo_ts[(size_t)c->index * w + c->echo_sent % w] = now;
@@ -178,7 +182,8 @@ static int echo_send(phx_bench_conn_t *c)
     return 0;
 }
 
-void phx_echo_on_reply(phx_bench_conn_t *c, const phx_bench_msg_t *m, bool is_ok)
+void phx_echo_on_reply(phx_bench_conn_t *c, const phx_bench_msg_t *m, bool is_ok,
+                       const phx_bench_span_t *resp)
 {
     phx_bench_t *b = c->b;
     uint64_t now = uv_hrtime();
@@ -193,7 +198,17 @@ void phx_echo_on_reply(phx_bench_conn_t *c, const phx_bench_msg_t *m, bool is_ok
     if (!is_ok)
         phx_bench_error(b, PHX_BENCH_ERR_REPLY, c, "ping answered with an error");
     uint32_t w = b->opts.window;
-    phx_hist_record(&b->echo_hist, now - b->echo_ts[(size_t)c->index * w + n % w]);
+    uint64_t rtt = now - b->echo_ts[(size_t)c->index * w + n % w];
+    phx_hist_record(&b->echo_hist, rtt);
+    phx_bench_span_t be_ns;
+    uint64_t t;
+    if (b->opts.scenario == PHX_BENCH_BACKEND && resp->p != NULL &&
+        phx_bench_json_get(resp, "backend_ns", &be_ns) && phx_bench_span_u64(&be_ns, &t)) {
+        /* Both clocks are this host's CLOCK_MONOTONIC; the backend's time
+         * lies inside the round trip. */
+        phx_hist_record(&b->added_hist, rtt > t ? rtt - t : 0);
+        b->backend_timed++;
+    }
     c->echo_acked++;
     b->echo_outstanding--;
     b->echo_replies++;

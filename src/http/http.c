@@ -718,6 +718,23 @@ void phx_http_wait(phx_conn_t *c, const phx_http_waiter_t *waiter, void *arg)
     phx_loop_list_touch(c->loop, c, PHX_LIST_POLL);
 }
 
+int phx_http_park(phx_conn_t *c, const phx_http_waiter_t *waiter, void *arg, const uint8_t *rest,
+                  size_t rest_len)
+{
+    if (stash_front(c->http, rest, rest_len) != 0)
+        return PHX_ERR_NOMEM;
+    phx_http_wait(c, waiter, arg);
+    return 0;
+}
+
+uint8_t *phx_http_unpark(phx_conn_t *c, size_t *len)
+{
+    phx_http_unwait(c);
+    c->http->is_waiting = false;
+    *len = 0;
+    return c->http->stash.len ? phx_buf_detach(&c->http->stash, len) : NULL;
+}
+
 void phx_http_unwait(phx_conn_t *c)
 {
     if (c->http == NULL)

@@ -29,13 +29,13 @@ struct phx_http {
     size_t head_bytes;
     size_t max_body_bytes;
     phx_buf_t body;
-    phx_buf_t stash; /* bytes received after the current request */
+    phx_buf_t stash;                      /* bytes received after the current request */
     const struct phx_http_waiter *waiter; /* who answers the pending response */
     void *wait_arg;
-    const struct phx_router *router;      /* the listener's routes */
-    bool pause_on_head;  /* stop after the head so the route can judge the body */
-    bool is_head_paused; /* stopped there; phx_http_continue resumes */
-    size_t *body_held;   /* body bytes held by every parser sharing the budget */
+    const struct phx_router *router; /* the listener's routes */
+    bool pause_on_head;              /* stop after the head so the route can judge the body */
+    bool is_head_paused;             /* stopped there; phx_http_continue resumes */
+    size_t *body_held;               /* body bytes held by every parser sharing the budget */
     size_t body_held_max;
 };
 
@@ -145,6 +145,15 @@ typedef struct phx_http_waiter {
 void phx_http_wait(phx_conn_t *c, const phx_http_waiter_t *waiter, void *arg);
 /* The wait ends (the response is about to be written). */
 void phx_http_unwait(phx_conn_t *c);
+/* phx_http_wait for a request that is not answered over HTTP yet (a
+ * WebSocket upgrade whose connect step answers later): the bytes already
+ * read after it are kept for the next layer. Returns 0, or PHX_ERR_NOMEM
+ * (nothing is waiting). */
+int phx_http_park(phx_conn_t *c, const phx_http_waiter_t *waiter, void *arg, const uint8_t *rest,
+                  size_t rest_len);
+/* Ends a parked wait and hands back the bytes kept after the request
+ * (owned by the caller, NULL when none). The request stays readable. */
+uint8_t *phx_http_unpark(phx_conn_t *c, size_t *len);
 /* The `arg` of the wait of `c`, or NULL. */
 void *phx_http_waiting_for(const phx_conn_t *c);
 /* Frees the HTTP state (after an upgrade, or on close). */

@@ -1,18 +1,23 @@
 /* tls.c: OpenSSL with memory BIOs (see tls.h). */
 #include "tls.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "log.h"
 #include "phx.h"
 
 struct phx_tls_ctx {
     SSL_CTX *ctx;
+    bool is_verifying; /* client: peers' certificates are checked */
 };
 
 struct phx_tls {
@@ -70,6 +75,55 @@ fail:
     return NULL;
 }
 
+/* Loads OpenSSL's default CA file. Its default directory is the fallback
+ * only: certificates there are read during handshakes, on the loop. */
+static int load_default_cas(SSL_CTX *ctx)
+{
+    const char *env = getenv(X509_get_default_cert_file_env());
+    const char *file = env && *env ? env : X509_get_default_cert_file();
+    if (SSL_CTX_load_verify_locations(ctx, file, NULL) == 1)
+        return 1;
+    ERR_clear_error();
+    PHX_LOG_WARN("event=tls_ca_file_missing file=%s fallback=default_paths", file);
+    return SSL_CTX_set_default_verify_paths(ctx);
+}
+
+phx_tls_ctx_t *phx_tls_client_ctx_new(const char *ca_file, bool verify, char *err)
+{
+    phx_tls_ctx_t *c = phx_calloc(1, sizeof(*c));
+    if (c == NULL) {
+        snprintf(err, PHX_ERR_LEN, "out of memory");
+        return NULL;
+    }
+    c->ctx = SSL_CTX_new(TLS_client_method());
+    if (c->ctx == NULL) {
+        last_error(err, "cannot create a TLS context", NULL);
+        goto fail;
+    }
+    SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(c->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_mode(c->ctx, SSL_MODE_RELEASE_BUFFERS);
+    c->is_verifying = verify;
+    if (!verify) {
+        SSL_CTX_set_verify(c->ctx, SSL_VERIFY_NONE, NULL);
+        return c;
+    }
+    SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
+    if (ca_file != NULL && SSL_CTX_load_verify_locations(c->ctx, ca_file, NULL) != 1) {
+        last_error(err, "cannot load the CA file", ca_file);
+        goto fail;
+    }
+    if (ca_file == NULL && load_default_cas(c->ctx) != 1) {
+        last_error(err, "cannot load OpenSSL's default CAs", NULL);
+        goto fail;
+    }
+    return c;
+fail:
+    ERR_clear_error();
+    phx_tls_ctx_free(c);
+    return NULL;
+}
+
 void phx_tls_ctx_free(phx_tls_ctx_t *c)
 {
     if (c == NULL)
@@ -78,7 +132,8 @@ void phx_tls_ctx_free(phx_tls_ctx_t *c)
     phx_free(c);
 }
 
-phx_tls_t *phx_tls_new(phx_tls_ctx_t *ctx)
+/* A session with its memory BIOs, in neither role yet. */
+static phx_tls_t *session_new(phx_tls_ctx_t *ctx)
 {
     phx_tls_t *t = phx_calloc(1, sizeof(*t));
     if (t == NULL)
@@ -94,7 +149,44 @@ phx_tls_t *phx_tls_new(phx_tls_ctx_t *ctx)
         return NULL;
     }
     SSL_set_bio(t->ssl, t->rbio, t->wbio);
-    SSL_set_accept_state(t->ssl);
+    return t;
+}
+
+phx_tls_t *phx_tls_new(phx_tls_ctx_t *ctx)
+{
+    phx_tls_t *t = session_new(ctx);
+    if (t != NULL)
+        SSL_set_accept_state(t->ssl);
+    return t;
+}
+
+static bool is_ip_literal(const char *name)
+{
+    unsigned char a[16];
+    return inet_pton(AF_INET, name, a) == 1 || inet_pton(AF_INET6, name, a) == 1;
+}
+
+phx_tls_t *phx_tls_client_new(phx_tls_ctx_t *ctx, const char *server_name)
+{
+    phx_tls_t *t = session_new(ctx);
+    if (t == NULL)
+        return NULL;
+    SSL_set_connect_state(t->ssl);
+    int ok = 1;
+    if (is_ip_literal(server_name)) {
+        /* RFC 6066: no SNI for addresses; the certificate names the IP. */
+        if (ctx->is_verifying)
+            ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), server_name);
+    } else {
+        ok = SSL_set_tlsext_host_name(t->ssl, server_name);
+        if (ok == 1 && ctx->is_verifying)
+            ok = SSL_set1_host(t->ssl, server_name);
+    }
+    if (ok != 1) {
+        ERR_clear_error();
+        phx_tls_free(t);
+        return NULL;
+    }
     return t;
 }
 
@@ -157,6 +249,14 @@ int phx_tls_feed(phx_tls_t *t, const uint8_t *data, size_t len, uint8_t *scratch
             if (ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_HTTP_REQUEST)
                 answer_plain_http(t);
             ERR_clear_error();
+            if (!SSL_is_server(t->ssl)) {
+                long v = SSL_get_verify_result(t->ssl);
+                if (v != X509_V_OK) {
+                    PHX_LOG_DEBUG("event=tls_verify_failed reason=\"%s\"",
+                                  X509_verify_cert_error_string(v));
+                    return PHX_ERR_AUTH;
+                }
+            }
             return PHX_ERR_PROTO;
         }
         t->is_ready = true;

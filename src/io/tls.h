@@ -2,7 +2,8 @@
  * tcp.c feeds it the ciphertext it reads and gets plaintext back; whatever
  * the layers above send is encrypted at once (so records leave in the order
  * OpenSSL made them) and the ciphertext is written by tcp.c's usual path.
- * http.c and everything above never know it is there. */
+ * http.c and everything above never know it is there. The same sessions
+ * serve the client side (http/client.c calling an https:// backend). */
 #ifndef PHX_TLS_H
 #define PHX_TLS_H
 
@@ -25,8 +26,25 @@ phx_tls_ctx_t *phx_tls_ctx_new(const char *cert_file, const char *key_file, char
  * (this is what lets a reload swap contexts under open connections). */
 void phx_tls_ctx_free(phx_tls_ctx_t *ctx);
 
+/* A context for client sessions. With `verify`, peers must present a
+ * certificate chain to a CA of `ca_file` (a PEM bundle) or, when it is NULL,
+ * of OpenSSL's default CA file ($SSL_CERT_FILE or the build's default; its
+ * default directory, looked up during handshakes, only when that file cannot
+ * be loaded). The file is read synchronously: at startup. Without `verify`
+ * nothing is loaded and any certificate is accepted (tests). TLS 1.2 and
+ * 1.3, no renegotiation, no compression. Returns an owned context (free it
+ * with phx_tls_ctx_free) or NULL with one line in `err` (PHX_ERR_LEN). */
+phx_tls_ctx_t *phx_tls_client_ctx_new(const char *ca_file, bool verify, char *err);
+
 /* A server-side TLS session for one connection. NULL when out of memory. */
 phx_tls_t *phx_tls_new(phx_tls_ctx_t *ctx);
+/* A client-side TLS session (ctx from phx_tls_client_ctx_new) to
+ * `server_name` (borrowed): a host name is sent as SNI and, when the context
+ * verifies, must match the certificate; an IP literal (IPv6 without
+ * brackets) is not sent as SNI and, when verifying, must be one of the
+ * certificate's IP addresses. The first phx_tls_feed (with no bytes, once
+ * connected) makes the ClientHello. NULL when out of memory. */
+phx_tls_t *phx_tls_client_new(phx_tls_ctx_t *ctx, const char *server_name);
 void phx_tls_free(phx_tls_t *t);
 
 /* Feeds `len` bytes of ciphertext. Every piece of plaintext that becomes
@@ -35,7 +53,8 @@ void phx_tls_free(phx_tls_t *t);
  * early when `deliver` returns false. Returns 0, 1 when the peer sent
  * close_notify, or PHX_ERR_PROTO on a TLS error (the connection must close;
  * an alert may be pending in the output, or, when the peer spoke plain HTTP
- * to the TLS port, a plain-text 400 saying to use https://). */
+ * to the TLS port, a plain-text 400 saying to use https://). A client
+ * session whose peer's certificate fails verification gets PHX_ERR_AUTH. */
 int phx_tls_feed(phx_tls_t *t, const uint8_t *data, size_t len, uint8_t *scratch,
                  size_t scratch_cap, bool (*deliver)(void *arg, uint8_t *p, size_t n), void *arg);
 /* Encrypts `len` bytes of plaintext (records go to the pending output).

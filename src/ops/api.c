@@ -106,14 +106,7 @@ bool phx_api_key_ok(const phx_config_t *cfg, const char *authorization)
     return ok;
 }
 
-/* One message to broadcast: the topic and event decoded, the payload either
- * a span of the body (JSON) or the decoded payload_base64 in `bin`. */
-typedef struct api_msg {
-    phx_buf_t topic, event, bin;
-    phx_payload_t payload;
-} api_msg_t;
-
-static void api_msg_dispose(api_msg_t *m)
+void phx_api_msg_dispose(phx_api_msg_t *m)
 {
     phx_buf_dispose(&m->topic);
     phx_buf_dispose(&m->event);
@@ -182,7 +175,8 @@ static void refuse_unknown(phx_conn_t *c, const char *where, const phx_json_span
 /* Reads one message (the body of a single broadcast, or one element of a
  * batch's "messages") into `m`. Returns NULL, or why it is refused; an
  * unknown field is reported through *unknown (and "" is returned). */
-static const char *parse_msg(const uint8_t *obj, size_t len, api_msg_t *m, phx_json_span_t *unknown)
+const char *phx_api_msg_parse(const uint8_t *obj, size_t len, phx_api_msg_t *m,
+                              phx_json_span_t *unknown)
 {
     phx_json_span_t raw;
     m->payload = (phx_payload_t){(const uint8_t *)"{}", 2, false};
@@ -234,7 +228,7 @@ static const char *parse_msg(const uint8_t *obj, size_t len, api_msg_t *m, phx_j
     return NULL;
 }
 
-static int send_msg(phx_endpoint_t *ep, const api_msg_t *m)
+int phx_api_msg_send(phx_endpoint_t *ep, const phx_api_msg_t *m)
 {
     return phx_endpoint_broadcast(ep, (const char *)m->topic.data, m->topic.len,
                                   (const char *)m->event.data, &m->payload, 0, 0);
@@ -242,15 +236,15 @@ static int send_msg(phx_endpoint_t *ep, const api_msg_t *m)
 
 static void broadcast_one(phx_endpoint_t *ep, phx_conn_t *c, uint8_t *body, size_t len)
 {
-    api_msg_t m = {0};
+    phx_api_msg_t m = {0};
     phx_json_span_t key;
-    const char *why = parse_msg(body, len, &m, &key);
+    const char *why = phx_api_msg_parse(body, len, &m, &key);
     if (why && *why == '\0') {
         refuse_unknown(c, "", &key);
     } else if (why) {
         bad_request(c, why);
     } else {
-        int n = send_msg(ep, &m);
+        int n = phx_api_msg_send(ep, &m);
         if (n < 0) {
             bad_request(c, "payload cannot be encoded");
         } else {
@@ -260,7 +254,7 @@ static void broadcast_one(phx_endpoint_t *ep, phx_conn_t *c, uint8_t *body, size
             reply(c, 202, resp);
         }
     }
-    api_msg_dispose(&m);
+    phx_api_msg_dispose(&m);
 }
 
 /* {"messages":[...]}: every message is read and checked first; only a
@@ -289,7 +283,7 @@ static void broadcast_batch(phx_endpoint_t *ep, phx_conn_t *c, uint8_t *body, si
         bad_request(c, why);
         return;
     }
-    api_msg_t *msgs = phx_calloc(count, sizeof(*msgs));
+    phx_api_msg_t *msgs = phx_calloc(count, sizeof(*msgs));
     if (msgs == NULL) {
         reply(c, 503, NULL);
         return;
@@ -301,7 +295,7 @@ static void broadcast_batch(phx_endpoint_t *ep, phx_conn_t *c, uint8_t *body, si
         if (el.type != PHX_JSON_OBJECT)
             why = "must be an object";
         else
-            why = parse_msg(el.p, el.len, &msgs[i], &key);
+            why = phx_api_msg_parse(el.p, el.len, &msgs[i], &key);
         if (why == NULL)
             i++;
     }
@@ -317,7 +311,7 @@ static void broadcast_batch(phx_endpoint_t *ep, phx_conn_t *c, uint8_t *body, si
         long long recipients = 0;
         size_t failed = 0;
         for (i = 0; i < count; i++) {
-            int n = send_msg(ep, &msgs[i]);
+            int n = phx_api_msg_send(ep, &msgs[i]);
             if (n < 0)
                 failed++;
             else
@@ -338,7 +332,7 @@ static void broadcast_batch(phx_endpoint_t *ep, phx_conn_t *c, uint8_t *body, si
         }
     }
     for (size_t k = 0; k < count; k++)
-        api_msg_dispose(&msgs[k]);
+        phx_api_msg_dispose(&msgs[k]);
     phx_free(msgs);
 }
 

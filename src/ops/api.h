@@ -22,6 +22,7 @@
 
 #include "endpoint.h"
 #include "http.h"
+#include "json.h"
 #include "phx.h"
 #include "tcp.h"
 
@@ -39,5 +40,25 @@ void phx_api_request(phx_endpoint_t *ep, phx_conn_t *c, const char *path, size_t
  * length of the configured key show in the timing. False when no key is
  * configured. */
 bool phx_api_key_ok(const phx_config_t *cfg, const char *authorization);
+
+/* One message to broadcast: the topic and event decoded, the payload either
+ * a span of the body (JSON) or the decoded payload_base64 in `bin`. */
+typedef struct phx_api_msg {
+    phx_buf_t topic, event, bin;
+    phx_payload_t payload;
+} phx_api_msg_t;
+
+/* Reads one message ({"topic","event","payload"} or "payload_base64"; the
+ * body of a single broadcast, one element of a batch's "messages", one
+ * broadcast of a backend's answer) from the validated object `obj` into
+ * `m` (its payload span points into `obj`). Returns NULL, or why it is
+ * refused; an unknown field is reported through *unknown (and "" is
+ * returned). Dispose `m` either way. */
+const char *phx_api_msg_parse(const uint8_t *obj, size_t len, phx_api_msg_t *m,
+                              phx_json_span_t *unknown);
+void phx_api_msg_dispose(phx_api_msg_t *m);
+/* Broadcasts a parsed message from the server side (no sender, may
+ * disconnect). Returns the local recipients or a negative code. */
+int phx_api_msg_send(phx_endpoint_t *ep, const phx_api_msg_t *m);
 
 #endif /* PHX_API_H */

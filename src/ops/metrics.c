@@ -13,6 +13,7 @@
 #include "http.h"
 #include "longpoll.h"
 #include "presence.h"
+#include "presence_cluster.h"
 #include "pubsub.h"
 #include "redis.h"
 
@@ -113,6 +114,49 @@ static int metric(phx_buf_t *out, const char *name, const char *type, const char
                           name, value);
 }
 
+/* Backend callbacks: calls by type and outcome (the types and outcomes
+ * seen so far), latency, in flight, queued, breakers. */
+static int backend_metrics(const phx_stats_t *st, phx_buf_t *out)
+{
+    int rv = phx_buf_printf(out, "# HELP phxd_backend_calls_total Backend calls by type and "
+                                 "outcome.\n"
+                                 "# TYPE phxd_backend_calls_total counter\n");
+    for (int t = 0; t < PHX_BCALL_COUNT; t++)
+        for (int o = 0; o < PHX_BOUT_COUNT; o++)
+            if (st->backend_calls[t][o] || o == PHX_BOUT_OK)
+                rv |= phx_buf_printf(out,
+                                     "phxd_backend_calls_total{type=\"%s\",outcome=\"%s\"} %llu\n",
+                                     phx_bcall_name((phx_bcall_t)t), phx_bout_name((phx_bout_t)o),
+                                     (unsigned long long)st->backend_calls[t][o]);
+    rv |= phx_buf_printf(out, "# HELP phxd_backend_call_seconds Time from a backend call to its "
+                              "answer (or failure).\n"
+                              "# TYPE phxd_backend_call_seconds histogram\n");
+    unsigned long long cum = 0;
+    for (int b = 0; b < PHX_BACKEND_BUCKETS; b++) {
+        cum += st->backend_hist[b];
+        rv |= phx_buf_printf(out, "phxd_backend_call_seconds_bucket{le=\"%g\"} %llu\n",
+                             (double)phx_backend_bucket_us(b) / 1e6, cum);
+    }
+    cum += st->backend_hist[PHX_BACKEND_BUCKETS];
+    rv |= phx_buf_printf(out,
+                         "phxd_backend_call_seconds_bucket{le=\"+Inf\"} %llu\n"
+                         "phxd_backend_call_seconds_sum %.6f\n"
+                         "phxd_backend_call_seconds_count %llu\n",
+                         cum, st->backend_sum_s, (unsigned long long)st->backend_count);
+    rv |= metric(out, "phxd_backend_inflight", "gauge", "Backend calls waiting for their answer.",
+                 st->backend_inflight);
+    rv |= metric(out, "phxd_backend_queued", "gauge",
+                 "Backend calls waiting for a free connection.", st->backend_queued);
+    rv |= metric(out, "phxd_backend_breakers_open", "gauge",
+                 "Backend URLs whose circuit breaker fails calls at once (open or half-open).",
+                 st->backend_breakers_open);
+    rv |= metric(out, "phxd_backend_breaker_trips_total", "counter",
+                 "Times a backend circuit breaker opened.", st->backend_breaker_trips);
+    rv |= metric(out, "phxd_backend_leave_batches_total", "counter",
+                 "Batch calls that carried several leaves.", st->backend_leave_batches);
+    return rv;
+}
+
 /* The cluster backend's state and counts, labelled with the node name
  * (which --node-name restricts to characters a label may hold). */
 static int redis_metrics(const phx_redis_t *r, phx_buf_t *out)
@@ -137,6 +181,12 @@ static int redis_metrics(const phx_redis_t *r, phx_buf_t *out)
         {"phxd_redis_subscribe_commands_total", "counter",
          "SUBSCRIBE commands sent (topic subscriptions are batched per loop turn).",
          offsetof(phx_redis_stats_t, subscribe_cmds)},
+        {"phxd_redis_node_messages_published_total", "counter",
+         "Node messages (Presence replication) published to Redis (answered).",
+         offsetof(phx_redis_stats_t, node_published)},
+        {"phxd_redis_node_messages_dropped_total", "counter",
+         "Node messages not published: Redis down, output over the cap, or lost in flight.",
+         offsetof(phx_redis_stats_t, node_dropped)},
         {"phxd_phoenix_pubsub_delivered_total", "counter",
          "Broadcasts from Phoenix.PubSub (Elixir nodes) delivered here.",
          offsetof(phx_redis_stats_t, pps_delivered)},
@@ -168,6 +218,71 @@ static int redis_metrics(const phx_redis_t *r, phx_buf_t *out)
     return rv;
 }
 
+typedef struct peer_out {
+    phx_buf_t *out;
+    const char *node;
+    int rv;
+} peer_out_t;
+
+static void peer_row(void *arg, const char *peer, size_t metas)
+{
+    peer_out_t *po = arg;
+    po->rv |= phx_buf_printf(po->out, "phxd_presences_remote{node=\"%s\",peer=\"%s\"} %zu\n",
+                             po->node, peer, metas);
+}
+
+/* Presence across the cluster (presence_cluster.h): what this node holds
+ * for each other node, the nodes it knows alive, and its replication
+ * messages. Node names are --node-name's characters, safe in a label. */
+static int cluster_presence_metrics(const phx_metrics_t *m, const char *node, phx_buf_t *out)
+{
+    const phx_pcluster_t *c = phx_presence_cluster(m->ep->presence);
+    const phx_pcluster_stats_t *st = phx_pcluster_stats(c);
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } rows[] = {
+        {"phxd_presence_messages_in_total", "Presence replication messages from other nodes.",
+         offsetof(phx_pcluster_stats_t, msgs_in)},
+        {"phxd_presence_messages_out_total", "Presence replication messages sent.",
+         offsetof(phx_pcluster_stats_t, msgs_out)},
+        {"phxd_presence_messages_dropped_total",
+         "Presence replication messages dropped: malformed, over the bounds, unsendable.",
+         offsetof(phx_pcluster_stats_t, dropped)},
+        {"phxd_presence_remote_refused_total",
+         "Other nodes' presence joins refused by the presence bounds.",
+         offsetof(phx_pcluster_stats_t, refused)},
+        {"phxd_presence_state_requests_total", "Whole states asked of other nodes.",
+         offsetof(phx_pcluster_stats_t, state_reqs)},
+        {"phxd_presence_states_sent_total", "Whole states sent to other nodes.",
+         offsetof(phx_pcluster_stats_t, states_sent)},
+        {"phxd_presence_nodes_down_total",
+         "Nodes declared down after 12 s of silence (their presences left).",
+         offsetof(phx_pcluster_stats_t, nodes_down)},
+        {"phxd_presence_goodbyes_total", "Nodes that left cleanly (their presences left).",
+         offsetof(phx_pcluster_stats_t, goodbyes)},
+    };
+    int rv = phx_buf_printf(out,
+                            "# HELP phxd_cluster_nodes Other nodes known alive (heard from within "
+                            "12 s).\n"
+                            "# TYPE phxd_cluster_nodes gauge\n"
+                            "phxd_cluster_nodes{node=\"%s\"} %zu\n"
+                            "# HELP phxd_presences_remote Presence metas held for another node.\n"
+                            "# TYPE phxd_presences_remote gauge\n",
+                            node, phx_pcluster_node_count(c));
+    peer_out_t po = {out, node, 0};
+    phx_pcluster_foreach_node(c, peer_row, &po);
+    rv |= po.rv;
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        uint64_t v;
+        memcpy(&v, (const char *)st + rows[i].off, sizeof(v));
+        rv |= phx_buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s{node=\"%s\"} %llu\n",
+                             rows[i].name, rows[i].help, rows[i].name, rows[i].name, node,
+                             (unsigned long long)v);
+    }
+    return rv;
+}
+
 int phx_metrics_render(const phx_metrics_t *m, phx_buf_t *out)
 {
     const phx_loop_t *loop = m->loop;
@@ -181,8 +296,10 @@ int phx_metrics_render(const phx_metrics_t *m, phx_buf_t *out)
                          "phxd_build_info{version=\"%s\"%s%s%s} 1\n",
                          phx_version(), redis ? ",node=\"" : "", redis ? phx_redis_node(redis) : "",
                          redis ? "\"" : "");
-    if (redis)
+    if (redis) {
         rv |= redis_metrics(redis, out);
+        rv |= cluster_presence_metrics(m, phx_redis_node(redis), out);
+    }
     rv |= phx_buf_printf(out,
                          "# HELP phxd_connections Open connections by transport.\n"
                          "# TYPE phxd_connections gauge\n"
@@ -195,7 +312,8 @@ int phx_metrics_render(const phx_metrics_t *m, phx_buf_t *out)
     rv |= metric(out, "phxd_topics", "gauge", "Topics with subscribers or socket ids.",
                  phx_pubsub_topic_count(m->ep->pubsub));
     rv |= metric(out, "phxd_presences", "gauge",
-                 "Presence metas tracked (one per tracked channel).", st->presences);
+                 "Presence metas tracked for this node's channels (one per tracked channel).",
+                 st->presences);
     rv |= metric(out, "phxd_presence_topics", "gauge", "Topics with presences or a pending diff.",
                  phx_presence_topic_count(m->ep->presence));
     rv |= metric(out, "phxd_presence_diffs_total", "counter", "presence_diff broadcasts sent.",
@@ -266,6 +384,7 @@ int phx_metrics_render(const phx_metrics_t *m, phx_buf_t *out)
                          "phxd_broadcast_fanout_seconds_sum %.6f\n"
                          "phxd_broadcast_fanout_seconds_count %llu\n",
                          cum, st->fanout_sum_s, (unsigned long long)st->fanout_count);
+    rv |= backend_metrics(st, out);
     rv |= metric(out, "phxd_draining", "gauge", "1 while the server drains.",
                  loop->is_draining || loop->is_stopping);
     return rv ? PHX_ERR_NOMEM : 0;

@@ -70,21 +70,123 @@ static bool is_own_join_ref(const phx_channel_t *ch, const phx_field_t *f)
     return !ch->join_ref_is_null && ref_equals(&ch->own_ref, f);
 }
 
+/* ---- deferred answers: the messages that wait for them ---- */
+
+/* A client message kept until the channel's deferred answer comes: a
+ * copy of the decoded message, its fields pointing into `bytes`. */
+typedef struct phx_waiting {
+    struct phx_waiting *next;
+    phx_msg_t m;
+    size_t size; /* counted in ep->waiting_bytes */
+    uint8_t bytes[];
+} phx_waiting_t;
+
+struct phx_chan_wait {
+    char *topic_name;   /* a joining channel's name, while the wait holds its slot */
+    phx_ref_t ref;      /* the deferred message's ref and join_ref, as sent */
+    phx_ref_t join_ref; /* (the reply's) */
+    bool is_join;
+    bool is_parked; /* its callback returned PHX_DEFER */
+    uint32_t count;
+    phx_waiting_t *head;
+    phx_waiting_t **tail;
+};
+
+static void waiting_free(phx_endpoint_t *ep, phx_waiting_t *w)
+{
+    ep->waiting_bytes -= w->size;
+    phx_free(w);
+}
+
+static void wait_free(phx_endpoint_t *ep, struct phx_chan_wait *w)
+{
+    if (w == NULL)
+        return;
+    while (w->head) {
+        phx_waiting_t *next = w->head->next;
+        waiting_free(ep, w->head);
+        w->head = next;
+    }
+    phx_free(w->topic_name);
+    phx_free(w->ref.bytes);
+    phx_free(w->join_ref.bytes);
+    phx_free(w);
+}
+
+/* Takes the wait off the channel (the name goes back to its slot). */
+static struct phx_chan_wait *wait_take(phx_channel_t *ch)
+{
+    if (!ch->has_wait)
+        return NULL;
+    struct phx_chan_wait *w = ch->wait;
+    ch->has_wait = false;
+    ch->topic_name = w->topic_name;
+    w->topic_name = NULL;
+    return w;
+}
+
+static phx_field_t field_copy(uint8_t **at, const phx_field_t *f)
+{
+    phx_field_t out = *f;
+    if (f->len) {
+        memcpy(*at, f->p, f->len);
+        out.p = *at;
+        *at += f->len;
+    }
+    return out;
+}
+
+/* Keeps `m` at the end of the channel's waiting messages. Returns 0, or
+ * PHX_ERR_LIMIT beyond max_waiting_msgs / max_waiting_bytes. */
+static int wait_push(phx_channel_t *ch, const phx_msg_t *m)
+{
+    phx_endpoint_t *ep = ch->sock->ep;
+    struct phx_chan_wait *w = ch->wait;
+    size_t n = m->join_ref.len + m->ref.len + m->topic.len + m->event.len + m->payload_len;
+    size_t size = sizeof(phx_waiting_t) + n;
+    if (w->count >= (uint32_t)ep->cfg->max_waiting_msgs ||
+        ep->waiting_bytes + size > ep->cfg->max_waiting_bytes)
+        return PHX_ERR_LIMIT;
+    phx_waiting_t *q = phx_malloc(size);
+    if (q == NULL)
+        return PHX_ERR_LIMIT;
+    uint8_t *at = q->bytes;
+    q->next = NULL;
+    q->size = size;
+    q->m.join_ref = field_copy(&at, &m->join_ref);
+    q->m.ref = field_copy(&at, &m->ref);
+    q->m.topic = field_copy(&at, &m->topic);
+    q->m.event = field_copy(&at, &m->event);
+    q->m.payload = at;
+    if (m->payload_len)
+        memcpy(at, m->payload, m->payload_len);
+    q->m.payload_len = m->payload_len;
+    q->m.is_binary = m->is_binary;
+    *w->tail = q;
+    w->tail = &q->next;
+    w->count++;
+    ep->waiting_bytes += size;
+    return 0;
+}
+
 /* ---- channel objects ---- */
 
 static const char *chan_topic(const phx_channel_t *ch, size_t *len)
 {
     if (ch->sub.topic)
         return phx_topic_name(ch->sub.topic, len);
+    const char *name = ch->has_wait ? ch->wait->topic_name : ch->topic_name;
     if (len)
-        *len = strlen(ch->topic_name);
-    return ch->topic_name;
+        *len = strlen(name);
+    return name;
 }
 
 static void chan_free(phx_channel_t *ch)
 {
     if (ch->presence)
         phx_presence_end(ch); /* the leave diff (or the pending track dropped) */
+    if (ch->has_wait)
+        wait_free(ch->sock->ep, wait_take(ch));
     phx_free(ch->own_ref.bytes);
     phx_free(ch->topic_name);
     phx_free(ch);
@@ -125,6 +227,9 @@ static void chan_end(phx_channel_t *ch, const char *reason)
     const phx_route_t *route = chan_route(ch);
     if (was_live && route->handler->terminate)
         route->handler->terminate(ch, reason, route->user);
+    /* A deferred answer will never come: what waited for it goes. */
+    if (ch->has_wait)
+        wait_free(s->ep, wait_take(ch));
     /* Keep the name for messages sent after unsubscribing. */
     if (ch->sub.topic && ch->topic_name == NULL) {
         size_t len;
@@ -267,6 +372,82 @@ static phx_join_refuse_t handler_refusal(const phx_reply_t *r)
     return is_unauthorized ? PHX_JOIN_REFUSE_UNAUTHORIZED : PHX_JOIN_REFUSE_HANDLER;
 }
 
+static void link_chan(phx_socket_t *s, phx_channel_t *ch)
+{
+    ch->next = s->channels;
+    s->channels = ch;
+    s->nchannels++;
+}
+
+/* Runs a join or handle_in callback with the message it answers noted
+ * for phx_channel_defer. */
+static void dispatching(phx_endpoint_t *ep, const phx_msg_t *m, phx_channel_t *ch,
+                        const phx_msg_t **prev_m, phx_channel_t **prev_ch)
+{
+    *prev_m = ep->dispatching;
+    *prev_ch = ep->dispatching_ch;
+    ep->dispatching = m;
+    ep->dispatching_ch = ch;
+}
+
+/* After a callback: whether it deferred its answer (it asked with
+ * phx_channel_defer and returned PHX_DEFER). A deferral asked for and not
+ * returned is dropped; PHX_DEFER without asking is a crash. */
+static bool deferred(phx_channel_t *ch, phx_result_t *res)
+{
+    if (*res == PHX_DEFER && ch->has_wait && !ch->wait->is_parked) {
+        ch->wait->is_parked = true;
+        return true;
+    }
+    if (ch->has_wait && !ch->wait->is_parked)
+        wait_free(ch->sock->ep, wait_take(ch));
+    if (*res == PHX_DEFER)
+        *res = PHX_CRASH;
+    return false;
+}
+
+/* The end of a join whose callback answered `res` with `reply`: subscribe
+ * and reply ok, or reply the refusal and free the channel. `linked`: the
+ * channel is in the socket's list already (a deferred join). */
+static void join_finish(phx_socket_t *s, phx_channel_t *ch, phx_result_t res, phx_reply_t *reply,
+                        phx_field_t join_ref, phx_field_t ref, bool linked)
+{
+    phx_endpoint_t *ep = s->ep;
+    phx_field_t topic = topic_field(ch); /* ch->topic_name: valid until the channel changes */
+    if (res == PHX_REPLY_OK &&
+        phx_pubsub_subscribe(ep->pubsub, &ch->sub, ch->topic_name, topic.len) != 0)
+        res = PHX_CRASH;
+    if (res == PHX_REPLY_OK) {
+        phx_free(ch->topic_name);
+        ch->topic_name = NULL;
+        ch->state = PHX_CHAN_JOINED;
+        topic = topic_field(ch);
+        ep->loop->stats.joined_channels++;
+        ep->loop->stats.joins++;
+        join_log(s, topic, NULL);
+        if (!linked)
+            link_chan(s, ch);
+        send_reply_obj(s, join_ref, ref, topic, reply, "ok");
+        /* After the reply, as Phoenix's after_join: the track goes in and
+         * presence_state follows (on every join, rejoins too). */
+        if (ch->presence || ch->wants_presence)
+            phx_presence_joined(ch);
+        return;
+    }
+    join_refused(s, topic, res == PHX_CRASH ? PHX_JOIN_REFUSE_CRASHED : handler_refusal(reply));
+    if (res == PHX_CRASH) {
+        send_reply(s, join_ref, ref, topic, "error", "{\"reason\":\"join crashed\"}");
+    } else {
+        if (reply->status[0] == '\0')
+            phx_reply_set_status(reply, "error");
+        send_reply_obj(s, join_ref, ref, topic, reply, "error");
+    }
+    if (linked)
+        unlink_chan(s, ch);
+    ch->state = PHX_CHAN_CLOSED;
+    chan_free(ch);
+}
+
 static void join(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *old)
 {
     phx_endpoint_t *ep = s->ep;
@@ -317,47 +498,22 @@ static void join(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *old)
     ch->state = PHX_CHAN_JOINING;
     phx_reply_t reply = {0};
     phx_payload_t params = {m->payload, m->payload_len, m->is_binary};
+    const phx_msg_t *prev_m;
+    phx_channel_t *prev_ch;
+    dispatching(ep, m, ch, &prev_m, &prev_ch);
     phx_result_t res = route->handler->join(ch, ch->topic_name, &params, &reply, route->user);
+    ep->dispatching = prev_m;
+    ep->dispatching_ch = prev_ch;
     if (s->is_closing) {
         /* The join callback closed the socket. */
         phx_buf_dispose(&reply.payload);
         chan_free(ch);
         goto done;
     }
-    if (res == PHX_REPLY_OK) {
-        if (phx_pubsub_subscribe(ep->pubsub, &ch->sub, ch->topic_name, topic.len) != 0) {
-            phx_buf_dispose(&reply.payload);
-            chan_free(ch);
-            join_refused(s, topic, PHX_JOIN_REFUSE_CRASHED);
-            send_reply(s, m->join_ref, m->ref, topic, "error", "{\"reason\":\"join crashed\"}");
-            goto done;
-        }
-        phx_free(ch->topic_name);
-        ch->topic_name = NULL;
-        ch->state = PHX_CHAN_JOINED;
-        ep->loop->stats.joined_channels++;
-        ep->loop->stats.joins++;
-        join_log(s, topic, NULL);
-        ch->next = s->channels;
-        s->channels = ch;
-        s->nchannels++;
-        send_reply_obj(s, m->join_ref, m->ref, topic, &reply, "ok");
-        /* After the reply, as Phoenix's after_join: the track goes in and
-         * presence_state follows (on every join, rejoins too). */
-        if (ch->presence || ch->wants_presence)
-            phx_presence_joined(ch);
-    } else {
-        join_refused(s, topic,
-                     res == PHX_CRASH ? PHX_JOIN_REFUSE_CRASHED : handler_refusal(&reply));
-        if (res == PHX_CRASH) {
-            send_reply(s, m->join_ref, m->ref, topic, "error", "{\"reason\":\"join crashed\"}");
-        } else {
-            if (reply.status[0] == '\0')
-                phx_reply_set_status(&reply, "error");
-            send_reply_obj(s, m->join_ref, m->ref, topic, &reply, "error");
-        }
-        chan_free(ch);
-    }
+    if (deferred(ch, &res))
+        link_chan(s, ch); /* waits in JOINING for phx_channel_resolve */
+    else
+        join_finish(s, ch, res, &reply, m->join_ref, m->ref, false);
     phx_buf_dispose(&reply.payload);
 done:
     if (old) {
@@ -427,6 +583,34 @@ static void refresh(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *ch)
     send_reply(s, own, m->ref, topic, "ok", json);
 }
 
+/* The end of a handle_in whose callback answered `res` with `reply` to
+ * the message of `ref`. */
+static void event_finish(phx_socket_t *s, phx_channel_t *ch, phx_result_t res,
+                         const phx_reply_t *reply, phx_field_t ref)
+{
+    phx_field_t topic = topic_field(ch);
+    switch (res) {
+    case PHX_REPLY_OK:
+    case PHX_REPLY_ERROR:
+        send_reply_obj(s, phx_ref_field(&ch->own_ref), ref, topic, reply,
+                       res == PHX_REPLY_OK ? "ok" : "error");
+        break;
+    case PHX_NOREPLY:
+        break;
+    case PHX_STOP:
+        if (reply->is_set || reply->status[0])
+            send_reply_obj(s, phx_ref_field(&ch->own_ref), ref, topic, reply, "ok");
+        chan_lifecycle(ch, topic, "phx_close", empty_object);
+        chan_end(ch, "stop");
+        break;
+    case PHX_CRASH:
+    default:
+        chan_lifecycle(ch, topic, "phx_error", "{\"reason\":\"channel_crash\"}");
+        chan_end(ch, "crash");
+        break;
+    }
+}
+
 static void event(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *ch)
 {
     if (ch == NULL) {
@@ -449,7 +633,12 @@ static void event(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *ch)
         char *name = phx_strndup((const char *)m->event.p, m->event.len);
         if (name) {
             phx_payload_t payload = {m->payload, m->payload_len, m->is_binary};
+            const phx_msg_t *prev_m;
+            phx_channel_t *prev_ch;
+            dispatching(s->ep, m, ch, &prev_m, &prev_ch);
             res = h->handle_in(ch, name, &payload, &reply, route->user);
+            s->ep->dispatching = prev_m;
+            s->ep->dispatching_ch = prev_ch;
             phx_free(name);
         }
     }
@@ -457,34 +646,30 @@ static void event(phx_socket_t *s, const phx_msg_t *m, phx_channel_t *ch)
         phx_buf_dispose(&reply.payload);
         return;
     }
-    phx_field_t topic = topic_field(ch);
-    switch (res) {
-    case PHX_REPLY_OK:
-    case PHX_REPLY_ERROR:
-        send_reply_obj(s, phx_ref_field(&ch->own_ref), m->ref, topic, &reply,
-                       res == PHX_REPLY_OK ? "ok" : "error");
-        break;
-    case PHX_NOREPLY:
-        break;
-    case PHX_STOP:
-        if (reply.is_set || reply.status[0])
-            send_reply_obj(s, phx_ref_field(&ch->own_ref), m->ref, topic, &reply, "ok");
-        chan_lifecycle(ch, topic, "phx_close", empty_object);
-        chan_end(ch, "stop");
-        break;
-    case PHX_CRASH:
-    default:
-        chan_lifecycle(ch, topic, "phx_error", "{\"reason\":\"channel_crash\"}");
-        chan_end(ch, "crash");
-        break;
-    }
+    if (!deferred(ch, &res))
+        event_finish(s, ch, res, &reply, m->ref);
     phx_buf_dispose(&reply.payload);
+}
+
+/* A client message for a channel whose deferred answer has not come: it
+ * waits, or is answered "unavailable" beyond the bounds. */
+static void wait_or_refuse(phx_socket_t *s, phx_channel_t *ch, const phx_msg_t *m)
+{
+    if (wait_push(ch, m) == 0)
+        return;
+    static const char unavailable[] = "{\"reason\":\"unavailable\"}";
+    if (phx_field_eq(&m->event, "phx_join"))
+        send_reply(s, m->join_ref, m->ref, m->topic, "error", unavailable);
+    else
+        send_reply(s, phx_ref_field(&ch->own_ref), m->ref, m->topic, "error", unavailable);
 }
 
 void phx_channel_dispatch(phx_socket_t *s, const phx_msg_t *m)
 {
     phx_channel_t *ch = find(s, &m->topic);
-    if (phx_field_eq(&m->event, "phx_join"))
+    if (ch && ch->has_wait)
+        wait_or_refuse(s, ch, m);
+    else if (phx_field_eq(&m->event, "phx_join"))
         join(s, m, ch);
     else if (phx_field_eq(&m->event, "phx_leave"))
         leave(s, m, ch);
@@ -567,6 +752,84 @@ int phx_channel_broadcast_from(phx_channel_t *ch, const char *event_name,
                                const phx_payload_t *payload)
 {
     return chan_broadcast(ch, event_name, payload, ch);
+}
+
+int phx_channel_defer(phx_channel_t *ch)
+{
+    phx_endpoint_t *ep = ch->sock->ep;
+    const phx_msg_t *m = ep->dispatching;
+    if (m == NULL || ep->dispatching_ch != ch || ch->has_wait)
+        return PHX_ERR_STATE;
+    struct phx_chan_wait *w = phx_calloc(1, sizeof(*w));
+    if (w == NULL || ref_copy(&w->ref, &m->ref) != 0 || ref_copy(&w->join_ref, &m->join_ref) != 0) {
+        wait_free(ep, w);
+        return PHX_ERR_NOMEM;
+    }
+    w->is_join = ch->state == PHX_CHAN_JOINING;
+    w->tail = &w->head;
+    w->topic_name = ch->topic_name; /* the wait takes the name's slot */
+    ch->wait = w;
+    ch->has_wait = true;
+    return 0;
+}
+
+int phx_channel_resolve(phx_channel_t *ch, phx_result_t result, const char *status,
+                        const phx_payload_t *response)
+{
+    return phx_channel_resolve_then(ch, result, status, response, NULL, NULL);
+}
+
+bool phx_channel_refs(const phx_channel_t *ch, phx_field_t *join_ref, phx_field_t *ref)
+{
+    const phx_endpoint_t *ep = ch->sock->ep;
+    if (ep->dispatching == NULL || ep->dispatching_ch != ch)
+        return false;
+    *join_ref = ep->dispatching->join_ref;
+    *ref = ep->dispatching->ref;
+    return true;
+}
+
+int phx_channel_resolve_then(phx_channel_t *ch, phx_result_t result, const char *status,
+                             const phx_payload_t *response, void (*after)(phx_channel_t *, void *),
+                             void *arg)
+{
+    if (!ch->has_wait || !ch->wait->is_parked)
+        return PHX_ERR_STATE;
+    phx_socket_t *s = ch->sock;
+    if (s->is_closing)
+        return PHX_ERR_CLOSED; /* the channel ends with its socket */
+    phx_endpoint_t *ep = s->ep;
+    struct phx_chan_wait *w = wait_take(ch);
+    phx_reply_t reply = {0};
+    if ((response && phx_reply_set(&reply, response) != 0) ||
+        (status && phx_reply_set_status(&reply, status) != 0))
+        result = PHX_CRASH;
+    if (result == PHX_DEFER)
+        result = PHX_CRASH;
+    phx_socket_hold(s);
+    if (w->is_join) {
+        if (result != PHX_REPLY_OK && result != PHX_REPLY_ERROR)
+            result = PHX_CRASH;
+        join_finish(s, ch, result, &reply, phx_ref_field(&w->join_ref), phx_ref_field(&w->ref),
+                    true);
+        if (after && result == PHX_REPLY_OK && !s->is_closing)
+            after(ch, arg); /* joined: pushes follow the reply */
+    } else {
+        event_finish(s, ch, result, &reply, phx_ref_field(&w->ref));
+    }
+    phx_buf_dispose(&reply.payload);
+    /* The messages that waited, in order; each may defer again, and those
+     * after it then wait for that answer. */
+    while (w->head && !s->is_closing) {
+        phx_waiting_t *q = w->head;
+        w->head = q->next;
+        w->count--;
+        phx_channel_dispatch(s, &q->m);
+        waiting_free(ep, q);
+    }
+    wait_free(ep, w);
+    phx_socket_release(s);
+    return 0;
 }
 
 /* A broadcast reaches a channel: sent in its socket's wire format, the

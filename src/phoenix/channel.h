@@ -34,9 +34,13 @@ struct phx_channel {
     uint8_t state;
     bool join_ref_is_null; /* the phx_join had no join_ref */
     bool wants_presence;   /* gets presence_state after each join */
+    bool has_wait;         /* `wait` holds a deferred answer (and the name while joining) */
     uint16_t route;        /* index of its route in the endpoint's (stable when routes grow) */
     void *data;
-    char *topic_name; /* only while not subscribed (joining) */
+    union {
+        char *topic_name;           /* only while not subscribed (joining) */
+        struct phx_chan_wait *wait; /* with has_wait: a deferred answer and what waits for it */
+    };
     /* The join_ref as the phx_join sent it, or the join's ref when that was
      * null (then join_ref_is_null): the ref of this instance's replies. */
     phx_ref_t own_ref;
@@ -57,5 +61,15 @@ void phx_channel_dispatch(phx_socket_t *s, const phx_msg_t *m);
 void phx_channel_close_all(phx_socket_t *s, const char *reason);
 
 phx_field_t phx_ref_field(const phx_ref_t *r);
+
+/* Inside a join or handle_in callback of `ch`: the join_ref and ref of the
+ * message it handles (borrowed for the call). False elsewhere. */
+bool phx_channel_refs(const phx_channel_t *ch, phx_field_t *join_ref, phx_field_t *ref);
+/* phx_channel_resolve, running `after(ch, arg)` once a deferred join has
+ * been answered ok (its reply sent) and before the messages that waited
+ * are handled: what the join's answer pushes goes out in its place. */
+int phx_channel_resolve_then(phx_channel_t *ch, phx_result_t result, const char *status,
+                             const phx_payload_t *response, void (*after)(phx_channel_t *, void *),
+                             void *arg);
 
 #endif /* PHX_CHANNEL_H */

@@ -212,6 +212,8 @@ int phx_endpoint_check_origin(phx_endpoint_t *ep, phx_conn_t *c, const char *tra
 int phx_endpoint_connect(phx_endpoint_t *ep, phx_connect_t *ci)
 {
     int rv = phx_connect_run(ci);
+    if (rv == PHX_ERR_AGAIN)
+        return rv; /* deferred: ci->deferred answers later */
     return rv == 0 ? 0 : phx_endpoint_refused(ep, ci, rv);
 }
 

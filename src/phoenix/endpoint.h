@@ -45,6 +45,12 @@ typedef struct phx_endpoint {
     size_t nroutes;
     phx_expiry_t expiry;      /* sockets' token expiries (cfg.expire_sockets) */
     phx_presence_t *presence; /* Phoenix.Presence of this loop (presence.h) */
+    /* The client message whose join or handle_in callback is running (what
+     * phx_channel_defer keeps), and the bytes of the messages waiting for
+     * deferred answers (cfg.max_waiting_bytes). */
+    const struct phx_msg *dispatching;
+    phx_channel_t *dispatching_ch;
+    size_t waiting_bytes;
 } phx_endpoint_t;
 
 /* Sets up `ep` on `loop` with `cfg` (both kept by pointer): the PubSub,
@@ -71,7 +77,8 @@ int phx_endpoint_check_origin(phx_endpoint_t *ep, phx_conn_t *c, const char *tra
  * the transport adds: an authToken). Returns 0 when admitted, or the HTTP
  * status the transport answers: 400 (undecodable query), 403 (refused:
  * vsn, token, callback), 503 (out of memory). Refusals are counted by
- * reason; `ci` is disposed on refusal. */
+ * reason; `ci` is disposed on refusal. PHX_ERR_AGAIN: the callback
+ * answers later through ci->deferred (phx_connect_park). */
 int phx_endpoint_connect(phx_endpoint_t *ep, phx_connect_t *ci);
 /* A connect step that failed with `rv` before or in phx_connect_run
  * (PHX_ERR_INVALID: 400; PHX_ERR_NOMEM: 503; anything else: 403 for

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "base64.h"
 #include "channel.h"
@@ -19,10 +18,13 @@
 #include "list.h"
 #include "log.h"
 #include "loop.h"
+#include "presence_cluster.h"
+#include "presence_msg.h"
+#include "pubsub.h"
 #include "socket.h"
 #include "utf8.h"
 
-#define REF_MAX 24
+#define REF_MAX (PHX_PMSG_REF_MAX + 1)
 
 /* ---- a small chained hash map of named nodes ---- */
 
@@ -104,7 +106,7 @@ typedef struct pkey pkey_t;
 struct phx_pmeta {
     ptopic_t *topic; /* NULL while pending (the join callback) */
     pkey_t *key;
-    phx_channel_t *ch;
+    phx_channel_t *ch; /* NULL: another node's (an rmeta_t) */
     char *pending_key; /* the key while pending */
     char *meta;        /* the caller's object, minified */
     size_t meta_len;
@@ -144,14 +146,26 @@ struct ptopic {
     bool is_dirty;
 };
 
+/* Another node's meta: in its topic and key as a local one is, and in its
+ * source's list. */
+typedef struct rmeta {
+    phx_pmeta_t m;
+    phx_link_t link;
+    phx_presence_src_t *src;
+    uint32_t gen;
+} rmeta_t;
+
+_Static_assert(offsetof(rmeta_t, m) == 0, "meta_free frees an rmeta_t through its meta");
+
 struct phx_presence {
     phx_endpoint_t *ep;
+    phx_pcluster_t *cluster;
     hmap_t topics;
     ptopic_t *dirty, *dirty_tail;
-    size_t nmetas;
+    size_t nmetas;  /* every meta, other nodes' included */
+    size_t nremote; /* other nodes' */
     uint64_t seq;
     uint32_t counter;
-    uint16_t salt;
     bool is_flushing;
 };
 
@@ -160,18 +174,21 @@ static phx_presence_t *of(const phx_channel_t *ch)
     return ch->sock->ep->presence;
 }
 
-/* A phx_ref: URL-safe base64 of 6 bytes of time (µs), 2 of a per-process
- * salt and 4 of a counter: unique per process and track, 16 characters. */
+/* A phx_ref: URL-safe base64 of 6 bytes of time (µs), 3 of a hash of the
+ * node's name (in a cluster; of "" alone) and 3 of a counter: unique per
+ * node and track (a restart has another time), 16 characters as Phoenix's. */
 static void make_ref(phx_presence_t *p, char out[REF_MAX])
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
     uint32_t c = ++p->counter;
-    uint8_t raw[12] = {(uint8_t)(us >> 40),     (uint8_t)(us >> 32), (uint8_t)(us >> 24),
-                       (uint8_t)(us >> 16),     (uint8_t)(us >> 8),  (uint8_t)us,
-                       (uint8_t)(p->salt >> 8), (uint8_t)p->salt,    (uint8_t)(c >> 24),
-                       (uint8_t)(c >> 16),      (uint8_t)(c >> 8),   (uint8_t)c};
+    const char *node = phx_pubsub_node_name(p->ep->pubsub);
+    uint32_t nh = hash_of(node ? node : "", node ? strlen(node) : 0);
+    uint8_t raw[12] = {(uint8_t)(us >> 40), (uint8_t)(us >> 32), (uint8_t)(us >> 24),
+                       (uint8_t)(us >> 16), (uint8_t)(us >> 8),  (uint8_t)us,
+                       (uint8_t)(nh >> 16), (uint8_t)(nh >> 8),  (uint8_t)nh,
+                       (uint8_t)(c >> 16),  (uint8_t)(c >> 8),   (uint8_t)c};
     phx_buf_t b = {0};
     if (phx_base64url_encode(&b, raw, sizeof(raw)) == 0 && b.len < REF_MAX) {
         memcpy(out, b.data, b.len);
@@ -298,7 +315,27 @@ static void meta_free(phx_pmeta_t *m)
 {
     phx_free(m->pending_key);
     phx_free(m->meta);
+    /* A local meta or an rmeta_t, which starts with its meta. */
     phx_free(m);
+}
+
+/* The op that tells the other nodes of a local meta's join or leave. */
+static void note_op(phx_presence_t *p, int kind, const phx_pmeta_t *m)
+{
+    phx_pmsg_op_t op = {
+        .kind = kind,
+        .topic = m->topic->node.name,
+        .topic_len = m->topic->node.len,
+        .key = m->key->node.name,
+        .key_len = m->key->node.len,
+        .ref = m->ref,
+        .ref_len = strlen(m->ref),
+        .prev_ref = m->prev_ref,
+        .prev_ref_len = strlen(m->prev_ref),
+        .meta = m->meta,
+        .meta_len = m->meta_len,
+    };
+    phx_pcluster_note(p->cluster, &op);
 }
 
 /* Takes `m` out of its key (and the key out of the topic when it was its
@@ -311,7 +348,10 @@ static void detach(phx_presence_t *p, phx_pmeta_t *m)
     k->metas[m->index]->index = m->index;
     t->nmetas--;
     p->nmetas--;
-    p->ep->loop->stats.presences--;
+    if (m->ch)
+        p->ep->loop->stats.presences--;
+    else
+        p->nremote--;
     if (k->n == 0) {
         hmap_remove(&t->keys, &k->node);
         t->order[k->index] = t->order[--t->nkeys];
@@ -327,6 +367,8 @@ static void detach(phx_presence_t *p, phx_pmeta_t *m)
 static void leave_meta(phx_presence_t *p, phx_pmeta_t *m)
 {
     ptopic_t *t = m->topic;
+    if (m->ch)
+        note_op(p, PHX_PMSG_LEAVE, m);
     if (m->join_rec >= 0 && (uint32_t)m->join_rec < t->nrecs && m->join_seq > t->state_seq) {
         t->recs[m->join_rec].is_dead = true;
     } else if (add_rec(p, t, false, m) != 0) {
@@ -335,12 +377,10 @@ static void leave_meta(phx_presence_t *p, phx_pmeta_t *m)
     detach(p, m);
 }
 
-/* Inserts a pending meta into its topic. */
-static int commit(phx_presence_t *p, phx_pmeta_t *m, const char *topic, size_t tlen)
+/* Inserts a pending meta (its key in m->pending_key, taken) into its
+ * topic, and records its join. */
+static int insert(phx_presence_t *p, phx_pmeta_t *m, ptopic_t *t)
 {
-    ptopic_t *t = topic_get(p, topic, tlen, true);
-    if (t == NULL)
-        return PHX_ERR_NOMEM;
     size_t klen = strlen(m->pending_key);
     hnode_t *kn = hmap_find(&t->keys, m->pending_key, klen);
     pkey_t *k = kn ? PHX_CONTAINER_OF(kn, pkey_t, node) : NULL;
@@ -388,7 +428,10 @@ static int commit(phx_presence_t *p, phx_pmeta_t *m, const char *topic, size_t t
     k->metas[k->n++] = m;
     t->nmetas++;
     p->nmetas++;
-    p->ep->loop->stats.presences++;
+    if (m->ch)
+        p->ep->loop->stats.presences++;
+    else
+        p->nremote++;
     phx_free(m->pending_key);
     m->pending_key = NULL;
     m->join_seq = ++p->seq;
@@ -399,6 +442,18 @@ static int commit(phx_presence_t *p, phx_pmeta_t *m, const char *topic, size_t t
 nomem:
     topic_maybe_free(p, t);
     return PHX_ERR_NOMEM;
+}
+
+/* Inserts a pending local meta into its topic and tells the other nodes. */
+static int commit(phx_presence_t *p, phx_pmeta_t *m, const char *topic, size_t tlen)
+{
+    ptopic_t *t = topic_get(p, topic, tlen, true);
+    if (t == NULL)
+        return PHX_ERR_NOMEM;
+    int rv = insert(p, m, t);
+    if (rv == 0)
+        note_op(p, PHX_PMSG_JOIN, m);
+    return rv;
 }
 
 static const char *refusal_log(const phx_channel_t *ch, const char *key, const char *why)
@@ -599,6 +654,168 @@ void phx_presence_joined(phx_channel_t *ch)
         phx_presence_sync(ch);
 }
 
+/* ---- other nodes' presences (presence_cluster.c) ---- */
+
+static phx_pmeta_t *find_meta(phx_presence_t *p, const phx_presence_src_t *src,
+                              const phx_pmsg_op_t *op, ptopic_t **tp)
+{
+    ptopic_t *t = topic_get(p, op->topic, op->topic_len, false);
+    hnode_t *kn = t ? hmap_find(&t->keys, op->key, op->key_len) : NULL;
+    *tp = t;
+    if (kn == NULL)
+        return NULL;
+    pkey_t *k = PHX_CONTAINER_OF(kn, pkey_t, node);
+    for (uint32_t i = 0; i < k->n; i++) {
+        phx_pmeta_t *m = k->metas[i];
+        if (m->ch == NULL && PHX_CONTAINER_OF(m, rmeta_t, m)->src == src &&
+            strlen(m->ref) == op->ref_len && memcmp(m->ref, op->ref, op->ref_len) == 0)
+            return m;
+    }
+    return NULL;
+}
+
+int phx_presence_remote_join(phx_presence_t *p, phx_presence_src_t *src, const phx_pmsg_op_t *op)
+{
+    const phx_config_t *cfg = p->ep->cfg;
+    ptopic_t *t;
+    phx_pmeta_t *old = find_meta(p, src, op, &t);
+    if (old) {
+        PHX_CONTAINER_OF(old, rmeta_t, m)->gen = src->gen;
+        return 0;
+    }
+    /* The bounds of a local track apply to the merged view; a message
+     * from another node is checked as a client's input is. */
+    if (op->topic_len > cfg->max_topic_bytes || op->key_len > cfg->max_topic_bytes ||
+        op->meta_len > cfg->presence_max_meta_bytes || op->ref_len >= REF_MAX ||
+        op->prev_ref_len >= REF_MAX)
+        return PHX_ERR_LIMIT;
+    if (cfg->presence_max_remote > 0 && p->nremote >= (size_t)cfg->presence_max_remote)
+        return PHX_ERR_LIMIT;
+    hnode_t *kn = t ? hmap_find(&t->keys, op->key, op->key_len) : NULL;
+    pkey_t *k = kn ? PHX_CONTAINER_OF(kn, pkey_t, node) : NULL;
+    if (t && k == NULL && cfg->presence_max_keys > 0 &&
+        t->nkeys >= (uint32_t)cfg->presence_max_keys)
+        return PHX_ERR_LIMIT;
+    if (k && cfg->presence_max_metas > 0 && k->n >= (uint32_t)cfg->presence_max_metas)
+        return PHX_ERR_LIMIT;
+    rmeta_t *r = phx_calloc(1, sizeof(*r));
+    if (r == NULL)
+        return PHX_ERR_NOMEM;
+    phx_pmeta_t *m = &r->m;
+    m->join_rec = -1;
+    if ((m->meta = phx_strndup(op->meta, op->meta_len)) == NULL ||
+        (m->pending_key = phx_strndup(op->key, op->key_len)) == NULL) {
+        meta_free(m);
+        return PHX_ERR_NOMEM;
+    }
+    /* Checked by the decoder; minified so that it renders as ours do. */
+    phx_json_limits_t lim = {.max_depth = (uint32_t)cfg->max_json_depth};
+    if (phx_json_minify((uint8_t *)m->meta, op->meta_len, &lim, &m->meta_len) != 0) {
+        meta_free(m);
+        return PHX_ERR_LIMIT;
+    }
+    m->meta[m->meta_len] = '\0';
+    memcpy(m->ref, op->ref, op->ref_len);
+    memcpy(m->prev_ref, op->prev_ref, op->prev_ref_len);
+    if (t == NULL && (t = topic_get(p, op->topic, op->topic_len, true)) == NULL) {
+        meta_free(m);
+        return PHX_ERR_NOMEM;
+    }
+    int rv = insert(p, m, t);
+    if (rv != 0) {
+        meta_free(m);
+        return rv;
+    }
+    r->src = src;
+    r->gen = src->gen;
+    phx_list_append(&src->metas, &r->link);
+    return 0;
+}
+
+/* A remote meta leaves (its diff recorded) and is freed. */
+static void remote_drop(phx_presence_t *p, phx_pmeta_t *m)
+{
+    rmeta_t *r = PHX_CONTAINER_OF(m, rmeta_t, m);
+    ptopic_t *t = m->topic;
+    phx_list_unlink(&r->src->metas, &r->link);
+    leave_meta(p, m);
+    topic_maybe_free(p, t);
+    meta_free(m);
+}
+
+int phx_presence_remote_leave(phx_presence_t *p, phx_presence_src_t *src, const phx_pmsg_op_t *op)
+{
+    ptopic_t *t;
+    phx_pmeta_t *m = find_meta(p, src, op, &t);
+    if (m == NULL)
+        return PHX_ERR_NOTFOUND;
+    remote_drop(p, m);
+    return 0;
+}
+
+size_t phx_presence_remote_sweep(phx_presence_t *p, phx_presence_src_t *src, bool all)
+{
+    size_t n = 0;
+    phx_link_t *l = src->metas.head;
+    while (l) {
+        phx_link_t *next = l->next;
+        rmeta_t *r = PHX_CONTAINER_OF(l, rmeta_t, link);
+        if (all || r->gen != src->gen) {
+            remote_drop(p, &r->m);
+            n++;
+        }
+        l = next;
+    }
+    return n;
+}
+
+void phx_presence_foreach_local(phx_presence_t *p, void (*fn)(void *arg, const phx_pmsg_op_t *op),
+                                void *arg)
+{
+    for (size_t i = 0; i < p->topics.nb; i++) {
+        for (hnode_t *n = p->topics.b[i]; n; n = n->next) {
+            ptopic_t *t = PHX_CONTAINER_OF(n, ptopic_t, node);
+            for (uint32_t k = 0; k < t->nkeys; k++) {
+                pkey_t *key = t->order[k];
+                for (uint32_t j = 0; j < key->n; j++) {
+                    phx_pmeta_t *m = key->metas[j];
+                    if (m->ch == NULL)
+                        continue;
+                    phx_pmsg_op_t op = {
+                        .kind = PHX_PMSG_JOIN,
+                        .topic = t->node.name,
+                        .topic_len = t->node.len,
+                        .key = key->node.name,
+                        .key_len = key->node.len,
+                        .ref = m->ref,
+                        .ref_len = strlen(m->ref),
+                        .prev_ref = m->prev_ref,
+                        .prev_ref_len = strlen(m->prev_ref),
+                        .meta = m->meta,
+                        .meta_len = m->meta_len,
+                    };
+                    fn(arg, &op);
+                }
+            }
+        }
+    }
+}
+
+size_t phx_presence_local_count(const phx_presence_t *p)
+{
+    return p->nmetas - p->nremote;
+}
+
+size_t phx_presence_remote_count(const phx_presence_t *p)
+{
+    return p->nremote;
+}
+
+phx_pcluster_t *phx_presence_cluster(const phx_presence_t *p)
+{
+    return p->cluster;
+}
+
 /* ---- lists and diffs ---- */
 
 static int append_key(phx_buf_t *out, const char *key, size_t len)
@@ -707,7 +924,15 @@ static void flush_topic(phx_presence_t *p, ptopic_t *t)
     if (n && build_diff(recs, n, &b, &is_empty) == 0 && !is_empty) {
         phx_payload_t pl = {b.data, b.len, false};
         p->ep->loop->stats.presence_diffs++;
-        phx_endpoint_broadcast(p->ep, t->node.name, t->node.len, "presence_diff", &pl, 0, 0);
+        /* To this node's subscribers only: every node computes the diffs
+         * of the whole cluster's changes for its own (presence_cluster.h),
+         * so a diff crossing to another node would arrive twice. */
+        phx_bcast_t bc = {.topic = t->node.name,
+                          .topic_len = t->node.len,
+                          .event = "presence_diff",
+                          .event_len = 13,
+                          .payload = &pl};
+        phx_pubsub_deliver(p->ep->pubsub, &bc);
     }
     phx_buf_dispose(&b);
     free_recs(recs, n);
@@ -746,12 +971,16 @@ void phx_presence_flush(phx_presence_t *p)
 
 static uint64_t on_deadline(void *arg, uint64_t now)
 {
-    return flush_due(arg, now, false);
+    phx_presence_t *p = arg;
+    uint64_t next = flush_due(p, now, false);
+    uint64_t tick = phx_pcluster_tick(p->cluster, now);
+    return tick && (next == 0 || tick < next) ? tick : next;
 }
 
 static void before_flush(void *arg)
 {
     phx_presence_t *p = arg;
+    phx_pcluster_before_flush(p->cluster);
     if (p->ep->cfg->presence_diff_ms <= 0 && p->dirty)
         flush_due(p, 0, true);
 }
@@ -764,9 +993,11 @@ int phx_presence_new(phx_presence_t **out, phx_endpoint_t *ep)
     if (p == NULL)
         return PHX_ERR_NOMEM;
     p->ep = ep;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    p->salt = (uint16_t)(hash_of((const char *)&ts, sizeof(ts)) ^ (uint32_t)getpid());
+    int rv = phx_pcluster_new(&p->cluster, p, ep);
+    if (rv != 0) {
+        phx_free(p);
+        return rv;
+    }
     phx_loop_hook_t hook = {.before_flush = before_flush, .on_deadline = on_deadline, .arg = p};
     phx_loop_add_hook(ep->loop, &hook);
     *out = p;
@@ -786,7 +1017,8 @@ void phx_presence_free(phx_presence_t *p)
             for (uint32_t k = 0; k < t->nkeys; k++) {
                 pkey_t *key = t->order[k];
                 for (uint32_t j = 0; j < key->n; j++) {
-                    key->metas[j]->ch->presence = NULL;
+                    if (key->metas[j]->ch)
+                        key->metas[j]->ch->presence = NULL;
                     meta_free(key->metas[j]);
                 }
                 phx_free(key->metas);
@@ -802,6 +1034,9 @@ void phx_presence_free(phx_presence_t *p)
         }
     }
     phx_free(p->topics.b);
+    /* The sources' lists pointed at metas freed above: the cluster only
+     * frees its node records. */
+    phx_pcluster_free(p->cluster);
     phx_free(p);
 }
 
@@ -827,4 +1062,12 @@ bool phx_event_is_reserved(const char *event, size_t len)
     return (len >= 4 && memcmp(event, "phx_", 4) == 0) ||
            (len == 14 && memcmp(event, "presence_state", 14) == 0) ||
            (len == 13 && memcmp(event, "presence_diff", 13) == 0);
+}
+
+const char *phx_presence_key_of(const phx_channel_t *ch)
+{
+    const phx_pmeta_t *pm = ch->presence;
+    if (pm == NULL)
+        return NULL;
+    return pm->key ? pm->key->node.name : pm->pending_key;
 }

@@ -5,7 +5,10 @@
  * channel that asked for it receives `presence_state` (the whole list)
  * right after its join reply; changes reach every subscriber of the topic
  * as `presence_diff` broadcasts ({"joins": {...}, "leaves": {...}}),
- * published through the PubSub (so encoded once per wire format).
+ * delivered through the PubSub to this node's subscribers (so encoded once
+ * per wire format). In a cluster every node holds the whole cluster's
+ * presences (presence_cluster.h replicates them) and makes the diffs for
+ * its own subscribers: a diff never crosses to another node.
  *
  * Coalescing: a topic's changes within cfg.presence_diff_ms leave as one
  * presence_diff per window (0: one per loop turn). A join followed by its
@@ -23,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "list.h"
 #include "mem.h"
 #include "phx.h"
 
@@ -56,6 +60,9 @@ int phx_presence_track_why(phx_channel_t *ch, const char *key, const char *meta_
 int phx_presence_track_max(phx_channel_t *ch, const char *key, const char *meta_json,
                            size_t max_keys, const char **why);
 
+/* The key the channel is tracked under, or NULL. */
+const char *phx_presence_key_of(const phx_channel_t *ch);
+
 /* Sends every topic's pending diff now (tests; the loop does it by
  * itself). */
 void phx_presence_flush(phx_presence_t *p);
@@ -69,6 +76,44 @@ size_t phx_presence_count(const phx_presence_t *p);
 size_t phx_presence_topic_count(const phx_presence_t *p);
 /* Metas of `key` on `topic` (0 when none). */
 size_t phx_presence_key_metas(phx_presence_t *p, const char *topic, const char *key);
+
+/* ---- other nodes' presences (presence_cluster.h) ----
+ * Metas of other nodes sit in the same topics and keys as this node's own,
+ * so presence_state, presence_diff and phx_presence_list_json show the
+ * whole cluster. Each belongs to a source (one per other node) whose metas
+ * can leave all at once. The bounds of a local track apply to the merged
+ * view, and cfg.presence_max_remote caps other nodes' metas in all. */
+typedef struct phx_presence_src {
+    phx_list_t metas; /* its metas, in order of arrival */
+    uint32_t gen;     /* a state being applied marks the metas it names */
+    uint32_t refused; /* joins refused by the bounds since its last state */
+} phx_presence_src_t;
+
+struct phx_pmsg_op;
+typedef struct phx_pcluster phx_pcluster_t;
+
+/* Another node's join (op->kind ignored; fields borrowed, copied): tracked
+ * under `src` with the diffs a local join makes, or only marked with
+ * src->gen when `src` has that ref there already. Returns 0, PHX_ERR_LIMIT
+ * (the bounds) or PHX_ERR_NOMEM. */
+int phx_presence_remote_join(phx_presence_t *p, phx_presence_src_t *src,
+                             const struct phx_pmsg_op *op);
+/* Another node's leave of op->ref on op->topic / op->key. Returns 0 or
+ * PHX_ERR_NOTFOUND. */
+int phx_presence_remote_leave(phx_presence_t *p, phx_presence_src_t *src,
+                              const struct phx_pmsg_op *op);
+/* Leaves every meta of `src` (all), or those not marked with src->gen.
+ * Returns how many left. */
+size_t phx_presence_remote_sweep(phx_presence_t *p, phx_presence_src_t *src, bool all);
+/* Calls `fn` with a join op for every committed local meta (a state for
+ * the other nodes). `fn` must not change presences. */
+void phx_presence_foreach_local(phx_presence_t *p,
+                                void (*fn)(void *arg, const struct phx_pmsg_op *op), void *arg);
+/* Metas of this node's channels / of other nodes. */
+size_t phx_presence_local_count(const phx_presence_t *p);
+size_t phx_presence_remote_count(const phx_presence_t *p);
+/* The replication of `p` (valid for its life). */
+phx_pcluster_t *phx_presence_cluster(const phx_presence_t *p);
 
 /* Whether a client may not broadcast `event` (len bytes): every phx_*
  * name and presence_state / presence_diff (events of the protocol or

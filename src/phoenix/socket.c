@@ -94,9 +94,71 @@ int phx_connect_run(phx_connect_t *c)
         c->refused = PHX_REFUSE_VSN;
         return PHX_ERR_AUTH;
     }
-    if (c->ep->connect_cb(c, c->ep->connect_user) != PHX_CONNECT_OK)
+    int answer = c->ep->connect_cb(c, c->ep->connect_user);
+    if (answer == PHX_CONNECT_DEFER && c->deferred)
+        return PHX_ERR_AGAIN; /* the transport parks the request */
+    if (answer != PHX_CONNECT_OK)
         return PHX_ERR_AUTH; /* logged with its reason by phx_endpoint_refused */
     return 0;
+}
+
+phx_connect_t *phx_connect_defer(phx_connect_t *c)
+{
+    if (c->deferred || c->is_parked)
+        return NULL; /* once per connect step, from inside the callback */
+    phx_connect_t *d = phx_malloc(sizeof(*d));
+    if (d == NULL)
+        return NULL;
+    /* The copy takes what the step owns (the strings already handed to
+     * the callback stay valid); the request itself stays with the
+     * transport, so the accessors that read it are for the callback's
+     * own run only. */
+    *d = *c;
+    d->deferred = NULL;
+    d->params = NULL; /* the request's: it stays with the step */
+    c->strings = NULL;
+    memset(&c->assigns, 0, sizeof(c->assigns));
+    c->id = NULL;
+    c->auth_token = NULL;
+    c->deferred = d;
+    return d;
+}
+
+static void connect_free(phx_connect_t *d)
+{
+    phx_connect_dispose(d);
+    phx_free(d);
+}
+
+void phx_connect_park(phx_connect_t *d, void (*resume)(phx_connect_t *d, int result), void *arg,
+                      void *ctx)
+{
+    d->resume = resume;
+    d->resume_arg = arg;
+    d->resume_ctx = ctx;
+    d->is_parked = true;
+    if (d->has_early) {
+        if (arg)
+            resume(d, d->early_result);
+        connect_free(d);
+    }
+}
+
+void phx_connect_orphan(phx_connect_t *d)
+{
+    d->resume_arg = NULL;
+}
+
+void phx_connect_resume(phx_connect_t *d, int result)
+{
+    if (!d->is_parked) {
+        d->has_early = true; /* answered before the transport parked it */
+        d->early_result = result;
+        return;
+    }
+    if (d->resume_arg)
+        d->resume(d, result);
+    connect_free(d);
 }
 
 const char *phx_connect_param(const phx_connect_t *c, const char *key)
@@ -202,6 +264,7 @@ static bool id_deliver(phx_sub_t *sub, phx_fanout_t *f)
         return false;
     /* It leaves the topic first: the walk goes on over the others. */
     phx_pubsub_unsubscribe(s->ep->pubsub, &s->id_sub);
+    s->is_kicked = true;
     phx_socket_close(s, 1001);
     return true;
 }
@@ -249,6 +312,30 @@ const char *phx_socket_assign(const phx_socket_t *s, const char *key)
         p = value + strlen(value) + 1;
     }
     return NULL;
+}
+
+int phx_socket_put_assign(phx_socket_t *s, const char *key, const char *value)
+{
+    phx_buf_t b = {0};
+    const char *p = s->assigns, *end = s->assigns ? s->assigns + s->assigns_len : NULL;
+    while (p && p < end) {
+        const char *v = p + strlen(p) + 1;
+        const char *next = v + strlen(v) + 1;
+        if (strcmp(p, key) != 0 && phx_buf_append(&b, p, (size_t)(next - p)) != 0)
+            goto nomem;
+        p = next;
+    }
+    if (phx_buf_append(&b, key, strlen(key) + 1) != 0 ||
+        phx_buf_append(&b, value, strlen(value) + 1) != 0 || b.len > UINT32_MAX)
+        goto nomem;
+    size_t len;
+    phx_free(s->assigns);
+    s->assigns = (char *)phx_buf_detach(&b, &len);
+    s->assigns_len = (uint32_t)len;
+    return 0;
+nomem:
+    phx_buf_dispose(&b);
+    return PHX_ERR_NOMEM;
 }
 
 const char *phx_socket_id(const phx_socket_t *s)

@@ -39,6 +39,7 @@ struct phx_connect {
     size_t query_len;
     const char *(*header)(void *ctx, const char *name);
     void *header_ctx;
+    const struct phx_http *http; /* the request, when the transport has one (x-headers) */
     phx_fmt_t fmt;
     struct phx_query *params;
     phx_buf_t assigns; /* packed "key\0value\0" */
@@ -47,6 +48,17 @@ struct phx_connect {
     int64_t expires_ms;         /* the credentials' expiry (unix ms), 0: none */
     int refused;                /* phx_refuse_t of a refusal */
     phx_connect_str_t *strings; /* strings returned to the callback */
+    /* A deferred answer (phx_connect_defer): on the transport's object, the
+     * heap copy the callback answers through; on that copy, how the
+     * transport goes on (resume_arg NULL: the connection is gone). */
+    phx_connect_t *deferred;
+    void (*resume)(phx_connect_t *d, int result);
+    void *resume_arg;
+    void *resume_ctx;
+    int early_result; /* resumed before the transport parked: the result */
+    bool is_parked;
+    bool has_early;
+    uint8_t tflags; /* the transport's own (WebSocket: the phoenix subprotocol) */
 };
 
 /* Prepares a connect step; every argument is borrowed until dispose. */
@@ -59,6 +71,18 @@ void phx_connect_init(phx_connect_t *c, phx_endpoint_t *ep, const phx_transport_
  * HTTP 403). */
 int phx_connect_run(phx_connect_t *c);
 void phx_connect_dispose(phx_connect_t *c);
+/* A connect step that ended in PHX_ERR_AGAIN (the callback deferred): the
+ * transport keeps the request on hold and calls phx_connect_park with the
+ * step's deferred copy (c->deferred, taken from the stack object before
+ * disposing it) and its continuation, which runs with the result once
+ * the callback's owner calls phx_connect_resume (at once, from inside
+ * park, when it already has). The continuation must dispose `d`; the
+ * library frees it afterwards. */
+void phx_connect_park(phx_connect_t *d, void (*resume)(phx_connect_t *d, int result), void *arg,
+                      void *ctx);
+/* The connection of a parked step is gone: the answer, when it comes, is
+ * dropped. */
+void phx_connect_orphan(phx_connect_t *d);
 
 struct phx_socket {
     phx_endpoint_t *ep;
@@ -76,6 +100,7 @@ struct phx_socket {
     uint8_t holds;       /* phx_socket_hold depth: the free waits for the last release */
     bool is_gone : 1;    /* the transport is gone while held: freed at the last release */
     bool is_open : 1;    /* phx_socket_opened ran: its close is logged */
+    bool is_kicked : 1;  /* closed by a disconnect of its id */
     uint16_t close_code; /* the first close code set (0: none yet; logged as 1006) */
 };
 
@@ -102,6 +127,9 @@ void phx_socket_closed(phx_socket_t *s);
  * release frees it. Check s->is_closing after each such call. */
 void phx_socket_hold(phx_socket_t *s);
 void phx_socket_release(phx_socket_t *s);
+/* Sets assign `key` of a live socket to `value` (both copied), replacing
+ * an earlier value. Returns 0 or PHX_ERR_NOMEM. */
+int phx_socket_put_assign(phx_socket_t *s, const char *key, const char *value);
 /* Encodes `m` in the socket's format and sends it. */
 int phx_socket_send(phx_socket_t *s, const phx_out_t *m);
 /* Closes the socket's transport with `code`. */

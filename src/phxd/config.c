@@ -28,6 +28,7 @@ typedef enum {
     OPT_LOG_LEVEL,
     OPT_BOOL,
     OPT_REFUSE_MODE, /* status | close, into a bool (close) */
+    OPT_CONNECT,     /* token | backend, into a bool (backend) */
     OPT_CONFIG,      /* the config file's path: flag or environment only */
     OPT_RULES,       /* repeatable: channel rules */
 } opt_type_t;
@@ -79,9 +80,11 @@ static const opt_t options[] = {
      "when a token's data is a map (%{user_id: 42}), the user id is this field of it; a map "
      "without it is refused"},
     {"channel", "PHXD_CHANNEL", NULL, OPT_RULES, 0, "(built-in: user:* and room:*)", 0, 0, false,
-     "channel rule, repeatable: PATTERN join=any|user|none events=broadcast|broadcast_from|"
-     "reply|refuse [event:NAME=ACTION] [max-payload-bytes=N] [max-subscribers=N] "
-     "[user-segment=N] [presence=user|none] [presence-max=N]; presence=user tracks each join in "
+     "channel rule, repeatable: PATTERN join=any|user|none|backend events=broadcast|"
+     "broadcast_from|reply|refuse|backend [event:NAME=ACTION] [max-payload-bytes=N] "
+     "[max-subscribers=N] [user-segment=N] [presence=user|none] [presence-max=N] "
+     "[backend=URL]; backend: the application's backend decides (docs/backend.md); "
+     "presence=user tracks each join in "
      "Phoenix.Presence under the user id (presence_state, presence_diff), at most presence-max "
      "users per topic; rules replace the built-in policy "
      "(environment: rules separated by ';')"},
@@ -115,6 +118,44 @@ static const opt_t options[] = {
      "PEM certificate chain: serve https:// and wss:// (TLS 1.2+) on the same port"},
     {"tls-key", "PHXD_TLS_KEY", NULL, OPT_STRING, CFG(tls_key), "(none)", 0, 0, false,
      "PEM private key of --tls-cert"},
+    {"backend-url", "PHXD_BACKEND_URL", NULL, OPT_STRING, CFG(backend_url), "(none)", 0, 0, false,
+     "the application's HTTP endpoint for backend callbacks (http:// or https://): rules with "
+     "join=backend or events=backend, and --connect backend, POST their calls there"},
+    {"backend-secret", "PHXD_BACKEND_SECRET", NULL, OPT_STRING, CFG(backend_secret),
+     "(none: calls unsigned)", 0, 0, true,
+     "signs every backend call: x-phxd-signature: sha256=<hex HMAC-SHA256 of the body>"},
+    {"connect", "PHXD_CONNECT", NULL, OPT_CONNECT, CFG(backend_connect), "token", 0, 0, false,
+     "token (verify params.token as a Phoenix.Token) or backend (a connect call to "
+     "--backend-url, after the token check when a secret is set)"},
+    {"backend-timeout-ms", "PHXD_BACKEND_TIMEOUT_MS", NULL, OPT_INT, CFG(backend_timeout_ms),
+     "5000", 1, 600000, false, "a backend call without its whole answer by then fails"},
+    {"backend-max-inflight", "PHXD_BACKEND_MAX_INFLIGHT", NULL, OPT_INT, CFG(backend_max_inflight),
+     "256", 1, 100000, false, "backend calls in flight (keep-alive connections) per backend URL"},
+    {"backend-max-queue", "PHXD_BACKEND_MAX_QUEUE", NULL, OPT_INT, CFG(backend_max_queue), "4096",
+     0, 10000000, false,
+     "backend calls waiting for a connection; beyond, a call fails at once (unavailable)"},
+    {"backend-max-answer-bytes", "PHXD_BACKEND_MAX_ANSWER_BYTES", NULL, OPT_SIZE,
+     CFG(backend_max_answer_bytes), "1048576", 1024, 1LL << 30, false,
+     "largest backend answer (head and body); a larger one is a failed call"},
+    {"backend-breaker-calls", "PHXD_BACKEND_BREAKER_CALLS", NULL, OPT_INT,
+     CFG(backend_breaker_calls), "20", 1, 64, false,
+     "the circuit breaker looks at this many recent calls of a backend URL"},
+    {"backend-breaker-percent", "PHXD_BACKEND_BREAKER_PERCENT", NULL, OPT_INT,
+     CFG(backend_breaker_percent), "50", 1, 100, false,
+     "failed share of those calls (percent) that opens the breaker"},
+    {"backend-breaker-open-ms", "PHXD_BACKEND_BREAKER_OPEN_MS", NULL, OPT_INT,
+     CFG(backend_breaker_open_ms), "5000", 0, 3600000, false,
+     "an open breaker fails calls at once this long, then one probe call decides (0: no "
+     "breaker)"},
+    {"backend-ca-file", "PHXD_BACKEND_CA_FILE", NULL, OPT_STRING, CFG(backend_ca_file),
+     "(the system's CA certificates)", 0, 0, false, "CA bundle (PEM) for https:// backends"},
+    {"max-waiting-msgs", "PHXD_MAX_WAITING_MSGS", NULL, OPT_INT, CFG(max_waiting_msgs), "1024", 1,
+     1000000, false,
+     "client messages of one channel that wait for its backend answer; beyond, error "
+     "unavailable"},
+    {"max-waiting-bytes", "PHXD_MAX_WAITING_BYTES", NULL, OPT_SIZE, CFG(max_waiting_bytes),
+     "16777216", 1024, 1LL << 40, false,
+     "bytes of client messages waiting for backend answers on the whole server"},
     {"api-listen", "PHXD_API_LISTEN", NULL, OPT_STRING, CFG(api_listen), "(the main listener)", 0,
      0, false, "HOST:PORT for the API, /healthz and /metrics (then not served on the main port)"},
     {"redis", "PHXD_REDIS_URL", NULL, OPT_STRING, CFG(redis_url), "(none: a single node)", 0, 0,
@@ -147,6 +188,10 @@ static const opt_t options[] = {
      "cap)"},
     {"presence-max-meta-bytes", "PHXD_PRESENCE_MAX_META_BYTES", NULL, OPT_SIZE,
      CFG(presence_max_meta_bytes), "1024", 16, 1 << 20, false, "largest presence meta (JSON)"},
+    {"presence-max-remote", "PHXD_PRESENCE_MAX_REMOTE", NULL, OPT_INT, CFG(presence_max_remote),
+     "1000000", 0, INT_MAX, false,
+     "with --redis: other nodes' presence metas held here, in all; beyond, their joins are "
+     "dropped and counted (0: no cap)"},
     {"echo-path", "PHXD_ECHO_PATH", NULL, OPT_STRING, CFG(echo_path), "(none)", 0, 0, false,
      "serve a raw WebSocket echo at this path (a testing aid for RFC 6455 conformance runs)"},
     {"api-key", "PHXD_API_KEY", NULL, OPT_STRING, CFG(api_key), "(none: the API is off)", 0, 0,
@@ -310,6 +355,14 @@ static int apply(phxd_options_t *o, const opt_t *opt, const char *value, const c
             return 0;
         }
         snprintf(err, PHX_ERR_LEN, "%s: refuse-mode must be status or close, got \"%s\"", source,
+                 value);
+        return PHX_ERR_INVALID;
+    case OPT_CONNECT:
+        if (strcmp(value, "token") == 0 || strcmp(value, "backend") == 0) {
+            *(bool *)(base + opt->offset) = strcmp(value, "backend") == 0;
+            return 0;
+        }
+        snprintf(err, PHX_ERR_LEN, "%s: connect must be token or backend, got \"%s\"", source,
                  value);
         return PHX_ERR_INVALID;
     case OPT_LOG_LEVEL: {
@@ -562,6 +615,23 @@ static int build_rules(phxd_options_t *o, const rule_texts_t *rt, char *err)
         for (size_t k = before; k < o->rules.count; k++)
             s[k] = rt->src[i];
     }
+    /* A backend rule needs a URL: its own or --backend-url. */
+    bool has_url = o->cfg.backend_url && o->cfg.backend_url[0];
+    for (size_t k = 0; k < o->rules.count; k++) {
+        const phx_rule_t *r = &o->rules.items[k];
+        if (phx_rule_uses_backend(r) && r->backend_url == NULL && !has_url) {
+            char where[128];
+            source_text(o, &o->rule_sources[k], false, where, sizeof(where));
+            prefixed_error(err, where,
+                           "a rule with join=backend or events=backend needs "
+                           "--backend-url or backend=URL");
+            return PHX_ERR_INVALID;
+        }
+    }
+    if (o->cfg.backend_connect && !has_url) {
+        snprintf(err, PHX_ERR_LEN, "--connect backend needs --backend-url");
+        return PHX_ERR_INVALID;
+    }
     return 0;
 }
 
@@ -626,7 +696,10 @@ int phxd_options_parse(phxd_options_t *o, int argc, char **argv, int first,
     phx_free(rt.src);
     if (rv != 0)
         return rv;
-    if (o->cfg.secret_key_base == NULL || o->cfg.secret_key_base[0] == '\0') {
+    /* --connect backend without a secret: the backend alone admits
+     * sockets (no demo secret, no token check). */
+    if ((o->cfg.secret_key_base == NULL || o->cfg.secret_key_base[0] == '\0') &&
+        !o->cfg.backend_connect) {
         o->cfg.secret_key_base = phxd_demo_secret;
         o->is_demo_secret = true;
     }
@@ -682,6 +755,8 @@ int phxd_options_check_secret(const phxd_options_t *o, char *err)
                  o->cfg.host);
         return PHX_ERR_INVALID;
     }
+    if (o->cfg.secret_key_base == NULL)
+        return 0; /* --connect backend alone: no tokens at all */
     size_t len = strlen(o->cfg.secret_key_base);
     if (len >= PHXD_MIN_SECRET_BYTES)
         return 0;
@@ -741,6 +816,8 @@ static int format_value(const phxd_options_t *o, const opt_t *opt, phx_buf_t *b)
         return phx_buf_append_str(b, *(const bool *)(base + opt->offset) ? "true" : "false");
     case OPT_REFUSE_MODE:
         return phx_buf_append_str(b, *(const bool *)(base + opt->offset) ? "close" : "status");
+    case OPT_CONNECT:
+        return phx_buf_append_str(b, *(const bool *)(base + opt->offset) ? "backend" : "token");
     case OPT_LOG_LEVEL:
         return phx_buf_append_str(b, phx_log_level_name(*(const int *)(base + opt->offset)));
     case OPT_RULES:
@@ -836,9 +913,11 @@ void phxd_options_help(FILE *out)
             "  join=user          only the socket whose user id is the part matched by '*'\n"
             "                     (or ':'-separated segment N with user-segment=N)\n"
             "  join=none          nobody\n"
+            "  join=backend       a join call to the backend decides (docs/backend.md)\n"
             "  events=ACTION      broadcast (default: to all, sender included, reply ok {}),\n"
             "                     broadcast_from (to the others), reply (ok with the payload),\n"
-            "                     refuse (error {\"reason\":\"unauthorized\"})\n"
+            "                     refuse (error {\"reason\":\"unauthorized\"}), backend (an\n"
+            "                     event call to the backend answers)\n"
             "  event:NAME=ACTION  the same for one event (event:ping=reply)\n"
             "  max-payload-bytes=N  error {\"reason\":\"payload too large\"} beyond\n"
             "  max-subscribers=N  joins beyond N subscribers of a topic are refused\n"
@@ -846,6 +925,7 @@ void phxd_options_help(FILE *out)
             "  presence=user      track each join in Presence under the user id\n"
             "  presence-max=N     at most N users tracked per topic; beyond, the join\n"
             "                     succeeds untracked (reply {\"presence\":\"not tracked\"})\n"
+            "  backend=URL        this rule's backend calls go to URL (not --backend-url)\n"
             "  example: --channel 'private:* join=user events=broadcast_from'\n\n"
             "options:\n");
     for (size_t i = 0; i < NOPTIONS; i++) {

@@ -15,7 +15,7 @@
 #include "phx.h"
 #include "rules.h"
 
-#define PHXD_MAX_OPTIONS 64
+#define PHXD_MAX_OPTIONS 96
 
 /* Where an effective value came from (`phxd check-config` shows it). */
 typedef enum {

@@ -6,7 +6,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "backend.h"
+#include "log.h"
 #include "presence.h"
+#include "server.h"
 
 static phx_result_t refuse(phx_reply_t *reply, const char *json)
 {
@@ -45,6 +48,14 @@ static phx_result_t rule_join(phx_channel_t *ch, const char *topic, const phx_pa
     const phx_rule_t *r = user;
     if (r->join == PHX_RULE_JOIN_NONE)
         return refuse(reply, unauthorized);
+    if (r->join == PHX_RULE_JOIN_BACKEND) {
+        /* The rule's own bounds first, then the application decides. */
+        if (r->max_subscribers && phx_channel_subscriber_count(ch) >= r->max_subscribers)
+            return refuse(reply, "{\"reason\":\"too many subscribers\"}");
+        if (r->presence == PHX_RULE_PRESENCE_USER)
+            track_user(ch, r, reply);
+        return phx_backend_join(r->target, ch, topic, params, reply);
+    }
     if (r->join == PHX_RULE_JOIN_USER) {
         const char *uid = phx_socket_assign(phx_channel_socket(ch), "user_id");
         const char *part;
@@ -82,6 +93,8 @@ static phx_result_t rule_in(phx_channel_t *ch, const char *event, const phx_payl
     case PHX_RULE_BROADCAST_FROM:
         rv = phx_channel_broadcast_from(ch, event, payload);
         break;
+    case PHX_RULE_BACKEND:
+        return phx_backend_event(r->target, ch, event, payload, reply);
     default:
         return PHX_CRASH;
     }
@@ -96,15 +109,36 @@ static phx_result_t rule_in(phx_channel_t *ch, const char *event, const phx_payl
     return PHX_REPLY_OK;
 }
 
+/* A channel of a backend rule ends: the call in flight is forgotten, and
+ * the backend hears of the leave when it decided the join. */
+static void rule_terminate(phx_channel_t *ch, const char *reason, void *user)
+{
+    const phx_rule_t *r = user;
+    if (r->target)
+        phx_backend_end(r->target, ch, reason, r->join == PHX_RULE_JOIN_BACKEND);
+}
+
 static const phx_channel_handler_t rule_handler = {
     .join = rule_join,
     .handle_in = rule_in,
+    .terminate = rule_terminate,
 };
 
 int phx_policy_install_rules(phx_server_t *srv, const phx_rules_t *rules)
 {
     for (size_t i = 0; i < rules->count; i++) {
         const phx_rule_t *r = &rules->items[i];
+        if (!rules->is_static && phx_rule_uses_backend(r)) {
+            phx_backend_t *b = phx_server_backend(srv);
+            char err[PHX_ERR_LEN];
+            phx_backend_target_t *t = b ? phx_backend_target(b, r->backend_url, err) : NULL;
+            if (t == NULL) {
+                PHX_LOG_ERROR("event=rules_error pattern=\"%s\" error=\"%s\"", r->pattern,
+                              b ? err : "out of memory");
+                return b ? PHX_ERR_INVALID : PHX_ERR_NOMEM;
+            }
+            ((phx_rule_t *)r)->target = t;
+        }
         int rv = phx_server_channel(srv, r->pattern, &rule_handler, (void *)r);
         if (rv != 0)
             return rv;

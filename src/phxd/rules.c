@@ -42,8 +42,9 @@ const phx_rules_t *phx_rules_default(void)
 
 /* ---- names ---- */
 
-static const char *const join_names[] = {"any", "user", "none"};
-static const char *const action_names[] = {"broadcast", "broadcast_from", "reply", "refuse"};
+static const char *const join_names[] = {"any", "user", "none", "backend"};
+static const char *const action_names[] = {"broadcast", "broadcast_from", "reply", "refuse",
+                                           "backend"};
 
 const char *phx_rule_join_name(phx_rule_join_t j)
 {
@@ -114,6 +115,7 @@ static void rule_dispose(phx_rule_t *r)
     for (size_t i = 0; i < r->noverrides; i++)
         phx_free((char *)r->overrides[i].name);
     phx_free((phx_rule_event_t *)r->overrides);
+    phx_free((char *)r->backend_url);
     memset(r, 0, sizeof(*r));
 }
 
@@ -135,7 +137,18 @@ enum {
     SET_SEGMENT = 16,
     SET_PRESENCE = 32,
     SET_PRESENCE_MAX = 64,
+    SET_BACKEND = 128,
 };
+
+bool phx_rule_uses_backend(const phx_rule_t *r)
+{
+    if (r->join == PHX_RULE_JOIN_BACKEND || r->events == PHX_RULE_BACKEND)
+        return true;
+    for (size_t i = 0; i < r->noverrides; i++)
+        if (r->overrides[i].action == PHX_RULE_BACKEND)
+            return true;
+    return false;
+}
 
 static int add_override(phx_rule_t *r, const char *name, phx_rule_action_t a, const char **why)
 {
@@ -164,6 +177,23 @@ static int add_override(phx_rule_t *r, const char *name, phx_rule_action_t a, co
 /* Applies one `key=value` word to the rule. */
 static int apply_setting(phx_rule_t *r, char *word, unsigned *seen, const char **why)
 {
+    if (strncmp(word, "backend=", 8) == 0) {
+        /* a URL may hold '=' itself */
+        const char *url = word + 8;
+        if ((strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) ||
+            has_control(url)) {
+            *why = "backend must be an http:// or https:// URL";
+            return PHX_ERR_INVALID;
+        }
+        if (*seen & SET_BACKEND) {
+            *why = "setting given twice";
+            return PHX_ERR_INVALID;
+        }
+        *seen |= SET_BACKEND;
+        if ((r->backend_url = phx_strdup(url)) == NULL)
+            return PHX_ERR_NOMEM;
+        return 0;
+    }
     char *eq = strrchr(word, '=');
     if (eq == NULL || eq == word) {
         *why = "expected setting=value";
@@ -181,13 +211,15 @@ static int apply_setting(phx_rule_t *r, char *word, unsigned *seen, const char *
             r->join = PHX_RULE_JOIN_USER;
         else if (strcmp(val, "none") == 0)
             r->join = PHX_RULE_JOIN_NONE;
+        else if (strcmp(val, "backend") == 0)
+            r->join = PHX_RULE_JOIN_BACKEND;
         else
             ok = false;
-        *why = "join must be any, user or none";
+        *why = "join must be any, user, none or backend";
     } else if (strcmp(key, "events") == 0) {
         bit = SET_EVENTS;
         ok = parse_action(val, &r->events);
-        *why = "events must be broadcast, broadcast_from, reply or refuse";
+        *why = "events must be broadcast, broadcast_from, reply, refuse or backend";
     } else if (strncmp(key, "event:", 6) == 0) {
         phx_rule_action_t a;
         if (key[6] == '\0' || has_control(key + 6)) {
@@ -195,7 +227,7 @@ static int apply_setting(phx_rule_t *r, char *word, unsigned *seen, const char *
             return PHX_ERR_INVALID;
         }
         if (!parse_action(val, &a)) {
-            *why = "event:NAME must be broadcast, broadcast_from, reply or refuse";
+            *why = "event:NAME must be broadcast, broadcast_from, reply, refuse or backend";
             return PHX_ERR_INVALID;
         }
         return add_override(r, key + 6, a, why);
@@ -228,7 +260,7 @@ static int apply_setting(phx_rule_t *r, char *word, unsigned *seen, const char *
         *why = "presence-max must be from 1 to 100000000";
     } else {
         *why = "unknown setting (join, events, event:NAME, max-payload-bytes, max-subscribers, "
-               "user-segment, presence, presence-max)";
+               "user-segment, presence, presence-max, backend)";
         return PHX_ERR_INVALID;
     }
     if (!ok)
@@ -461,6 +493,13 @@ int phx_rule_format(const phx_rule_t *r, phx_buf_t *out)
         goto nomem;
     if (r->presence_max && phx_buf_printf(out, " presence-max=%zu", r->presence_max) != 0)
         goto nomem;
+    if (r->backend_url) {
+        word.len = 0;
+        if (phx_buf_printf(&word, "backend=%s", r->backend_url) != 0 ||
+            phx_buf_append_byte(&word, 0) != 0 || phx_buf_append_byte(out, ' ') != 0 ||
+            phx_conf_append_quoted(out, (const char *)word.data) != 0)
+            goto nomem;
+    }
     phx_buf_dispose(&word);
     return 0;
 nomem:

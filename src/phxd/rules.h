@@ -34,6 +34,12 @@
  *                   reply {"presence":"not tracked","reason":"too many
  *                   presences on this topic"} (as --presence-max-keys)
  *
+ * join=backend     the application's backend decides (a join call, whose
+ *                   answer is the reply; docs/backend.md)
+ * events=backend    every client event is an event call (handle_in), as is
+ *                   one event with event:NAME=backend
+ * backend=URL       the backend of this rule's calls (default --backend-url)
+ *
  * Words may be quoted as in the config file ("..." or '...'). */
 #ifndef PHX_RULES_H
 #define PHX_RULES_H
@@ -52,6 +58,7 @@ typedef enum {
     PHX_RULE_JOIN_ANY = 0,
     PHX_RULE_JOIN_USER,
     PHX_RULE_JOIN_NONE,
+    PHX_RULE_JOIN_BACKEND,
 } phx_rule_join_t;
 
 typedef enum {
@@ -59,6 +66,7 @@ typedef enum {
     PHX_RULE_BROADCAST_FROM,
     PHX_RULE_REPLY,
     PHX_RULE_REFUSE,
+    PHX_RULE_BACKEND,
 } phx_rule_action_t;
 
 typedef enum {
@@ -83,7 +91,9 @@ typedef struct phx_rule {
     size_t max_subscribers;   /* 0: no limit */
     unsigned user_segment;    /* 0: the part matched by '*' */
     phx_rule_presence_t presence;
-    size_t presence_max; /* presences per topic; 0: only --presence-max-keys */
+    size_t presence_max;               /* presences per topic; 0: only --presence-max-keys */
+    const char *backend_url;           /* backend=URL (owned), or NULL: --backend-url */
+    struct phx_backend_target *target; /* set when the rules are installed */
 } phx_rule_t;
 
 /* A list of rules; the first that matches a topic wins. */
@@ -125,6 +135,10 @@ phx_rule_action_t phx_rule_action(const phx_rule_t *r, const char *event);
 /* Appends the rule in the syntax above, every setting spelled out, so that
  * the text parses back to the same rule. Returns 0 or PHX_ERR_NOMEM. */
 int phx_rule_format(const phx_rule_t *r, phx_buf_t *out);
+
+/* Whether the rule makes backend calls (join=backend, events=backend or
+ * an event:NAME=backend). */
+bool phx_rule_uses_backend(const phx_rule_t *r);
 
 const char *phx_rule_join_name(phx_rule_join_t j);
 const char *phx_rule_action_name(phx_rule_action_t a);

@@ -35,6 +35,8 @@ struct phx_pubsub {
     uint64_t k0, k1;
     const phx_pubsub_backend_t *backend;
     void *be;
+    const phx_node_handler_t *node_handler;
+    void *node_arg;
 };
 
 static phx_topic_t tombstone_marker;
@@ -435,4 +437,39 @@ size_t phx_pubsub_subscriber_count(const phx_pubsub_t *ps, const char *topic, si
 {
     phx_topic_t *t = lookup(ps, topic, len);
     return t ? t->live - t->nids : 0;
+}
+
+/* ---- node messages ---- */
+
+void phx_pubsub_set_node_handler(phx_pubsub_t *ps, const phx_node_handler_t *h, void *arg)
+{
+    ps->node_handler = h;
+    ps->node_arg = arg;
+}
+
+int phx_pubsub_node_send(phx_pubsub_t *ps, const char *to, size_t to_len, const void *data,
+                         size_t len)
+{
+    if (ps->backend == NULL || ps->backend->node_send == NULL)
+        return PHX_ERR_STATE;
+    return ps->backend->node_send(ps->be, to, to_len, data, len);
+}
+
+const char *phx_pubsub_node_name(const phx_pubsub_t *ps)
+{
+    if (ps->backend == NULL || ps->backend->node_name == NULL)
+        return NULL;
+    return ps->backend->node_name(ps->be);
+}
+
+void phx_pubsub_node_message(phx_pubsub_t *ps, const uint8_t *data, size_t len)
+{
+    if (ps->node_handler && ps->node_handler->on_message)
+        ps->node_handler->on_message(ps->node_arg, data, len);
+}
+
+void phx_pubsub_node_link(phx_pubsub_t *ps, int state)
+{
+    if (ps->node_handler && ps->node_handler->on_link)
+        ps->node_handler->on_link(ps->node_arg, state);
 }

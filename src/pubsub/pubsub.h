@@ -13,6 +13,9 @@
  * of a topic (topic_up) and of the last one gone (topic_down); what arrives
  * from elsewhere comes back through phx_pubsub_deliver, which delivers to
  * local subscribers only. Without a backend the PubSub is a single node.
+ * The backend also carries node messages (opaque bytes between the nodes'
+ * Phoenix layers: Presence replication) to a handler the Phoenix layer
+ * registers.
  *
  * Socket ids: a socket with an id subscribes to the topic of its id (an
  * id subscription); a broadcast of "disconnect" on that topic closes it,
@@ -98,7 +101,36 @@ typedef struct phx_pubsub_backend {
     /* `topic` got its first local subscriber / lost its last one. */
     void (*topic_up)(void *be, const char *topic, size_t len);
     void (*topic_down)(void *be, const char *topic, size_t len);
+    /* Node messages (see phx_pubsub_node_send): sends `len` bytes (copied)
+     * to the node named `to` (to_len bytes), or to every node when `to` is
+     * NULL. Returns 0 (queued; delivery is at most once) or a negative
+     * code (PHX_ERR_STATE: the link is down; PHX_ERR_LIMIT: output over
+     * the cap). */
+    int (*node_send)(void *be, const char *to, size_t to_len, const void *data, size_t len);
+    /* This node's name in the cluster (NUL-terminated, valid for the
+     * backend's life). */
+    const char *(*node_name)(void *be);
 } phx_pubsub_backend_t;
+
+/* ---- node messages: bytes between the nodes of a cluster ----
+ * Besides broadcasts, a cluster carries messages from one node's Phoenix
+ * layer to the others' (Presence replication, presence.h). The backend
+ * carries them without looking inside; the Phoenix layer registers the
+ * handler that receives them (the seam that keeps the layers one way). */
+enum {
+    PHX_NODE_LINK_DOWN = 0,    /* the link to the other nodes is lost */
+    PHX_NODE_LINK_UP = 1,      /* the link is up (again): state may be stale */
+    PHX_NODE_LINK_CLOSING = 2, /* the backend closes for good: say goodbye now */
+};
+
+typedef struct phx_node_handler {
+    /* A node message from some node (this one's own come back too). Borrows
+     * `data`. */
+    void (*on_message)(void *arg, const uint8_t *data, size_t len);
+    /* The link changed (PHX_NODE_LINK_*). During CLOSING phx_pubsub_node_send
+     * still works, once per message, for the last time. */
+    void (*on_link)(void *arg, int state);
+} phx_node_handler_t;
 
 /* Creates the PubSub of `loop` (kept for its fan-out statistics). Returns
  * 0 or PHX_ERR_NOMEM. */
@@ -132,6 +164,21 @@ int phx_pubsub_publish(phx_pubsub_t *ps, const phx_bcast_t *b);
 /* A broadcast that arrived from elsewhere (the backend): local
  * subscribers only. Returns as phx_pubsub_publish. */
 int phx_pubsub_deliver(phx_pubsub_t *ps, const phx_bcast_t *b);
+
+/* Registers the receiver of node messages (`h` and `arg` borrowed for the
+ * PubSub's life; NULL: none). */
+void phx_pubsub_set_node_handler(phx_pubsub_t *ps, const phx_node_handler_t *h, void *arg);
+/* Sends a node message through the backend (see node_send). Returns 0, or
+ * PHX_ERR_STATE when there is no backend (a single node) or it cannot
+ * carry node messages, or the backend's code. */
+int phx_pubsub_node_send(phx_pubsub_t *ps, const char *to, size_t to_len, const void *data,
+                         size_t len);
+/* This node's name in the cluster, or NULL on a single node. */
+const char *phx_pubsub_node_name(const phx_pubsub_t *ps);
+/* The backend: a node message arrived (borrows `data`). */
+void phx_pubsub_node_message(phx_pubsub_t *ps, const uint8_t *data, size_t len);
+/* The backend: the link changed (PHX_NODE_LINK_*). */
+void phx_pubsub_node_link(phx_pubsub_t *ps, int state);
 
 /* Whether some socket has subscribed to its id `id` here. */
 bool phx_pubsub_has_id(const phx_pubsub_t *ps, const char *id, size_t len);

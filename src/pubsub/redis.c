@@ -35,6 +35,7 @@ struct phx_redis {
     redisAsyncContext *pub; /* PUBLISH */
     bool sub_ok, pub_ok;    /* connected */
     bool is_up;             /* both connected, subscriptions sent */
+    bool is_link_up;        /* node messages announced up (the :p subscription confirmed) */
     bool ever_up;
     bool is_started;
     bool is_closing;
@@ -61,8 +62,10 @@ struct phx_redis {
     phx_buf_t pps_chan; /* --phoenix-pubsub: the adapter's channel, or empty */
     phx_buf_t pps_out;  /* scratch: a broadcast in the adapter's format */
     phx_pps_limits_t pps_lim;
-    phx_buf_t chan; /* scratch: a channel name */
-    phx_buf_t msg;  /* scratch: an encoded message */
+    redisAsyncContext *linger; /* closing: the publish connection flushing a goodbye */
+    phx_buf_t node_chan;       /* <prefix>:p, node messages to every node */
+    phx_buf_t chan;            /* scratch: a channel name */
+    phx_buf_t msg;             /* scratch: an encoded message */
     phx_redis_stats_t st;
     void (*done)(void *arg);
     void *done_arg;
@@ -616,6 +619,10 @@ static void session_failed(phx_redis_t *r, const char *why)
     bool was_up = r->is_up;
     r->is_up = false;
     drop_contexts(r);
+    if (r->is_link_up) {
+        r->is_link_up = false;
+        phx_pubsub_node_link(r->ps, PHX_NODE_LINK_DOWN);
+    }
     pend_clear(r);
     if (r->is_closing)
         return;
@@ -650,6 +657,7 @@ static void session_up(phx_redis_t *r)
      * 0 afterwards (hiredis 0.14 leaves subscriber mode at 0). */
     cmd_t c = {.name = "SUBSCRIBE"};
     cmd_add(r, &c, ":n:", r->node, r->node_len);
+    cmd_add_raw(r, &c, r->node_chan.data, r->node_chan.len);
     if (r->pps_chan.len)
         cmd_add_raw(r, &c, r->pps_chan.data, r->pps_chan.len);
     void *arg[2] = {r, &c};
@@ -684,9 +692,18 @@ static void on_connect(const redisAsyncContext *ac, int status)
         session_up(r);
 }
 
+static void close_timers(phx_redis_t *r);
+
 static void on_disconnect(const redisAsyncContext *ac, int status)
 {
     phx_redis_t *r = ac->data;
+    if (r != NULL && ac == r->linger) {
+        /* The goodbye is out (or the connection failed): finish closing. */
+        r->linger = NULL;
+        if (r->timer_init && uv_is_active((uv_handle_t *)&r->timer))
+            close_timers(r);
+        return;
+    }
     if (r == NULL || (ac != r->sub && ac != r->pub))
         return;
     char why[128];
@@ -814,7 +831,8 @@ static void open_both(phx_redis_t *r)
 static void on_pub_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     phx_redis_t *r = ac->data;
-    size_t bytes = (size_t)(uintptr_t)privdata;
+    size_t bytes = (size_t)(uintptr_t)privdata >> 1;
+    bool is_node = ((uintptr_t)privdata & 1) != 0;
     if (r == NULL)
         return;
     if (ac == r->pub) {
@@ -822,13 +840,17 @@ static void on_pub_reply(redisAsyncContext *ac, void *reply, void *privdata)
         r->pending_bytes -= r->pending_bytes >= bytes ? bytes : r->pending_bytes;
     }
     redisReply *rep = reply;
-    if (rep == NULL || rep->type == REDIS_REPLY_ERROR)
-        r->st.publish_dropped++;
+    bool ok = rep != NULL && rep->type != REDIS_REPLY_ERROR;
+    if (is_node)
+        ok ? r->st.node_published++ : r->st.node_dropped++;
     else
-        r->st.published++;
+        ok ? r->st.published++ : r->st.publish_dropped++;
 }
 
-static int publish_raw(phx_redis_t *r, const phx_buf_t *chan, const phx_buf_t *msg, bool is_pps);
+static int publish_raw(phx_redis_t *r, const phx_buf_t *chan, const phx_buf_t *msg, int kind);
+
+/* What publish_raw sends (its counters). */
+enum { PUB_BCAST, PUB_PPS, PUB_NODE };
 
 static int be_publish(void *be, const phx_bcast_t *b)
 {
@@ -851,7 +873,7 @@ static int be_publish(void *be, const phx_bcast_t *b)
         r->pps_out.len = 0;
         rv = phx_pps_encode(b, r->node, 0, &r->pps_lim.etf, &r->pps_out);
         if (rv == 0)
-            return publish_raw(r, &r->pps_chan, &r->pps_out, true);
+            return publish_raw(r, &r->pps_chan, &r->pps_out, PUB_PPS);
     }
     rv = phx_redis_msg_encode(&r->msg, r->node, r->node_len, b);
     if (rv == 0)
@@ -860,33 +882,36 @@ static int be_publish(void *be, const phx_bcast_t *b)
         r->st.publish_dropped++;
         return rv;
     }
-    return publish_raw(r, &r->chan, &r->msg, false);
+    publish_raw(r, &r->chan, &r->msg, PUB_BCAST);
+    return 0;
 }
 
-/* PUBLISH `chan` `msg` on the publish connection, within the output cap. */
-static int publish_raw(phx_redis_t *r, const phx_buf_t *chan, const phx_buf_t *msg, bool is_pps)
+/* PUBLISH `chan` `msg` on the publish connection, within the output cap.
+ * Returns 0, or PHX_ERR_LIMIT when it was dropped (counted). */
+static int publish_raw(phx_redis_t *r, const phx_buf_t *chan, const phx_buf_t *msg, int kind)
 {
     size_t bytes = msg->len + chan->len + 32;
+    uint64_t *dropped = kind == PUB_NODE ? &r->st.node_dropped : &r->st.publish_dropped;
     if (r->pending_cmds >= PHX_REDIS_MAX_PENDING_CMDS ||
         r->pending_bytes + bytes > PHX_REDIS_MAX_PENDING_BYTES) {
-        r->st.publish_dropped++;
+        (*dropped)++;
         if (!r->dropped_logged) {
             r->dropped_logged = true;
             PHX_LOG_WARN("event=redis_publish_dropped node=%s reason=backlog pending_bytes=%zu",
                          r->node, r->pending_bytes);
         }
-        return 0;
+        return PHX_ERR_LIMIT;
     }
     const char *argv[3] = {"PUBLISH", (const char *)chan->data, (const char *)msg->data};
     size_t lens[3] = {7, chan->len, msg->len};
-    if (redisAsyncCommandArgv(r->pub, on_pub_reply, (void *)(uintptr_t)bytes, 3, argv, lens) !=
-        REDIS_OK) {
-        r->st.publish_dropped++;
-        return 0;
+    void *priv = (void *)(uintptr_t)(bytes << 1 | (kind == PUB_NODE ? 1u : 0u));
+    if (redisAsyncCommandArgv(r->pub, on_pub_reply, priv, 3, argv, lens) != REDIS_OK) {
+        (*dropped)++;
+        return PHX_ERR_LIMIT;
     }
     r->pending_cmds++;
     r->pending_bytes += bytes;
-    if (is_pps)
+    if (kind == PUB_PPS)
         r->st.pps_published++;
     if (r->pending_cmds < PHX_REDIS_MAX_PENDING_CMDS / 2 &&
         r->pending_bytes < PHX_REDIS_MAX_PENDING_BYTES / 2)
@@ -917,10 +942,38 @@ static void be_topic_down(void *be, const char *topic, size_t len)
     be_topic(be, topic, len, -1);
 }
 
+/* A node message: to every node on <prefix>:p, or to one on its node
+ * channel <prefix>:n:<node>. */
+static int be_node_send(void *be, const char *to, size_t to_len, const void *data, size_t len)
+{
+    phx_redis_t *r = be;
+    if (!r->is_up || r->pub == NULL) {
+        r->st.node_dropped++;
+        return PHX_ERR_STATE;
+    }
+    if (to != NULL && (to_len == 0 || to_len > PHX_REDIS_NODE_MAX))
+        return PHX_ERR_INVALID;
+    const phx_buf_t *chan = &r->node_chan;
+    if (to != NULL) {
+        if (channel_name(r, ":n:", to, to_len) != 0)
+            return PHX_ERR_NOMEM;
+        chan = &r->chan;
+    }
+    const phx_buf_t msg = {.data = (uint8_t *)(uintptr_t)data, .len = len, .cap = len};
+    return publish_raw(r, chan, &msg, PUB_NODE);
+}
+
+static const char *be_node_name(void *be)
+{
+    return ((phx_redis_t *)be)->node;
+}
+
 static const phx_pubsub_backend_t redis_backend = {
     .publish = be_publish,
     .topic_up = be_topic_up,
     .topic_down = be_topic_down,
+    .node_send = be_node_send,
+    .node_name = be_node_name,
 };
 
 static void before_flush(void *arg);
@@ -1008,10 +1061,19 @@ static void on_message(phx_redis_t *r, const redisReply *chan, const redisReply 
         return;
     }
     size_t plen = r->prefix_len + 3;
-    if (chan->len < plen || memcmp(chan->str, r->prefix, r->prefix_len) != 0)
+    bool is_node_chan = chan->len == r->node_chan.len &&
+                        memcmp(chan->str, r->node_chan.data, r->node_chan.len) == 0;
+    if (!is_node_chan && (chan->len < plen || memcmp(chan->str, r->prefix, r->prefix_len) != 0))
         goto malformed;
-    if (memcmp(chan->str + r->prefix_len, ":n:", 3) == 0)
-        return; /* the node channel: reserved */
+    if (is_node_chan || memcmp(chan->str + r->prefix_len, ":n:", 3) == 0) {
+        /* Node messages (to all, or to this node): the Phoenix layer's,
+         * which bounds and checks them itself; only the gross size here. */
+        if (data->len > PHX_REDIS_NODE_MSG_MAX)
+            goto malformed;
+        r->st.node_received++;
+        phx_pubsub_node_message(r->ps, (const uint8_t *)data->str, data->len);
+        return;
+    }
     if (memcmp(chan->str + r->prefix_len, ":t:", 3) != 0)
         goto malformed;
     /* No node publishes more than its largest accepted input (an API body
@@ -1069,6 +1131,15 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata)
                (kind->len == 11 && memcmp(kind->str, "unsubscribe", 11) == 0)) {
         if (r->sub_inflight > 0)
             r->sub_inflight--;
+        /* Node messages are announced once their channel (sent right after
+         * the node channel, in the session's first SUBSCRIBE) is held:
+         * answers to what the Phoenix layer asks then cannot be missed. */
+        const redisReply *ch = rep->element[1];
+        if (kind->len == 9 && !r->is_link_up && r->is_up && ch->type == REDIS_REPLY_STRING &&
+            ch->len == r->node_chan.len && memcmp(ch->str, r->node_chan.data, ch->len) == 0) {
+            r->is_link_up = true;
+            phx_pubsub_node_link(r->ps, PHX_NODE_LINK_UP);
+        }
     }
 }
 
@@ -1143,7 +1214,8 @@ int phx_redis_new(phx_redis_t **out, phx_loop_t *loop, phx_pubsub_t *ps, const p
         return PHX_ERR_INVALID;
     }
     r->prefix = phx_strdup(prefix);
-    if (r->prefix == NULL) {
+    if (r->prefix == NULL || phx_buf_append(&r->node_chan, prefix, r->prefix_len) != 0 ||
+        phx_buf_append_str(&r->node_chan, ":p") != 0) {
         snprintf(err, PHX_ERR_LEN, "out of memory");
         phx_redis_free(r);
         return PHX_ERR_NOMEM;
@@ -1194,22 +1266,57 @@ static void on_timer_closed(uv_handle_t *h)
     maybe_closed(r);
 }
 
+static void close_timers(phx_redis_t *r)
+{
+    uv_close((uv_handle_t *)&r->timer, on_timer_closed);
+    uv_close((uv_handle_t *)&r->batch_timer, on_timer_closed);
+}
+
+static void on_linger_timeout(uv_timer_t *t)
+{
+    phx_redis_t *r = t->data;
+    redisAsyncContext *ac = r->linger;
+    r->linger = NULL;
+    if (ac) {
+        PHX_LOG_WARN("event=redis_goodbye_unconfirmed node=%s", r->node);
+        redisAsyncFree(ac);
+    }
+    close_timers(r);
+}
+
 bool phx_redis_close(phx_redis_t *r, void (*done)(void *arg), void *arg)
 {
     if (r == NULL || r->is_closing)
         return false;
+    /* The Phoenix layer says goodbye while the link still works (its
+     * presences leave the other nodes at once, not after the timeout). */
+    if (r->is_link_up) {
+        r->is_link_up = false;
+        phx_pubsub_node_link(r->ps, PHX_NODE_LINK_CLOSING);
+    }
     r->is_closing = true;
     r->is_up = false;
     phx_pubsub_set_backend(r->ps, NULL, NULL);
+    /* What is queued on the publish connection (the goodbye) is flushed:
+     * hiredis disconnects once every reply is in, within a bound. */
+    redisAsyncContext *linger = r->pending_cmds > 0 && r->pub_ok ? r->pub : NULL;
+    if (linger)
+        r->pub = NULL;
     drop_contexts(r);
     pend_clear(r);
+    if (linger) {
+        r->linger = linger;
+        redisAsyncDisconnect(linger); /* may finish (and call on_disconnect) at once */
+    }
     if (!r->timer_init)
         return false;
     phx_loop_remove_hook(r->loop, r);
     r->done = done;
     r->done_arg = arg;
-    uv_close((uv_handle_t *)&r->timer, on_timer_closed);
-    uv_close((uv_handle_t *)&r->batch_timer, on_timer_closed);
+    if (r->linger)
+        uv_timer_start(&r->timer, on_linger_timeout, PHX_REDIS_LINGER_MS, 0);
+    else
+        close_timers(r);
     return true;
 }
 
@@ -1221,6 +1328,7 @@ void phx_redis_free(phx_redis_t *r)
     phx_free(r->pend);
     phx_free(r->idx);
     phx_buf_dispose(&r->chan);
+    phx_buf_dispose(&r->node_chan);
     phx_buf_dispose(&r->msg);
     phx_buf_dispose(&r->pps_chan);
     phx_buf_dispose(&r->pps_out);

@@ -12,6 +12,14 @@
  * cancel). The subscriber connection also holds <prefix>:n:<node> for its
  * whole life, so its subscription count never drops to 0.
  *
+ * Node messages (pubsub.h: opaque bytes between the nodes' Phoenix layers,
+ * the Presence replication of presence_cluster.h) go on <prefix>:p (to
+ * every node, this one included) or on <prefix>:n:<node> (to one node).
+ * The link is announced up once <prefix>:p is confirmed subscribed, down
+ * when the session fails, and closing in phx_redis_close, before the
+ * connections go: what the Phoenix layer publishes then (a goodbye) is
+ * flushed, waiting at most PHX_REDIS_LINGER_MS for Redis to answer.
+ *
  * A broadcast made locally is published once, in the message format below;
  * a message whose node is this node is skipped (local delivery already
  * happened), any other is checked with bounds and delivered with
@@ -55,6 +63,11 @@ typedef struct phx_redis phx_redis_t;
 /* Reconnect backoff: from 100 ms, doubling, capped (with jitter). */
 #define PHX_REDIS_BACKOFF_MIN_MS 100
 #define PHX_REDIS_BACKOFF_MAX_MS 5000
+/* A node message larger than this is dropped unread (the Phoenix layer
+ * applies its own, smaller bounds). */
+#define PHX_REDIS_NODE_MSG_MAX (64u * 1024 * 1024)
+/* Closing: how long the goodbye may wait for Redis's answer (ms). */
+#define PHX_REDIS_LINGER_MS 1000
 
 enum {
     PHX_REDIS_PAYLOAD_NONE = 0,
@@ -107,6 +120,9 @@ typedef struct phx_redis_stats {
     uint64_t malformed;       /* messages dropped as malformed */
     uint64_t reconnects;      /* sessions established after the first */
     uint64_t subscribe_cmds;  /* SUBSCRIBE commands sent */
+    uint64_t node_published;  /* node messages (Presence replication) answered by Redis */
+    uint64_t node_dropped;    /* node messages not sent (down, over the cap) or lost */
+    uint64_t node_received;   /* node messages received (this node's own included) */
     /* --phoenix-pubsub: Phoenix.PubSub's Redis adapter channel */
     uint64_t pps_delivered;  /* Elixir broadcasts delivered to phxd's subscribers */
     uint64_t pps_not_for_us; /* other dispatchers', Presence's, :except self, :only others */

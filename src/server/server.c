@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "backend.h"
 #include "http.h"
 #include "log.h"
 #include "longpoll.h"
@@ -64,6 +65,16 @@ void phx_config_init(phx_config_t *cfg)
     cfg->presence_max_keys = 10000;
     cfg->presence_max_metas = 32;
     cfg->presence_max_meta_bytes = 1024;
+    cfg->presence_max_remote = 1000000;
+    cfg->max_waiting_msgs = 1024;
+    cfg->max_waiting_bytes = 16 * 1024 * 1024;
+    cfg->backend_timeout_ms = 5000;
+    cfg->backend_max_inflight = 256;
+    cfg->backend_max_queue = 4096;
+    cfg->backend_max_answer_bytes = 1024 * 1024;
+    cfg->backend_breaker_calls = 20;
+    cfg->backend_breaker_percent = 50;
+    cfg->backend_breaker_open_ms = 5000;
 }
 
 /* ---- accepting ---- */
@@ -199,6 +210,9 @@ int phx_server_new(phx_server_t **out, void *loop, const phx_config_t *cfg, char
     srv->cfg.node_name = dup_opt(srv, cfg->node_name);
     srv->cfg.redis_prefix = dup_opt(srv, cfg->redis_prefix);
     srv->cfg.phoenix_pubsub = dup_opt(srv, cfg->phoenix_pubsub);
+    srv->cfg.backend_url = dup_opt(srv, cfg->backend_url);
+    srv->cfg.backend_secret = dup_opt(srv, cfg->backend_secret);
+    srv->cfg.backend_ca_file = dup_opt(srv, cfg->backend_ca_file);
     int rv = PHX_ERR_NOMEM;
     if (srv->is_cfg_nomem || srv->cfg.host == NULL || srv->cfg.socket_path == NULL)
         goto fail;
@@ -228,6 +242,24 @@ int phx_server_new(phx_server_t **out, void *loop, const phx_config_t *cfg, char
     if (srv->cfg.redis_url && srv->cfg.redis_url[0] &&
         (rv = phx_redis_new(&srv->redis, &srv->loop, srv->ep.pubsub, &srv->cfg, err)) != 0)
         goto fail_quiet;
+    if (srv->cfg.backend_connect) {
+        /* --connect backend: the connect step is a call to --backend-url. */
+        phx_backend_t *b = phx_server_backend(srv);
+        if (b == NULL) {
+            rv = PHX_ERR_NOMEM;
+            goto fail;
+        }
+        if (srv->cfg.backend_url == NULL || srv->cfg.backend_url[0] == '\0') {
+            snprintf(err, PHX_ERR_LEN, "--connect backend needs --backend-url");
+            rv = PHX_ERR_INVALID;
+            goto fail_quiet;
+        }
+        if (phx_backend_target(b, NULL, err) == NULL) {
+            rv = PHX_ERR_INVALID;
+            goto fail_quiet;
+        }
+        phx_endpoint_on_connect(&srv->ep, phx_backend_connect, b);
+    }
     srv->metrics = (phx_metrics_t){
         .loop = &srv->loop, .ep = &srv->ep, .longpoll = &srv->longpoll, .redis = &srv->redis};
     uv_tcp_init(srv->uv, &srv->listener);
@@ -240,6 +272,7 @@ int phx_server_new(phx_server_t **out, void *loop, const phx_config_t *cfg, char
 fail:
     snprintf(err, PHX_ERR_LEN, "cannot create server: %s", phx_strerror(rv));
 fail_quiet:
+    phx_backend_free(srv->backend);
     phx_redis_free(srv->redis);
     phx_longpoll_free(srv->longpoll);
     phx_tls_ctx_free(srv->loop.tls_ctx);
@@ -407,13 +440,31 @@ static void redis_closed(void *arg)
     server_done(srv);
 }
 
+static void backend_closed(void *arg)
+{
+    phx_server_t *srv = arg;
+    srv->open_handles--;
+    server_done(srv);
+}
+
 static void maybe_finish_stop(phx_server_t *srv)
 {
     if (!srv->loop.is_stopping || srv->loop.nconns > 0 ||
         uv_is_closing((uv_handle_t *)&srv->drain_timer))
         return;
     uv_close((uv_handle_t *)&srv->drain_timer, handle_on_close);
+    /* Every socket is gone: the leave calls they made go out, and the
+     * backend's connections close after them. */
+    if (phx_backend_close(srv->backend, backend_closed, srv))
+        srv->open_handles++;
     phx_loop_close(&srv->loop);
+}
+
+phx_backend_t *phx_server_backend(phx_server_t *srv)
+{
+    if (srv->backend == NULL && phx_backend_new(&srv->backend, &srv->loop, &srv->ep) != 0)
+        return NULL;
+    return srv->backend;
 }
 
 static void server_conn_gone(void *owner)
@@ -581,6 +632,7 @@ void phx_server_free(phx_server_t *srv)
 {
     if (srv == NULL)
         return;
+    phx_backend_free(srv->backend);
     phx_redis_free(srv->redis);
     phx_longpoll_free(srv->longpoll);
     phx_tls_ctx_free(srv->loop.tls_ctx);

@@ -20,6 +20,7 @@
 
 typedef struct phx_longpoll phx_longpoll_t;
 typedef struct phx_redis phx_redis_t;
+typedef struct phx_backend phx_backend_t;
 
 typedef struct phx_static {
     struct phx_static *next;
@@ -49,12 +50,17 @@ struct phx_server {
     int bound_port;
     phx_endpoint_t ep; /* the Phoenix layer: PubSub, admission, channel routes */
     phx_longpoll_t *longpoll;
-    phx_redis_t *redis;    /* the cluster backend (cfg.redis_url), or NULL */
-    phx_metrics_t metrics; /* what /metrics and /healthz read */
+    phx_redis_t *redis;     /* the cluster backend (cfg.redis_url), or NULL */
+    phx_backend_t *backend; /* backend callbacks over HTTP, made on first use */
+    phx_metrics_t metrics;  /* what /metrics and /healthz read */
     phx_static_t *statics;
     phx_router_t router;     /* the main listener's routes */
     phx_router_t api_router; /* --api-listen's */
 };
+
+/* The server's backend callbacks (backend.h), made on first use; NULL
+ * when out of memory. */
+phx_backend_t *phx_server_backend(phx_server_t *srv);
 
 /* The static asset served at `path`, or NULL. */
 const phx_static_t *phx_server_static_find(const phx_server_t *srv, const char *path, size_t len);

@@ -475,6 +475,37 @@ static const char *header_of(void *ctx, const char *name)
     return phx_http_header(ctx, name);
 }
 
+static void admit(phx_longpoll_t *lp, phx_conn_t *c, phx_connect_t *ci, int status);
+
+/* A deferred connect step answered. */
+static void connect_resumed(phx_connect_t *d, int result)
+{
+    phx_conn_t *c = d->resume_arg;
+    phx_longpoll_t *lp = d->resume_ctx;
+    phx_http_unwait(c);
+    phx_conn_enter(c);
+    int status = result == PHX_CONNECT_OK ? 0 : phx_endpoint_refused(lp->ep, d, PHX_ERR_AUTH);
+    admit(lp, c, d, status);
+    phx_conn_leave(c);
+}
+
+static void connect_timeout(phx_conn_t *c, void *arg)
+{
+    phx_connect_orphan(arg);
+    phx_http_unwait(c);
+    phx_http_respond(c, 503, "access-control-allow-origin: *\r\n", NULL, NULL, 0);
+}
+
+static void connect_closed(phx_conn_t *c, void *arg)
+{
+    phx_connect_orphan(arg);
+}
+
+static const phx_http_waiter_t connect_waiter = {
+    .on_timeout = connect_timeout,
+    .on_closed = connect_closed,
+};
+
 static void open_session(phx_longpoll_t *lp, phx_conn_t *c)
 {
     phx_endpoint_t *ep = lp->ep;
@@ -490,11 +521,29 @@ static void open_session(phx_longpoll_t *lp, phx_conn_t *c)
     phx_connect_t ci;
     phx_connect_init(&ci, ep, &lp_transport, c->peer, c->peer_port, (const char *)h->url.data,
                      h->url.len, query, query_len, header_of, h);
+    ci.http = h;
     const char *auth = phx_http_header(h, "x-phoenix-authtoken");
     int rv = 0;
     if (auth && (ci.auth_token = phx_strdup(auth)) == NULL)
         rv = PHX_ERR_NOMEM;
     int status = rv != 0 ? phx_endpoint_refused(ep, &ci, rv) : phx_endpoint_connect(ep, &ci);
+    if (status == PHX_ERR_AGAIN) {
+        /* The connect callback answers later: the GET waits. */
+        phx_connect_t *d = ci.deferred;
+        ci.deferred = NULL;
+        phx_connect_dispose(&ci);
+        phx_http_wait(c, &connect_waiter, d);
+        phx_connect_park(d, connect_resumed, c, lp);
+        return;
+    }
+    admit(lp, c, &ci, status);
+}
+
+/* The connect step answered `status` (0: admitted): the refusal, or a new
+ * session. Disposes `ci`. */
+static void admit(phx_longpoll_t *lp, phx_conn_t *c, phx_connect_t *ci, int status)
+{
+    phx_endpoint_t *ep = lp->ep;
     if (status == 400) {
         phx_http_write(c, 400, "access-control-allow-origin: *\r\n", NULL, NULL, 0, 0);
         return;
@@ -519,7 +568,7 @@ static void open_session(phx_longpoll_t *lp, phx_conn_t *c)
         goto fail;
     s->token = (char *)phx_buf_detach(&tok, NULL);
     s->lp = lp;
-    if (phx_socket_new(&s->sock, &ci, s) != 0)
+    if (phx_socket_new(&s->sock, ci, s) != 0)
         goto fail;
     const char *uid = phx_socket_assign(s->sock, "user_id");
     if (uid && user_sessions(lp, uid) >= (uint32_t)ep->cfg->longpoll_max_sessions_per_user) {
@@ -528,7 +577,7 @@ static void open_session(phx_longpoll_t *lp, phx_conn_t *c)
         phx_term_free(data);
         phx_free(s->token);
         phx_free(s);
-        phx_connect_dispose(&ci);
+        phx_connect_dispose(ci);
         phx_stats_refused(&ep->loop->stats, PHX_REFUSE_CAPACITY, c->peer, lp_transport.name);
         phx_http_respond(c, 503, "access-control-allow-origin: *\r\n", NULL, NULL, 0);
         return;
@@ -545,7 +594,7 @@ static void open_session(phx_longpoll_t *lp, phx_conn_t *c)
         goto fail;
     }
     phx_term_free(data);
-    phx_connect_dispose(&ci);
+    phx_connect_dispose(ci);
     touch(lp, s);
     phx_socket_opened(s->sock, c->peer);
     answer_poll(s, c, 410);
@@ -557,7 +606,7 @@ fail:
         phx_free(s->token);
         phx_free(s);
     }
-    phx_connect_dispose(&ci);
+    phx_connect_dispose(ci);
     phx_http_respond(c, 503, "access-control-allow-origin: *\r\n", NULL, NULL, 0);
 }
 

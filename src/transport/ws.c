@@ -662,6 +662,77 @@ static void refuse_with_close(phx_conn_t *c, int refused)
     phx_ws_close(c, 4003, reason);
 }
 
+/* The connect step answered `status` (0: admitted): the refusal, or the
+ * upgrade. Disposes `ci`. */
+static void admit(phx_endpoint_t *ep, phx_conn_t *c, phx_connect_t *ci, int status,
+                  bool select_phoenix, uint8_t *rest, size_t rest_len)
+{
+    phx_http_t *h = c->http;
+    if (status == 403 && ep->cfg->refuse_close && upgrade_problem(h) == NULL) {
+        refuse_with_close(c, ci->refused);
+        return;
+    }
+    if (status != 0) {
+        phx_http_respond(c, status, NULL, NULL, NULL, 0);
+        return;
+    }
+    /* Upgrade validation comes after the connect callback, as in Phoenix. */
+    const char *why = upgrade_problem(h);
+    if (why) {
+        phx_connect_dispose(ci);
+        refuse_upgrade(c, why);
+        return;
+    }
+    phx_ws_t *w = phx_calloc(1, sizeof(*w));
+    if (w == NULL) {
+        phx_connect_dispose(ci);
+        phx_http_respond(c, 503, NULL, NULL, NULL, 0);
+        return;
+    }
+    w->conn = c;
+    int rv = phx_socket_new(&w->sock, ci, c);
+    phx_connect_dispose(ci);
+    if (rv != 0) {
+        phx_free(w);
+        phx_http_respond(c, 503, NULL, NULL, NULL, 0);
+        return;
+    }
+    phx_socket_opened(w->sock, c->peer);
+    upgrade(c, w, select_phoenix, rest, rest_len);
+}
+
+/* A deferred connect step answered (from the loop, or from inside
+ * phx_connect_park when it already had). */
+static void connect_resumed(phx_connect_t *d, int result)
+{
+    phx_conn_t *c = d->resume_arg;
+    phx_endpoint_t *ep = d->resume_ctx;
+    size_t rest_len;
+    uint8_t *rest = phx_http_unpark(c, &rest_len);
+    phx_conn_enter(c);
+    int status = result == PHX_CONNECT_OK ? 0 : phx_endpoint_refused(ep, d, PHX_ERR_AUTH);
+    admit(ep, c, d, status, d->tflags != 0, rest, rest_len);
+    phx_conn_leave(c);
+    phx_free(rest);
+}
+
+static void connect_timeout(phx_conn_t *c, void *arg)
+{
+    phx_connect_orphan(arg);
+    phx_http_unwait(c);
+    phx_http_respond(c, 503, NULL, NULL, NULL, 0);
+}
+
+static void connect_closed(phx_conn_t *c, void *arg)
+{
+    phx_connect_orphan(arg);
+}
+
+static const phx_http_waiter_t connect_waiter = {
+    .on_timeout = connect_timeout,
+    .on_closed = connect_closed,
+};
+
 void phx_ws_handshake(phx_endpoint_t *ep, phx_conn_t *c, uint8_t *rest, size_t rest_len)
 {
     phx_http_t *h = c->http;
@@ -688,42 +759,27 @@ void phx_ws_handshake(phx_endpoint_t *ep, phx_conn_t *c, uint8_t *rest, size_t r
     phx_connect_t conn_info;
     phx_connect_init(&conn_info, ep, &ws_transport, c->peer, c->peer_port,
                      (const char *)h->url.data, h->url.len, query, query_len, header_of, h);
+    conn_info.http = h;
     bool select_phoenix = false;
     int rv =
         subprotocols(phx_http_header(h, "sec-websocket-protocol"), &conn_info, &select_phoenix);
     status =
         rv != 0 ? phx_endpoint_refused(ep, &conn_info, rv) : phx_endpoint_connect(ep, &conn_info);
-    if (status == 403 && ep->cfg->refuse_close && upgrade_problem(h) == NULL) {
-        refuse_with_close(c, conn_info.refused);
-        return;
-    }
-    if (status != 0) {
-        phx_http_respond(c, status, NULL, NULL, NULL, 0);
-        return;
-    }
-    /* Upgrade validation comes after the connect callback, as in Phoenix. */
-    const char *why = upgrade_problem(h);
-    if (why) {
+    if (status == PHX_ERR_AGAIN) {
+        /* The connect callback answers later: the request waits. */
+        phx_connect_t *d = conn_info.deferred;
+        conn_info.deferred = NULL;
         phx_connect_dispose(&conn_info);
-        refuse_upgrade(c, why);
+        d->tflags = select_phoenix;
+        if (phx_http_park(c, &connect_waiter, d, rest, rest_len) != 0) {
+            phx_connect_park(d, connect_resumed, NULL, NULL); /* dropped */
+            phx_http_respond(c, 503, NULL, NULL, NULL, 0);
+            return;
+        }
+        phx_connect_park(d, connect_resumed, c, ep);
         return;
     }
-    phx_ws_t *w = phx_calloc(1, sizeof(*w));
-    if (w == NULL) {
-        phx_connect_dispose(&conn_info);
-        phx_http_respond(c, 503, NULL, NULL, NULL, 0);
-        return;
-    }
-    w->conn = c;
-    rv = phx_socket_new(&w->sock, &conn_info, c);
-    phx_connect_dispose(&conn_info);
-    if (rv != 0) {
-        phx_free(w);
-        phx_http_respond(c, 503, NULL, NULL, NULL, 0);
-        return;
-    }
-    phx_socket_opened(w->sock, c->peer);
-    upgrade(c, w, select_phoenix, rest, rest_len);
+    admit(ep, c, &conn_info, status, select_phoenix, rest, rest_len);
 }
 
 void phx_ws_echo_handshake(phx_conn_t *c, uint8_t *rest, size_t rest_len)

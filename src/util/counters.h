@@ -21,6 +21,7 @@
     X(TOKEN_DATA, "token_data")                                                                    \
     X(SUBPROTOCOL, "subprotocol")                                                                  \
     X(CALLBACK, "callback")                                                                        \
+    X(BACKEND, "backend_unavailable")                                                              \
     X(CAPACITY, "capacity")                                                                        \
     X(DRAINING, "draining")
 
@@ -61,6 +62,35 @@ typedef enum {
 #define PHX_API_STATUS_LIST 200, 202, 400, 401, 403, 404, 405, 408, 413, 415, 429, 500, 503
 #define PHX_API_STATUSES 14
 
+/* Backend calls (metrics labels "type" and "outcome"). */
+#define PHX_BCALL_MAP(X) X(CONNECT, "connect") X(JOIN, "join") X(EVENT, "event") X(LEAVE, "leave")
+#define PHX_BOUT_MAP(X)                                                                            \
+    X(OK, "ok")                   /* a 2xx answer of the right shape */                            \
+    X(REFUSED, "refused")         /* the application said error (connect, join) */                 \
+    X(STATUS, "http_status")      /* a status other than 2xx */                                    \
+    X(TIMEOUT, "timeout")         /* no whole answer within backend_timeout_ms */                  \
+    X(TRANSPORT, "transport")     /* refused connection, reset, closed mid-answer, bad HTTP */     \
+    X(INVALID, "invalid")         /* not JSON, the wrong shape, or too large */                    \
+    X(UNAVAILABLE, "unavailable") /* failed at once: breaker open, queue full */                   \
+    X(DROPPED, "dropped")         /* answered after its socket or channel was gone */
+
+typedef enum {
+#define PHX_BCALL_ENUM(name, label) PHX_BCALL_##name,
+    PHX_BCALL_MAP(PHX_BCALL_ENUM)
+#undef PHX_BCALL_ENUM
+        PHX_BCALL_COUNT
+} phx_bcall_t;
+
+typedef enum {
+#define PHX_BOUT_ENUM(name, label) PHX_BOUT_##name,
+    PHX_BOUT_MAP(PHX_BOUT_ENUM)
+#undef PHX_BOUT_ENUM
+        PHX_BOUT_COUNT
+} phx_bout_t;
+
+/* Backend call latency histogram bounds, in microseconds. */
+#define PHX_BACKEND_BUCKETS 12
+
 /* Fan-out time histogram bounds, in microseconds. */
 #define PHX_FANOUT_BUCKETS 12
 
@@ -85,7 +115,45 @@ typedef struct phx_stats {
     uint64_t fanout_hist[PHX_FANOUT_BUCKETS + 1]; /* last: +Inf */
     double fanout_sum_s;
     uint64_t fanout_count;
+    /* backend calls */
+    uint64_t backend_calls[PHX_BCALL_COUNT][PHX_BOUT_COUNT];
+    uint64_t backend_hist[PHX_BACKEND_BUCKETS + 1]; /* last: +Inf */
+    double backend_sum_s;
+    uint64_t backend_count;
+    uint64_t backend_inflight;      /* gauge */
+    uint64_t backend_queued;        /* gauge: calls waiting for a connection */
+    uint64_t backend_breakers_open; /* gauge: URLs failing fast now */
+    uint64_t backend_breaker_trips; /* times a breaker opened */
+    uint64_t backend_leave_batches; /* batch calls carrying several leaves */
 } phx_stats_t;
+
+static inline const char *phx_bcall_name(phx_bcall_t t)
+{
+    static const char *const names[PHX_BCALL_COUNT] = {
+#define PHX_BCALL_LABEL(name, label) label,
+        PHX_BCALL_MAP(PHX_BCALL_LABEL)
+#undef PHX_BCALL_LABEL
+    };
+    return (unsigned)t < PHX_BCALL_COUNT ? names[t] : "?";
+}
+
+static inline const char *phx_bout_name(phx_bout_t o)
+{
+    static const char *const names[PHX_BOUT_COUNT] = {
+#define PHX_BOUT_LABEL(name, label) label,
+        PHX_BOUT_MAP(PHX_BOUT_LABEL)
+#undef PHX_BOUT_LABEL
+    };
+    return (unsigned)o < PHX_BOUT_COUNT ? names[o] : "?";
+}
+
+/* The bounds of the backend latency histogram, in microseconds. */
+static inline uint64_t phx_backend_bucket_us(int i)
+{
+    static const uint64_t bounds[PHX_BACKEND_BUCKETS] = {
+        250, 500, 1000, 2000, 5000, 10000, 25000, 50000, 100000, 250000, 1000000, 5000000};
+    return bounds[i];
+}
 
 static inline const char *phx_refuse_name(phx_refuse_t why)
 {

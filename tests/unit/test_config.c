@@ -264,8 +264,8 @@ static void file_errors_name_file_and_line(void)
         {"log-level = loud\n", "1: log-level must be error, warn, info or debug, got \"loud\""},
         {"max-age = soon\n", "1: max-age must be seconds or 'infinity', got \"soon\""},
         {"config = other.conf\n", "1: config cannot be set inside a config file"},
-        {"channel = room:* join=maybe\n",
-         "1: channel rule (room:* join=maybe): join=maybe: join must be any, user or none"},
+        {"channel = room:* join=maybe\n", "1: channel rule (room:* join=maybe): join=maybe: join "
+                                          "must be any, user, none or backend"},
         {"check-origin = ftp:/\n",
          "1: check-origin: \"ftp:/\" is not like https://host, //host or //*.host:port"},
         {"port 4000\n", "1: expected '=' after the key"},

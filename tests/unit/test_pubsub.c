@@ -83,7 +83,8 @@ static void be_down(void *be, const char *topic, size_t len)
     snprintf(f->last_topic, sizeof(f->last_topic), "%.*s", (int)len, topic);
 }
 
-static const phx_pubsub_backend_t fake_backend_ops = {be_publish, be_up, be_down};
+static const phx_pubsub_backend_t fake_backend_ops = {
+    .publish = be_publish, .topic_up = be_up, .topic_down = be_down};
 
 typedef struct fx {
     uv_loop_t uv;

@@ -95,13 +95,16 @@ static void errors_name_the_rule_and_the_word(void)
 {
     expect_error("", "empty channel rule (expected PATTERN [setting=value ...])");
     expect_error(" ; ;", "empty channel rule (expected PATTERN [setting=value ...])");
-    expect_error("room:* join=maybe",
-                 "channel rule (room:* join=maybe): join=maybe: join must be any, user or none");
-    expect_error("room:* events=shout", "channel rule (room:* events=shout): events=shout: events "
-                                        "must be broadcast, broadcast_from, reply or refuse");
-    expect_error("room:* jion=any", "channel rule (room:* jion=any): jion=any: unknown setting "
-                                    "(join, events, event:NAME, max-payload-bytes, "
-                                    "max-subscribers, user-segment, presence, presence-max)");
+    expect_error(
+        "room:* join=maybe",
+        "channel rule (room:* join=maybe): join=maybe: join must be any, user, none or backend");
+    expect_error("room:* events=shout",
+                 "channel rule (room:* events=shout): events=shout: events "
+                 "must be broadcast, broadcast_from, reply, refuse or backend");
+    expect_error("room:* jion=any",
+                 "channel rule (room:* jion=any): jion=any: unknown setting "
+                 "(join, events, event:NAME, max-payload-bytes, "
+                 "max-subscribers, user-segment, presence, presence-max, backend)");
     expect_error("room:* presence=all",
                  "channel rule (room:* presence=all): presence=all: presence must be none or user");
     expect_error("room:* presence=user presence=none", "channel rule (room:* presence=user "
@@ -155,8 +158,8 @@ static void errors_name_the_rule_and_the_word(void)
                  "channel rule (a:* event:x=reply event:x=refuse): event:x=refuse: the same "
                  "event:NAME is given twice");
     expect_error("a:* event:x=maybe", "channel rule (a:* event:x=maybe): event:x=maybe: "
-                                      "event:NAME must be broadcast, broadcast_from, reply or "
-                                      "refuse");
+                                      "event:NAME must be broadcast, broadcast_from, reply, "
+                                      "refuse or backend");
     expect_error("ok:*; \"open:*", "channel rule (\"open:*): unterminated quote");
     expect_error("a:\001* join=any", "channel rule (a:\001* join=any): a:\001*: control "
                                      "character in the topic pattern");

@@ -1128,6 +1128,304 @@ static void socket_closed_terminates_its_channels(void)
     fx_done(&f);
 }
 
+/* ---- deferred answers (phx_channel_defer / phx_connect_defer) ---- */
+
+/* "later:*": every join and event is answered later by the test. */
+static phx_channel_t *pending; /* the channel waiting for its answer */
+static int later_calls;
+static char later_log[512]; /* "join:<params>", "ev:<event>", comma-separated */
+
+static void later_note(const char *what, const char *arg)
+{
+    size_t n = strlen(later_log);
+    snprintf(later_log + n, sizeof(later_log) - n, "%s%s:%s", n ? "," : "", what, arg);
+}
+
+static phx_result_t later_join(phx_channel_t *ch, const char *topic, const phx_payload_t *params,
+                               phx_reply_t *reply, void *user)
+{
+    char p[64];
+    copy_payload(p, sizeof(p), params);
+    later_note("join", p);
+    later_calls++;
+    if (strstr(p, "now"))
+        return PHX_REPLY_OK; /* answered at once, as before */
+    ASSERT(pending == NULL);
+    ASSERT_EQ(phx_channel_defer(ch), 0);
+    ASSERT_EQ(phx_channel_defer(ch), PHX_ERR_STATE); /* once */
+    pending = ch;
+    return PHX_DEFER;
+}
+
+static phx_result_t later_in(phx_channel_t *ch, const char *event, const phx_payload_t *payload,
+                             phx_reply_t *reply, void *user)
+{
+    later_note("ev", event);
+    later_calls++;
+    if (strcmp(event, "forgot") == 0) {
+        /* PHX_DEFER without asking: a crash. */
+        return PHX_DEFER;
+    }
+    ASSERT(pending == NULL);
+    ASSERT_EQ(phx_channel_defer(ch), 0);
+    pending = ch;
+    return PHX_DEFER;
+}
+
+static void later_terminate(phx_channel_t *ch, const char *reason, void *user)
+{
+    if (pending == ch)
+        pending = NULL; /* the answer will never be given */
+    room_terminate(ch, reason, user);
+}
+
+static const phx_channel_handler_t later_handler = {
+    .join = later_join,
+    .handle_in = later_in,
+    .terminate = later_terminate,
+};
+
+static void later_init(fx_t *f, int max_waiting)
+{
+    fx_init(f);
+    if (max_waiting > 0)
+        f->cfg.max_waiting_msgs = max_waiting;
+    ASSERT_EQ(phx_endpoint_add_route(&f->ep, "later:*", &later_handler, NULL), 0);
+    pending = NULL;
+    later_calls = 0;
+    later_log[0] = '\0';
+}
+
+/* Answers the pending call. */
+static void later_answer(phx_result_t res, const char *json)
+{
+    phx_channel_t *ch = pending;
+    ASSERT(ch != NULL);
+    pending = NULL;
+    phx_payload_t p = {(const uint8_t *)json, json ? strlen(json) : 0, false};
+    ASSERT_EQ(phx_channel_resolve(ch, res, NULL, json ? &p : NULL), 0);
+}
+
+static void deferred_join_and_events_keep_their_order(void)
+{
+    fx_t f;
+    later_init(&f, 0);
+    fake_tx_t a;
+    tx_connect_ok(&f, &a, "vsn=2.0.0&token=x&user=1");
+    tx_feed(&a, "[\"1\",\"1\",\"later:1\",\"phx_join\",{\"n\":1}]");
+    ASSERT_EQ(a.nmsgs, 0); /* no reply yet */
+    ASSERT_EQ(a.sock->nchannels, 1);
+    ASSERT_EQ(subs(&f, "later:1"), 0); /* subscribed only once accepted */
+    /* Sent right after the join: they wait for its answer, in order. */
+    tx_feed(&a, "[\"1\",\"2\",\"later:1\",\"first\",{}]");
+    tx_feed(&a, "[\"1\",\"3\",\"later:1\",\"second\",{}]");
+    ASSERT_EQ(later_calls, 1);
+    ASSERT(f.ep.waiting_bytes > 0);
+    /* Another channel of the same socket is not held up. */
+    tx_feed(&a, "[\"2\",\"4\",\"room:2\",\"phx_join\",{}]");
+    ASSERT_EQ(a.nmsgs, 1);
+    ASSERT_STR_EQ(tx_msg(&a, 0),
+                  "[\"2\",\"4\",\"room:2\",\"phx_reply\",{\"response\":{},\"status\":\"ok\"}]");
+    later_answer(PHX_REPLY_OK, "{\"welcome\":1}");
+    ASSERT_STR_EQ(tx_msg(&a, 1), "[\"1\",\"1\",\"later:1\",\"phx_reply\","
+                                 "{\"response\":{\"welcome\":1},\"status\":\"ok\"}]");
+    ASSERT_EQ(subs(&f, "later:1"), 1);
+    ASSERT_EQ(f.loop.stats.joined_channels, 2);
+    /* The first waiting event went to the handler, the second still waits. */
+    ASSERT_EQ(later_calls, 2);
+    ASSERT_STR_EQ(later_log, "join:{\"n\":1},ev:first");
+    later_answer(PHX_REPLY_OK, "{\"n\":2}");
+    ASSERT_STR_EQ(tx_msg(&a, 2), "[\"1\",\"2\",\"later:1\",\"phx_reply\","
+                                 "{\"response\":{\"n\":2},\"status\":\"ok\"}]");
+    ASSERT_STR_EQ(later_log, "join:{\"n\":1},ev:first,ev:second");
+    later_answer(PHX_NOREPLY, NULL);
+    ASSERT_EQ(a.nmsgs, 3);
+    ASSERT_EQ(f.ep.waiting_bytes, 0);
+    /* A stop: the reply, then phx_close. */
+    tx_feed(&a, "[\"1\",\"5\",\"later:1\",\"bye\",{}]");
+    phx_payload_t bye = {(const uint8_t *)"{\"bye\":1}", 9, false};
+    phx_channel_t *ch = pending;
+    pending = NULL;
+    ASSERT_EQ(phx_channel_resolve(ch, PHX_STOP, "ok", &bye), 0);
+    ASSERT_STR_EQ(tx_msg(&a, 3), "[\"1\",\"5\",\"later:1\",\"phx_reply\","
+                                 "{\"response\":{\"bye\":1},\"status\":\"ok\"}]");
+    ASSERT_STR_EQ(tx_msg(&a, 4), "[\"1\",\"1\",\"later:1\",\"phx_close\",{}]");
+    ASSERT_STR_EQ(rec.reasons, "stop");
+    /* PHX_DEFER without phx_channel_defer crashes the channel. */
+    tx_feed(&a, "[\"3\",\"6\",\"later:3\",\"phx_join\",{\"now\":1}]");
+    tx_feed(&a, "[\"3\",\"7\",\"later:3\",\"forgot\",{}]");
+    ASSERT_STR_EQ(tx_msg(&a, a.nmsgs - 1),
+                  "[\"3\",\"3\",\"later:3\",\"phx_error\",{\"reason\":\"channel_crash\"}]");
+    tx_peer_gone(&a);
+    fx_done(&f);
+}
+
+static void deferred_join_refused_and_leave_waits(void)
+{
+    fx_t f;
+    later_init(&f, 0);
+    fake_tx_t a;
+    tx_connect_ok(&f, &a, "vsn=2.0.0&token=x&user=1");
+    tx_feed(&a, "[\"1\",\"1\",\"later:1\",\"phx_join\",{}]");
+    tx_feed(&a, "[\"1\",\"2\",\"later:1\",\"ev\",{}]");
+    later_answer(PHX_REPLY_ERROR, "{\"reason\":\"unauthorized\"}");
+    ASSERT_EQ(a.nmsgs, 2);
+    ASSERT_STR_EQ(tx_msg(&a, 0),
+                  "[\"1\",\"1\",\"later:1\",\"phx_reply\","
+                  "{\"response\":{\"reason\":\"unauthorized\"},\"status\":\"error\"}]");
+    /* The event that waited finds no channel. */
+    ASSERT_STR_EQ(tx_msg(&a, 1),
+                  "[null,\"2\",\"later:1\",\"phx_reply\","
+                  "{\"response\":{\"reason\":\"unmatched topic\"},\"status\":\"error\"}]");
+    ASSERT_EQ(a.sock->nchannels, 0);
+    ASSERT_EQ(rec.terminates, 0); /* a refused join never terminates */
+    ASSERT_EQ(f.loop.stats.refused_joins[PHX_JOIN_REFUSE_UNAUTHORIZED], 1);
+    /* A leave while the join waits: handled after it, in order. */
+    tx_feed(&a, "[\"2\",\"3\",\"later:2\",\"phx_join\",{}]");
+    tx_feed(&a, "[\"2\",\"4\",\"later:2\",\"phx_leave\",{}]");
+    later_answer(PHX_REPLY_OK, NULL);
+    ASSERT_EQ(a.nmsgs, 5);
+    ASSERT_STR_EQ(tx_msg(&a, 2),
+                  "[\"2\",\"3\",\"later:2\",\"phx_reply\",{\"response\":{},\"status\":\"ok\"}]");
+    ASSERT_STR_EQ(tx_msg(&a, 3),
+                  "[\"2\",\"4\",\"later:2\",\"phx_reply\",{\"response\":{},\"status\":\"ok\"}]");
+    ASSERT_STR_EQ(tx_msg(&a, 4), "[\"2\",\"2\",\"later:2\",\"phx_close\",{}]");
+    ASSERT_STR_EQ(rec.reasons, "left");
+    /* Nothing pending: resolve is refused. */
+    tx_feed(&a, "[\"3\",\"5\",\"later:3\",\"phx_join\",{\"now\":1}]");
+    ASSERT_EQ(a.sock->nchannels, 1);
+    ASSERT_EQ(phx_channel_resolve(a.sock->channels, PHX_REPLY_OK, NULL, NULL), PHX_ERR_STATE);
+    tx_peer_gone(&a);
+    fx_done(&f);
+}
+
+static void waiting_messages_are_bounded(void)
+{
+    fx_t f;
+    later_init(&f, 2);
+    fake_tx_t a;
+    tx_connect_ok(&f, &a, "vsn=2.0.0&token=x&user=1");
+    tx_feed(&a, "[\"1\",\"1\",\"later:1\",\"phx_join\",{}]");
+    tx_feed(&a, "[\"1\",\"2\",\"later:1\",\"a\",{}]");
+    tx_feed(&a, "[\"1\",\"3\",\"later:1\",\"b\",{}]");
+    ASSERT_EQ(a.nmsgs, 0);
+    tx_feed(&a, "[\"1\",\"4\",\"later:1\",\"c\",{}]"); /* beyond the bound */
+    ASSERT_EQ(a.nmsgs, 1);
+    ASSERT_STR_EQ(tx_msg(&a, 0),
+                  "[\"1\",\"4\",\"later:1\",\"phx_reply\","
+                  "{\"response\":{\"reason\":\"unavailable\"},\"status\":\"error\"}]");
+    later_answer(PHX_REPLY_OK, NULL);
+    later_answer(PHX_REPLY_OK, NULL);
+    later_answer(PHX_REPLY_OK, NULL);
+    ASSERT_STR_EQ(later_log, "join:{},ev:a,ev:b");
+    ASSERT_EQ(a.nmsgs, 4);
+    /* The server-wide byte budget too. */
+    f.cfg.max_waiting_bytes = 1; /* read at every message */
+    tx_feed(&a, "[\"1\",\"5\",\"later:1\",\"d\",{}]");
+    tx_feed(&a, "[\"1\",\"6\",\"later:1\",\"e\",{}]");
+    ASSERT_STR_EQ(tx_msg(&a, a.nmsgs - 1), "[\"1\",\"6\",\"later:1\",\"phx_reply\","
+                                           "{\"response\":{\"reason\":\"unavailable\"},"
+                                           "\"status\":\"error\"}]");
+    later_answer(PHX_REPLY_OK, NULL);
+    tx_peer_gone(&a);
+    fx_done(&f);
+}
+
+static void socket_closing_while_deferred(void)
+{
+    fx_t f;
+    later_init(&f, 0);
+    fake_tx_t a, b;
+    tx_connect_ok(&f, &a, "vsn=2.0.0&token=x&user=1");
+    tx_connect_ok(&f, &b, "vsn=2.0.0&token=x&user=2");
+    /* A join waiting with messages behind it: the socket goes. */
+    tx_feed(&a, "[\"1\",\"1\",\"later:1\",\"phx_join\",{}]");
+    tx_feed(&a, "[\"1\",\"2\",\"later:1\",\"ev\",{}]");
+    tx_peer_gone(&a);
+    ASSERT(pending == NULL); /* terminate told the handler */
+    ASSERT_STR_EQ(rec.reasons, "closed");
+    ASSERT_EQ(f.ep.waiting_bytes, 0);
+    /* An event waiting on a joined channel: the same. */
+    tx_feed(&b, "[\"1\",\"1\",\"later:1\",\"phx_join\",{\"now\":1}]");
+    tx_feed(&b, "[\"1\",\"2\",\"later:1\",\"ev\",{}]");
+    ASSERT(pending != NULL);
+    tx_peer_gone(&b);
+    ASSERT(pending == NULL);
+    ASSERT_STR_EQ(rec.reasons, "closed,closed");
+    fx_done(&f);
+}
+
+/* Deferred connect steps: the callback answers through a handle. */
+static phx_connect_t *connect_pending;
+static int connect_result = -1;
+
+static int later_connect(phx_connect_t *c, void *user)
+{
+    connect_pending = phx_connect_defer(c);
+    ASSERT(connect_pending != NULL);
+    ASSERT(phx_connect_defer(c) == NULL); /* once */
+    if (phx_connect_param(c, "early")) {
+        ASSERT_EQ(phx_connect_set_id(connect_pending, "users_socket:9"), 0);
+        phx_connect_resume(connect_pending, PHX_CONNECT_OK); /* before the park */
+        connect_pending = NULL;
+    }
+    return PHX_CONNECT_DEFER;
+}
+
+static void connect_continued(phx_connect_t *d, int result)
+{
+    connect_result = result;
+    fake_tx_t *tx = d->resume_arg;
+    if (result == PHX_CONNECT_OK)
+        ASSERT_EQ(phx_socket_new(&tx->sock, d, tx), 0);
+    phx_connect_dispose(d);
+}
+
+static void deferred_connect(void)
+{
+    fx_t f;
+    fx_init(&f);
+    phx_endpoint_on_connect(&f.ep, later_connect, NULL);
+    static const char uri[] = "/socket/websocket";
+    for (int round = 0; round < 3; round++) {
+        const char *query = round == 2 ? "vsn=2.0.0&early=1" : "vsn=2.0.0&x=1";
+        fake_tx_t tx;
+        memset(&tx, 0, sizeof(tx));
+        phx_connect_t ci;
+        phx_connect_init(&ci, &f.ep, &fake_ops, "127.0.0.1", 40000, uri, sizeof(uri) - 1, query,
+                         strlen(query), NULL, NULL);
+        connect_result = -1;
+        ASSERT_EQ(phx_endpoint_connect(&f.ep, &ci), PHX_ERR_AGAIN);
+        phx_connect_t *d = ci.deferred;
+        ASSERT(d != NULL);
+        ci.deferred = NULL;
+        phx_connect_dispose(&ci);
+        phx_connect_park(d, connect_continued, &tx, NULL);
+        if (round == 2) {
+            /* answered inside the callback: continued from the park */
+            ASSERT_EQ(connect_result, PHX_CONNECT_OK);
+            ASSERT_STR_EQ(phx_socket_id(tx.sock), "users_socket:9");
+            tx_peer_gone(&tx);
+            continue;
+        }
+        ASSERT_EQ(connect_result, -1);
+        ASSERT(connect_pending == d);
+        ASSERT_EQ(phx_connect_assign(d, "user_id", "5"), 0);
+        if (round == 1) {
+            /* the client went away first: the answer is dropped */
+            phx_connect_orphan(d);
+            phx_connect_resume(d, PHX_CONNECT_OK);
+            ASSERT_EQ(connect_result, -1);
+            continue;
+        }
+        phx_connect_resume(d, PHX_CONNECT_OK);
+        ASSERT_EQ(connect_result, PHX_CONNECT_OK);
+        ASSERT_STR_EQ(phx_socket_assign(tx.sock, "user_id"), "5");
+        tx_peer_gone(&tx);
+    }
+    fx_done(&f);
+}
+
 const phx_test_t phx_tests_socket[] = {
     {"heartbeat_is_answered", heartbeat_is_answered},
     {"join_ok_replies_and_subscribes", join_ok_replies_and_subscribes},
@@ -1147,5 +1445,10 @@ const phx_test_t phx_tests_socket[] = {
     {"connect_refusals", connect_refusals},
     {"channel_limit_refuses_a_join", channel_limit_refuses_a_join},
     {"socket_closed_terminates_its_channels", socket_closed_terminates_its_channels},
+    {"deferred_join_and_events_keep_their_order", deferred_join_and_events_keep_their_order},
+    {"deferred_join_refused_and_leave_waits", deferred_join_refused_and_leave_waits},
+    {"waiting_messages_are_bounded", waiting_messages_are_bounded},
+    {"socket_closing_while_deferred", socket_closing_while_deferred},
+    {"deferred_connect", deferred_connect},
     {NULL, NULL},
 };
