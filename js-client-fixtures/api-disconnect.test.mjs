@@ -430,6 +430,8 @@ test('API batch broadcast: over 1000 messages, an empty batch or one bad message
     [{ messages: [good, { topic: 'room:bx', payload: {} }] }, 'messages[1]: event must be a non-empty string'],
     [{ messages: [good, { topic: 'room:bx', event: 'e', payload: [1] }] }, 'messages[1]: payload must be an object'],
     [{ messages: [good, { topic: 'room:bx', event: 'e', payload_base64: '!!' }] }, 'messages[1]: payload_base64 must be standard base64'],
+    // A NUL in the string (once decoded) is refused, and nothing of it is kept (the sanitized build's leak check).
+    [{ messages: [good, { topic: 'room:bx', event: 'e', payload_base64: 'AA\u0000==' }] }, 'messages[1]: payload_base64 must be a string of standard base64'],
     [{ messages: [good, 'x'] }, 'messages[1]: must be an object'],
     [{ messages: [good], topic: 'room:bx' }, 'unknown field "topic"'],
     [{ messages: [good, { topic: 'room:bx', event: 'e'.repeat(300), payload_base64: 'AQ==' }] }, 'messages[1]: payload cannot be encoded'],

@@ -283,6 +283,58 @@ test('Redis absent at start: phxd serves locally, says degraded, then joins the 
   assert.deepEqual(await lone.stop(), { code: 0, signal: null });
 });
 
+// Two nodes on `url`s exchange a client event both ways.
+async function exchange(a, b, topic) {
+  const ca = (await client(a, 1)).channel(topic);
+  const cb = (await client(b, 2)).channel(topic);
+  await join(ca); await join(cb);
+  await waitFor(async () => {
+    const m = await metrics(a);
+    return m.phxd_redis_connected === 1;
+  }, 10000, 'a connected');
+  for (let i = 0; ; i++) {
+    // The other node's subscription may not be in place yet: retry.
+    const got = nextEvent(cb, 'hop', 2000).catch(() => null);
+    await push(ca, 'hop', { i });
+    if (await got) break;
+    if (i > 10) assert.fail(`no broadcast crossed on ${topic}`);
+  }
+  const back = nextEvent(ca, 'back');
+  await push(cb, 'back', {});
+  assert.deepEqual(await back, {});
+}
+
+test('Redis with a password, an ACL user, a database number, and a unix socket', async () => {
+  const sock = `/tmp/phxd-redis-${process.pid}.sock`;
+  const r = await startRedis({ args: ['--requirepass', 'pw-0123', '--unixsocket', sock, '--unixsocketperm', '700'], auth: 'pw-0123' });
+  redises.push(r);
+  assert.ok(r.cli('ACL', 'SETUSER', 'phxd', 'on', '>userpw-0123', '~*', '&*', '+@all') !== null);
+  const a = await node('auth-a', { url: `redis://:pw-0123@127.0.0.1:${r.port}/3` });
+  const b = await node('auth-b', { url: `redis://phxd:userpw-0123@127.0.0.1:${r.port}/3` });
+  await waitConnected(a);
+  await waitConnected(b);
+  await exchange(a, b, 'room:auth');
+  // The unix socket (authenticated on its own port: same server).
+  const c = await node('auth-c', { url: `unix://${sock}` });
+  await sleep(500);
+  // Without the password the server refuses every command: phxd says so and stays local.
+  assert.equal((await metrics(c)).phxd_redis_connected, 0);
+  assert.equal((await healthz(c)).body, 'ok\nredis: disconnected\n');
+  // A wrong password: the same.
+  const d = await node('auth-d', { url: `redis://:wrong@127.0.0.1:${r.port}` });
+  await sleep(500);
+  assert.equal((await metrics(d)).phxd_redis_connected, 0);
+  // A unix socket without a password works.
+  const sock2 = `/tmp/phxd-redis2-${process.pid}.sock`;
+  const r2 = await startRedis({ args: ['--unixsocket', sock2, '--unixsocketperm', '700'] });
+  redises.push(r2);
+  const e = await node('unix-e', { url: `unix://${sock2}` });
+  const f = await node('unix-f', { url: sock2 });
+  await waitConnected(e);
+  await waitConnected(f);
+  await exchange(e, f, 'room:unix');
+});
+
 test('--reuse-port: two processes share one port and both accept', async () => {
   const port = await freePort();
   const a = await startServer(['--reuse-port', '--redis', redis.url, '--node-name', 'rp-a'], { port });

@@ -18,10 +18,12 @@ export function freePort() {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // Resolves { port, url, proc, cli(...args), stop(), kill() } once Redis answers PING.
-export async function startRedis({ port } = {}) {
+// `args`: more redis-server arguments ('--requirepass', 'pw', '--unixsocket',
+// path); `auth`: the password redis-cli uses.
+export async function startRedis({ port, args = [], auth } = {}) {
   port = port || await freePort();
   const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '',
-    '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    '--appendonly', 'no', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   const reap = () => { if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL'); };
   process.once('exit', reap);
   proc.once('exit', () => process.off('exit', reap));
@@ -29,7 +31,8 @@ export async function startRedis({ port } = {}) {
   proc.stdout.on('data', (d) => { log += d; });
   proc.stderr.on('data', (d) => { log += d; });
   const cli = (...args) => {
-    const r = spawnSync('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], { encoding: 'utf8' });
+    const r = spawnSync('redis-cli', ['-h', '127.0.0.1', '-p', String(port),
+      ...(auth ? ['--no-auth-warning', '-a', auth] : []), ...args], { encoding: 'utf8' });
     return r.status === 0 ? r.stdout : null;
   };
   for (let i = 0; ; i++) {

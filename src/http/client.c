@@ -445,16 +445,31 @@ static void conn_on_write(uv_write_t *w, int status)
     }
 }
 
-/* Writes `buf` (takes it). Returns 0 or an error. */
+/* Writes `buf` (takes it). Returns 0 or an error. A request usually fits
+ * the socket's buffer: it is written at once, without a write request and
+ * the poll registration that costs; the rest (if any) is queued. */
 static int conn_write(conn_t *c, phx_rcbuf_t *buf)
 {
+    uv_buf_t b = uv_buf_init((char *)buf->data + buf->off, buf->len - buf->off);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n == (int)b.len) {
+        phx_rcbuf_unref(buf);
+        return 0;
+    }
+    if (n < 0 && n != UV_EAGAIN) {
+        phx_rcbuf_unref(buf);
+        return n;
+    }
+    if (n > 0) {
+        b.base += n;
+        b.len -= (size_t)n;
+    }
     wreq_t *wr = phx_malloc(sizeof(*wr));
     if (wr == NULL) {
         phx_rcbuf_unref(buf);
         return PHX_ERR_NOMEM;
     }
     wr->buf = buf;
-    uv_buf_t b = uv_buf_init((char *)buf->data + buf->off, buf->len - buf->off);
     int rv = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, conn_on_write);
     if (rv != 0) {
         phx_rcbuf_unref(buf);

@@ -193,8 +193,10 @@ const char *phx_api_msg_parse(const uint8_t *obj, size_t len, phx_api_msg_t *m,
     if (phx_json_member(obj, len, "payload_base64", NULL, &raw)) {
         phx_buf_t text = {0};
         if (raw.type != PHX_JSON_STRING ||
-            !phx_json_member(obj, len, "payload_base64", &text, &raw))
+            !phx_json_member(obj, len, "payload_base64", &text, &raw)) {
+            phx_buf_dispose(&text); /* a decoded NUL leaves it allocated */
             return "payload_base64 must be a string of standard base64";
+        }
         int rv = phx_base64_decode(&m->bin, (const char *)text.data, text.len);
         phx_buf_dispose(&text);
         if (rv != 0)
