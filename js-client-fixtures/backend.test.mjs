@@ -1186,3 +1186,58 @@ test('an https backend (backend=URL on the rule): verified with --backend-ca-fil
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+// ---- 16. the example backend (examples/backend/backend.mjs) works as the README says ----
+
+test('examples/backend/backend.mjs: connect, a member-only room, the welcome push, presence, a sanitized shout, unknown events, stop', async () => {
+  const { spawn } = await import('node:child_process');
+  const port = await freePort();
+  const proc = spawn(process.execPath, [new URL('../examples/backend/backend.mjs', import.meta.url).pathname, String(port)],
+    { env: { ...process.env, PHXD_BACKEND_SECRET: 's3cret' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const reap = () => proc.kill('SIGKILL');
+  process.once('exit', reap);
+  try {
+    await waitFor(() => new Promise((resolve) => {
+      const req = http.request({ host: '127.0.0.1', port, method: 'GET', path: '/' }, (res) => { res.resume(); resolve(true); });
+      req.on('error', () => resolve(false));
+      req.end();
+    }), D, 'the example backend listening');
+    const srv = await startServer(['--connect', 'backend', '--backend-url', `http://127.0.0.1:${port}/phxd`,
+      '--backend-secret', 's3cret', '--channel', '"room:*" join=backend events=backend'], { secret: null });
+    servers.push(srv);
+    const alice = await client(srv, { user: 'alice' });
+    const bob = await client(srv, { user: 'bob' });
+    const lobby = alice.channel('room:lobby');
+    const welcome = new Promise((resolve) => lobby.on('welcome', resolve));
+    const presence = new Presence(lobby);
+    assert.deepEqual(await joinP(lobby), { status: 'ok', response: { joined: 'room:lobby' } });
+    assert.deepEqual(await welcome, { text: 'hello alice' });
+    await waitFor(() => presence.list().length === 1, D, 'alice in the presence list');
+    assert.equal(presence.list((id, { metas }) => `${id}:${metas[0].status}`)[0], 'alice:online');
+    // bob is not a member of room:secret; alice is
+    const secretB = bob.channel('room:secret');
+    assert.deepEqual(await joinP(secretB), { status: 'error', response: { reason: 'unauthorized' } });
+    drop(secretB);
+    assert.equal((await joinP(alice.channel('room:secret'))).status, 'ok');
+    // a shout is sanitized and broadcast to the room
+    const lobbyB = bob.channel('room:lobby');
+    assert.equal((await joinP(lobbyB)).status, 'ok');
+    const shout = new Promise((resolve) => lobbyB.on('shout', resolve));
+    assert.deepEqual(await pushP(lobby, 'shout', { body: '<b>hi</b>' }), { status: 'ok', response: { saved: true } });
+    assert.deepEqual(await shout, { from: 'alice', body: 'bhi/b' });
+    assert.deepEqual(await pushP(lobby, 'nope', {}), { status: 'error', response: { reason: 'unknown event' } });
+    assert.equal((await pushP(lobby, 'typing', {}, 300)).status, 'timeout');
+    await waitFor(() => presence.list((id, { metas }) => metas[0].status)[0] === 'typing', D, 'alice typing');
+    const closed = new Promise((resolve) => lobby.onClose(resolve));
+    assert.deepEqual(await pushP(lobby, 'bye', {}), { status: 'ok', response: {} });
+    await closed;
+    // a socket without a user is refused by connect
+    const r = await fetch(`${srv.url}/socket/longpoll?vsn=2.0.0`, { signal: AbortSignal.timeout(5000) });
+    assert.deepEqual(await r.json(), { status: 403 });
+    await closeAll([alice, bob]);
+    await srv.stop();
+  } finally {
+    proc.kill('SIGTERM');
+    process.off('exit', reap);
+  }
+});
