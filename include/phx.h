@@ -136,13 +136,22 @@ typedef struct phx_config {
      * "unauthorized"), which a page can read. LongPoll keeps its 403. */
     bool refuse_close;
     /* Cluster over Redis (NULL: a single node, no backend): a URL
-     * redis://[user:password@]host:port[/db], unix:///path or a socket path
-     * /path/to.sock. rediss:// (TLS) is refused: hiredis 0.14 has no TLS.
-     * Broadcasts, disconnects by id and per-topic subscriptions are shared
-     * with every phxd on the same Redis and prefix (at-most-once). */
+     * redis://[user:password@]host:port[/db], rediss://... (TLS), unix:///path
+     * or a socket path /path/to.sock. Broadcasts, disconnects by id and
+     * per-topic subscriptions are shared with every phxd on the same Redis
+     * and prefix (at-most-once). hiredis 0.14 has no TLS: for rediss://
+     * phxd bridges its connections through a private unix socket and
+     * speaks TLS to Redis itself. */
     const char *redis_url;
     const char *node_name;    /* NULL: host name + '-' + pid; unique per process */
     const char *redis_prefix; /* "phxd": the Redis channels' prefix */
+    /* rediss://: the CA bundle (PEM) Redis's certificate must chain to,
+     * read at startup (NULL: OpenSSL's default CA file). The certificate
+     * must also name the URL's host (name or IP address). */
+    const char *redis_ca_file;
+    /* rediss://: accept any certificate (tests and development only: the
+     * connection is encrypted but Redis is not authenticated). */
+    bool redis_tls_insecure;
     /* With redis_url: the name of an Elixir app's Phoenix.PubSub on the same
      * Redis ("MyApp.PubSub", its Redis adapter): its Endpoint.broadcast
      * reaches phxd's sockets and phxd's broadcasts reach its sockets.

@@ -5,7 +5,8 @@
 // sender, disconnect by id reaches every node, each message arrives once,
 // nodes receive nothing for topics they do not hold, subscriptions are
 // batched, and Redis going away (SIGKILL, absent at start) costs only the
-// cross-node traffic of the outage. Also --reuse-port and rediss://.
+// cross-node traffic of the outage. Also --reuse-port, and rediss:// (TLS
+// through phxd's in-process bridge) against a TLS-only redis-server.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -14,6 +15,10 @@ import {
 } from './lib/server.mjs';
 import { api, waitFor } from './lib/longpoll.mjs';
 import { startRedis, commandCalls, freePort, respConnect } from './lib/redis.mjs';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 const KEY = 'cluster-api-key-0123456789';
 const RULES = ['--channel', 'room:* join=any events=broadcast',
@@ -366,11 +371,21 @@ test('--reuse-port: two processes share one port and both accept', async () => {
   assert.equal(seen.get('rp-a') + seen.get('rp-b'), 40);
 });
 
-test('rediss:// is refused with one line, exit 2; bad URLs too', async () => {
-  const r = await runPhxd(['--redis', 'rediss://127.0.0.1:6380', '--port', '0']);
-  assert.equal(r.code, 2);
-  assert.match(r.stderr, /rediss:\/\/ \(TLS\) is not supported/);
-  assert.equal(r.stderr.trim().split('\n').filter((l) => /rediss/.test(l)).length, 1);
+test('rediss:// is accepted (TLS through the bridge); bad URLs, an unreadable CA file and TLS options without rediss:// are refused with one line, exit 2', async () => {
+  // Nothing listens there: the node starts, serves, and says why it waits.
+  const t = await node('rediss-nobody', { url: `rediss://127.0.0.1:${await freePort()}` });
+  await waitFor(() => /event=redis_unreachable .*connect to 127\.0\.0\.1:\d+: connection refused/.test(t.stderr()),
+    10000, 'the refused connect logged');
+  assert.equal((await healthz(t)).body, 'ok\nredis: disconnected\n');
+  const noCa = await runPhxd(['--redis', 'rediss://127.0.0.1:6380', '--redis-ca-file', '/nonexistent/ca.pem', '--port', '0']);
+  assert.equal(noCa.code, 2);
+  assert.match(noCa.stderr, /--redis rediss:\/\/: cannot load the CA file \/nonexistent\/ca\.pem/);
+  assert.equal(noCa.stderr.trim().split('\n').filter((l) => /rediss/.test(l)).length, 1, noCa.stderr);
+  for (const flag of [['--redis-ca-file', '/etc/hosts'], ['--redis-tls-insecure']]) {
+    const plain = await runPhxd(['--redis', 'redis://127.0.0.1:6380', ...flag, '--port', '0']);
+    assert.equal(plain.code, 2);
+    assert.match(plain.stderr, /needs a rediss:\/\/ --redis/);
+  }
   const bad = await runPhxd(['--redis', 'http://x', '--port', '0']);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--redis/);
@@ -433,4 +448,124 @@ test('a message from another node larger than any input phxd accepts is dropped 
   await waitFor(async () => (await metrics(a)).phxd_redis_malformed_total === before + 1, 5000, 'oversized counted');
   assert.equal(seen.length, 0);
   pub.close();
+});
+
+// ---- rediss://: TLS to Redis through phxd's in-process bridge ----
+
+// A self-signed certificate for 127.0.0.1 and localhost, made once.
+let tlsDir;
+after(() => { if (tlsDir) fs.rmSync(tlsDir, { recursive: true, force: true }); });
+function tlsFiles() {
+  if (!tlsDir) {
+    tlsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'phxd-rediss-'));
+    const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
+      '-keyout', path.join(tlsDir, 'key.pem'), '-out', path.join(tlsDir, 'cert.pem'),
+      '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+  }
+  return { cert: path.join(tlsDir, 'cert.pem'), key: path.join(tlsDir, 'key.pem') };
+}
+
+// A TLS-only redis-server (no plain port).
+async function tlsRedis(opts = {}) {
+  const r = await startRedis({ tls: tlsFiles(), ...opts });
+  redises.push(r);
+  return r;
+}
+
+const tlsLines = (srv) => srv.stderr().split('\n').filter((l) => l.includes('event=redis_tls_failed'));
+
+// GET /api/presence's keys of `topic` on `srv`, sorted.
+async function presenceKeys(srv, topic) {
+  const r = await api(srv, `/api/presence?topic=${encodeURIComponent(topic)}`, undefined, { key: KEY, method: 'GET' });
+  assert.equal(r.status, 200, r.text);
+  return Object.keys(r.json.presences).sort().join(',');
+}
+
+test('rediss:// with --redis-ca-file: two nodes exchange broadcasts both ways and see each other\'s presences', async () => {
+  const r = await tlsRedis();
+  assert.match(r.url, /^rediss:\/\//);
+  const extra = ['--redis-ca-file', tlsFiles().cert, '--channel', 'pres:* join=any presence=user'];
+  const [a, b] = await Promise.all([node('tls-a', { url: r.url, extra }), node('tls-b', { url: r.url, extra })]);
+  await Promise.all([waitConnected(a), waitConnected(b)]);
+  await exchange(a, b, 'room:tls');
+  await subscribed('room:tls', 2, r);
+  const ann = await client(a, 'tls-ann');
+  const bob = await client(b, 'tls-bob');
+  await join(ann.channel('pres:tls'));
+  await join(bob.channel('pres:tls'));
+  await waitFor(async () => (await presenceKeys(a, 'pres:tls')) === 'tls-ann,tls-bob' &&
+    (await presenceKeys(b, 'pres:tls')) === 'tls-ann,tls-bob', 15000, 'presences across the TLS link');
+  for (const s of [a, b]) {
+    assert.equal(tlsLines(s).length, 0, s.stderr());
+    assert.equal((await healthz(s)).body, 'ok\nredis: connected\n');
+  }
+});
+
+test('rediss:// to an untrusted certificate: the node stays disconnected and logs the verification failure once; --redis-tls-insecure connects', async () => {
+  const r = await tlsRedis();
+  // No --redis-ca-file: OpenSSL's default CAs, which do not know this certificate.
+  const c = await node('tls-untrusted', { url: r.url });
+  await waitFor(() => tlsLines(c).length === 1, 10000, 'the TLS failure logged');
+  assert.match(tlsLines(c)[0], /reason="certificate verification failed: self[- ]signed certificate"/);
+  // Several attempts later (backoff from 100 ms): still down, still one line for the streak.
+  await sleep(1500);
+  assert.equal((await metrics(c)).phxd_redis_connected, 0);
+  assert.equal((await healthz(c)).body, 'ok\nredis: disconnected\n');
+  assert.equal(tlsLines(c).length, 1, c.stderr());
+  assert.match(c.stderr(), /event=redis_unreachable .*error="TLS: certificate verification failed/);
+  // Redis saw no command from it: it never got past the handshake.
+  assert.equal(commandCalls(r, 'subscribe'), 0);
+  const d = await node('tls-insecure', { url: r.url, extra: ['--redis-tls-insecure'] });
+  await waitConnected(d);
+  await waitFor(() => commandCalls(r, 'subscribe') >= 1, 5000, 'the insecure node subscribed');
+  assert.equal((await metrics(c)).phxd_redis_connected, 0);
+});
+
+test('rediss:// with a password: --requirepass and rediss://:pw@ (and user:pw@, a database); none or a wrong one stays down', async () => {
+  const r = await tlsRedis({ args: ['--requirepass', 'tls-pw-0123'], auth: 'tls-pw-0123' });
+  const ca = ['--redis-ca-file', tlsFiles().cert];
+  const a = await node('tls-pw-a', { url: `rediss://:tls-pw-0123@127.0.0.1:${r.port}`, extra: ca });
+  const b = await node('tls-pw-b', { url: `rediss://default:tls-pw-0123@127.0.0.1:${r.port}/2`, extra: ca });
+  await Promise.all([waitConnected(a), waitConnected(b)]);
+  await exchange(a, b, 'room:tls-pw');
+  const none = await node('tls-pw-none', { url: r.url, extra: ca });
+  const wrong = await node('tls-pw-wrong', { url: `rediss://:wrong@127.0.0.1:${r.port}`, extra: ca });
+  await waitFor(() => /event=redis_unreachable .*NOAUTH/.test(none.stderr()), 10000, 'NOAUTH logged');
+  await sleep(1000);
+  for (const s of [none, wrong]) {
+    assert.equal((await metrics(s)).phxd_redis_connected, 0, s.name);
+    assert.equal((await healthz(s)).body, 'ok\nredis: disconnected\n', s.name);
+    // The TLS link itself was fine.
+    assert.equal(tlsLines(s).length, 0, s.stderr());
+  }
+});
+
+test('rediss://: Redis killed and restarted, the TLS nodes reconnect and subscriptions come back', async () => {
+  const r = await tlsRedis();
+  const extra = ['--redis-ca-file', tlsFiles().cert];
+  const [a, b] = await Promise.all([node('tls-r-a', { url: r.url, extra }), node('tls-r-b', { url: r.url, extra })]);
+  await Promise.all([waitConnected(a), waitConnected(b)]);
+  const ca = (await client(a, 1)).channel('room:tls-outage');
+  const cb = (await client(b, 2)).channel('room:tls-outage');
+  await join(ca); await join(cb);
+  await subscribed('room:tls-outage', 2, r);
+  const before = nextEvent(cb, 'tick');
+  await push(ca, 'tick', { n: 1 });
+  assert.deepEqual(await before, { n: 1 });
+
+  await r.kill();
+  await waitFor(async () => (await healthz(a)).body.includes('redis: disconnected'), 10000, 'degraded healthz');
+  // Still down a while: every attempt's connect is refused (no TLS failure to log).
+  await sleep(500);
+  const r2 = await tlsRedis({ port: r.port });
+  await Promise.all([waitConnected(a, 15000), waitConnected(b, 15000)]);
+  await subscribed('room:tls-outage', 2, r2); // restored without a rejoin
+  const after = nextEvent(cb, 'tick');
+  await push(ca, 'tick', { n: 2 });
+  assert.deepEqual(await after, { n: 2 });
+  assert.ok((await metrics(a)).phxd_redis_reconnects_total >= 1);
+  for (const s of [a, b]) assert.equal(tlsLines(s).length, 0, s.stderr());
+  // A clean stop closes the bridge too (its socket, its directory): exit 0.
+  assert.deepEqual(await a.stop('SIGINT'), { code: 0, signal: null });
 });

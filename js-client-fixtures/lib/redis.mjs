@@ -19,10 +19,17 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // Resolves { port, url, proc, cli(...args), stop(), kill() } once Redis answers PING.
 // `args`: more redis-server arguments ('--requirepass', 'pw', '--unixsocket',
-// path); `auth`: the password redis-cli uses.
-export async function startRedis({ port, args = [], auth } = {}) {
+// path); `auth`: the password redis-cli uses. `tls: { cert, key, ca }` (PEM
+// paths; ca defaults to cert) starts a TLS-only server: `port` is its TLS
+// port, no plain TCP port, no client certificates asked; `url` is rediss://
+// and `cli` speaks TLS.
+export async function startRedis({ port, args = [], auth, tls } = {}) {
   port = port || await freePort();
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '',
+  const listen = tls
+    ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', tls.cert,
+      '--tls-key-file', tls.key, '--tls-ca-cert-file', tls.ca || tls.cert, '--tls-auth-clients', 'no']
+    : ['--port', String(port)];
+  const proc = spawn('redis-server', [...listen, '--bind', '127.0.0.1', '--save', '',
     '--appendonly', 'no', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   const reap = () => { if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL'); };
   process.once('exit', reap);
@@ -32,6 +39,7 @@ export async function startRedis({ port, args = [], auth } = {}) {
   proc.stderr.on('data', (d) => { log += d; });
   const cli = (...args) => {
     const r = spawnSync('redis-cli', ['-h', '127.0.0.1', '-p', String(port),
+      ...(tls ? ['--tls', '--cacert', tls.ca || tls.cert] : []),
       ...(auth ? ['--no-auth-warning', '-a', auth] : []), ...args], { encoding: 'utf8' });
     return r.status === 0 ? r.stdout : null;
   };
@@ -49,7 +57,7 @@ export async function startRedis({ port, args = [], auth } = {}) {
   };
   return {
     port,
-    url: `redis://127.0.0.1:${port}`,
+    url: `${tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`,
     proc,
     cli,
     log: () => log,

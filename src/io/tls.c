@@ -22,9 +22,10 @@ struct phx_tls_ctx {
 
 struct phx_tls {
     SSL *ssl;
-    BIO *rbio;       /* ciphertext in (owned by ssl) */
-    BIO *wbio;       /* ciphertext out (owned by ssl) */
-    phx_buf_t early; /* plaintext sent before the handshake completed */
+    BIO *rbio;           /* ciphertext in (owned by ssl) */
+    BIO *wbio;           /* ciphertext out (owned by ssl) */
+    phx_buf_t early;     /* plaintext sent before the handshake completed */
+    const char *failure; /* why the session failed (a static string), or NULL */
     bool is_ready;
 };
 
@@ -204,6 +205,11 @@ bool phx_tls_is_ready(const phx_tls_t *t)
     return t->is_ready;
 }
 
+const char *phx_tls_failure(const phx_tls_t *t)
+{
+    return t->failure;
+}
+
 static int write_all(phx_tls_t *t, const uint8_t *data, size_t len)
 {
     while (len > 0) {
@@ -246,14 +252,19 @@ int phx_tls_feed(phx_tls_t *t, const uint8_t *data, size_t len, uint8_t *scratch
             if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
                 return 0;
             PHX_LOG_DEBUG("event=tls_handshake_failed error=%d", e);
-            if (ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_HTTP_REQUEST)
+            unsigned long last = ERR_peek_last_error();
+            if (ERR_GET_REASON(last) == SSL_R_HTTP_REQUEST)
                 answer_plain_http(t);
+            t->failure = last ? ERR_reason_error_string(last) : NULL;
+            if (t->failure == NULL)
+                t->failure =
+                    e == SSL_ERROR_SYSCALL ? "unexpected end of the handshake" : "handshake failed";
             ERR_clear_error();
             if (!SSL_is_server(t->ssl)) {
                 long v = SSL_get_verify_result(t->ssl);
                 if (v != X509_V_OK) {
-                    PHX_LOG_DEBUG("event=tls_verify_failed reason=\"%s\"",
-                                  X509_verify_cert_error_string(v));
+                    t->failure = X509_verify_cert_error_string(v);
+                    PHX_LOG_DEBUG("event=tls_verify_failed reason=\"%s\"", t->failure);
                     return PHX_ERR_AUTH;
                 }
             }
@@ -279,6 +290,10 @@ int phx_tls_feed(phx_tls_t *t, const uint8_t *data, size_t len, uint8_t *scratch
             return 0;
         if (e == SSL_ERROR_ZERO_RETURN)
             return 1;
+        unsigned long last = ERR_peek_last_error();
+        t->failure = last ? ERR_reason_error_string(last) : NULL;
+        if (t->failure == NULL)
+            t->failure = "record layer error";
         ERR_clear_error();
         return PHX_ERR_PROTO;
     }

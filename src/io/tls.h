@@ -70,5 +70,9 @@ size_t phx_tls_pending(const phx_tls_t *t);
 phx_rcbuf_t *phx_tls_take(phx_tls_t *t);
 /* True once the handshake has completed. */
 bool phx_tls_is_ready(const phx_tls_t *t);
+/* After phx_tls_feed failed: why, in OpenSSL's words (for PHX_ERR_AUTH the
+ * certificate check's: "self-signed certificate", "hostname mismatch", ...).
+ * A static string, or NULL while nothing failed. */
+const char *phx_tls_failure(const phx_tls_t *t);
 
 #endif /* PHX_TLS_H */

@@ -160,9 +160,17 @@ static const opt_t options[] = {
      0, false, "HOST:PORT for the API, /healthz and /metrics (then not served on the main port)"},
     {"redis", "PHXD_REDIS_URL", NULL, OPT_STRING, CFG(redis_url), "(none: a single node)", 0, 0,
      true,
-     "cluster over Redis: redis://[user:password@]host:port[/db], unix:///path or /path.sock; "
-     "every phxd on the same Redis and prefix shares broadcasts and disconnects (rediss:// is "
-     "refused: this hiredis has no TLS)"},
+     "cluster over Redis: redis://[user:password@]host:port[/db], rediss://... (TLS), "
+     "unix:///path or /path.sock; every phxd on the same Redis and prefix shares broadcasts and "
+     "disconnects"},
+    {"redis-ca-file", "PHXD_REDIS_CA_FILE", NULL, OPT_STRING, CFG(redis_ca_file),
+     "(OpenSSL's default CA file)", 0, 0, false,
+     "with a rediss:// --redis: CA bundle (PEM) Redis's certificate must chain to, read at "
+     "startup; the certificate must also name the URL's host"},
+    {"redis-tls-insecure", "PHXD_REDIS_TLS_INSECURE", NULL, OPT_BOOL, CFG(redis_tls_insecure),
+     "false", 0, 0, false,
+     "with a rediss:// --redis: accept any certificate (tests and development only: encrypted, "
+     "but Redis is not authenticated)"},
     {"node-name", "PHXD_NODE_NAME", NULL, OPT_STRING, CFG(node_name), "(host name-pid)", 0, 0,
      false, "this node's name in the cluster (unique per process; /metrics shows it)"},
     {"redis-prefix", "PHXD_REDIS_PREFIX", NULL, OPT_STRING, CFG(redis_prefix), "phxd", 0, 0, false,
@@ -720,6 +728,13 @@ int phxd_options_parse(phxd_options_t *o, int argc, char **argv, int first,
     if (o->cfg.phoenix_pubsub && o->cfg.phoenix_pubsub[0] &&
         (o->cfg.redis_url == NULL || o->cfg.redis_url[0] == '\0')) {
         snprintf(err, PHX_ERR_LEN, "phoenix-pubsub needs --redis (the Redis its adapter uses)");
+        return PHX_ERR_INVALID;
+    }
+    bool is_rediss = o->cfg.redis_url && strncmp(o->cfg.redis_url, "rediss://", 9) == 0;
+    if (!is_rediss &&
+        ((o->cfg.redis_ca_file && o->cfg.redis_ca_file[0]) || o->cfg.redis_tls_insecure)) {
+        snprintf(err, PHX_ERR_LEN, "%s applies to TLS only: it needs a rediss:// --redis",
+                 o->cfg.redis_tls_insecure ? "redis-tls-insecure" : "redis-ca-file");
         return PHX_ERR_INVALID;
     }
     return check_origin_syntax(o, err);

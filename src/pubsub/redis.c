@@ -12,6 +12,7 @@
 #include "log.h"
 #include "phoenix_pubsub.h"
 #include "query.h"
+#include "redis_tls.h"
 #include "utf8.h"
 
 /* One topic's pending change in this loop turn. */
@@ -43,6 +44,8 @@ struct phx_redis {
     int open_timers;
     int open_polls;         /* our poll handles not yet closed (one per context) */
     bool is_resolving;      /* gai in flight: closing waits for it */
+    phx_redis_tls_t *tls;   /* rediss://: the TLS bridge hiredis connects through */
+    bool is_tls_open;       /* closing: the bridge's handles are not all closed yet */
     uv_getaddrinfo_t gai;   /* the host name's address, looked up off the loop */
     char addr[64];          /* the address connected to (an IP literal) */
     uv_timer_t timer;       /* reconnect */
@@ -198,12 +201,6 @@ int phx_redis_url_parse(const char *url, phx_redis_url_t *out, char *err)
 {
     memset(out, 0, sizeof(*out));
     out->port = 6379;
-    if (strncmp(url, "rediss://", 9) == 0) {
-        snprintf(err, PHX_ERR_LEN,
-                 "--redis: rediss:// (TLS) is not supported: this build's hiredis has no TLS; "
-                 "reach Redis over a local TLS tunnel (stunnel) with redis://");
-        return PHX_ERR_INVALID;
-    }
     const char *path = NULL;
     if (strncmp(url, "unix://", 7) == 0)
         path = url + 7;
@@ -218,13 +215,15 @@ int phx_redis_url_parse(const char *url, phx_redis_url_t *out, char *err)
         out->path = phx_strdup(path);
         return out->path ? 0 : PHX_ERR_NOMEM;
     }
-    if (strncmp(url, "redis://", 8) != 0) {
+    /* rediss://: the same, over TLS (the bridge of redis_tls.h). */
+    out->is_tls = strncmp(url, "rediss://", 9) == 0;
+    if (!out->is_tls && strncmp(url, "redis://", 8) != 0) {
         snprintf(err, PHX_ERR_LEN,
-                 "--redis must be redis://[user:password@]host[:port][/db], unix:///path or "
+                 "--redis must be redis[s]://[user:password@]host[:port][/db], unix:///path or "
                  "/path.sock");
         return PHX_ERR_INVALID;
     }
-    const char *s = url + 8;
+    const char *s = url + (out->is_tls ? 9 : 8);
     const char *end = s + strcspn(s, "/?#");
     const char *at = NULL;
     for (const char *q = s; q < end; q++)
@@ -304,7 +303,7 @@ int phx_redis_url_parse(const char *url, phx_redis_url_t *out, char *err)
 invalid:
     phx_redis_url_dispose(out);
     snprintf(err, PHX_ERR_LEN,
-             "--redis: cannot parse the URL (redis://[user:password@]host[:port][/db], "
+             "--redis: cannot parse the URL (redis[s]://[user:password@]host[:port][/db], "
              "unix:///path or /path.sock)");
     return PHX_ERR_INVALID;
 nomem:
@@ -616,6 +615,11 @@ static void drop_contexts(phx_redis_t *r)
 /* The session failed (or never came up): drop it and retry later. */
 static void session_failed(phx_redis_t *r, const char *why)
 {
+    /* Through the TLS bridge hiredis only sees its unix socket close: the
+     * bridge knows what happened on Redis's side. */
+    const char *tls_why = r->tls ? phx_redis_tls_last_error(r->tls) : NULL;
+    if (tls_why != NULL)
+        why = tls_why;
     bool was_up = r->is_up;
     r->is_up = false;
     drop_contexts(r);
@@ -668,6 +672,16 @@ static void session_up(phx_redis_t *r)
                  phx_pubsub_topic_count(r->ps), (unsigned long long)r->st.reconnects);
 }
 
+static void connection_ready(phx_redis_t *r, const redisAsyncContext *ac)
+{
+    if (ac == r->sub)
+        r->sub_ok = true;
+    else
+        r->pub_ok = true;
+    if (r->sub_ok && r->pub_ok && !r->is_up)
+        session_up(r);
+}
+
 static void on_connect(const redisAsyncContext *ac, int status)
 {
     phx_redis_t *r = ac->data;
@@ -684,12 +698,10 @@ static void on_connect(const redisAsyncContext *ac, int status)
         session_failed(r, why);
         return;
     }
-    if (ac == r->sub)
-        r->sub_ok = true;
-    else
-        r->pub_ok = true;
-    if (r->sub_ok && r->pub_ok && !r->is_up)
-        session_up(r);
+    /* The link is made when Redis answers the PING sent after AUTH and
+     * SELECT (on_ready_reply): through the TLS bridge the connect is only
+     * to the bridge's socket, and a Redis that wants a password refuses
+     * every command while accepting the connection. */
 }
 
 static void close_timers(phx_redis_t *r);
@@ -729,12 +741,35 @@ static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata)
     }
 }
 
+static void session_failed(phx_redis_t *r, const char *why);
+
+/* Redis's answer to the PING sent after AUTH and SELECT. An error (NOAUTH:
+ * no password, or a refused one) ends the session before it counts as up,
+ * so the next one waits for the backoff. */
+static void on_ready_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    phx_redis_t *r = privdata;
+    redisReply *rep = reply;
+    if (rep == NULL || ac->data == NULL || (ac != r->sub && ac != r->pub))
+        return;
+    if (rep->type != REDIS_REPLY_ERROR) {
+        connection_ready(r, ac);
+        return;
+    }
+    char why[128];
+    snprintf(why, sizeof(why), "%.*s", (int)(rep->len > 120 ? 120 : rep->len), rep->str);
+    session_failed(r, why); /* frees ac once this callback returns */
+}
+
 static redisAsyncContext *open_one(phx_redis_t *r, bool is_sub, char *why, size_t cap)
 {
     /* hiredis resolves names with a blocking getaddrinfo: it only ever
-     * gets an IP literal (connect_now looked the name up off the loop). */
-    redisAsyncContext *ac =
-        r->url.path ? redisAsyncConnectUnix(r->url.path) : redisAsyncConnect(r->addr, r->url.port);
+     * gets an IP literal (connect_now looked the name up off the loop).
+     * rediss:// goes to the TLS bridge's unix socket, which connects to
+     * that address. */
+    redisAsyncContext *ac = r->tls        ? redisAsyncConnectUnix(phx_redis_tls_path(r->tls))
+                            : r->url.path ? redisAsyncConnectUnix(r->url.path)
+                                          : redisAsyncConnect(r->addr, r->url.port);
     if (ac == NULL) {
         snprintf(why, cap, "out of memory");
         return NULL;
@@ -749,7 +784,7 @@ static redisAsyncContext *open_one(phx_redis_t *r, bool is_sub, char *why, size_
         redisAsyncFree(ac);
         return NULL;
     }
-    if (!r->url.path)
+    if (!r->url.path && !r->tls)
         redisEnableKeepAlive(&ac->c);
     ac->data = r;
     redisAsyncSetConnectCallback(ac, on_connect);
@@ -762,6 +797,7 @@ static redisAsyncContext *open_one(phx_redis_t *r, bool is_sub, char *why, size_
     }
     if (!is_sub && r->url.db)
         redisAsyncCommand(ac, on_setup_reply, r, "SELECT %d", r->url.db);
+    redisAsyncCommand(ac, on_ready_reply, r, "PING");
     return ac;
 }
 
@@ -819,6 +855,11 @@ static void connect_now(phx_redis_t *r)
 static void open_both(phx_redis_t *r)
 {
     char why[128] = "";
+    if (r->tls && phx_redis_tls_set_target(r->tls, r->addr, r->url.port) != 0) {
+        snprintf(why, sizeof(why), "not an address: %s", r->addr);
+        session_failed(r, why);
+        return;
+    }
     r->sub = open_one(r, true, why, sizeof(why));
     if (r->sub)
         r->pub = open_one(r, false, why, sizeof(why));
@@ -1174,6 +1215,13 @@ int phx_redis_new(phx_redis_t **out, phx_loop_t *loop, phx_pubsub_t *ps, const p
         phx_free(r);
         return rv;
     }
+    /* The CA file is read now, at startup. */
+    const char *ca = cfg->redis_ca_file && cfg->redis_ca_file[0] ? cfg->redis_ca_file : NULL;
+    if (r->url.is_tls && (rv = phx_redis_tls_new(&r->tls, loop, r->url.host, ca,
+                                                 !cfg->redis_tls_insecure, err)) != 0) {
+        phx_redis_free(r);
+        return rv;
+    }
     if (cfg->node_name) {
         r->node_len = strlen(cfg->node_name);
         if (!node_name_ok(cfg->node_name, r->node_len)) {
@@ -1230,29 +1278,39 @@ int phx_redis_new(phx_redis_t **out, phx_loop_t *loop, phx_pubsub_t *ps, const p
     return 0;
 }
 
-void phx_redis_start(phx_redis_t *r)
+int phx_redis_start(phx_redis_t *r, char *err)
 {
     if (r->is_started)
-        return;
+        return 0;
     r->is_started = true;
     uv_timer_init(r->loop->uv, &r->timer);
     uv_timer_init(r->loop->uv, &r->batch_timer);
     r->timer.data = r->batch_timer.data = r;
     r->timer_init = true;
     r->open_timers = 2;
+    int rv;
+    if (r->tls && (rv = phx_redis_tls_start(r->tls, err)) != 0)
+        return rv;
     phx_loop_hook_t hook = {.before_flush = before_flush, .arg = r};
     phx_loop_add_hook(r->loop, &hook);
     phx_pubsub_set_backend(r->ps, &redis_backend, r);
-    PHX_LOG_INFO("event=redis_connecting node=%s target=%s%s%s prefix=%s", r->node,
-                 r->url.path ? "unix:" : "", r->url.path ? r->url.path : r->url.host,
-                 r->url.path ? "" : "", r->prefix);
+    PHX_LOG_INFO("event=redis_connecting node=%s target=%s%s prefix=%s tls=%s", r->node,
+                 r->url.path ? "unix:" : "", r->url.path ? r->url.path : r->url.host, r->prefix,
+                 !r->tls                      ? "off"
+                 : r->cfg->redis_tls_insecure ? "unverified"
+                                              : "on");
+    if (r->tls && r->cfg->redis_tls_insecure)
+        PHX_LOG_WARN("event=redis_tls_unverified node=%s msg=\"--redis-tls-insecure: Redis's "
+                     "certificate is not checked (tests and development only)\"",
+                     r->node);
     connect_now(r);
+    return 0;
 }
 
 static void maybe_closed(phx_redis_t *r)
 {
     if (!r->is_closing || r->open_timers > 0 || r->open_polls > 0 || r->is_resolving ||
-        r->done == NULL)
+        r->is_tls_open || r->done == NULL)
         return;
     void (*done)(void *) = r->done;
     r->done = NULL;
@@ -1266,10 +1324,21 @@ static void on_timer_closed(uv_handle_t *h)
     maybe_closed(r);
 }
 
+static void on_tls_closed(void *arg)
+{
+    phx_redis_t *r = arg;
+    r->is_tls_open = false;
+    maybe_closed(r);
+}
+
+/* The last step of closing (after the goodbye was flushed, or not): the
+ * timers and the TLS bridge, whose connections carried the goodbye. */
 static void close_timers(phx_redis_t *r)
 {
     uv_close((uv_handle_t *)&r->timer, on_timer_closed);
     uv_close((uv_handle_t *)&r->batch_timer, on_timer_closed);
+    if (phx_redis_tls_close(r->tls, on_tls_closed, r))
+        r->is_tls_open = true;
 }
 
 static void on_linger_timeout(uv_timer_t *t)
@@ -1333,6 +1402,7 @@ void phx_redis_free(phx_redis_t *r)
     phx_buf_dispose(&r->pps_chan);
     phx_buf_dispose(&r->pps_out);
     phx_free(r->prefix);
+    phx_redis_tls_free(r->tls);
     phx_redis_url_dispose(&r->url);
     phx_free(r);
 }

@@ -12,6 +12,11 @@
  * cancel). The subscriber connection also holds <prefix>:n:<node> for its
  * whole life, so its subscription count never drops to 0.
  *
+ * rediss:// (hiredis 0.14 has no TLS): both connections go to the private
+ * unix socket of the TLS bridge (redis_tls.h), which carries them to Redis
+ * over TLS. hiredis's connect to it succeeds at once, so such a session is
+ * up only once Redis has answered a PING on both connections.
+ *
  * Node messages (pubsub.h: opaque bytes between the nodes' Phoenix layers,
  * the Presence replication of presence_cluster.h) go on <prefix>:p (to
  * every node, this one included) or on <prefix>:n:<node> (to one node).
@@ -104,11 +109,12 @@ typedef struct phx_redis_url {
     char *user;     /* NULL: none */
     char *password; /* NULL: no AUTH */
     int db;         /* SELECT on the publish connection (pub/sub ignores it) */
+    bool is_tls;    /* rediss://: through the TLS bridge (redis_tls.h) */
 } phx_redis_url_t;
 
-/* Parses `url` (redis://[user:password@]host[:port][/db], unix:///path,
- * /path). Returns 0, or PHX_ERR_INVALID with one line in `err`
- * (PHX_ERR_LEN bytes; rediss:// is refused), or PHX_ERR_NOMEM. */
+/* Parses `url` (redis[s]://[user:password@]host[:port][/db],
+ * unix:///path, /path). Returns 0, or PHX_ERR_INVALID with one line in
+ * `err` (PHX_ERR_LEN bytes), or PHX_ERR_NOMEM. */
 int phx_redis_url_parse(const char *url, phx_redis_url_t *out, char *err);
 void phx_redis_url_dispose(phx_redis_url_t *u);
 
@@ -132,12 +138,15 @@ typedef struct phx_redis_stats {
 } phx_redis_stats_t;
 
 /* Creates the backend for `ps` on `loop` under `cfg` (kept by pointer:
- * redis_url, node_name, redis_prefix, max_json_depth). Nothing connects
+ * redis_url, node_name, redis_prefix, max_json_depth; for rediss://
+ * redis_ca_file, read here, and redis_tls_insecure). Nothing connects
  * yet. Returns 0, or an error with one line in `err`. */
 int phx_redis_new(phx_redis_t **out, phx_loop_t *loop, phx_pubsub_t *ps, const phx_config_t *cfg,
                   char *err);
-/* Plugs the backend into its PubSub and its loop (hook) and connects. */
-void phx_redis_start(phx_redis_t *r);
+/* Plugs the backend into its PubSub and its loop (hook) and connects; for
+ * rediss:// it first opens the TLS bridge's socket. Returns 0, or an error
+ * with one line in `err` (phx_redis_close must still be called). */
+int phx_redis_start(phx_redis_t *r, char *err);
 /* Closes the connections (no reconnect from now on) and the timer. Returns
  * true when `done(arg)` will be called once the timer is closed; false when
  * nothing was open (done is not called). */

@@ -210,6 +210,7 @@ int phx_server_new(phx_server_t **out, void *loop, const phx_config_t *cfg, char
     srv->cfg.node_name = dup_opt(srv, cfg->node_name);
     srv->cfg.redis_prefix = dup_opt(srv, cfg->redis_prefix);
     srv->cfg.phoenix_pubsub = dup_opt(srv, cfg->phoenix_pubsub);
+    srv->cfg.redis_ca_file = dup_opt(srv, cfg->redis_ca_file);
     srv->cfg.backend_url = dup_opt(srv, cfg->backend_url);
     srv->cfg.backend_secret = dup_opt(srv, cfg->backend_secret);
     srv->cfg.backend_ca_file = dup_opt(srv, cfg->backend_ca_file);
@@ -380,8 +381,8 @@ int phx_server_start(phx_server_t *srv, char *err)
             return rv;
     }
     phx_loop_start(&srv->loop);
-    if (srv->redis)
-        phx_redis_start(srv->redis);
+    if (srv->redis && (rv = phx_redis_start(srv->redis, err)) != 0)
+        return rv;
     return 0;
 }
 

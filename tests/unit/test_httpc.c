@@ -23,6 +23,7 @@
 #include "mem.h"
 #include "phx.h"
 #include "runner.h"
+#include "testcert.h"
 #include "tls.h"
 
 /* ---- the answer parser ---- */
@@ -1201,70 +1202,6 @@ static void allocation_failures_are_clean(void)
 
 /* ---- TLS ---- */
 
-typedef struct {
-    char dir[64];
-    char cert[128], key[128];   /* CN localhost, SAN localhost and 127.0.0.1 */
-    char other[128], okey[128]; /* a stranger: SAN other.example only */
-} certs_t;
-
-static void write_cert(const char *cert_path, const char *key_path, const char *san)
-{
-    EVP_PKEY *key = EVP_EC_gen("P-256");
-    ASSERT(key != NULL);
-    X509 *x = X509_new();
-    X509_set_version(x, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-    X509_set_pubkey(x, key);
-    X509_NAME *name = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"phxd test", -1, -1,
-                               0);
-    X509_set_issuer_name(x, name);
-    X509V3_CTX ctx;
-    X509V3_set_ctx_nodb(&ctx);
-    X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
-    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, san);
-    ASSERT(ext != NULL);
-    X509_add_ext(x, ext, -1);
-    X509_EXTENSION_free(ext);
-    ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_basic_constraints, "critical,CA:TRUE");
-    X509_add_ext(x, ext, -1);
-    X509_EXTENSION_free(ext);
-    ASSERT(X509_sign(x, key, EVP_sha256()) > 0);
-    FILE *f = fopen(cert_path, "w");
-    ASSERT(f != NULL);
-    PEM_write_X509(f, x);
-    fclose(f);
-    f = fopen(key_path, "w");
-    ASSERT(f != NULL);
-    PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
-    fclose(f);
-    X509_free(x);
-    EVP_PKEY_free(key);
-}
-
-static void certs_make(certs_t *c)
-{
-    snprintf(c->dir, sizeof(c->dir), "/tmp/phx-httpc-XXXXXX");
-    ASSERT(mkdtemp(c->dir) != NULL);
-    snprintf(c->cert, sizeof(c->cert), "%s/cert.pem", c->dir);
-    snprintf(c->key, sizeof(c->key), "%s/key.pem", c->dir);
-    snprintf(c->other, sizeof(c->other), "%s/other.pem", c->dir);
-    snprintf(c->okey, sizeof(c->okey), "%s/okey.pem", c->dir);
-    write_cert(c->cert, c->key, "DNS:localhost,IP:127.0.0.1");
-    write_cert(c->other, c->okey, "DNS:other.example");
-}
-
-static void certs_remove(certs_t *c)
-{
-    unlink(c->cert);
-    unlink(c->key);
-    unlink(c->other);
-    unlink(c->okey);
-    rmdir(c->dir);
-}
-
 static phx_tls_ctx_t *server_ctx(const char *cert, const char *key)
 {
     char err[PHX_ERR_LEN];
@@ -1277,8 +1214,8 @@ static phx_tls_ctx_t *server_ctx(const char *cert, const char *key)
 
 static void https_without_verification(void)
 {
-    certs_t c;
-    certs_make(&c);
+    phx_test_certs_t c;
+    phx_test_certs_make(&c, "phx-httpc");
     setup(server_ctx(c.cert, c.key));
     phx_httpc_opts_t o;
     opts_for_tests(&o);
@@ -1299,13 +1236,13 @@ static void https_without_verification(void)
     ASSERT(strncmp((const char *)S.last_req.data, "POST /tls HTTP/1.1\r\n", 20) == 0);
     teardown(h);
     res_dispose(r, 3);
-    certs_remove(&c);
+    phx_test_certs_remove(&c);
 }
 
 static void https_verified_with_a_ca_file(void)
 {
-    certs_t c;
-    certs_make(&c);
+    phx_test_certs_t c;
+    phx_test_certs_make(&c, "phx-httpc");
     setup(server_ctx(c.cert, c.key));
     phx_httpc_opts_t o;
     opts_for_tests(&o);
@@ -1333,14 +1270,14 @@ static void https_verified_with_a_ca_file(void)
     ASSERT_EQ(r[2].err, 0);
     teardown(h);
     res_dispose(r, 3);
-    certs_remove(&c);
+    phx_test_certs_remove(&c);
     end_threadpool();
 }
 
 static void https_refuses_bad_certificates(void)
 {
-    certs_t c;
-    certs_make(&c);
+    phx_test_certs_t c;
+    phx_test_certs_make(&c, "phx-httpc");
     setup(server_ctx(c.cert, c.key));
     phx_httpc_opts_t o;
     opts_for_tests(&o);
@@ -1363,7 +1300,7 @@ static void https_refuses_bad_certificates(void)
     ASSERT_EQ(S.requests, 0);
     teardown(h);
     res_dispose(r, 2);
-    certs_remove(&c);
+    phx_test_certs_remove(&c);
 }
 
 const phx_test_t phx_tests_httpc[] = {
