@@ -92,6 +92,8 @@ typedef struct phx_backend_answer {
 /* Lists in one answer (push, broadcast, broadcast_from) hold at most this
  * many entries each. */
 #define PHX_BACKEND_MAX_LIST 1000
+/* A socket's assigns set by backends, as JSON, are at most this large. */
+#define PHX_BACKEND_MAX_ASSIGNS (64 * 1024)
 
 /* Parses `body` (borrowed; the spans point into it) as the answer to a
  * call of `type`, within `lim`. Returns NULL, or why it is refused (a
@@ -100,5 +102,12 @@ typedef struct phx_backend_answer {
  * payloads objects or base64, topics non-empty strings). */
 const char *phx_backend_answer_parse(const uint8_t *body, size_t len, phx_backend_call_t type,
                                      const phx_json_limits_t *lim, phx_backend_answer_t *out);
+
+/* A push entry {"event", "payload" | "payload_base64"} of an answer: the
+ * event (not reserved) decoded into `ev`, a base64 payload into `bin`, and
+ * *payload pointing at one of them or at the JSON object. Returns NULL or
+ * why it is refused. Dispose `ev` and `bin` either way. */
+const char *phx_backend_push_parse(const uint8_t *obj, size_t len, phx_buf_t *ev, phx_buf_t *bin,
+                                   phx_payload_t *payload);
 
 #endif /* PHX_BACKEND_H */
