@@ -175,6 +175,31 @@ static void refuse_unknown(phx_conn_t *c, const char *where, const phx_json_span
 /* Reads one message (the body of a single broadcast, or one element of a
  * batch's "messages") into `m`. Returns NULL, or why it is refused; an
  * unknown field is reported through *unknown (and "" is returned). */
+const char *phx_api_payload_parse(const uint8_t *obj, size_t len, phx_buf_t *bin,
+                                  phx_payload_t *payload)
+{
+    phx_json_span_t raw;
+    *payload = (phx_payload_t){(const uint8_t *)"{}", 2, false};
+    if (phx_json_member(obj, len, "payload_base64", NULL, &raw)) {
+        phx_buf_t text = {0};
+        if (raw.type != PHX_JSON_STRING ||
+            !phx_json_member(obj, len, "payload_base64", &text, &raw)) {
+            phx_buf_dispose(&text); /* a decoded NUL leaves it allocated */
+            return "payload_base64 must be a string of standard base64";
+        }
+        int rv = phx_base64_decode(bin, (const char *)text.data, text.len);
+        phx_buf_dispose(&text);
+        if (rv != 0)
+            return "payload_base64 must be standard base64";
+        *payload = (phx_payload_t){bin->data ? bin->data : (const uint8_t *)"", bin->len, true};
+    } else if (phx_json_member(obj, len, "payload", NULL, &raw)) {
+        if (raw.type != PHX_JSON_OBJECT)
+            return "payload must be an object";
+        *payload = (phx_payload_t){raw.p, raw.len, false};
+    }
+    return NULL;
+}
+
 const char *phx_api_msg_parse(const uint8_t *obj, size_t len, phx_api_msg_t *m,
                               phx_json_span_t *unknown)
 {
@@ -190,26 +215,9 @@ const char *phx_api_msg_parse(const uint8_t *obj, size_t len, phx_api_msg_t *m,
      * phx_close or presence_diff would fool every member's phoenix.js. */
     if (phx_event_is_reserved((const char *)m->event.data, m->event.len))
         return "reserved event";
-    if (phx_json_member(obj, len, "payload_base64", NULL, &raw)) {
-        phx_buf_t text = {0};
-        if (raw.type != PHX_JSON_STRING ||
-            !phx_json_member(obj, len, "payload_base64", &text, &raw)) {
-            phx_buf_dispose(&text); /* a decoded NUL leaves it allocated */
-            return "payload_base64 must be a string of standard base64";
-        }
-        int rv = phx_base64_decode(&m->bin, (const char *)text.data, text.len);
-        phx_buf_dispose(&text);
-        if (rv != 0)
-            return "payload_base64 must be standard base64";
-        m->payload.data = m->bin.data ? m->bin.data : (const uint8_t *)"";
-        m->payload.len = m->bin.len;
-        m->payload.is_binary = true;
-    } else if (phx_json_member(obj, len, "payload", NULL, &raw)) {
-        if (raw.type != PHX_JSON_OBJECT)
-            return "payload must be an object";
-        m->payload.data = raw.p;
-        m->payload.len = raw.len;
-    }
+    const char *why = phx_api_payload_parse(obj, len, &m->bin, &m->payload);
+    if (why)
+        return why;
     /* What the encoder would refuse (a binary message's topic or event over
      * 255 bytes, text that is not UTF-8) is refused here, before anything
      * of a batch is sent. */

@@ -57,6 +57,11 @@ typedef struct phx_api_msg {
 const char *phx_api_msg_parse(const uint8_t *obj, size_t len, phx_api_msg_t *m,
                               phx_json_span_t *unknown);
 void phx_api_msg_dispose(phx_api_msg_t *m);
+/* The payload of a message object: "payload" (an object; absent: {}) or
+ * "payload_base64" (standard base64, decoded into `bin`). Returns NULL or
+ * why it is refused; `payload` points into `obj` or `bin`. */
+const char *phx_api_payload_parse(const uint8_t *obj, size_t len, phx_buf_t *bin,
+                                  phx_payload_t *payload);
 /* Broadcasts a parsed message from the server side (no sender, may
  * disconnect). Returns the local recipients or a negative code. */
 int phx_api_msg_send(phx_endpoint_t *ep, const phx_api_msg_t *m);

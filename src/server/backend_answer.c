@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "api.h"
-#include "base64.h"
 #include "presence.h"
 
 static bool span_is(const phx_json_span_t *s, const char *quoted)
@@ -54,25 +53,7 @@ const char *phx_backend_push_parse(const uint8_t *obj, size_t len, phx_buf_t *ev
         return "a push's event must be a non-empty string";
     if (phx_event_is_reserved((const char *)ev->data, ev->len))
         return "reserved event";
-    *payload = (phx_payload_t){(const uint8_t *)"{}", 2, false};
-    if (phx_json_member(obj, len, "payload_base64", NULL, &raw)) {
-        phx_buf_t text = {0};
-        if (raw.type != PHX_JSON_STRING ||
-            !phx_json_member(obj, len, "payload_base64", &text, &raw)) {
-            phx_buf_dispose(&text); /* a decoded NUL leaves it allocated */
-            return "payload_base64 must be a string";
-        }
-        int rv = phx_base64_decode(bin, (const char *)text.data, text.len);
-        phx_buf_dispose(&text);
-        if (rv != 0)
-            return "payload_base64 must be standard base64";
-        *payload = (phx_payload_t){bin->data ? bin->data : (const uint8_t *)"", bin->len, true};
-    } else if (phx_json_member(obj, len, "payload", NULL, &raw)) {
-        if (raw.type != PHX_JSON_OBJECT)
-            return "a push's payload must be an object";
-        *payload = (phx_payload_t){raw.p, raw.len, false};
-    }
-    return NULL;
+    return phx_api_payload_parse(obj, len, bin, payload);
 }
 
 /* Checks every entry of a list (push: pushes; else broadcasts). */
