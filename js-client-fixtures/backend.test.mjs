@@ -411,6 +411,29 @@ test('assigns: the connect answer\'s and the join answer\'s assigns appear in la
   }
 });
 
+test('assigns in answers written with blanks (as many JSON encoders write them) are kept minified: later calls stay valid JSON', async () => {
+  const t = 'room:t4b';
+  const raw = (rec, text) => { rec.res.writeHead(200, { 'content-type': 'application/json' }).end(text); return HANDLED; };
+  be.handler = (call, rec) => {
+    if (call && call.type === 'connect' && call.params.sid === 'users_socket:t4b') return raw(rec, '{"status": "ok", "socket_id": "users_socket:t4b", "assigns": { "a" : 1 ,\n "b": [ 1, 2 ] }}');
+    if (call && call.type === 'join' && call.topic === t) return raw(rec, '{ "status" : "ok", "response": { }, "assigns": { } }');
+    if (call && call.type === 'event' && call.topic === t && call.event === 'set') return raw(rec, '{"reply": {"status": "ok", "response": {}}, "assigns": { "c" : { "d" : true } }}');
+    return defaults(call);
+  };
+  const s = await client(main, { sid: 'users_socket:t4b' });
+  const ch = await joined(s, t);
+  await pushP(ch, 'look', {});
+  await pushP(ch, 'set', {});
+  await pushP(ch, 'look', {});
+  const looks = be.calls.filter((r) => /"topic":"room:t4b"/.test(r.raw.toString()) && /"event":"look"/.test(r.raw.toString()));
+  assert.equal(looks.length, 2);
+  for (const r of looks) assert.ok(r.call !== null, `a valid JSON call: ${r.raw}`);
+  assert.deepEqual(looks[0].call.socket.assigns, { a: 1, b: [1, 2] });
+  assert.deepEqual(looks[1].call.socket.assigns, { a: 1, b: [1, 2], c: { d: true } });
+  assert.ok(!/ /.test(JSON.stringify(looks[1].call.socket.assigns)) && !/"assigns":\{[^}]* /.test(looks[1].raw.toString()), 'kept minified');
+  await closeAll([s]);
+});
+
 // ---- 5. pushes to the sender only ----
 
 test('pushes go to the sender only: a join answer\'s push after the join reply, an event answer\'s push before the reply', async () => {

@@ -217,6 +217,66 @@ int phx_endpoint_connect(phx_endpoint_t *ep, phx_connect_t *ci)
     return rv == 0 ? 0 : phx_endpoint_refused(ep, ci, rv);
 }
 
+/* ---- connect steps answered later ---- */
+
+static void wait_resumed(phx_connect_t *d, int result)
+{
+    phx_conn_t *c = d->resume_arg;
+    size_t rest_len = 0;
+    uint8_t *rest = NULL;
+    if (d->is_upgrade) {
+        rest = phx_http_unpark(c, &rest_len);
+    } else {
+        /* What came after the request stays for the HTTP layer: the next
+         * requests, once this one is answered. */
+        phx_http_unwait(c);
+    }
+    phx_conn_enter(c);
+    int status = result == PHX_CONNECT_OK ? 0 : phx_endpoint_refused(d->ep, d, PHX_ERR_AUTH);
+    d->admit(c, d, status, rest, rest_len, d->resume_ctx);
+    phx_conn_leave(c);
+    phx_free(rest);
+}
+
+static void wait_timeout(phx_conn_t *c, void *arg)
+{
+    phx_connect_t *d = arg;
+    const char *headers = d->busy_headers;
+    phx_connect_orphan(d);
+    phx_http_unwait(c);
+    phx_http_respond(c, 503, headers, NULL, NULL, 0);
+}
+
+static void wait_closed(phx_conn_t *c, void *arg)
+{
+    phx_connect_orphan(arg);
+}
+
+static const phx_http_waiter_t connect_waiter = {
+    .on_timeout = wait_timeout,
+    .on_closed = wait_closed,
+};
+
+void phx_endpoint_connect_wait(phx_endpoint_t *ep, phx_connect_t *ci, phx_conn_t *c, uint8_t *rest,
+                               size_t rest_len, const char *busy_headers,
+                               void (*admit)(phx_conn_t *c, phx_connect_t *d, int status,
+                                             uint8_t *rest, size_t rest_len, void *ctx),
+                               void *ctx)
+{
+    phx_connect_t *d = ci->deferred;
+    ci->deferred = NULL;
+    phx_connect_dispose(ci);
+    d->admit = admit;
+    d->busy_headers = busy_headers;
+    d->is_upgrade = rest != NULL;
+    if (phx_http_park(c, &connect_waiter, d, rest, rest_len) != 0) {
+        phx_connect_park(d, wait_resumed, NULL, NULL); /* the answer is dropped */
+        phx_http_respond(c, 503, busy_headers, NULL, NULL, 0);
+        return;
+    }
+    phx_connect_park(d, wait_resumed, c, ctx);
+}
+
 int phx_endpoint_refused(phx_endpoint_t *ep, phx_connect_t *ci, int rv)
 {
     int why = ci->refused;

@@ -80,6 +80,21 @@ int phx_endpoint_check_origin(phx_endpoint_t *ep, phx_conn_t *c, const char *tra
  * reason; `ci` is disposed on refusal. PHX_ERR_AGAIN: the callback
  * answers later through ci->deferred (phx_connect_park). */
 int phx_endpoint_connect(phx_endpoint_t *ep, phx_connect_t *ci);
+/* After phx_endpoint_connect answered PHX_ERR_AGAIN for `ci`: the request
+ * on `c` waits (an upgrade: its bytes after the head, `rest`, kept for the
+ * new protocol; else `rest` NULL and the next requests wait) for the connect
+ * callback's answer, reading held. Then `admit(c, d, status, rest,
+ * rest_len, ctx)` runs as the transport's own step after an immediate
+ * answer would: with the step's deferred copy `d` and the status (0, or
+ * 403 counted by reason), from the loop inside phx_conn_enter/leave; it
+ * disposes `d` and may keep nothing of `rest`. A client gone meanwhile
+ * drops the answer; none within the LongPoll window is answered 503 with
+ * `busy_headers` (may be NULL), as is a wait that cannot be set up. */
+void phx_endpoint_connect_wait(phx_endpoint_t *ep, phx_connect_t *ci, phx_conn_t *c, uint8_t *rest,
+                               size_t rest_len, const char *busy_headers,
+                               void (*admit)(phx_conn_t *c, phx_connect_t *d, int status,
+                                             uint8_t *rest, size_t rest_len, void *ctx),
+                               void *ctx);
 /* A connect step that failed with `rv` before or in phx_connect_run
  * (PHX_ERR_INVALID: 400; PHX_ERR_NOMEM: 503; anything else: 403 for
  * ci->refused): counts it, disposes `ci` and returns the status. */

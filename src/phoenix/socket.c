@@ -300,18 +300,21 @@ int phx_socket_new(phx_socket_t **out, phx_connect_t *c, void *transport)
     return 0;
 }
 
-const char *phx_socket_assign(const phx_socket_t *s, const char *key)
+const char *phx_assigns_get(const char *packed, size_t len, const char *key)
 {
-    if (s->assigns == NULL)
-        return NULL;
-    const char *p = s->assigns, *end = s->assigns + s->assigns_len;
-    while (p < end) {
+    const char *p = packed, *end = packed ? packed + len : NULL;
+    while (p && p < end) {
         const char *value = p + strlen(p) + 1;
         if (strcmp(p, key) == 0)
             return value;
         p = value + strlen(value) + 1;
     }
     return NULL;
+}
+
+const char *phx_socket_assign(const phx_socket_t *s, const char *key)
+{
+    return phx_assigns_get(s->assigns, s->assigns_len, key);
 }
 
 int phx_socket_put_assign(phx_socket_t *s, const char *key, const char *value)

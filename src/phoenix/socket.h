@@ -55,6 +55,12 @@ struct phx_connect {
     void (*resume)(phx_connect_t *d, int result);
     void *resume_arg;
     void *resume_ctx;
+    /* phx_endpoint_connect_wait's: the transport's step after the answer,
+     * and the headers of its 503 when none comes */
+    void (*admit)(struct phx_conn *c, phx_connect_t *d, int status, uint8_t *rest, size_t rest_len,
+                  void *ctx);
+    const char *busy_headers;
+    bool is_upgrade;  /* the bytes after the request are the next protocol's (not requests) */
     int early_result; /* resumed before the transport parked: the result */
     bool is_parked;
     bool has_early;
@@ -127,6 +133,9 @@ void phx_socket_closed(phx_socket_t *s);
  * release frees it. Check s->is_closing after each such call. */
 void phx_socket_hold(phx_socket_t *s);
 void phx_socket_release(phx_socket_t *s);
+/* The value of `key` in packed "key\0value\0..." assigns (`len` bytes;
+ * `packed` may be NULL), or NULL. */
+const char *phx_assigns_get(const char *packed, size_t len, const char *key);
 /* Sets assign `key` of a live socket to `value` (both copied), replacing
  * an earlier value. Returns 0 or PHX_ERR_NOMEM. */
 int phx_socket_put_assign(phx_socket_t *s, const char *key, const char *value);

@@ -251,19 +251,6 @@ static int put_payload(phx_buf_t *b, const phx_payload_t *p)
     return p->len ? phx_buf_append(b, p->data, p->len) : phx_buf_append_str(b, "{}");
 }
 
-/* The value of `key` in packed "key\0value\0" assigns, or NULL. */
-static const char *packed_get(const char *p, size_t len, const char *key)
-{
-    const char *end = p ? p + len : NULL;
-    while (p && p < end) {
-        const char *v = p + strlen(p) + 1;
-        if (strcmp(p, key) == 0)
-            return v;
-        p = v + strlen(v) + 1;
-    }
-    return NULL;
-}
-
 /* Whether the JSON object `obj` has member `key`. */
 static bool has_member(const char *obj, const char *key)
 {
@@ -276,11 +263,11 @@ static bool has_member(const char *obj, const char *key)
  * (user_id), the backend's winning a key both have. */
 static int put_socket(phx_buf_t *b, const char *id, const char *packed, size_t len)
 {
-    const char *json = packed_get(packed, len, ASSIGNS_KEY);
+    const char *json = phx_assigns_get(packed, len, ASSIGNS_KEY);
     int rv = phx_buf_append_str(b, "\"socket\":{\"id\":");
     rv = rv ? rv : put_str(b, id);
     rv = rv ? rv : phx_buf_append_str(b, ",\"user_id\":");
-    rv = rv ? rv : put_str(b, packed_get(packed, len, "user_id"));
+    rv = rv ? rv : put_str(b, phx_assigns_get(packed, len, "user_id"));
     rv = rv ? rv : phx_buf_append_str(b, ",\"assigns\":{");
     bool first = true;
     if (rv == 0 && json && strlen(json) > 2) {
@@ -377,23 +364,29 @@ static bool span_string(const phx_json_span_t *s, phx_buf_t *out)
 
 /* The socket's backend assigns with `add`'s members merged over them
  * (a key `add` has replaces the old one). */
-static int merge_assigns(phx_socket_t *s, const phx_json_span_t *add)
+static int merge_assigns(phx_socket_t *s, const phx_json_span_t *answer)
 {
-    if (add->type != PHX_JSON_OBJECT)
+    if (answer->type != PHX_JSON_OBJECT)
         return 0;
+    /* Minified, so that "{}" is exactly an empty object and what is kept
+     * (and sent back in every call) has no blanks. */
+    phx_buf_t a = {0}, b = {0};
+    size_t alen;
+    int rv = phx_buf_append(&a, answer->p, answer->len);
+    rv = rv ? rv : phx_json_minify(a.data, a.len, NULL, &alen);
     const char *old = phx_socket_assign(s, ASSIGNS_KEY);
-    phx_buf_t b = {0};
-    int rv = phx_buf_append_byte(&b, '{');
+    rv = rv ? rv : phx_buf_append_byte(&b, '{');
     bool first = true;
+    size_t members = 0;
     phx_json_iter_t it;
     phx_json_span_t key, val;
-    if (old && phx_json_iter_init(&it, (const uint8_t *)old, strlen(old)) == 0) {
+    if (rv == 0 && old && phx_json_iter_init(&it, (const uint8_t *)old, strlen(old)) == 0) {
         while (rv == 0 && phx_json_iter_next(&it, &key, &val)) {
             /* kept unless the answer sets it again */
             phx_json_iter_t it2;
             phx_json_span_t k2, v2;
             bool replaced = false;
-            phx_json_iter_init(&it2, add->p, add->len);
+            phx_json_iter_init(&it2, a.data, alen);
             while (!replaced && phx_json_iter_next(&it2, &k2, &v2))
                 replaced = k2.len == key.len && memcmp(k2.p, key.p, key.len) == 0;
             if (replaced)
@@ -403,18 +396,22 @@ static int merge_assigns(phx_socket_t *s, const phx_json_span_t *add)
             rv = rv ? rv : phx_buf_append_byte(&b, ':');
             rv = rv ? rv : phx_buf_append(&b, val.p, val.len);
             first = false;
+            members++;
         }
     }
-    if (rv == 0 && add->len > 2) {
+    if (rv == 0 && alen > 2) {
         rv = first ? 0 : phx_buf_append_byte(&b, ',');
-        rv = rv ? rv : phx_buf_append(&b, add->p + 1, add->len - 2);
+        rv = rv ? rv : phx_buf_append(&b, a.data + 1, alen - 2);
     }
     rv = rv ? rv : phx_buf_append_str(&b, "}");
     rv = rv ? rv : phx_buf_append_byte(&b, 0);
-    if (rv == 0 && b.len > PHX_BACKEND_MAX_ASSIGNS)
+    /* Bounded whole (bytes, and members: each answer's merge looks at
+     * every kept member). */
+    if (rv == 0 && (b.len > PHX_BACKEND_MAX_ASSIGNS || members > PHX_BACKEND_MAX_LIST))
         rv = PHX_ERR_LIMIT;
     if (rv == 0)
         rv = phx_socket_put_assign(s, ASSIGNS_KEY, (const char *)b.data);
+    phx_buf_dispose(&a);
     phx_buf_dispose(&b);
     return rv;
 }
@@ -595,12 +592,13 @@ static void connect_answered(phx_connect_t *d, const phx_backend_answer_t *a)
     if (a->socket_id.type == PHX_JSON_STRING && span_string(&a->socket_id, &v) && v.len > 0)
         rv = phx_connect_set_id(d, (const char *)v.data);
     if (rv == 0 && a->user_id.type != PHX_JSON_INVALID && a->user_id.type != PHX_JSON_NULL &&
-        packed_get((const char *)d->assigns.data, d->assigns.len, "user_id") == NULL &&
+        phx_assigns_get((const char *)d->assigns.data, d->assigns.len, "user_id") == NULL &&
         span_string(&a->user_id, &v) && v.len > 0)
         rv = phx_connect_assign(d, "user_id", (const char *)v.data);
     if (rv == 0 && a->assigns.type == PHX_JSON_OBJECT) {
         v.len = 0;
         rv = phx_buf_append(&v, a->assigns.p, a->assigns.len);
+        rv = rv ? rv : phx_json_minify(v.data, v.len, NULL, &v.len); /* as merge_assigns keeps them */
         rv = rv ? rv : phx_buf_append_byte(&v, 0);
         rv = rv ? rv : phx_connect_assign(d, ASSIGNS_KEY, (const char *)v.data);
     }

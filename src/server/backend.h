@@ -92,7 +92,9 @@ typedef struct phx_backend_answer {
 /* Lists in one answer (push, broadcast, broadcast_from) hold at most this
  * many entries each. */
 #define PHX_BACKEND_MAX_LIST 1000
-/* A socket's assigns set by backends, as JSON, are at most this large. */
+/* A socket's assigns set by backends, as JSON, are at most this large
+ * (and an answer's assigns hold at most PHX_BACKEND_MAX_LIST members, so
+ * merging them stays cheap). */
 #define PHX_BACKEND_MAX_ASSIGNS (64 * 1024)
 
 /* Parses `body` (borrowed; the spans point into it) as the answer to a

@@ -109,6 +109,19 @@ static const struct {
     {"\"user_id\"", offsetof(phx_backend_answer_t, user_id)},
 };
 
+/* The members of an object or the elements of an array (0 when absent). */
+static size_t count_members(const phx_json_span_t *v)
+{
+    phx_json_iter_t it;
+    phx_json_span_t key, val;
+    size_t n = 0;
+    if (v->type == PHX_JSON_INVALID || phx_json_iter_init(&it, v->p, v->len) != 0)
+        return 0;
+    while (phx_json_iter_next(&it, &key, &val))
+        n++;
+    return n;
+}
+
 const char *phx_backend_answer_parse(const uint8_t *body, size_t len, phx_backend_call_t type,
                                      const phx_json_limits_t *lim, phx_backend_answer_t *out)
 {
@@ -157,7 +170,8 @@ const char *phx_backend_answer_parse(const uint8_t *body, size_t len, phx_backen
         return "response must be an object";
     if (out->assigns.type != PHX_JSON_INVALID && out->assigns.type != PHX_JSON_OBJECT)
         return "assigns must be an object";
-    if (out->assigns.len > PHX_BACKEND_MAX_ASSIGNS)
+    if (out->assigns.len > PHX_BACKEND_MAX_ASSIGNS ||
+        count_members(&out->assigns) > PHX_BACKEND_MAX_LIST)
         return "assigns too large";
     if (out->stop.type != PHX_JSON_INVALID && out->stop.type != PHX_JSON_OBJECT &&
         out->stop.type != PHX_JSON_NULL)

@@ -477,34 +477,12 @@ static const char *header_of(void *ctx, const char *name)
 
 static void admit(phx_longpoll_t *lp, phx_conn_t *c, phx_connect_t *ci, int status);
 
-/* A deferred connect step answered. */
-static void connect_resumed(phx_connect_t *d, int result)
+/* admit, for a connect step answered later (phx_endpoint_connect_wait). */
+static void admit_later(phx_conn_t *c, phx_connect_t *d, int status, uint8_t *rest, size_t rest_len,
+                        void *ctx)
 {
-    phx_conn_t *c = d->resume_arg;
-    phx_longpoll_t *lp = d->resume_ctx;
-    phx_http_unwait(c);
-    phx_conn_enter(c);
-    int status = result == PHX_CONNECT_OK ? 0 : phx_endpoint_refused(lp->ep, d, PHX_ERR_AUTH);
-    admit(lp, c, d, status);
-    phx_conn_leave(c);
+    admit(ctx, c, d, status);
 }
-
-static void connect_timeout(phx_conn_t *c, void *arg)
-{
-    phx_connect_orphan(arg);
-    phx_http_unwait(c);
-    phx_http_respond(c, 503, "access-control-allow-origin: *\r\n", NULL, NULL, 0);
-}
-
-static void connect_closed(phx_conn_t *c, void *arg)
-{
-    phx_connect_orphan(arg);
-}
-
-static const phx_http_waiter_t connect_waiter = {
-    .on_timeout = connect_timeout,
-    .on_closed = connect_closed,
-};
 
 static void open_session(phx_longpoll_t *lp, phx_conn_t *c)
 {
@@ -529,11 +507,8 @@ static void open_session(phx_longpoll_t *lp, phx_conn_t *c)
     int status = rv != 0 ? phx_endpoint_refused(ep, &ci, rv) : phx_endpoint_connect(ep, &ci);
     if (status == PHX_ERR_AGAIN) {
         /* The connect callback answers later: the GET waits. */
-        phx_connect_t *d = ci.deferred;
-        ci.deferred = NULL;
-        phx_connect_dispose(&ci);
-        phx_http_wait(c, &connect_waiter, d);
-        phx_connect_park(d, connect_resumed, c, lp);
+        phx_endpoint_connect_wait(ep, &ci, c, NULL, 0, "access-control-allow-origin: *\r\n",
+                                  admit_later, lp);
         return;
     }
     admit(lp, c, &ci, status);

@@ -701,37 +701,12 @@ static void admit(phx_endpoint_t *ep, phx_conn_t *c, phx_connect_t *ci, int stat
     upgrade(c, w, select_phoenix, rest, rest_len);
 }
 
-/* A deferred connect step answered (from the loop, or from inside
- * phx_connect_park when it already had). */
-static void connect_resumed(phx_connect_t *d, int result)
+/* admit, for a connect step answered later (phx_endpoint_connect_wait). */
+static void admit_later(phx_conn_t *c, phx_connect_t *d, int status, uint8_t *rest, size_t rest_len,
+                        void *ctx)
 {
-    phx_conn_t *c = d->resume_arg;
-    phx_endpoint_t *ep = d->resume_ctx;
-    size_t rest_len;
-    uint8_t *rest = phx_http_unpark(c, &rest_len);
-    phx_conn_enter(c);
-    int status = result == PHX_CONNECT_OK ? 0 : phx_endpoint_refused(ep, d, PHX_ERR_AUTH);
-    admit(ep, c, d, status, d->tflags != 0, rest, rest_len);
-    phx_conn_leave(c);
-    phx_free(rest);
+    admit(ctx, c, d, status, d->tflags != 0, rest, rest_len);
 }
-
-static void connect_timeout(phx_conn_t *c, void *arg)
-{
-    phx_connect_orphan(arg);
-    phx_http_unwait(c);
-    phx_http_respond(c, 503, NULL, NULL, NULL, 0);
-}
-
-static void connect_closed(phx_conn_t *c, void *arg)
-{
-    phx_connect_orphan(arg);
-}
-
-static const phx_http_waiter_t connect_waiter = {
-    .on_timeout = connect_timeout,
-    .on_closed = connect_closed,
-};
 
 void phx_ws_handshake(phx_endpoint_t *ep, phx_conn_t *c, uint8_t *rest, size_t rest_len)
 {
@@ -767,16 +742,8 @@ void phx_ws_handshake(phx_endpoint_t *ep, phx_conn_t *c, uint8_t *rest, size_t r
         rv != 0 ? phx_endpoint_refused(ep, &conn_info, rv) : phx_endpoint_connect(ep, &conn_info);
     if (status == PHX_ERR_AGAIN) {
         /* The connect callback answers later: the request waits. */
-        phx_connect_t *d = conn_info.deferred;
-        conn_info.deferred = NULL;
-        phx_connect_dispose(&conn_info);
-        d->tflags = select_phoenix;
-        if (phx_http_park(c, &connect_waiter, d, rest, rest_len) != 0) {
-            phx_connect_park(d, connect_resumed, NULL, NULL); /* dropped */
-            phx_http_respond(c, 503, NULL, NULL, NULL, 0);
-            return;
-        }
-        phx_connect_park(d, connect_resumed, c, ep);
+        conn_info.deferred->tflags = select_phoenix;
+        phx_endpoint_connect_wait(ep, &conn_info, c, rest, rest_len, NULL, admit_later, ep);
         return;
     }
     admit(ep, c, &conn_info, status, select_phoenix, rest, rest_len);
