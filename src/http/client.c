@@ -54,7 +54,6 @@ struct conn {
     phx_httpc_parser_t ps;
     phx_httpc_req_t *req; /* the request being served */
     uint64_t since;       /* when the connect or the idle time began */
-    size_t answered;      /* bytes of the current answer received */
     int addr_idx;         /* which of the pool's addresses */
     int outcome;          /* of the bytes just read: 0, 1 (complete) or an error */
     bool has_extra;       /* bytes came after the answer */
@@ -119,18 +118,6 @@ void phx_httpc_opts_init(phx_httpc_opts_t *o)
     };
 }
 
-static void list_prepend(phx_list_t *l, phx_link_t *n)
-{
-    n->prev = NULL;
-    n->next = l->head;
-    if (l->head)
-        l->head->prev = n;
-    else
-        l->tail = n;
-    l->head = n;
-    l->count++;
-}
-
 /* ---- requests ---- */
 
 /* Takes `req` off the pool's lists (not off a connection). */
@@ -189,7 +176,7 @@ static void fail_later(phx_httpc_req_t *req, int err)
 static void requeue_head(phx_httpc_req_t *req)
 {
     req->state = REQ_QUEUED;
-    list_prepend(&req->h->queue, &req->link);
+    phx_list_prepend(&req->h->queue, &req->link);
 }
 
 /* ---- connections ---- */
@@ -202,7 +189,6 @@ static void conn_assign(conn_t *c, phx_httpc_req_t *req)
     req->state = REQ_ACTIVE;
     req->conn = c;
     c->req = req;
-    c->answered = 0;
     c->has_extra = false;
     c->h->inflight++;
 }
@@ -328,7 +314,6 @@ static bool conn_parse(void *arg, uint8_t *p, size_t n)
         c->outcome = PHX_ERR_PROTO;
         return false;
     }
-    c->answered += n;
     size_t used;
     int rv = phx_httpc_parser_feed(&c->ps, p, n, &used);
     if (rv == 0)
@@ -372,7 +357,7 @@ static void conn_failed(conn_t *c, int err)
         return;
     }
     conn_detach(c);
-    bool is_race = c->h->o.retry_reused && c->answered == 0 && c->is_reused && !req->is_retried &&
+    bool is_race = c->h->o.retry_reused && c->ps.bytes == 0 && c->is_reused && !req->is_retried &&
                    (err == UV_EOF || err == UV_ECONNRESET || err == UV_EPIPE);
     conn_close(c);
     if (is_race) {
@@ -392,7 +377,10 @@ static void conn_complete(conn_t *c)
     int status = c->ps.status;
     phx_buf_t body = c->ps.body;
     c->ps.body = (phx_buf_t){0};
-    if (c->ps.keep_alive && !c->has_extra && !c->h->is_closing)
+    /* Bytes after the answer (in this read, or still inside the TLS
+     * session) were not asked for: the connection is not used again. */
+    bool extra = c->has_extra || (c->tls && phx_tls_has_input(c->tls));
+    if (c->ps.keep_alive && !extra && !c->h->is_closing)
         conn_make_idle(c);
     else
         conn_close(c);
@@ -445,10 +433,18 @@ static void conn_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf
             pump(h);
             return;
         }
-        if (c->outcome == 0 && rv < 0)
+        if (c->outcome == 0 && rv < 0) {
+            const char *why = phx_tls_failure(c->tls);
+            PHX_LOG_WARN("event=httpc_tls_failed host=%s reason=\"%s\"", h->host,
+                         why ? why : "TLS error");
             c->outcome = rv;
-        if (c->outcome >= 0 && (rv = conn_flush(c)) != 0)
-            c->outcome = rv;
+        }
+        if (c->outcome >= 0 && (rv = conn_flush(c)) != 0) {
+            if (c->outcome == 1)
+                c->has_extra = true; /* answered: delivered, the connection not kept */
+            else
+                c->outcome = rv;
+        }
     }
     conn_settle(c);
     pump(h);

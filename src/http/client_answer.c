@@ -51,6 +51,12 @@ static int parser_on_headers_complete(llhttp_t *p)
         ps->error = PHX_ERR_LIMIT;
         return -1;
     }
+    /* A declared length within the bound: the body's room at once. */
+    if (status >= 200 && !(p->flags & F_CHUNKED) && (p->flags & F_CONTENT_LENGTH) &&
+        phx_buf_reserve(&ps->body, ps->body.len + (size_t)p->content_length) != 0) {
+        ps->error = PHX_ERR_NOMEM;
+        return -1;
+    }
     return 0;
 }
 

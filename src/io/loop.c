@@ -202,12 +202,8 @@ static void observe_fanouts(phx_loop_t *loop)
     uint64_t now = uv_hrtime();
     for (uint32_t i = 0; i < loop->turn_bcasts; i++) {
         uint64_t us = (now - loop->turn_bcast_start[i]) / 1000;
-        int b = 0;
-        while (b < PHX_FANOUT_BUCKETS && us > fanout_bounds_us[b])
-            b++;
-        loop->stats.fanout_hist[b]++;
-        loop->stats.fanout_sum_s += (double)us / 1e6;
-        loop->stats.fanout_count++;
+        phx_hist_add(loop->stats.fanout_hist, fanout_bounds_us, PHX_FANOUT_BUCKETS,
+                     &loop->stats.fanout_sum_s, &loop->stats.fanout_count, us);
     }
     loop->turn_bcasts = 0;
 }

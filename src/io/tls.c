@@ -200,6 +200,11 @@ void phx_tls_free(phx_tls_t *t)
     phx_free(t);
 }
 
+bool phx_tls_has_input(const phx_tls_t *t)
+{
+    return SSL_pending(t->ssl) > 0 || BIO_ctrl_pending(t->rbio) > 0;
+}
+
 bool phx_tls_is_ready(const phx_tls_t *t)
 {
     return t->is_ready;

@@ -68,6 +68,9 @@ size_t phx_tls_pending(const phx_tls_t *t);
 /* Moves the pending ciphertext into a new rcbuf (NULL when none, or out of
  * memory: check phx_tls_pending). */
 phx_rcbuf_t *phx_tls_take(phx_tls_t *t);
+/* True when bytes received are still inside the session (a record, or
+ * plaintext, that no feed has delivered yet). */
+bool phx_tls_has_input(const phx_tls_t *t);
 /* True once the handshake has completed. */
 bool phx_tls_is_ready(const phx_tls_t *t);
 /* After phx_tls_feed failed: why, in OpenSSL's words (for PHX_ERR_AUTH the

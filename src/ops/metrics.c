@@ -114,6 +114,24 @@ static int metric(phx_buf_t *out, const char *name, const char *type, const char
                           name, value);
 }
 
+/* A histogram of `nb` bounds (microseconds, printed in seconds), its +Inf
+ * slot last in `hist`. */
+static int histogram(phx_buf_t *out, const char *name, const char *help, const uint64_t *hist,
+                     const uint64_t *bounds_us, int nb, double sum_s, uint64_t count)
+{
+    int rv = phx_buf_printf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    unsigned long long cum = 0;
+    for (int b = 0; b < nb; b++) {
+        cum += hist[b];
+        rv |= phx_buf_printf(out, "%s_bucket{le=\"%g\"} %llu\n", name, (double)bounds_us[b] / 1e6,
+                             cum);
+    }
+    cum += hist[nb];
+    rv |= phx_buf_printf(out, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name,
+                         cum, name, sum_s, name, (unsigned long long)count);
+    return rv;
+}
+
 /* Backend callbacks: calls by type and outcome (the types and outcomes
  * seen so far), latency, in flight, queued, breakers. */
 static int backend_metrics(const phx_stats_t *st, phx_buf_t *out)
@@ -128,21 +146,10 @@ static int backend_metrics(const phx_stats_t *st, phx_buf_t *out)
                                      "phxd_backend_calls_total{type=\"%s\",outcome=\"%s\"} %llu\n",
                                      phx_bcall_name((phx_bcall_t)t), phx_bout_name((phx_bout_t)o),
                                      (unsigned long long)st->backend_calls[t][o]);
-    rv |= phx_buf_printf(out, "# HELP phxd_backend_call_seconds Time from a backend call to its "
-                              "answer (or failure).\n"
-                              "# TYPE phxd_backend_call_seconds histogram\n");
-    unsigned long long cum = 0;
-    for (int b = 0; b < PHX_BACKEND_BUCKETS; b++) {
-        cum += st->backend_hist[b];
-        rv |= phx_buf_printf(out, "phxd_backend_call_seconds_bucket{le=\"%g\"} %llu\n",
-                             (double)phx_backend_bucket_us(b) / 1e6, cum);
-    }
-    cum += st->backend_hist[PHX_BACKEND_BUCKETS];
-    rv |= phx_buf_printf(out,
-                         "phxd_backend_call_seconds_bucket{le=\"+Inf\"} %llu\n"
-                         "phxd_backend_call_seconds_sum %.6f\n"
-                         "phxd_backend_call_seconds_count %llu\n",
-                         cum, st->backend_sum_s, (unsigned long long)st->backend_count);
+    rv |= histogram(out, "phxd_backend_call_seconds",
+                    "Time from a backend call to its answer (or failure).", st->backend_hist,
+                    phx_backend_bounds_us(), PHX_BACKEND_BUCKETS, st->backend_sum_s,
+                    st->backend_count);
     rv |= metric(out, "phxd_backend_inflight", "gauge", "Backend calls waiting for their answer.",
                  st->backend_inflight);
     rv |= metric(out, "phxd_backend_queued", "gauge",
@@ -368,22 +375,10 @@ int phx_metrics_render(const phx_metrics_t *m, phx_buf_t *out)
     rv |= metric(out, "phxd_token_refresh_refusals_total", "counter",
                  "access_token pushes refused (the socket closed 4001).", st->token_refusals);
     rv |= metric(out, "phxd_broadcasts_total", "counter", "Broadcasts published.", st->broadcasts);
-    rv |= phx_buf_printf(out, "# HELP phxd_broadcast_fanout_seconds Time from a broadcast to its "
-                              "last recipient's bytes being written.\n"
-                              "# TYPE phxd_broadcast_fanout_seconds histogram\n");
-    const uint64_t *bounds = phx_loop_fanout_bounds();
-    unsigned long long cum = 0;
-    for (int b = 0; b < PHX_FANOUT_BUCKETS; b++) {
-        cum += st->fanout_hist[b];
-        rv |= phx_buf_printf(out, "phxd_broadcast_fanout_seconds_bucket{le=\"%g\"} %llu\n",
-                             (double)bounds[b] / 1e6, cum);
-    }
-    cum += st->fanout_hist[PHX_FANOUT_BUCKETS];
-    rv |= phx_buf_printf(out,
-                         "phxd_broadcast_fanout_seconds_bucket{le=\"+Inf\"} %llu\n"
-                         "phxd_broadcast_fanout_seconds_sum %.6f\n"
-                         "phxd_broadcast_fanout_seconds_count %llu\n",
-                         cum, st->fanout_sum_s, (unsigned long long)st->fanout_count);
+    rv |= histogram(out, "phxd_broadcast_fanout_seconds",
+                    "Time from a broadcast to its last recipient's bytes being written.",
+                    st->fanout_hist, phx_loop_fanout_bounds(), PHX_FANOUT_BUCKETS, st->fanout_sum_s,
+                    st->fanout_count);
     rv |= backend_metrics(st, out);
     rv |= metric(out, "phxd_draining", "gauge", "1 while the server drains.",
                  loop->is_draining || loop->is_stopping);

@@ -130,13 +130,8 @@ static void gauges(phx_backend_t *b)
 static void observe(phx_backend_t *b, uint64_t start_ns)
 {
     phx_stats_t *st = &b->loop->stats;
-    uint64_t us = (uv_hrtime() - start_ns) / 1000;
-    int i = 0;
-    while (i < PHX_BACKEND_BUCKETS && us > phx_backend_bucket_us(i))
-        i++;
-    st->backend_hist[i]++;
-    st->backend_sum_s += (double)us / 1e6;
-    st->backend_count++;
+    phx_hist_add(st->backend_hist, phx_backend_bounds_us(), PHX_BACKEND_BUCKETS, &st->backend_sum_s,
+                 &st->backend_count, (uv_hrtime() - start_ns) / 1000);
 }
 
 /* ---- the circuit breaker ---- */
@@ -598,7 +593,8 @@ static void connect_answered(phx_connect_t *d, const phx_backend_answer_t *a)
     if (rv == 0 && a->assigns.type == PHX_JSON_OBJECT) {
         v.len = 0;
         rv = phx_buf_append(&v, a->assigns.p, a->assigns.len);
-        rv = rv ? rv : phx_json_minify(v.data, v.len, NULL, &v.len); /* as merge_assigns keeps them */
+        rv = rv ? rv
+                : phx_json_minify(v.data, v.len, NULL, &v.len); /* as merge_assigns keeps them */
         rv = rv ? rv : phx_buf_append_byte(&v, 0);
         rv = rv ? rv : phx_connect_assign(d, ASSIGNS_KEY, (const char *)v.data);
     }

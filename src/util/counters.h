@@ -61,6 +61,8 @@ typedef enum {
  * counted in the last slot, labelled "other". */
 #define PHX_API_STATUS_LIST 200, 202, 400, 401, 403, 404, 405, 408, 413, 415, 429, 500, 503
 #define PHX_API_STATUSES 14
+_Static_assert(PHX_API_STATUSES == sizeof((int[]){PHX_API_STATUS_LIST}) / sizeof(int) + 1,
+               "PHX_API_STATUSES: one slot per listed status, and one for any other");
 
 /* Backend calls (metrics labels "type" and "outcome"). */
 #define PHX_BCALL_MAP(X) X(CONNECT, "connect") X(JOIN, "join") X(EVENT, "event") X(LEAVE, "leave")
@@ -148,11 +150,24 @@ static inline const char *phx_bout_name(phx_bout_t o)
 }
 
 /* The bounds of the backend latency histogram, in microseconds. */
-static inline uint64_t phx_backend_bucket_us(int i)
+static inline const uint64_t *phx_backend_bounds_us(void)
 {
     static const uint64_t bounds[PHX_BACKEND_BUCKETS] = {
         250, 500, 1000, 2000, 5000, 10000, 25000, 50000, 100000, 250000, 1000000, 5000000};
-    return bounds[i];
+    return bounds;
+}
+
+/* Counts `us` in a histogram of `nb` bounds (hist has nb + 1 slots, the last
+ * +Inf), with its sum (seconds) and count. */
+static inline void phx_hist_add(uint64_t *hist, const uint64_t *bounds_us, int nb, double *sum_s,
+                                uint64_t *count, uint64_t us)
+{
+    int i = 0;
+    while (i < nb && us > bounds_us[i])
+        i++;
+    hist[i]++;
+    *sum_s += (double)us / 1e6;
+    (*count)++;
 }
 
 static inline const char *phx_refuse_name(phx_refuse_t why)

@@ -32,6 +32,19 @@ static inline void phx_list_append(phx_list_t *l, phx_link_t *n)
     l->count++;
 }
 
+/* Puts `n` (not in any list) at the head. */
+static inline void phx_list_prepend(phx_list_t *l, phx_link_t *n)
+{
+    n->prev = NULL;
+    n->next = l->head;
+    if (l->head)
+        l->head->prev = n;
+    else
+        l->tail = n;
+    l->head = n;
+    l->count++;
+}
+
 /* Whether `n` is in `l` (its only possible list). */
 static inline bool phx_list_has(const phx_list_t *l, const phx_link_t *n)
 {

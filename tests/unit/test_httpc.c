@@ -177,6 +177,7 @@ enum {
     M_BIG_CHUNKED,     /* 5000 bytes in chunks */
     M_GARBAGE,         /* not HTTP */
     M_HOLD,            /* answers "ok" when srv_release says */
+    M_ECHO_EXTRA,      /* M_ECHO, then (in its own write) an answer nobody asked for */
 };
 
 typedef struct srv srv_t;
@@ -300,11 +301,14 @@ static void srv_answer(sconn_t *sc, const uint8_t *body, size_t len)
     switch (sc->s->mode) {
     case M_ECHO:
     case M_ECHO_THEN_CLOSE:
+    case M_ECHO_EXTRA:
         snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\ncontent-length: %zu\r\n\r\n", len);
         sconn_send_str(sc, head);
         sconn_send(sc, body, len);
         if (sc->s->mode == M_ECHO_THEN_CLOSE)
             sconn_close_after(sc);
+        if (sc->s->mode == M_ECHO_EXTRA)
+            sconn_send_str(sc, "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nstale");
         break;
     case M_CHUNKED:
         sconn_send_str(sc, "HTTP/1.1 100 Continue\r\n\r\n");
@@ -1239,6 +1243,35 @@ static void https_without_verification(void)
     phx_test_certs_remove(&c);
 }
 
+/* An answer nobody asked for, in the TLS record after the real one (kept
+ * inside the session, not in the bytes just read): never taken for the
+ * next request's answer; the connection is not used again. */
+static void https_extra_answer_is_not_kept(void)
+{
+    phx_test_certs_t c;
+    phx_test_certs_make(&c, "phx-httpc");
+    setup(server_ctx(c.cert, c.key));
+    phx_httpc_opts_t o;
+    opts_for_tests(&o);
+    o.tls_insecure = true;
+    phx_httpc_t *h = pool("https", "/tls", &o);
+    res_t r[2] = {{0}};
+    S.mode = M_ECHO_EXTRA;
+    post(h, "first", &r[0]);
+    RUN_UNTIL(r[0].calls == 1);
+    ASSERT_EQ(r[0].err, 0);
+    ASSERT_MEM_EQ(r[0].body.data, r[0].body.len, "first", 5);
+    S.mode = M_ECHO;
+    post(h, "second", &r[1]);
+    RUN_UNTIL(r[1].calls == 1);
+    ASSERT_EQ(r[1].err, 0);
+    ASSERT_MEM_EQ(r[1].body.data, r[1].body.len, "second", 6);
+    ASSERT_EQ(S.accepted, 2);
+    teardown(h);
+    res_dispose(r, 2);
+    phx_test_certs_remove(&c);
+}
+
 static void https_verified_with_a_ca_file(void)
 {
     phx_test_certs_t c;
@@ -1329,6 +1362,7 @@ const phx_test_t phx_tests_httpc[] = {
     {"resolves_a_name", resolves_a_name},
     {"allocation_failures_are_clean", allocation_failures_are_clean},
     {"https_without_verification", https_without_verification},
+    {"https_extra_answer_is_not_kept", https_extra_answer_is_not_kept},
     {"https_verified_with_a_ca_file", https_verified_with_a_ca_file},
     {"https_refuses_bad_certificates", https_refuses_bad_certificates},
     {NULL, NULL},
