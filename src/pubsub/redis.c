@@ -884,7 +884,8 @@ static void on_message(phx_redis_t *r, const redisReply *chan, const redisReply 
                                                                        : r->cfg->max_message_bytes;
     phx_redis_msg_t m;
     if (data->len > max_in + PHX_REDIS_NODE_MAX + 64 ||
-        phx_redis_msg_decode((const uint8_t *)data->str, data->len, &r->lim, &m) != 0)
+        phx_redis_msg_decode((const uint8_t *)data->str, data->len, &r->lim, &m) != 0 ||
+        m.event_len > r->cfg->max_topic_bytes) /* no longer than a client's event may be */
         goto malformed;
     if (m.node_len == r->node_len && memcmp(m.node, r->node, r->node_len) == 0)
         return; /* ours: delivered locally already */

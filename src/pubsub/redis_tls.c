@@ -59,6 +59,8 @@ struct phx_redis_tls {
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     bool has_dir, has_sock;
     uv_pipe_t listener;
+    uv_pipe_t spare; /* takes a connection that cannot be served, to close it */
+    bool is_spare_busy;
     uv_timer_t timer; /* handshake deadlines */
     bool is_started;  /* the handles exist */
     bool is_closing;
@@ -514,6 +516,15 @@ static void on_timer(uv_timer_t *t)
 
 /* ---- the listener ---- */
 
+static void on_handle_closed(uv_handle_t *h);
+
+static void on_spare_closed(uv_handle_t *h)
+{
+    phx_redis_tls_t *b = h->data;
+    b->is_spare_busy = false;
+    on_handle_closed(h);
+}
+
 static void on_connection(uv_stream_t *l, int status)
 {
     phx_redis_tls_t *b = l->data;
@@ -525,10 +536,18 @@ static void on_connection(uv_stream_t *l, int status)
         return;
     bconn_t *c = phx_calloc(1, sizeof(*c));
     if (c == NULL) {
-        /* Not accepted: libuv pauses the listener until the next accept,
-         * and hiredis's connection waits (redis.c gives up on it when the
-         * session fails or closes). */
+        /* Accepted into the spare and closed at once: hiredis sees the
+         * connection end and retries after its backoff (a connection left
+         * unaccepted would stop libuv polling the listener for good). */
         PHX_LOG_WARN("event=redis_tls_accept_failed error=nomem");
+        if (!b->is_spare_busy) {
+            uv_pipe_init(b->loop->uv, &b->spare, 0);
+            b->spare.data = b;
+            b->is_spare_busy = true;
+            b->open_handles++;
+            uv_accept(l, (uv_stream_t *)&b->spare);
+            uv_close((uv_handle_t *)&b->spare, on_spare_closed);
+        }
         return;
     }
     uv_loop_t *uv = b->loop->uv;
